@@ -1,0 +1,8 @@
+import { defineConfig } from 'vitest/config';
+
+// Each workspace member owns its vitest.config.ts (its own global setup: database, moto, ...).
+export default defineConfig({
+  test: {
+    projects: ['packages/*', 'services/*', 'deploy'],
+  },
+});
