@@ -1,0 +1,3 @@
+export { bearerAuth } from './bearer.js';
+export { parseTokensFile, TokenStore, TokensFileSchema, type TokensFile } from './tokens-file.js';
+export { XAuthTokenVerifier, type XAuthTokenOptions } from './x-auth-token.js';

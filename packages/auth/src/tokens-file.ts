@@ -1,0 +1,115 @@
+import { watchFile } from '@platform/http-common';
+import type { FastifyBaseLogger } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import Type, { type Static } from 'typebox';
+import Value from 'typebox/value';
+import { parse as parseYaml } from 'yaml';
+
+export const TokensFileSchema = Type.Object({
+  tokens: Type.Union([
+    Type.Array(
+      Type.Object({
+        name: Type.String({ minLength: 1 }),
+        token: Type.String({ minLength: 1 }),
+        is_disabled: Type.Optional(Type.Boolean()),
+      }),
+    ),
+    Type.Null(),
+  ]),
+});
+export type TokensFile = Static<typeof TokensFileSchema>;
+
+interface Entry {
+  name: string;
+  digest: Buffer;
+}
+
+const sha256 = (value: string) => createHash('sha256').update(value, 'utf8').digest();
+
+/** Parses a tokens file; throws with a readable reason when it is not valid. */
+export function parseTokensFile(text: string): Entry[] {
+  const doc: unknown = parseYaml(text);
+  if (!Value.Check(TokensFileSchema, doc)) {
+    const first = Value.Errors(TokensFileSchema, doc)[0];
+    throw new Error(`tokens file does not match {tokens: [{name, token, is_disabled}]}: ${first?.instancePath || '/'} ${first?.message ?? ''}`);
+  }
+  return (doc.tokens ?? []).filter((t) => !t.is_disabled).map((t) => ({ name: t.name, digest: sha256(t.token) }));
+}
+
+/**
+ * The bearer tokens of a YAML file, kept current while the file changes:
+ * - edited in place, atomically replaced, or swapped through a Kubernetes `..data` symlink: reloaded;
+ * - invalid YAML or shape: the last good set stays, an error is logged;
+ * - missing or deleted: no token is valid, so writes fail closed.
+ * Only SHA-256 digests of the tokens are kept; a presented token is compared against every one
+ * of them in constant time.
+ */
+export class TokenStore {
+  private entries: Entry[] = [];
+  private lastText: string | undefined;
+  private missing = false;
+  private watcher: { close(): Promise<void> } | undefined;
+  private loading: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly file: string,
+    private readonly log: Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>,
+  ) {}
+
+  /** Loads the file and starts watching it. */
+  async start(): Promise<this> {
+    await this.reload();
+    this.watcher = watchFile(this.file, () => void this.reload());
+    return this;
+  }
+
+  async close(): Promise<void> {
+    await this.watcher?.close();
+    await this.loading;
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Re-reads the file. Serialised, so a burst of events cannot apply an older read last. */
+  reload(): Promise<void> {
+    this.loading = this.loading.then(() => this.read());
+    return this.loading;
+  }
+
+  private async read(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      if (!this.missing) {
+        this.log.warn({ file: this.file, code: (err as NodeJS.ErrnoException).code }, 'tokens file unreadable; no token is valid');
+      }
+      this.missing = true;
+      this.entries = [];
+      this.lastText = undefined;
+      return;
+    }
+    this.missing = false;
+    if (text === this.lastText) return;
+    try {
+      this.entries = parseTokensFile(text);
+      this.lastText = text;
+      this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
+    } catch (err) {
+      this.log.error({ file: this.file, reason: (err as Error).message }, 'tokens file invalid; keeping the previous tokens');
+    }
+  }
+
+  /** The name of the token, or undefined. Takes the same time whichever token (if any) matches. */
+  verify(presented: string): string | undefined {
+    const digest = sha256(presented);
+    let match: string | undefined;
+    for (const entry of this.entries) {
+      if (timingSafeEqual(entry.digest, digest) && match === undefined) match = entry.name;
+    }
+    return match;
+  }
+}

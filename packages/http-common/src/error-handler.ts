@@ -1,0 +1,86 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { HttpProblem, statusTitle, type FieldError, type ProblemBody } from './problem.js';
+
+const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
+
+interface ValidationIssue {
+  instancePath?: string;
+  message?: string;
+  keyword?: string;
+  params?: Record<string, unknown>;
+  parentSchema?: { description?: string; title?: string };
+}
+
+/** Turns AJV's findings into `{field, message}` pairs such as `body.name: must be a valid image name`. */
+export function fieldErrors(issues: ValidationIssue[], context: string | undefined): FieldError[] {
+  const root = context === 'querystring' ? 'query' : (context ?? 'request');
+  return issues.map((issue) => {
+    let path = (issue.instancePath ?? '').split('/').filter(Boolean).join('.');
+    if (issue.keyword === 'required' && typeof issue.params?.missingProperty === 'string') {
+      path = path ? `${path}.${issue.params.missingProperty}` : issue.params.missingProperty;
+      return { field: `${root}.${path}`, message: 'is required' };
+    }
+    if (issue.keyword === 'additionalProperties' && typeof issue.params?.additionalProperty === 'string') {
+      return { field: `${root}.${path ? `${path}.` : ''}${issue.params.additionalProperty}`, message: 'is not allowed' };
+    }
+    const described = issue.keyword === 'pattern' && issue.parentSchema?.description;
+    const message = described ? `must be ${issue.parentSchema!.description}` : (issue.message ?? 'is invalid');
+    return { field: path ? `${root}.${path}` : root, message };
+  });
+}
+
+function problemFromFastify(error: FastifyError): HttpProblem {
+  if (error.validation) {
+    const errors = fieldErrors(error.validation as ValidationIssue[], error.validationContext);
+    return new HttpProblem(400, errors.map((e) => `${e.field} ${e.message}`).join('; '), { errors });
+  }
+  const status = error.statusCode ?? 500;
+  if (status >= 500) return new HttpProblem(status, 'The server could not handle the request.');
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new HttpProblem(413, 'The request body is larger than this service accepts.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new HttpProblem(415, 'Send the request body as application/json.');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new HttpProblem(400, 'The request body is empty; send a JSON document.');
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return new HttpProblem(400, 'The request body is not valid JSON.');
+  }
+  // Fastify's own 4xx errors (bad content length, bad URL...) have safe, fixed messages.
+  return new HttpProblem(status, error.message);
+}
+
+export function sendProblem(reply: FastifyReply, problem: HttpProblem): FastifyReply {
+  return reply.code(problem.statusCode).headers(problem.headers).type(PROBLEM_TYPE).send(problem.toBody());
+}
+
+/**
+ * The one error handler: JSON problem bodies, no stack traces or driver messages on the wire,
+ * 5xx logged with their cause, 4xx logged at info.
+ * `classify` lets a service turn its dependency errors (database down, AWS errors) into problems.
+ */
+export function installErrorHandler(
+  app: FastifyInstance,
+  classify?: (error: unknown) => HttpProblem | undefined,
+): void {
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const problem =
+      error instanceof HttpProblem ? error : (classify?.(error) ?? problemFromFastify(error));
+    if (problem.statusCode >= 500) {
+      request.log.error({ err: error }, problem.message);
+    } else {
+      request.log.info({ status: problem.statusCode, detail: problem.message }, 'request rejected');
+    }
+    return sendProblem(reply, problem);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${request.url.split('?')[0]}.`)),
+  );
+}
+
+export type { ProblemBody };
+export { statusTitle };

@@ -1,0 +1,27 @@
+import type { LoggerOptions } from 'pino';
+
+/** Paths pino blanks out wherever they appear in a log line. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers["x-auth-token"]',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers["x-auth-token"]',
+  '*.token',
+  '*.password',
+  '*.secret',
+  '*.databaseUrl',
+  '*.dbPassword',
+  'config.account.secret',
+  'config.account.akid',
+  'config.token',
+];
+
+export function loggerOptions(level: string, opts: { pretty?: boolean } = {}): LoggerOptions {
+  const pretty = opts.pretty ?? Boolean(process.stdout.isTTY);
+  return {
+    level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
+  };
+}

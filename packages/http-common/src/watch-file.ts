@@ -1,0 +1,34 @@
+import { watch, type FSWatcher } from 'chokidar';
+import path from 'node:path';
+
+/**
+ * Calls `onChange` whenever the file at `file` may have changed, however it was changed:
+ * written in place, replaced by a rename (editors, `mv`, atomic writers), deleted or re-created,
+ * or swapped underneath through a symlinked directory (the `..data` swap of a Kubernetes
+ * Secret or ConfigMap volume). We watch the parent directory rather than the file, because a
+ * watch on the file itself follows the old inode and misses renames and symlink swaps.
+ * Calls are debounced; the callback should re-read the file and decide whether it differs.
+ */
+export function watchFile(file: string, onChange: () => void, debounceMs = 50): { close(): Promise<void> } {
+  const dir = path.dirname(path.resolve(file));
+  let timer: NodeJS.Timeout | undefined;
+  const fire = () => {
+    clearTimeout(timer);
+    timer = setTimeout(onChange, debounceMs);
+  };
+  const watcher: FSWatcher = watch(dir, {
+    ignoreInitial: true,
+    depth: 0,
+    followSymlinks: false,
+    atomic: false,
+    awaitWriteFinish: false,
+  });
+  watcher.on('all', fire);
+  watcher.on('error', fire);
+  return {
+    async close() {
+      clearTimeout(timer);
+      await watcher.close();
+    },
+  };
+}
