@@ -1,12 +1,12 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import ajvFormats from 'ajv-formats';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { installErrorHandler } from './error-handler.js';
 import { metricsPlugin } from './metrics.js';
 import type { HttpProblem } from './problem.js';
+import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
 
 export type App = FastifyInstance<
@@ -26,7 +26,7 @@ export interface CreateAppOptions {
   metricsPath: string;
   /** Collect process metrics; off in tests that build many apps. */
   defaultMetrics?: boolean;
-  openapi: { title: string; version: string; description?: string };
+  openapi: { title: string; version: string; description?: string; securitySchemes?: Record<string, unknown> };
   /** Where the OpenAPI UI lives (`/docs`); its JSON is at `${docsPath}/json`. */
   docsPath?: string;
   /** Turns dependency errors (database down, AWS faults) into HTTP problems. */
@@ -48,13 +48,19 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
-    ajv: { customOptions: { verbose: true, coerceTypes: 'array', removeAdditional: false }, plugins: [(ajvFormats.default ?? ajvFormats) as never] },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
+  app.setValidatorCompiler(validatorCompiler());
+  // The APIs speak JSON only: anything else is 415, not a string body that fails validation.
+  app.removeContentTypeParser('text/plain');
   installErrorHandler(app, opts.classifyError);
   await app.register(metricsPlugin, { path: opts.metricsPath, defaultMetrics: opts.defaultMetrics ?? true });
   await app.register(swagger, {
-    openapi: { openapi: '3.1.0', info: { title: opts.openapi.title, version: opts.openapi.version, description: opts.openapi.description ?? '' } },
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: opts.openapi.title, version: opts.openapi.version, description: opts.openapi.description ?? '' },
+      components: { securitySchemes: (opts.openapi.securitySchemes ?? {}) as never },
+    },
   });
   await app.register(swaggerUi, { routePrefix: opts.docsPath ?? '/docs', uiConfig: { deepLinking: true } });
 

@@ -2,7 +2,7 @@ export { createApp, type App, type CreateAppOptions } from './app.js';
 export { ConfigError, HelpRequested, loadConfig, usage, type ConfigMeta } from './config.js';
 export { fieldErrors, installErrorHandler, sendProblem } from './error-handler.js';
 export { parseListen } from './listen.js';
-export { loggerOptions, REDACT_PATHS } from './logger.js';
+export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
 export { metricsPlugin } from './metrics.js';
 export { badRequest, conflict, HttpProblem, notFound, unavailable, statusTitle, type FieldError, type ProblemBody } from './problem.js';
 export { listenWithGrace } from './run.js';

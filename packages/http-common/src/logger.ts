@@ -1,4 +1,4 @@
-import type { LoggerOptions } from 'pino';
+import { pino, type Logger, type LoggerOptions } from 'pino';
 
 /** Paths pino blanks out wherever they appear in a log line. */
 export const REDACT_PATHS = [
@@ -24,4 +24,11 @@ export function loggerOptions(level: string, opts: { pretty?: boolean } = {}): L
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
   };
+}
+
+/** A pino logger for a service's entry point, shared by the app and what starts before it. */
+export type { Logger };
+
+export function createLogger(level: string, opts: { pretty?: boolean } = {}): Logger {
+  return pino(loggerOptions(level, opts));
 }

@@ -1,0 +1,28 @@
+import type { App } from '@platform/http-common';
+import { unavailable } from '@platform/http-common';
+import Type from 'typebox';
+import { Problem } from '../schemas/image.js';
+import type { ImageStore } from '../store/images.js';
+
+const Empty = Type.Null({ description: 'empty body' });
+
+export async function healthRoutes(app: App, opts: { store: ImageStore }): Promise<void> {
+  // Readiness: the original's route, which checks the database.
+  app.get('/health/ping', {
+    schema: { summary: 'Ready: the database answers', response: { 200: Empty, 503: Problem } },
+    logLevel: 'warn',
+  }, async (_request, reply) => {
+    try {
+      await opts.store.ping();
+    } catch (err) {
+      throw unavailable('The database is unavailable.', err);
+    }
+    return reply.code(200).send(null);
+  });
+
+  // Liveness: the process serves HTTP; a database outage must not restart every replica.
+  app.get('/health/live', {
+    schema: { summary: 'Alive: the process serves requests', response: { 200: Empty } },
+    logLevel: 'warn',
+  }, async (_request, reply) => reply.code(200).send(null));
+}

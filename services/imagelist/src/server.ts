@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+import { TokenStore } from '@platform/auth';
+import { ConfigError, createLogger, listenWithGrace, loadConfig, parseListen, runMain, type Logger } from '@platform/http-common';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Sql } from 'postgres';
+import { buildApp } from './app.js';
+import { ConfigSchema, databaseUrl } from './config.js';
+import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
+import { isDatabaseUnavailable } from './store/errors.js';
+import { migrate } from './store/migrate.js';
+
+const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with a REST API.';
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** Replicas may start before the database does: retry while it is unreachable, up to a minute. */
+async function migrateWhenReachable(sql: Sql, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const applied = await migrate(sql);
+      log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
+      return;
+    } catch (err) {
+      if (!isDatabaseUnavailable(err) || attempt >= 12) throw err;
+      log.warn({ attempt, code: (err as { code?: string }).code }, 'database unreachable; retrying');
+      await sleep(Math.min(1000 * attempt, 5000));
+    }
+  }
+}
+
+runMain(async () => {
+  const config = loadConfig(ConfigSchema, { name: 'imagelist', summary: SUMMARY });
+  if (Boolean(config.certfile) !== Boolean(config.keyfile)) throw new ConfigError('--certfile and --keyfile must be given together');
+  const where = parseListen(config.listen);
+  const log = createLogger(config.debug ? 'debug' : config.logLevel);
+
+  let url = databaseUrl(config);
+  let embedded: EmbeddedDatabase | undefined;
+  if (!url) {
+    if (!config.dataDir.startsWith('memory://')) mkdirSync(config.dataDir, { recursive: true });
+    embedded = await startEmbedded(config.dataDir);
+    url = embedded.url;
+    log.warn({ dataDir: config.dataDir }, 'no DATABASE_URL: using the embedded PGlite database (one connection; for local use)');
+  }
+  const sql = connect({ url, max: embedded ? 1 : config.dbPoolSize });
+  await migrateWhenReachable(sql, log);
+
+  const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
+  if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');
+
+  const app = await buildApp({
+    sql,
+    tokens,
+    logger: log,
+    bodyLimit: config.bodyLimit,
+    version,
+    ...(config.certfile && config.keyfile ? { tls: { certfile: config.certfile, keyfile: config.keyfile } } : {}),
+  });
+  app.addHook('onClose', async () => {
+    await tokens?.close();
+    await sql.end({ timeout: 5 });
+    await embedded?.stop();
+  });
+  await listenWithGrace(app, where);
+});

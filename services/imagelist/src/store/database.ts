@@ -1,0 +1,51 @@
+import postgres, { type Sql } from 'postgres';
+
+export interface DatabaseOptions {
+  url: string;
+  /** Pool size; the embedded database takes one connection. */
+  max?: number;
+  /** Seconds to wait for a connection before the request fails with 503. */
+  connectTimeout?: number;
+  /** Milliseconds a statement may run before the server cancels it. */
+  statementTimeoutMs?: number;
+}
+
+/** A postgres.js pool that fails fast when the database is away and reconnects by itself. */
+export function connect(opts: DatabaseOptions): Sql {
+  return postgres(opts.url, {
+    max: opts.max ?? 10,
+    connect_timeout: opts.connectTimeout ?? 5,
+    idle_timeout: 60,
+    max_lifetime: 30 * 60,
+    onnotice: () => {},
+    connection: {
+      application_name: 'imagelist',
+      statement_timeout: opts.statementTimeoutMs ?? 5000,
+    },
+  });
+}
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * PGlite, PostgreSQL compiled to WebAssembly, served on a loopback socket so the same postgres.js
+ * code path runs against it. For local use and demos: it serves one connection at a time.
+ * `dataDir` persists the data; `memory://` keeps it in memory.
+ */
+export async function startEmbedded(dataDir: string): Promise<EmbeddedDatabase> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
+  const db = await PGlite.create(dataDir);
+  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0 });
+  await server.start();
+  return {
+    url: `postgres://postgres@${server.getServerConn()}/postgres`,
+    async stop() {
+      await server.stop();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,38 @@
+import { HttpProblem, unavailable } from '@platform/http-common';
+
+/** Driver and network codes postgres.js reports when it cannot reach the database. */
+const CONNECTION_CODES = new Set([
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+]);
+
+/**
+ * SQLSTATEs that mean "the database is not available right now" rather than "this request is
+ * wrong": connection exceptions (08), shutdown and start-up (57P0x), too many connections (53300),
+ * statement timeout (57014).
+ */
+function isUnavailableState(code: string): boolean {
+  return code.startsWith('08') || code.startsWith('57P0') || code === '53300' || code === '57014';
+}
+
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return CONNECTION_CODES.has(code) || isUnavailableState(code);
+}
+
+/** For the app's error handler: a database outage becomes a 503 the client may retry. */
+export function classifyDatabaseError(error: unknown): HttpProblem | undefined {
+  if (isDatabaseUnavailable(error)) return unavailable('The database is unavailable; retry shortly.', error);
+  return undefined;
+}

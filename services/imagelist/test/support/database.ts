@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import postgres, { type Sql } from 'postgres';
+import { connect, startEmbedded } from '../../src/store/database.js';
+import { migrate } from '../../src/store/migrate.js';
+
+export interface TestDatabase {
+  /** URL of a database of this test file's own, migrated. */
+  url: string;
+  sql: Sql;
+  /** Where it came from: the DATABASE_URL server, a Testcontainers container, or embedded PGlite. */
+  kind: 'server' | 'container' | 'embedded';
+  close(): Promise<void>;
+}
+
+async function dockerAvailable(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The one place that decides where tests get PostgreSQL: `DATABASE_URL` when set (CI: the local
+ * server) — a fresh database per call on it; else a Testcontainers PostgreSQL when a Docker engine
+ * answers; else embedded PGlite.
+ */
+export async function createTestDatabase(opts: { max?: number; migrated?: boolean } = {}): Promise<TestDatabase> {
+  const adminUrl = process.env.DATABASE_URL;
+  let url: string;
+  let kind: TestDatabase['kind'];
+  let dispose: () => Promise<void>;
+
+  if (adminUrl) {
+    const name = `imagelist_test_${randomBytes(6).toString('hex')}`;
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+    const u = new URL(adminUrl);
+    u.pathname = `/${name}`;
+    url = u.toString();
+    kind = 'server';
+    dispose = async () => {
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    };
+  } else if (await dockerAvailable()) {
+    const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+    const container = await new PostgreSqlContainer('postgres:15-alpine').start();
+    url = container.getConnectionUri();
+    kind = 'container';
+    dispose = async () => void (await container.stop());
+  } else {
+    const embedded = await startEmbedded('memory://');
+    url = embedded.url;
+    kind = 'embedded';
+    dispose = () => embedded.stop();
+  }
+
+  const sql = connect({ url, max: kind === 'embedded' ? 1 : (opts.max ?? 10) });
+  if (opts.migrated !== false) await migrate(sql);
+  return {
+    url,
+    sql,
+    kind,
+    async close() {
+      await sql.end({ timeout: 5 });
+      await dispose();
+    },
+  };
+}
