@@ -12,7 +12,7 @@ declare module 'fastify' {
 const BEARER = /^Bearer[ ]+([^\s]+)\s*$/i;
 
 /**
- * A preHandler that admits a request only with `Authorization: Bearer <token>` naming a valid
+ * An onRequest hook that admits a request only with `Authorization: Bearer <token>` naming a valid
  * token of `store`, and records the token's name in `request.principal`.
  */
 export function bearerAuth(store: TokenStore, realm: string) {

@@ -60,7 +60,7 @@ export class TokenStore {
   /** Loads the file and starts watching it. */
   async start(): Promise<this> {
     await this.reload();
-    this.watcher = watchFile(this.file, () => void this.reload());
+    this.watcher = await watchFile(this.file, () => void this.reload());
     return this;
   }
 

@@ -67,7 +67,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   if (opts.tls) {
     const tls = opts.tls;
     app.addHook('onReady', async () => {
-      const watcher = reloadTlsOnChange(app.server as never, tls, app.log);
+      const watcher = await reloadTlsOnChange(app.server as never, tls, app.log);
       app.addHook('onClose', () => watcher.close());
     });
   }

@@ -3,7 +3,9 @@ import type { Static, TObject, TSchema } from 'typebox';
 import Value from 'typebox/value';
 
 /**
- * Configuration from one TypeBox object schema. Each property may carry:
+ * Configuration from one TypeBox object schema. Each property may carry, among its TypeBox options
+ * (`Type.Integer({ default: 10, env: 'APP_POOL_SIZE' })`; spreading a TypeBox schema into a new
+ * object loses its kind, so pass these as options):
  * - `env`: the environment variable that sets it (flags win over env, env over defaults);
  * - `flag`: the long flag name (default: the property name in kebab-case);
  * - `description`: the --help text.

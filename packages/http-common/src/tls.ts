@@ -19,7 +19,7 @@ export function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
  * Reloads the serving certificate when either file changes (cert-manager rotation, Secret update)
  * without a restart. A half-written or mismatched pair keeps the previous one in service.
  */
-export function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, log: FastifyBaseLogger) {
+export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, log: FastifyBaseLogger) {
   const reload = () => {
     try {
       server.setSecureContext(readTls(files));
@@ -28,6 +28,6 @@ export function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, log: Fas
       log.error({ err, certfile: files.certfile }, 'TLS certificate reload failed; keeping the previous one');
     }
   };
-  const watchers = [watchFile(files.certfile, reload, 200), watchFile(files.keyfile, reload, 200)];
+  const watchers = await Promise.all([watchFile(files.certfile, reload, 200), watchFile(files.keyfile, reload, 200)]);
   return { close: () => Promise.all(watchers.map((w) => w.close())).then(() => undefined) };
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
  * watch on the file itself follows the old inode and misses renames and symlink swaps.
  * Calls are debounced; the callback should re-read the file and decide whether it differs.
  */
-export function watchFile(file: string, onChange: () => void, debounceMs = 50): { close(): Promise<void> } {
+export async function watchFile(file: string, onChange: () => void, debounceMs = 50): Promise<{ close(): Promise<void> }> {
   const dir = path.dirname(path.resolve(file));
   let timer: NodeJS.Timeout | undefined;
   const fire = () => {
@@ -25,6 +25,8 @@ export function watchFile(file: string, onChange: () => void, debounceMs = 50): 
   });
   watcher.on('all', fire);
   watcher.on('error', fire);
+  // Changes made before the watcher is ready would be lost.
+  await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   return {
     async close() {
       clearTimeout(timer);

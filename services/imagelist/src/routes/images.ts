@@ -1,6 +1,6 @@
 import { badRequest, notFound } from '@platform/http-common';
 import type { App } from '@platform/http-common';
-import type { preHandlerAsyncHookHandler } from 'fastify';
+import type { onRequestAsyncHookHandler } from 'fastify';
 import { normalizeName, parseImageId, type ImageId } from '../reference.js';
 import { Image, ImageIdParams, ListImagesQuery, Problem, PutImageBody } from '../schemas/image.js';
 import type { ImageStore } from '../store/images.js';
@@ -9,7 +9,7 @@ import Type from 'typebox';
 export interface ImageRoutesOptions {
   store: ImageStore;
   /** Guards PUT and DELETE; absent when no tokens file is configured. */
-  authorize?: preHandlerAsyncHookHandler;
+  authorize?: onRequestAsyncHookHandler;
 }
 
 const errors = { 400: Problem, 404: Problem, 503: Problem };
@@ -28,7 +28,8 @@ const sameName = (id: ImageId, storedName: string) => id.name === undefined || n
 
 export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<void> {
   const { store } = opts;
-  const guard = opts.authorize ? { preHandler: opts.authorize } : {};
+  // onRequest: the token is checked before the body is even read.
+  const guard = opts.authorize ? { onRequest: opts.authorize } : {};
 
   app.get('/images', {
     schema: {

@@ -1,0 +1,134 @@
+import { mkdtemp, mkdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { TokenStore, parseTokensFile } from '../src/index.js';
+
+const yaml = (...tokens: [name: string, token: string, disabled?: boolean][]) =>
+  `tokens:\n${tokens.map(([n, t, d]) => `  - name: ${n}\n    token: '${t}'\n    is_disabled: ${d ? 'true' : 'false'}\n`).join('')}`;
+
+function quietLog() {
+  return { info: vi.fn(), warn: vi.fn(), error: vi.fn() };
+}
+
+/** Waits until the store's view of `token` is `expected` (reloads are asynchronous). */
+async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let dir: string;
+let store: TokenStore | undefined;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'tokens-'));
+});
+afterEach(async () => {
+  await store?.close();
+  store = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('parseTokensFile', () => {
+  it('keeps enabled tokens only', () => {
+    expect(parseTokensFile(yaml(['ci', 'a'], ['old', 'b', true])).map((e) => e.name)).toEqual(['ci']);
+  });
+  it('rejects files of another shape', () => {
+    expect(() => parseTokensFile('tokens:\n  - name: x\n')).toThrow(/tokens file/);
+    expect(() => parseTokensFile('- a\n- b\n')).toThrow(/tokens file/);
+    expect(() => parseTokensFile('tokens: [')).toThrow();
+  });
+  it('accepts an empty list', () => {
+    expect(parseTokensFile('tokens: []\n')).toEqual([]);
+    expect(parseTokensFile('tokens:\n')).toEqual([]);
+  });
+});
+
+describe('TokenStore', () => {
+  it('verifies enabled tokens, by name, and nothing else', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'LF8zuwb2dJMjZLphiSUQHTeA'], ['off', 'disabledtoken', true]));
+    store = await new TokenStore(file, quietLog()).start();
+    expect(store.verify('LF8zuwb2dJMjZLphiSUQHTeA')).toBe('ci');
+    expect(store.verify('disabledtoken')).toBeUndefined();
+    expect(store.verify('LF8zuwb2dJMjZLphiSUQHTe')).toBeUndefined();
+    expect(store.verify('')).toBeUndefined();
+  });
+
+  it('reloads a file written in place', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    store = await new TokenStore(file, quietLog()).start();
+    await writeFile(file, yaml(['ci', 'two']));
+    await eventually(() => store!.verify('two') === 'ci');
+    expect(store.verify('one')).toBeUndefined();
+  });
+
+  it('reloads a file atomically replaced by a rename', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    store = await new TokenStore(file, quietLog()).start();
+    const tmp = path.join(dir, '.tokens.yaml.tmp');
+    await writeFile(tmp, yaml(['deploy', 'two']));
+    await rename(tmp, file);
+    await eventually(() => store!.verify('two') === 'deploy');
+    expect(store.verify('one')).toBeUndefined();
+    // and again, to show the watch survives the replaced inode
+    await writeFile(tmp, yaml(['deploy', 'three']));
+    await rename(tmp, file);
+    await eventually(() => store!.verify('three') === 'deploy');
+  });
+
+  it('follows a Kubernetes Secret volume update (the ..data symlink swap)', async () => {
+    // The kubelet's layout: tokens.yaml -> ..data/tokens.yaml, ..data -> ..<timestamp>/
+    const v1 = path.join(dir, '..2026_11_22_10_00_00.1');
+    await mkdir(v1);
+    await writeFile(path.join(v1, 'tokens.yaml'), yaml(['ci', 'one']));
+    await symlink(path.basename(v1), path.join(dir, '..data'));
+    await symlink('..data/tokens.yaml', path.join(dir, 'tokens.yaml'));
+    store = await new TokenStore(path.join(dir, 'tokens.yaml'), quietLog()).start();
+    expect(store.verify('one')).toBe('ci');
+
+    const v2 = path.join(dir, '..2026_11_22_10_05_00.2');
+    await mkdir(v2);
+    await writeFile(path.join(v2, 'tokens.yaml'), yaml(['ci', 'rotated']));
+    await symlink(path.basename(v2), path.join(dir, '..data_tmp'));
+    await rename(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+    await rm(v1, { recursive: true });
+    await eventually(() => store!.verify('rotated') === 'ci');
+    expect(store.verify('one')).toBeUndefined();
+  });
+
+  it('keeps the last good tokens when the file becomes invalid, and logs an error', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    const log = quietLog();
+    store = await new TokenStore(file, log).start();
+    await writeFile(file, 'tokens: [ {name: broken');
+    await eventually(() => log.error.mock.calls.length > 0);
+    expect(store.verify('one')).toBe('ci');
+    await writeFile(file, yaml(['ci', 'fixed']));
+    await eventually(() => store!.verify('fixed') === 'ci');
+  });
+
+  it('fails closed: a deleted file means no token is valid, until it comes back', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    store = await new TokenStore(file, quietLog()).start();
+    await unlink(file);
+    await eventually(() => store!.verify('one') === undefined);
+    expect(store.size).toBe(0);
+    await writeFile(file, yaml(['ci', 'one']));
+    await eventually(() => store!.verify('one') === 'ci');
+  });
+
+  it('starts with no valid token when the file does not exist', async () => {
+    const log = quietLog();
+    store = await new TokenStore(path.join(dir, 'missing.yaml'), log).start();
+    expect(store.size).toBe(0);
+    expect(store.verify('anything')).toBeUndefined();
+    expect(log.warn).toHaveBeenCalled();
+  });
+});

@@ -1,0 +1,66 @@
+import Type from 'typebox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, HttpProblem, type App } from '../src/index.js';
+
+class DependencyDown extends Error {
+  code = 'DOWN';
+}
+
+let app: App;
+beforeAll(async () => {
+  app = await createApp({
+    metricsPath: '/metrics',
+    defaultMetrics: false,
+    bodyLimit: 1024,
+    openapi: { title: 'test', version: '1.0.0' },
+    classifyError: (err) => (err instanceof DependencyDown ? new HttpProblem(503, 'dependency down') : undefined),
+  });
+  app.post('/things', { schema: { body: Type.Object({ n: Type.Integer(), tags: Type.Array(Type.String()) }) } }, async (req) => req.body);
+  app.get('/things', { schema: { querystring: Type.Object({ limit: Type.Integer({ maximum: 10 }) }) } }, async (req) => ({ limit: req.query.limit }));
+  app.get('/boom', async () => {
+    throw new Error('secret internals: password=hunter2');
+  });
+  app.get('/down', async () => {
+    throw new DependencyDown('connect ECONNREFUSED 10.0.0.1:5432');
+  });
+  await app.ready();
+});
+afterAll(() => app.close());
+
+describe('createApp', () => {
+  it('validates bodies strictly: no type coercion', async () => {
+    const res = await app.inject({ method: 'POST', url: '/things', payload: { n: '1', tags: 'a' } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors[0].field).toBe('body.n');
+    expect((await app.inject({ method: 'POST', url: '/things', payload: { n: 1, tags: ['a'] } })).json()).toEqual({ n: 1, tags: ['a'] });
+  });
+
+  it('coerces query strings to the schema types', async () => {
+    expect((await app.inject('/things?limit=5')).json()).toEqual({ limit: 5 });
+    expect((await app.inject('/things?limit=50')).json().errors[0]).toEqual({ field: 'query.limit', message: 'must be <= 10' });
+  });
+
+  it('hides the cause of a 500', async () => {
+    const res = await app.inject('/boom');
+    expect(res.statusCode).toBe(500);
+    expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(res.json()).toEqual({ type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'The server could not handle the request.' });
+  });
+
+  it('lets the service classify dependency errors', async () => {
+    const res = await app.inject('/down');
+    expect(res.statusCode).toBe(503);
+    expect(res.body).not.toContain('10.0.0.1');
+  });
+
+  it('answers oversized bodies with 413 and other media types with 415', async () => {
+    expect((await app.inject({ method: 'POST', url: '/things', payload: { n: 1, tags: ['x'.repeat(2000)] } })).statusCode).toBe(413);
+    expect((await app.inject({ method: 'POST', url: '/things', payload: 'n=1', headers: { 'content-type': 'text/plain' } })).statusCode).toBe(415);
+  });
+
+  it('exports request metrics by route pattern', async () => {
+    await app.inject('/things?limit=1');
+    const text = (await app.inject('/metrics')).body;
+    expect(text).toMatch(/http_request_duration_seconds_count\{method="GET",route="\/things",status_code="200"\} 2/);
+  });
+});
