@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 // Each workspace member owns its vitest.config.ts (its own global setup: database, moto, ...).
 export default defineConfig({
   test: {
-    projects: ['packages/*', 'services/*', 'deploy'],
+    projects: ['{packages/*,services/*,deploy}/vitest.config.ts'],
     reporters: ['default', './scripts/summary-reporter.ts'],
   },
 });
