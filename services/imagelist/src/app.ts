@@ -1,8 +1,11 @@
 import { bearerAuth, type TokenStore } from '@platform/auth';
 import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Sql } from 'postgres';
+import { AdmissionPolicy, type PolicyOptions } from './admission/policy.js';
+import { admissionRoutes } from './routes/admission.js';
 import { healthRoutes } from './routes/health.js';
 import { imageRoutes } from './routes/images.js';
+import { DatabaseAllowlist } from './store/allowlist.js';
 import { classifyDatabaseError } from './store/errors.js';
 import { ImageStore } from './store/images.js';
 
@@ -15,6 +18,8 @@ export interface BuildAppOptions {
   bodyLimit?: number;
   defaultMetrics?: boolean;
   version?: string;
+  /** Namespace exemptions and audit mode of the admission endpoints. */
+  admission?: PolicyOptions;
 }
 
 /** The imagelist HTTP API over a migrated database. Never listens and never reads the environment. */
@@ -37,5 +42,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   const authorize = opts.tokens ? bearerAuth(opts.tokens, 'imagelist') : undefined;
   await app.register(imageRoutes, { store, ...(authorize ? { authorize } : {}) });
   await app.register(healthRoutes, { store });
+  const policy = new AdmissionPolicy(new DatabaseAllowlist(opts.sql), opts.admission);
+  await app.register(admissionRoutes, { policy });
   return app;
 }

@@ -17,7 +17,9 @@ export const ConfigSchema = Type.Object({
   keyfile: Type.Optional(Type.String({ minLength: 1, env: 'IMAGELIST_KEYFILE', description: 'TLS private key (PEM)' })),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info', env: 'IMAGELIST_LOG_LEVEL', description: 'fatal, error, warn, info, debug or trace' }),
   debug: Type.Boolean({ default: false, env: 'IMAGELIST_DEBUG', description: 'Same as --log-level debug' }),
-  bodyLimit: Type.Integer({ minimum: 1024, default: 64 * 1024, env: 'IMAGELIST_BODY_LIMIT', description: 'Largest request body in bytes' }),
+  admissionExemptNamespaces: Type.String({ default: '', env: 'IMAGELIST_ADMISSION_EXEMPT_NAMESPACES', description: 'Comma-separated namespaces whose workloads are admitted unchecked' }),
+  admissionAudit: Type.Boolean({ default: false, env: 'IMAGELIST_ADMISSION_AUDIT', description: 'Admit every image, but warn about those not on the allowlist' }),
+  bodyLimit: Type.Integer({ minimum: 1024, default: 64 * 1024, env: 'IMAGELIST_BODY_LIMIT', description: 'Largest PUT /images body in bytes (admission reviews may be up to 8 MiB)' }),
 });
 export type Config = Static<typeof ConfigSchema>;
 

@@ -74,3 +74,14 @@ export function parseReference(raw: string): ImageReference | undefined {
   if (m[3]) return m[2] ? { name, tag: m[2], digest: m[3] } : { name, digest: m[3] };
   return { name, tag: m[2] ?? 'latest' };
 }
+
+/**
+ * Every way a client may have written a normalised name when it stored it:
+ * `docker.io/library/nginx` may be stored as `nginx`, `library/nginx`, `docker.io/nginx`, ...
+ */
+export function nameSpellings(normalized: string): string[] {
+  if (!normalized.startsWith('docker.io/')) return [normalized];
+  const path = normalized.slice('docker.io/'.length);
+  const paths = path.startsWith('library/') && path.indexOf('/', 8) === -1 ? [path, path.slice(8)] : [path];
+  return paths.flatMap((p) => [p, `docker.io/${p}`, `index.docker.io/${p}`]);
+}

@@ -54,6 +54,10 @@ runMain(async () => {
     logger: log,
     bodyLimit: config.bodyLimit,
     version,
+    admission: {
+      exemptNamespaces: config.admissionExemptNamespaces.split(',').map((n) => n.trim()).filter(Boolean),
+      audit: config.admissionAudit,
+    },
     ...(config.certfile && config.keyfile ? { tls: { certfile: config.certfile, keyfile: config.keyfile } } : {}),
   });
   app.addHook('onClose', async () => {

@@ -1,49 +1,14 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { httpsFetch as fetchTls, makeCert } from './support/https.js';
 import { runCli, startServer } from './support/server-process.js';
 
 let db: TestDatabase;
 let dir: string;
-
-function makeCert(name: string, cn: string) {
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout', path.join(dir, `${name}.key`), '-out', path.join(dir, `${name}.crt`),
-  ], { stdio: 'ignore' });
-}
-
-/** An HTTPS request that reports the certificate the server presented. */
-function fetchTls(port: number, opts: { method?: string; path: string; body?: unknown; token?: string }) {
-  return new Promise<{ status: number; body: string; cn: string }>((resolve, reject) => {
-    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const req = httpsRequest(
-      {
-        host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path, rejectUnauthorized: false, agent: false,
-        headers: {
-          ...(payload ? { 'content-type': 'application/json' } : {}),
-          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-        },
-      },
-      (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => {
-          const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
-          resolve({ status: res.statusCode ?? 0, body, cn: String(cert.subject?.CN) });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;
@@ -87,7 +52,7 @@ describe('imagelist CLI', () => {
 
 describe('imagelist server', () => {
   it('serves HTTPS with tokens, reloads the certificate and the tokens, and shuts down gracefully', async () => {
-    makeCert('serving', 'first');
+    makeCert(dir, 'serving', 'first');
     const tokensFile = path.join(dir, 'tokens.yaml');
     await writeFile(tokensFile, "tokens:\n  - name: ci\n    token: 'tok-one'\n");
     const port = 20000 + Math.floor(Math.random() * 20000);
@@ -104,7 +69,7 @@ describe('imagelist server', () => {
       expect(ok.cn).toBe('first');
 
       // cert-manager style rotation: new files renamed into place
-      makeCert('next', 'second');
+      makeCert(dir, 'next', 'second');
       await rename(path.join(dir, 'next.key'), path.join(dir, 'serving.key'));
       await rename(path.join(dir, 'next.crt'), path.join(dir, 'serving.crt'));
       const rotated = await until(() => fetchTls(port, { path: '/health/live' }), (r) => r.cn === 'second');

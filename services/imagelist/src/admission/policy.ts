@@ -1,0 +1,63 @@
+import { parseReference, type ImageReference } from '../reference.js';
+import type { ContainerImage } from './pod-images.js';
+
+/** Answers whether one normalised reference is on the allowlist. */
+export interface Allowlist {
+  allows(ref: ImageReference): Promise<boolean>;
+}
+
+export interface PolicyOptions {
+  /** Namespaces whose workloads are admitted without a check. */
+  exemptNamespaces?: Iterable<string>;
+  /** Admit everything, but say what would have been denied (warnings / audit annotations). */
+  audit?: boolean;
+}
+
+export interface Decision {
+  allowed: boolean;
+  /** Images that are not allowed, each with why; empty when all are. */
+  denied: string[];
+  /** The sentence for the user: names every image that failed. */
+  message?: string;
+  /** In audit mode, what would have been denied. */
+  warnings: string[];
+}
+
+function describe(ref: ImageReference): string {
+  return ref.digest ? `${ref.name}@sha256:${ref.digest}` : `${ref.name}:${ref.tag}`;
+}
+
+/**
+ * The admission rule: an image may run when its normalised reference matches an allowlisted
+ * image by digest, or by name and tag. Anything else — including references that do not parse —
+ * is denied.
+ */
+export class AdmissionPolicy {
+  private readonly exempt: Set<string>;
+  readonly audit: boolean;
+
+  constructor(
+    private readonly allowlist: Allowlist,
+    opts: PolicyOptions = {},
+  ) {
+    this.exempt = new Set(opts.exemptNamespaces ?? []);
+    this.audit = opts.audit ?? false;
+  }
+
+  async decide(images: ContainerImage[], namespace: string | undefined): Promise<Decision> {
+    if (namespace !== undefined && this.exempt.has(namespace)) return { allowed: true, denied: [], warnings: [] };
+    const unique = [...new Map(images.map((c) => [c.image, c])).values()];
+    const verdicts = await Promise.all(
+      unique.map(async ({ image, container }) => {
+        const ref = parseReference(image);
+        if (!ref) return `${image} (${container}): not a valid image reference`;
+        return (await this.allowlist.allows(ref)) ? undefined : `${image} (${container}) as ${describe(ref)}`;
+      }),
+    );
+    const denied = verdicts.filter((v): v is string => v !== undefined);
+    if (denied.length === 0) return { allowed: true, denied, warnings: [] };
+    const message = `images not on the allowlist: ${denied.join('; ')}`;
+    if (this.audit) return { allowed: true, denied, message, warnings: [`audit mode, would deny: ${message}`] };
+    return { allowed: false, denied, message, warnings: [] };
+  }
+}

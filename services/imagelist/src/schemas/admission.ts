@@ -1,0 +1,53 @@
+import Type, { type Static } from 'typebox';
+
+/** ImagePolicyWebhook backend request (imagepolicy.k8s.io/v1alpha1). Unknown fields are allowed. */
+export const ImageReview = Type.Object({
+  apiVersion: Type.Literal('imagepolicy.k8s.io/v1alpha1'),
+  kind: Type.Literal('ImageReview'),
+  spec: Type.Object({
+    containers: Type.Array(Type.Object({ image: Type.String({ maxLength: 1024 }) }), { maxItems: 1000 }),
+    namespace: Type.Optional(Type.String()),
+    annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+  }),
+});
+export type ImageReview = Static<typeof ImageReview>;
+
+export const ImageReviewResponse = Type.Object({
+  apiVersion: Type.Literal('imagepolicy.k8s.io/v1alpha1'),
+  kind: Type.Literal('ImageReview'),
+  status: Type.Object({
+    allowed: Type.Boolean(),
+    reason: Type.Optional(Type.String()),
+    auditAnnotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+  }),
+});
+export type ImageReviewResponse = Static<typeof ImageReviewResponse>;
+
+const GroupVersionKind = Type.Object({ group: Type.String(), version: Type.String(), kind: Type.String() });
+
+/** ValidatingAdmissionWebhook request (admission.k8s.io/v1). `object` is checked by kind in code. */
+export const AdmissionReview = Type.Object({
+  apiVersion: Type.Literal('admission.k8s.io/v1'),
+  kind: Type.Literal('AdmissionReview'),
+  request: Type.Object({
+    uid: Type.String({ minLength: 1, maxLength: 128 }),
+    kind: GroupVersionKind,
+    subResource: Type.Optional(Type.String()),
+    namespace: Type.Optional(Type.String()),
+    operation: Type.String(),
+    object: Type.Optional(Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()])),
+  }),
+});
+export type AdmissionReview = Static<typeof AdmissionReview>;
+
+export const AdmissionReviewResponse = Type.Object({
+  apiVersion: Type.Literal('admission.k8s.io/v1'),
+  kind: Type.Literal('AdmissionReview'),
+  response: Type.Object({
+    uid: Type.String(),
+    allowed: Type.Boolean(),
+    status: Type.Optional(Type.Object({ code: Type.Integer(), message: Type.String() })),
+    warnings: Type.Optional(Type.Array(Type.String())),
+  }),
+});
+export type AdmissionReviewResponse = Static<typeof AdmissionReviewResponse>;

@@ -1,0 +1,212 @@
+import type { App } from '@platform/http-common';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { httpsFetch, makeCert } from '../support/https.js';
+
+const FIXTURES = path.join(import.meta.dirname, 'fixtures');
+const PROXY_DIGEST = '89562e2c3c4f29abd7e7a3586908f147ee0abeabbf9c07582daf632872b8ac0a';
+const WEB_DIGEST = 'b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c';
+const BUSYBOX_DIGEST = 'f569d31fa5e46509fe0235f5bc1344fc96c8c142455056c3e02c43dea70f05eb';
+
+let db: TestDatabase;
+let dir: string;
+let tls: { certfile: string; keyfile: string };
+const servers: App[] = [];
+
+/** An imagelist serving HTTPS on a free port, as Kubernetes would reach it. */
+async function serve(admission: { exemptNamespaces?: string[]; audit?: boolean } = {}): Promise<number> {
+  const app = await buildApp({ sql: db.sql, logger: false, defaultMetrics: false, tls, admission });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  servers.push(app);
+  return (app.server.address() as AddressInfo).port;
+}
+
+const fixture = async (name: string) => JSON.parse(await readFile(path.join(FIXTURES, `${name}.json`), 'utf8'));
+const workloadFixtures = (await readdir(FIXTURES)).filter((f) => f !== 'imagereview.json').map((f) => f.replace(/\.json$/, ''));
+
+async function allow(id: string, name: string, tags: string[]) {
+  await db.sql`INSERT INTO images (id, name, tags) VALUES (${id}, ${name}, ${tags}) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, tags = EXCLUDED.tags`;
+}
+
+let port: number;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  dir = await mkdtemp(path.join(tmpdir(), 'imagelist-admission-'));
+  tls = makeCert(dir, 'webhook', 'imagelist.imagelist.svc');
+  port = await serve();
+});
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  await db?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+beforeEach(async () => {
+  await db.sql`TRUNCATE images`;
+  // everything the fixtures run: web by name and tag, proxy by digest (stored under another
+  // name), busybox as Docker Hub shorthand
+  await allow(WEB_DIGEST, 'quay.io/shop/web', ['v1.4.2', 'latest']);
+  await allow(PROXY_DIGEST, 'ghcr.io/shop/proxy-renamed', []);
+  await allow(BUSYBOX_DIGEST, 'busybox', ['1.36']);
+});
+
+const validate = (p: number, body: unknown) => httpsFetch(p, { method: 'POST', path: '/admission/validate', body });
+
+describe('ValidatingAdmissionWebhook over HTTPS', () => {
+  it('has a fixture for every workload kind and the ephemeral containers subresource', () => {
+    expect(workloadFixtures.sort()).toEqual(['cronjob', 'daemonset', 'deployment', 'job', 'pod', 'pod-ephemeralcontainers', 'replicaset', 'statefulset']);
+  });
+
+  it.each(workloadFixtures)('allows a %s whose images are all allowlisted, echoing the uid', async (name) => {
+    const review = await fixture(name);
+    const res = await validate(port, review);
+    expect(res.status).toBe(200);
+    expect(res.cn).toBe('imagelist.imagelist.svc');
+    expect(res.json()).toEqual({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true } });
+  });
+
+  it.each(workloadFixtures)('denies a %s running an image that is not allowlisted, naming it', async (name) => {
+    await db.sql`DELETE FROM images WHERE id = ${BUSYBOX_DIGEST}`;
+    const review = await fixture(name);
+    const res = await validate(port, review);
+    expect(res.status).toBe(200);
+    const { response } = res.json();
+    expect(response.uid).toBe(review.request.uid);
+    expect(response.allowed).toBe(false);
+    expect(response.status.code).toBe(403);
+    expect(response.status.message).toContain('busybox:1.36');
+    expect(response.status.message).toContain('docker.io/library/busybox:1.36');
+    expect(response.status.message).not.toContain('quay.io/shop/web');
+  });
+
+  it('names every image that failed', async () => {
+    await db.sql`TRUNCATE images`;
+    const { response } = (await validate(port, await fixture('deployment'))).json();
+    expect(response.allowed).toBe(false);
+    for (const image of ['busybox:1.36', 'quay.io/shop/web:v1.4.2', `ghcr.io/shop/proxy@sha256:${PROXY_DIGEST}`]) {
+      expect(response.status.message).toContain(image);
+    }
+  });
+
+  it('checks the ephemeral debug container of the pods/ephemeralcontainers subresource', async () => {
+    const review = await fixture('pod-ephemeralcontainers');
+    review.request.object.spec.ephemeralContainers[0].image = 'docker.io/nicolaka/netshoot:latest';
+    const { response } = (await validate(port, review)).json();
+    expect(response.allowed).toBe(false);
+    expect(response.status.message).toContain('ephemeralContainers[0] (debugger-8xk2p)');
+  });
+
+  it('matches by name and tag, not by name alone', async () => {
+    const review = await fixture('pod');
+    review.request.object.spec.containers[0].image = 'quay.io/shop/web:v1.4.3';
+    expect((await validate(port, review)).json().response.allowed).toBe(false);
+    review.request.object.spec.containers[0].image = 'quay.io/shop/web';
+    expect((await validate(port, review)).json().response.allowed).toBe(true); // :latest is allowlisted
+  });
+
+  it('lets a pinned digest win over the tag', async () => {
+    const review = await fixture('pod');
+    review.request.object.spec.containers[0].image = `quay.io/shop/web:not-a-listed-tag@sha256:${WEB_DIGEST}`;
+    expect((await validate(port, review)).json().response.allowed).toBe(true);
+    review.request.object.spec.containers[0].image = `quay.io/shop/web:v1.4.2@sha256:${'0'.repeat(64)}`;
+    expect((await validate(port, review)).json().response.allowed).toBe(false);
+  });
+
+  it('denies references that do not parse', async () => {
+    const review = await fixture('pod');
+    review.request.object.spec.containers[0].image = 'Quay.io/Shop/WEB:v1';
+    const { response } = (await validate(port, review)).json();
+    expect(response.allowed).toBe(false);
+    expect(response.status.message).toContain('not a valid image reference');
+  });
+
+  it('fails closed for kinds it cannot read images from', async () => {
+    const review = await fixture('pod');
+    review.request.kind = { group: '', version: 'v1', kind: 'Service' };
+    const { response } = (await validate(port, review)).json();
+    expect(response.allowed).toBe(false);
+    expect(response.status.message).toMatch(/cannot check images of kind Service/);
+  });
+
+  it('allows DELETE, which runs nothing', async () => {
+    await db.sql`TRUNCATE images`;
+    const review = await fixture('deployment');
+    review.request.operation = 'DELETE';
+    review.request.oldObject = review.request.object;
+    review.request.object = null;
+    expect((await validate(port, review)).json().response.allowed).toBe(true);
+  });
+
+  it('admits exempt namespaces unchecked, and in audit mode admits with warnings', async () => {
+    await db.sql`TRUNCATE images`;
+    const exempt = await serve({ exemptNamespaces: ['shop'] });
+    expect((await validate(exempt, await fixture('pod'))).json().response).toMatchObject({ allowed: true });
+    expect((await validate(exempt, { ...(await fixture('pod')), request: { ...(await fixture('pod')).request, namespace: 'other' } })).json().response.allowed).toBe(false);
+
+    const audit = await serve({ audit: true });
+    const { response } = (await validate(audit, await fixture('pod'))).json();
+    expect(response.allowed).toBe(true);
+    expect(response.status).toBeUndefined();
+    expect(response.warnings).toHaveLength(1);
+    expect(response.warnings[0]).toMatch(/would deny.*quay\.io\/shop\/web:v1\.4\.2/);
+  });
+
+  it.each([
+    ['another apiVersion', (r: any) => (r.apiVersion = 'admission.k8s.io/v1beta1'), 'body.apiVersion'],
+    ['no request', (r: any) => delete r.request, 'body.request'],
+    ['no uid', (r: any) => delete r.request.uid, 'body.request.uid'],
+    ['an object that is a list', (r: any) => (r.request.object = [1]), 'body.request.object'],
+    ['containers that are not a list', (r: any) => (r.request.object.spec.template.spec.containers = 'nginx'), 'request.object.spec.template.spec.containers'],
+    ['a container image that is not a string', (r: any) => (r.request.object.spec.template.spec.initContainers[0].image = 7), 'request.object.spec.template.spec.initContainers[0].image'],
+    ['a Deployment without a pod template', (r: any) => delete r.request.object.spec.template, 'request.object.spec.template.spec'],
+  ])('answers a review with %s with 400 naming the field', async (_what, mutate, field) => {
+    const review = await fixture('deployment');
+    mutate(review);
+    const res = await validate(port, review);
+    expect(res.status).toBe(400);
+    expect(res.json().errors.map((e: { field: string }) => e.field)).toContain(field);
+  });
+
+  it('answers a body that is not JSON with 400', async () => {
+    expect((await validate(port, '{"kind":')).status).toBe(400);
+  });
+});
+
+describe('ImagePolicyWebhook over HTTPS', () => {
+  const imageReview = (p: number, body: unknown) => httpsFetch(p, { method: 'POST', path: '/admission/imagereview', body });
+
+  it('allows allowlisted images', async () => {
+    const res = await imageReview(port, await fixture('imagereview'));
+    expect(res.status).toBe(200);
+    expect(res.json()).toEqual({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status: { allowed: true } });
+  });
+
+  it('denies with a reason naming every image that failed', async () => {
+    const review = await fixture('imagereview');
+    review.spec.containers.push({ image: 'evil.example.com/miner:1' });
+    await db.sql`DELETE FROM images WHERE id = ${BUSYBOX_DIGEST}`;
+    const { status } = (await imageReview(port, review)).json();
+    expect(status.allowed).toBe(false);
+    expect(status.reason).toContain('evil.example.com/miner:1');
+    expect(status.reason).toContain('busybox:1.36');
+    expect(status.reason).not.toContain('quay.io/shop/web');
+  });
+
+  it('in audit mode allows and annotates what it would have denied', async () => {
+    await db.sql`TRUNCATE images`;
+    const audit = await serve({ audit: true });
+    const { status } = (await imageReview(audit, await fixture('imagereview'))).json();
+    expect(status.allowed).toBe(true);
+    expect(status.auditAnnotations['imagelist.platform/would-deny']).toContain('busybox:1.36');
+  });
+
+  it('answers a malformed review with 400', async () => {
+    const res = await imageReview(port, { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec: { containers: [{ name: 'x' }] } });
+    expect(res.status).toBe(400);
+    expect(res.json().errors[0].field).toBe('body.spec.containers.0.image');
+  });
+});
