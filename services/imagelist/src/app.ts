@@ -7,6 +7,7 @@ import { healthRoutes } from './routes/health.js';
 import { imageRoutes } from './routes/images.js';
 import { DatabaseAllowlist } from './store/allowlist.js';
 import { classifyDatabaseError } from './store/errors.js';
+import { IndexedAllowlist, type ImageIndex } from './store/image-index.js';
 import { ImageStore } from './store/images.js';
 
 export interface BuildAppOptions {
@@ -18,6 +19,8 @@ export interface BuildAppOptions {
   bodyLimit?: number;
   defaultMetrics?: boolean;
   version?: string;
+  /** The in-memory allowlist; without it every read goes to the database. */
+  index?: ImageIndex;
   /** Namespace exemptions and audit mode of the admission endpoints. */
   admission?: PolicyOptions;
 }
@@ -38,11 +41,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     },
     classifyError: classifyDatabaseError,
   });
-  const store = new ImageStore(opts.sql);
+  const store = new ImageStore(opts.sql, opts.index);
   const authorize = opts.tokens ? bearerAuth(opts.tokens, 'imagelist') : undefined;
   await app.register(imageRoutes, { store, ...(authorize ? { authorize } : {}) });
   await app.register(healthRoutes, { store });
-  const policy = new AdmissionPolicy(new DatabaseAllowlist(opts.sql), opts.admission);
+  const fromDatabase = new DatabaseAllowlist(opts.sql);
+  const allowlist = opts.index ? new IndexedAllowlist(opts.index, fromDatabase) : fromDatabase;
+  const policy = new AdmissionPolicy(allowlist, opts.admission);
   await app.register(admissionRoutes, { policy });
   return app;
 }

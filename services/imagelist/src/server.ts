@@ -8,6 +8,7 @@ import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
 import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
 import { isDatabaseUnavailable } from './store/errors.js';
+import { ImageIndex } from './store/image-index.js';
 import { migrate } from './store/migrate.js';
 
 const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with a REST API.';
@@ -48,8 +49,12 @@ runMain(async () => {
   const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
   if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');
 
+  // The embedded database serves one connection, so there is no second one to LISTEN on.
+  const index = embedded ? undefined : new ImageIndex(sql, url, { log }).start();
+
   const app = await buildApp({
     sql,
+    index,
     tokens,
     logger: log,
     bodyLimit: config.bodyLimit,
@@ -62,6 +67,7 @@ runMain(async () => {
   });
   app.addHook('onClose', async () => {
     await tokens?.close();
+    await index?.close();
     await sql.end({ timeout: 5 });
     await embedded?.stop();
   });

@@ -2,8 +2,8 @@ import { badRequest, notFound } from '@platform/http-common';
 import type { App } from '@platform/http-common';
 import type { onRequestAsyncHookHandler } from 'fastify';
 import { normalizeName, parseImageId, type ImageId } from '../reference.js';
-import { Image, ImageIdParams, ListImagesQuery, Problem, PutImageBody } from '../schemas/image.js';
-import type { ImageStore } from '../store/images.js';
+import { Image, ImageIdParams, ListImagesQuery, Problem, PutImageBody, type SortKey } from '../schemas/image.js';
+import type { Cursor, ImageStore } from '../store/images.js';
 import Type from 'typebox';
 
 export interface ImageRoutesOptions {
@@ -23,6 +23,28 @@ function idFromPath(raw: string): ImageId {
   return id;
 }
 
+/** Cursors are opaque to clients: base64url of [sort key, value, id]. */
+function encodeCursor(sort: SortKey, [value, id]: Cursor): string {
+  return Buffer.from(JSON.stringify([sort, value, id])).toString('base64url');
+}
+
+function decodeCursor(raw: string, sort: SortKey): Cursor {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  const ok = Array.isArray(parsed) && parsed.length === 3 && parsed.every((p) => typeof p === 'string') && /^[a-f0-9]{64}$/.test(String(parsed[2]));
+  if (!ok) throw badRequest('query.cursor is not a cursor this service issued', [{ field: 'query.cursor', message: 'is not valid' }]);
+  const [cursorSort, value, id] = parsed as [string, string, string];
+  if (cursorSort !== sort) throw badRequest(`query.cursor was issued for sort=${cursorSort}`, [{ field: 'query.cursor', message: `belongs to sort=${cursorSort}` }]);
+  if (sort !== 'name' && sort !== 'id' && Number.isNaN(Date.parse(value))) {
+    throw badRequest('query.cursor is not a cursor this service issued', [{ field: 'query.cursor', message: 'is not valid' }]);
+  }
+  return [value, id];
+}
+
 /** A repodigest names an image too: it only matches a stored image of the same (normalised) name. */
 const sameName = (id: ImageId, storedName: string) => id.name === undefined || normalizeName(id.name) === normalizeName(storedName);
 
@@ -33,11 +55,21 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
 
   app.get('/images', {
     schema: {
-      summary: 'List images, newest first by the sort key',
+      summary: 'List images, descending by the sort key; all of them, or a page with ?limit=',
       querystring: ListImagesQuery,
       response: { 200: Type.Array(Image), ...errors },
     },
-  }, async (request) => store.list({ name: request.query.name, sort: request.query.sort ?? 'updated_at' }));
+  }, async (request, reply) => {
+    const { name, limit } = request.query;
+    const sort = request.query.sort ?? 'updated_at';
+    const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor, sort);
+    const page = await store.list({ name, sort, limit, after });
+    if (page.next) {
+      const next = new URLSearchParams({ ...(name === undefined ? {} : { name }), sort, limit: String(limit), cursor: encodeCursor(sort, page.next) });
+      reply.header('link', `</images?${next}>; rel="next"`);
+    }
+    return page.images;
+  });
 
   app.get('/images/*', {
     schema: {

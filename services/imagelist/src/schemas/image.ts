@@ -56,6 +56,10 @@ export const ListImagesQuery = Type.Object({
       { default: 'updated_at', description: 'sort key, always descending' },
     ),
   ),
+  limit: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 1000, description: 'opt-in page size; the next page is in the Link header (rel="next")' }),
+  ),
+  cursor: Type.Optional(Type.String({ maxLength: 1024, description: 'where the previous page ended, from its Link header' })),
 });
 export type ListImagesQuery = Static<typeof ListImagesQuery>;
 

@@ -1,5 +1,6 @@
 import type { Sql } from 'postgres';
 import type { Image, SortKey } from '../schemas/image.js';
+import type { ImageIndex } from './image-index.js';
 
 export interface UpsertImage {
   digest: string;
@@ -10,8 +11,26 @@ export interface UpsertImage {
   by: string | null;
 }
 
+export interface ListOptions {
+  name?: string | undefined;
+  sort: SortKey;
+  /** Page size; without it every matching image is answered, as the original did. */
+  limit?: number | undefined;
+  /** Where the previous page ended (from `Page.next`). */
+  after?: Cursor | undefined;
+}
+
+/** The sort-key value and id of the last image of a page. */
+export type Cursor = [value: string, id: string];
+
+export interface Page {
+  images: Image[];
+  /** Set when more images follow. */
+  next?: Cursor;
+}
+
 /** Columns in wire order, timestamps rendered the way the original Go service rendered them. */
-const COLUMNS = `
+export const IMAGE_COLUMNS = `
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at,
   id, name, tags`;
@@ -24,18 +43,54 @@ const ORDER: Record<SortKey, string> = {
   id: 'id DESC',
 };
 
-/** The allowlist table. Every method is one statement, so each is atomic on its own. */
-export class ImageStore {
-  constructor(private readonly sql: Sql) {}
+/** Rendered timestamps are fixed-width UTC, so string order is time order. */
+function compareDesc(sort: SortKey): (a: Image, b: Image) => number {
+  return (a, b) => {
+    const x = a[sort];
+    const y = b[sort];
+    if (x !== y) return x < y ? 1 : -1;
+    return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+  };
+}
 
-  list(opts: { name?: string | undefined; sort: SortKey }): Promise<Image[]> {
+/**
+ * The allowlist table. Every write is one statement, so each is atomic on its own. Reads come from
+ * the in-memory index while it is fresh, else from the database.
+ */
+export class ImageStore {
+  constructor(
+    private readonly sql: Sql,
+    private readonly index?: ImageIndex,
+  ) {}
+
+  async list(opts: ListOptions): Promise<Page> {
+    if (opts.name !== undefined && opts.limit === undefined && this.index?.fresh) {
+      return { images: this.index.named(opts.name).sort(compareDesc(opts.sort)) };
+    }
     const { sql } = this;
-    const where = opts.name === undefined ? sql`` : sql`WHERE name = ${opts.name}`;
-    return sql<Image[]>`SELECT ${sql.unsafe(COLUMNS)} FROM images ${where} ORDER BY ${sql.unsafe(ORDER[opts.sort])}`;
+    const conditions = [];
+    if (opts.name !== undefined) conditions.push(sql`name = ${opts.name}`);
+    if (opts.after) {
+      const [value, id] = opts.after;
+      if (opts.sort === 'id') conditions.push(sql`id < ${id}`);
+      else if (opts.sort === 'name') conditions.push(sql`(name, id) < (${value}, ${id})`);
+      // ::text first: typed as timestamptz, postgres.js would send the value through a JS Date and
+      // drop the microseconds the cursor carries.
+      else conditions.push(sql`(${sql(opts.sort)}, id) < (${value}::text::timestamptz, ${id})`);
+    }
+    const where = conditions.length ? sql`WHERE ${conditions.reduce((a, b) => sql`${a} AND ${b}`)}` : sql``;
+    const limit = opts.limit === undefined ? sql`` : sql`LIMIT ${opts.limit + 1}`;
+    const images = await sql<Image[]>`
+      SELECT ${sql.unsafe(IMAGE_COLUMNS)} FROM images ${where} ORDER BY ${sql.unsafe(ORDER[opts.sort])} ${limit}`;
+    if (opts.limit === undefined || images.length <= opts.limit) return { images };
+    images.length = opts.limit;
+    const last = images[images.length - 1]!;
+    return { images, next: [last[opts.sort], last.id] };
   }
 
   async get(digest: string): Promise<Image | undefined> {
-    const rows = await this.sql<Image[]>`SELECT ${this.sql.unsafe(COLUMNS)} FROM images WHERE id = ${digest}`;
+    if (this.index?.fresh) return this.index.get(digest);
+    const rows = await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images WHERE id = ${digest}`;
     return rows[0];
   }
 
@@ -53,14 +108,17 @@ export class ImageStore {
         tags       = COALESCE(${tags}::text[], i.tags),
         updated_at = CASE WHEN ${tags}::text[] IS NULL THEN i.updated_at ELSE now() END,
         updated_by = CASE WHEN ${tags}::text[] IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
-      RETURNING ${this.sql.unsafe(COLUMNS)}`;
-    return rows[0]!;
+      RETURNING ${this.sql.unsafe(IMAGE_COLUMNS)}`;
+    const row = rows[0]!;
+    this.index?.put(row); // read-your-writes on this replica, before the notification comes back
+    return row;
   }
 
   /** Deletes the image; with `name`, only if it has that name. True when a row went. */
   async delete(digest: string, name?: string): Promise<boolean> {
     const and = name === undefined ? this.sql`` : this.sql`AND name = ${name}`;
     const rows = await this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id`;
+    if (rows.length > 0) this.index?.remove(digest);
     return rows.length > 0;
   }
 

@@ -163,6 +163,42 @@ describe('GET /images', () => {
     expect(res.body).toBe('[]');
   });
 
+  it('pages with ?limit= and a Link header, in the same order as the full list', async () => {
+    for (let i = 0; i < 4; i++) {
+      await db.sql`INSERT INTO images (id, name, tags, created_at, updated_at)
+        VALUES (${String(i).repeat(64)}, 'quay.io/foo/nginx', '{}', '2017-10-27T16:51:06.698062Z', '2017-10-27T16:51:06.698062Z')`;
+    }
+    for (const sort of ['updated_at', 'created_at', 'name', 'id']) {
+      const all = await ids(`/images?sort=${sort}`);
+      expect(all).toHaveLength(7);
+      const seen: string[] = [];
+      let url: string | undefined = `/images?sort=${sort}&limit=2`;
+      while (url) {
+        const res = await app.inject(url);
+        expect(res.statusCode).toBe(200);
+        const page = res.json();
+        expect(page.length).toBeLessThanOrEqual(2);
+        seen.push(...page.map((i: { id: string }) => i.id));
+        url = /^<([^>]+)>; rel="next"$/.exec(String(res.headers.link ?? ''))?.[1];
+      }
+      expect(seen).toEqual(all);
+    }
+    const named = await app.inject('/images?name=quay.io/foo/nginx&limit=3');
+    expect(named.json()).toHaveLength(3);
+    expect(named.headers.link).toContain('name=quay.io%2Ffoo%2Fnginx');
+  });
+
+  it('rejects bad page parameters with 400', async () => {
+    expect((await app.inject('/images?limit=0')).json().errors[0].field).toBe('query.limit');
+    expect((await app.inject('/images?limit=1001')).statusCode).toBe(400);
+    expect((await app.inject('/images?limit=2&cursor=garbage')).json().errors[0].field).toBe('query.cursor');
+    const link = String((await app.inject('/images?limit=1&sort=name')).headers.link);
+    const cursor = /cursor=([^&>]+)/.exec(link)![1];
+    const mismatch = await app.inject(`/images?limit=1&sort=id&cursor=${cursor}`);
+    expect(mismatch.statusCode).toBe(400);
+    expect(mismatch.json().detail).toMatch(/sort=name/);
+  });
+
   it('rejects an unknown sort key and an invalid name with 400', async () => {
     const sort = await app.inject('/images?sort=size');
     expect(sort.statusCode).toBe(400);

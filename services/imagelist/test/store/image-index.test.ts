@@ -1,0 +1,127 @@
+import type { App } from '@platform/http-common';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { connect } from '../../src/store/database.js';
+import { ImageIndex } from '../../src/store/image-index.js';
+import { DIGEST_A, DIGEST_B, DIGEST_C } from '../support/app.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { TcpProxy, viaProxy } from '../support/tcp-proxy.js';
+
+let db: TestDatabase;
+let proxy: TcpProxy;
+const closers: (() => Promise<void>)[] = [];
+
+/** One replica: its own pool, its own index (listening through `listenVia`), its own app. */
+async function replica(listenUrl: string): Promise<{ app: App; index: ImageIndex }> {
+  const sql = connect({ url: db.url, max: 4 });
+  const index = new ImageIndex(sql, listenUrl, { heartbeatMs: 100, staleAfterMs: 400 }).start();
+  const app = await buildApp({ sql, index, logger: false, defaultMetrics: false });
+  closers.push(async () => {
+    await app.close();
+    await index.close();
+    await sql.end({ timeout: 1 });
+  });
+  await index.ready();
+  return { app, index };
+}
+
+const review = (image: string) => ({
+  apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+  kind: 'ImageReview',
+  spec: { containers: [{ image }], namespace: 'default' },
+});
+const allowed = async (app: App, image: string) =>
+  (await app.inject({ method: 'POST', url: '/admission/imagereview', payload: review(image) })).json().status.allowed as boolean;
+
+async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return Date.now() - started;
+}
+
+let a: { app: App; index: ImageIndex };
+let b: { app: App; index: ImageIndex };
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  // LISTEN needs a second connection, which embedded PGlite does not serve.
+  if (db.kind === 'embedded') return;
+  const target = new URL(db.url);
+  proxy = await new TcpProxy(target.hostname, Number(target.port || 5432)).start();
+  a = await replica(db.url);
+  b = await replica(viaProxy(db.url, proxy)); // b's listener can be cut
+});
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+  await proxy?.stop();
+  await db?.close();
+});
+
+describe('in-memory index across replicas', () => {
+  beforeEach(({ skip }) => {
+    if (db.kind === 'embedded') skip();
+  });
+
+  it('a write on one replica is admitted on the other, and a DELETE stops admission there within one second', async () => {
+    const put = await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_A, name: 'quay.io/team/app', tags: ['v1'] } });
+    expect(put.statusCode).toBe(200);
+    expect(a.index.get(DIGEST_A)).toBeDefined(); // read-your-writes on the writer
+    await within(1000, () => allowed(b.app, 'quay.io/team/app:v1'));
+    expect(b.index.fresh).toBe(true);
+    expect(b.index.get(DIGEST_A)?.tags).toEqual(['v1']);
+
+    expect((await a.app.inject({ method: 'DELETE', url: `/images/${DIGEST_A}` })).statusCode).toBe(204);
+    const elapsed = await within(1000, async () => !(await allowed(b.app, 'quay.io/team/app:v1')));
+    expect(elapsed).toBeLessThan(1000);
+    expect((await b.app.inject(`/images/${DIGEST_A}`)).statusCode).toBe(404);
+  });
+
+  it('follows tag changes and digest lookups', async () => {
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_B, name: 'nginx', tags: ['1.25'] } });
+    await within(1000, () => allowed(b.app, 'docker.io/library/nginx:1.25'));
+    expect(await allowed(b.app, `nginx@sha256:${DIGEST_B}`)).toBe(true);
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_B, name: 'nginx', tags: ['1.26'] } });
+    await within(1000, async () => !(await allowed(b.app, 'nginx:1.25')));
+    expect(await allowed(b.app, 'nginx:1.26')).toBe(true);
+  });
+
+  it('answers name lookups from memory in the same order as the database', async () => {
+    await db.sql`INSERT INTO images (id, name, tags, created_at, updated_at) VALUES
+      (${DIGEST_C}, 'quay.io/team/web', '{a}', '2020-01-01T00:00:00Z', '2020-01-03T00:00:00Z'),
+      (${'c'.repeat(64)}, 'quay.io/team/web', '{b}', '2020-01-02T00:00:00Z', '2020-01-02T00:00:00Z'),
+      (${'d'.repeat(64)}, 'quay.io/team/web', '{c}', '2020-01-02T00:00:00Z', '2020-01-01T00:00:00Z')`;
+    await within(1000, async () => b.index.named('quay.io/team/web').length === 3);
+    for (const sort of ['created_at', 'updated_at', 'name', 'id']) {
+      const fromIndex = (await b.app.inject(`/images?name=quay.io/team/web&sort=${sort}`)).json();
+      const fromDb = (await b.app.inject(`/images?name=quay.io/team/web&sort=${sort}&limit=10`)).json(); // paginated reads go to the database
+      expect(fromIndex).toEqual(fromDb);
+    }
+  });
+
+  it('reloads everything after a TRUNCATE', async () => {
+    await db.sql`TRUNCATE images`;
+    await within(1000, async () => b.index.size === 0 && a.index.size === 0);
+  });
+
+  it('falls back to the database while its listener is cut, and catches up when it is back', async () => {
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_A, name: 'quay.io/team/app', tags: ['v2'] } });
+    await within(1000, () => allowed(b.app, 'quay.io/team/app:v2'));
+
+    await proxy.cut();
+    await within(2000, async () => !b.index.fresh);
+    // changes while b hears nothing: b must not answer from its stale memory
+    await a.app.inject({ method: 'DELETE', url: `/images/${DIGEST_A}` });
+    expect(await allowed(b.app, 'quay.io/team/app:v2')).toBe(false);
+    expect((await b.app.inject(`/images/${DIGEST_A}`)).statusCode).toBe(404);
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_C, name: 'quay.io/team/new', tags: ['v1'] } });
+    expect(await allowed(b.app, 'quay.io/team/new:v1')).toBe(true);
+
+    await proxy.restore();
+    await within(10_000, async () => b.index.fresh);
+    expect(b.index.get(DIGEST_A)).toBeUndefined();
+    expect(b.index.get(DIGEST_C)?.name).toBe('quay.io/team/new');
+  });
+});
