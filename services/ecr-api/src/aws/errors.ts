@@ -1,0 +1,133 @@
+import { HttpProblem } from '@platform/http-common';
+import { AssumeRoleError } from './credentials.js';
+
+/**
+ * Turns AWS SDK errors into HTTP problems: not found 404, already exists 409, invalid 400,
+ * throttling and limits 429, AssumeRole denied 403, other AWS failures 502; unknown errors fall
+ * through to the generic 500. Details quote AWS only for client errors, and scrubbed: an answer
+ * never carries an access key, secret key or session token.
+ */
+
+const NOT_FOUND = new Set([
+  'RepositoryNotFoundException',
+  'ImageNotFoundException',
+  'LayersNotFoundException',
+  'LifecyclePolicyNotFoundException',
+  'RepositoryPolicyNotFoundException',
+  'ScanNotFoundException',
+  'UploadNotFoundException',
+  'ReferencedImagesNotFoundException',
+]);
+const CONFLICT = new Set([
+  'RepositoryAlreadyExistsException',
+  'RepositoryNotEmptyException',
+  'ImageAlreadyExistsException',
+  'ImageTagAlreadyExistsException',
+  'LayerAlreadyExistsException',
+  'LifecyclePolicyPreviewInProgressException',
+  'ConcurrentModificationException',
+]);
+const INVALID = new Set([
+  'InvalidParameterException',
+  'InvalidTagParameterException',
+  'ValidationException',
+  'ConstraintViolationException',
+  'KmsException',
+  'UnsupportedImageTypeException',
+  'PaginationTokenExpiredException',
+]);
+const THROTTLED = new Set([
+  'ThrottlingException',
+  'ThrottledException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'SlowDown',
+]);
+const LIMITS = new Set(['LimitExceededException', 'TooManyTagsException']);
+const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation']);
+/** Our own credentials were refused: a server misconfiguration, not the caller's fault. */
+const OWN_CREDENTIALS = new Set([
+  'InvalidClientTokenId',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'MissingAuthenticationToken',
+  'IncompleteSignature',
+  'CredentialsProviderError',
+]);
+const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+interface SdkError {
+  name?: string;
+  message?: string;
+  code?: string;
+  $fault?: 'client' | 'server';
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: { throttling?: boolean };
+}
+
+/** Removes anything that looks like an AWS key, session token or other long opaque secret. */
+export function scrub(text: string): string {
+  return text
+    .replace(/\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b/g, '[redacted]')
+    // Secret keys and session tokens are long mixed-case base64; repository names are lowercase.
+    .replace(/[A-Za-z0-9+/=_-]{32,}/g, (run) => (/[A-Z]/.test(run) && /[a-z]/.test(run) && /\d/.test(run) ? '[redacted]' : run))
+    .slice(0, 300);
+}
+
+const awsMessage = (err: SdkError) => (err.message ? `: ${scrub(err.message)}` : '');
+
+const isSdkError = (err: SdkError) => err.$metadata !== undefined || err.$fault !== undefined;
+
+function throttled(detail: string, cause: unknown) {
+  return new HttpProblem(429, detail, { headers: { 'retry-after': '1' }, cause });
+}
+
+function classifyAssumeRole(err: AssumeRoleError): HttpProblem {
+  const cause = (err.cause ?? {}) as SdkError;
+  const name = cause.name ?? '';
+  if (DENIED.has(name) || name === 'RegionDisabledException') {
+    return new HttpProblem(403, `Cannot assume the role ${err.roleArn} in account ${err.account} (${name}).`, { cause: err });
+  }
+  if (THROTTLED.has(name) || cause.$retryable?.throttling) {
+    return throttled('AWS STS is throttling AssumeRole; retry later.', err);
+  }
+  if (OWN_CREDENTIALS.has(name)) {
+    return new HttpProblem(502, `AWS STS rejected the service's own credentials (${name}); check its AWS configuration.`, { cause: err });
+  }
+  return new HttpProblem(502, `AssumeRole into account ${err.account} failed (${name || 'error'}).`, { cause: err });
+}
+
+export function classifyAwsError(error: unknown): HttpProblem | undefined {
+  if (error instanceof HttpProblem) return error;
+  if (error instanceof AssumeRoleError) return classifyAssumeRole(error);
+  if (typeof error !== 'object' || error === null) return undefined;
+  const err = error as SdkError;
+  const name = err.name ?? '';
+
+  if (NOT_FOUND.has(name)) return new HttpProblem(404, `Not found${awsMessage(err)}`, { cause: error });
+  if (CONFLICT.has(name)) return new HttpProblem(409, `Conflict${awsMessage(err)}`, { cause: error });
+  if (INVALID.has(name)) return new HttpProblem(400, `AWS rejected the request${awsMessage(err)}`, { cause: error });
+  if (THROTTLED.has(name) || (isSdkError(err) && err.$retryable?.throttling)) {
+    return throttled('AWS is throttling requests; retry later.', error);
+  }
+  if (LIMITS.has(name)) return throttled(`An AWS limit was reached${awsMessage(err)}`, error);
+  if (DENIED.has(name)) {
+    return new HttpProblem(403, `The assumed role may not do this (${name}); check its permissions.`, { cause: error });
+  }
+  if (OWN_CREDENTIALS.has(name)) {
+    return new HttpProblem(502, `AWS rejected the service's credentials (${name}).`, { cause: error });
+  }
+  if (isSdkError(err)) {
+    return new HttpProblem(502, `AWS failed to handle the request (${name || `HTTP ${err.$metadata?.httpStatusCode ?? '?'}`}).`, { cause: error });
+  }
+  if (NETWORK.has(err.code ?? '') || name === 'TimeoutError') {
+    return new HttpProblem(502, `AWS could not be reached (${err.code ?? name}).`, { cause: error });
+  }
+  return undefined;
+}

@@ -1,0 +1,243 @@
+import { ConfigError, loadConfig, parseListen, type ConfigMeta } from '@platform/http-common';
+import { readFileSync } from 'node:fs';
+import Type, { type Static } from 'typebox';
+import Value from 'typebox/value';
+
+/**
+ * The --help / env metadata of a setting, given as schema options: spreading a TypeBox schema into
+ * a new object drops its hidden kind, and Value.Convert then no longer turns "900" into 900.
+ */
+const meta = (m: ConfigMeta) => ({ ...m });
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LIST_STRATEGIES = ['tagging', 'describe'] as const;
+export type ListStrategy = (typeof LIST_STRATEGIES)[number];
+
+/**
+ * The configuration schema: flags and environment variables, each overriding the same setting of
+ * the original's JSON config (file at --config / API_CONFIG_FILE, or its content in API_CONFIG).
+ * Precedence: flag, then environment, then the JSON config, then the default.
+ */
+export const ConfigSchema = Type.Object({
+  config: Type.Optional(Type.String({
+    minLength: 1,
+    ...meta({ env: 'API_CONFIG_FILE', description: "Path of the original's JSON config (listenAddress, account{region, akid, secret, externalId, role}, token, org, logLevel)" }),
+  })),
+  apiConfig: Type.Optional(Type.String({ minLength: 1, ...meta({ env: 'API_CONFIG', secret: true, description: 'The JSON config itself, instead of a file' }) })),
+  listen: Type.Optional(Type.String({
+    minLength: 1,
+    ...meta({ env: 'ECR_API_LISTEN', description: 'Address to listen on, [host]:port (overrides listenAddress; default ":8080")' }),
+  })),
+  region: Type.Optional(Type.String({
+    pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$',
+    ...meta({ env: 'ECR_API_REGION', description: 'AWS region (overrides account.region; else AWS_REGION / AWS_DEFAULT_REGION)' }),
+  })),
+  role: Type.Optional(Type.String({
+    pattern: '^[\\w+=,.@/-]{1,512}$',
+    ...meta({ env: 'ECR_API_ROLE', description: 'Role name assumed in each account, arn:aws:iam::{account}:role/{role} (overrides account.role)' }),
+  })),
+  externalId: Type.Optional(Type.String({
+    minLength: 2,
+    maxLength: 1224,
+    ...meta({ env: 'ECR_API_EXTERNAL_ID', secret: true, description: 'External id passed to AssumeRole (overrides account.externalId)' }),
+  })),
+  org: Type.Optional(Type.String({
+    pattern: '^[\\w.:/=+@-]{1,256}$',
+    ...meta({ env: 'ECR_API_ORG', description: 'Organisation: the spinup:org tag of every repository this service manages (overrides org)' }),
+  })),
+  token: Type.Optional(Type.String({
+    minLength: 1,
+    ...meta({ env: 'ECR_API_TOKEN', secret: true, description: 'Shared key; clients send a bcrypt hash of it in X-Auth-Token (overrides token; prefer the env or the file)' }),
+  })),
+  awsEndpoint: Type.Optional(Type.String({
+    pattern: '^https?://',
+    ...meta({ env: 'AWS_ENDPOINT_URL', description: 'Send every AWS call (STS, ECR, tagging) to this endpoint, e.g. moto (overrides account.endpoint)' }),
+  })),
+  listStrategy: Type.Optional(Type.Union(LIST_STRATEGIES.map((s) => Type.Literal(s)), meta({
+    env: 'ECR_API_LIST_STRATEGY',
+    description:
+      'How repositories are listed: "tagging" (Resource Groups Tagging API, default) or "describe" (DescribeRepositories + tags of each; for emulators such as moto)',
+  }))),
+  sessionDuration: Type.Optional(Type.Integer({
+    minimum: 900,
+    maximum: 43200,
+    ...meta({ env: 'ECR_API_SESSION_DURATION', description: 'Lifetime in seconds of assumed-role sessions, cached per account (default 3600)' }),
+  })),
+  logLevel: Type.Optional(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), meta({
+    env: 'ECR_API_LOG_LEVEL',
+    description: 'fatal, error, warn, info, debug or trace (overrides logLevel; default info)',
+  }))),
+});
+export type ConfigFlags = Static<typeof ConfigSchema>;
+
+/**
+ * The original's JSON config. Its Go decoder matched keys case-insensitively and ignored unknown
+ * ones (e.g. an old `Version` block), so keys are normalised to these names before validation.
+ */
+export const FileConfigSchema = Type.Object({
+  listenAddress: Type.Optional(Type.String()),
+  account: Type.Optional(
+    Type.Object({
+      endpoint: Type.Optional(Type.String()),
+      region: Type.Optional(Type.String()),
+      akid: Type.Optional(Type.String()),
+      secret: Type.Optional(Type.String()),
+      externalId: Type.Optional(Type.String()),
+      role: Type.Optional(Type.String()),
+    }),
+  ),
+  token: Type.Optional(Type.String()),
+  org: Type.Optional(Type.String()),
+  logLevel: Type.Optional(Type.String()),
+});
+export type FileConfig = Static<typeof FileConfigSchema>;
+
+/** What the service runs with, resolved from flags, environment and the JSON config. */
+export interface Config {
+  listen: string;
+  logLevel: LogLevel;
+  org: string;
+  /** The shared key behind X-Auth-Token. */
+  token: string;
+  aws: AwsConfig;
+}
+
+export interface AwsConfig {
+  region: string;
+  role: string;
+  externalId?: string;
+  /** Static base credentials; absent: the default AWS credential chain (env, profile, IRSA, IMDS...). */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  endpoint?: string;
+  sessionDurationSeconds: number;
+  listStrategy: ListStrategy;
+}
+
+const TOP_KEYS = ['listenAddress', 'account', 'token', 'org', 'logLevel'];
+const ACCOUNT_KEYS = ['endpoint', 'region', 'akid', 'secret', 'externalId', 'role'];
+
+function canonicalKeys(value: unknown, known: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
+  for (const [key, v] of Object.entries(value)) {
+    const name = known.find((k) => k.toLowerCase() === key.toLowerCase());
+    if (name) out[name] = v;
+  }
+  return out;
+}
+
+/** Parses and validates the original's JSON config; `source` names it in errors. */
+export function parseFileConfig(text: string, source: string): FileConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${source} must be a JSON object`);
+  const config = canonicalKeys(raw, TOP_KEYS);
+  if (config.account !== undefined) config.account = canonicalKeys(config.account, ACCOUNT_KEYS);
+  if (!Value.Check(FileConfigSchema, config)) {
+    // Messages name the field, never its value: the file holds secrets.
+    const problems = Value.Errors(FileConfigSchema, config).map((e) => `  ${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: ${e.message}`);
+    throw new ConfigError(`invalid ${source}:\n${problems.join('\n')}`);
+  }
+  return config as FileConfig;
+}
+
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+const blank = (s: string | undefined) => (s === undefined || s.trim() === '' ? undefined : s);
+
+/**
+ * Resolves the configuration, or throws a ConfigError (exit code 2) that lists every missing or
+ * invalid setting and where it can be given. Error messages never contain secret values.
+ */
+export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): Config {
+  let file: FileConfig = {};
+  if (flags.config) {
+    let text: string;
+    try {
+      text = readFile(flags.config);
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${flags.config} (--config / API_CONFIG_FILE): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    file = parseFileConfig(text, `config file ${flags.config}`);
+  } else if (flags.apiConfig) {
+    file = parseFileConfig(flags.apiConfig, 'API_CONFIG');
+  }
+  const account = file.account ?? {};
+  const problems: string[] = [];
+
+  const token = flags.token ?? blank(file.token);
+  if (!token) problems.push('token is required: the shared key behind X-Auth-Token ("token" in the config, or ECR_API_TOKEN)');
+  const org = flags.org ?? blank(file.org);
+  if (!org) problems.push('org is required: the spinup:org of the repositories this service manages ("org" in the config, or --org / ECR_API_ORG)');
+  else if (!/^[\w.:/=+@-]{1,256}$/.test(org)) problems.push('org must be 1-256 characters of letters, digits and _.:/=+@- (it is a tag value)');
+  const role = flags.role ?? blank(account.role);
+  if (!role) problems.push('role is required: the role name to assume in each account ("account.role" in the config, or --role / ECR_API_ROLE)');
+  else if (!/^[\w+=,.@/-]{1,512}$/.test(role)) problems.push('account.role must be an IAM role name (letters, digits and _+=,.@-, optionally a /path/)');
+  const region = flags.region ?? blank(account.region) ?? blank(env.AWS_REGION) ?? blank(env.AWS_DEFAULT_REGION);
+  if (!region) problems.push('region is required ("account.region" in the config, or --region / ECR_API_REGION / AWS_REGION)');
+  else if (!REGION.test(region)) problems.push(`region must be an AWS region name such as us-east-1`);
+
+  const akid = blank(account.akid);
+  const secret = blank(account.secret);
+  if (Boolean(akid) !== Boolean(secret)) {
+    problems.push('account.akid and account.secret must be given together (or neither, for the default AWS credential chain)');
+  }
+  const endpoint = flags.awsEndpoint ?? blank(account.endpoint);
+  if (endpoint && !/^https?:\/\/[^\s/]+/.test(endpoint)) problems.push('the AWS endpoint must be an http(s) URL');
+
+  const listen = flags.listen ?? blank(file.listenAddress) ?? ':8080';
+  try {
+    parseListen(listen);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  const logLevel = flags.logLevel ?? blank(file.logLevel)?.toLowerCase() ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.push(`logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+
+  if (problems.length) throw new ConfigError(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+
+  const externalId = flags.externalId ?? blank(account.externalId);
+  return {
+    listen,
+    logLevel: logLevel as LogLevel,
+    org: org!,
+    token: token!,
+    aws: {
+      region: region!,
+      role: role!,
+      ...(externalId ? { externalId } : {}),
+      ...(akid && secret ? { credentials: { accessKeyId: akid, secretAccessKey: secret } } : {}),
+      ...(endpoint ? { endpoint } : {}),
+      sessionDurationSeconds: flags.sessionDuration ?? 3600,
+      listStrategy: flags.listStrategy ?? 'tagging',
+    },
+  };
+}
+
+export const SUMMARY =
+  'ecr-api: a REST API over Amazon ECR repositories of one organisation, across AWS accounts (AssumeRole).';
+
+/** Reads flags and environment (and the JSON config they point to); throws ConfigError/HelpRequested. */
+export function readConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {
+  const flags = loadConfig(ConfigSchema, { name: 'ecr-api', summary: SUMMARY, argv, env });
+  return resolveConfig(flags, env);
+}
+
+/** The configuration as it may be logged: no token, secret key or external id. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    listen: config.listen,
+    org: config.org,
+    region: config.aws.region,
+    role: config.aws.role,
+    externalId: config.aws.externalId ? 'set' : 'unset',
+    credentials: config.aws.credentials ? 'static (account.akid)' : 'default AWS credential chain',
+    endpoint: config.aws.endpoint ?? 'AWS',
+    listStrategy: config.aws.listStrategy,
+    sessionDurationSeconds: config.aws.sessionDurationSeconds,
+  };
+}

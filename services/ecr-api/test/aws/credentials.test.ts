@@ -1,0 +1,85 @@
+import type { App } from '@platform/http-common';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { auth, EXTERNAL_ID, metric, motoEndpoint, newAccount, ROLE, testApp } from '../support/app.js';
+import { RecordingProxy } from '../support/recording-proxy.js';
+
+/**
+ * The per-account credential cache, counted twice: by a proxy in front of moto (what really
+ * reached STS) and by the service's own sts_assume_role_total metric.
+ */
+let proxy: RecordingProxy;
+let app: App;
+let clock = Date.now();
+
+beforeAll(async () => {
+  proxy = await new RecordingProxy(motoEndpoint()).start();
+  app = await testApp({ org: 'spincache', sessionDuration: 900, aws: { endpoint: proxy.endpoint, now: () => clock } });
+});
+afterAll(async () => {
+  await app?.close();
+  await proxy?.stop();
+});
+beforeEach(() => proxy.reset());
+
+const list = (account: string) => app.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
+
+describe('assumed-role credentials', () => {
+  it('assumes the role once per account, not per request', async () => {
+    const [a, b] = [newAccount(), newAccount()];
+    for (let i = 0; i < 5; i++) {
+      expect((await list(a)).statusCode).toBe(200);
+      expect((await list(b)).statusCode).toBe(200);
+    }
+    const create = await app.inject({ method: 'POST', url: `/v1/ecr/${a}/repositories/grp`, headers: auth, payload: { RepositoryName: 'r' } });
+    expect(create.statusCode).toBe(200);
+    expect((await app.inject({ url: `/v1/ecr/${a}/repositories/grp/r/images`, headers: auth })).statusCode).toBe(200);
+
+    expect(proxy.count('AssumeRole')).toBe(2);
+    expect(proxy.count('DescribeRepositories')).toBeGreaterThanOrEqual(11);
+    expect(await metric(app, 'sts_assume_role_total', { outcome: 'success' })).toBe(2);
+    expect(await metric(app, 'aws_api_calls_total', { service: 'sts', operation: 'AssumeRole' })).toBe(2);
+  });
+
+  it('asks for arn:aws:iam::{account}:role/{role} with the external id and the org session tag', async () => {
+    const account = newAccount();
+    expect((await list(account)).statusCode).toBe(200);
+    const [call] = proxy.calls.filter((c) => c.operation === 'AssumeRole');
+    expect(call?.params).toMatchObject({
+      RoleArn: `arn:aws:iam::${account}:role/${ROLE}`,
+      RoleSessionName: 'ecr-api-spincache',
+      ExternalId: EXTERNAL_ID,
+      DurationSeconds: '900',
+      'Tags.member.1.Key': 'spinup:org',
+      'Tags.member.1.Value': 'spincache',
+    });
+    // The ECR calls are signed with the assumed credentials, so moto files them under that account.
+    const describe = proxy.calls.find((c) => c.operation === 'DescribeRepositories');
+    expect(describe?.status).toBe(200);
+  });
+
+  it('shares one AssumeRole among concurrent first requests for an account', async () => {
+    const account = newAccount();
+    const answers = await Promise.all(Array.from({ length: 8 }, () => list(account)));
+    expect(answers.map((r) => r.statusCode)).toEqual(Array(8).fill(200));
+    expect(proxy.count('AssumeRole')).toBe(1);
+  });
+
+  it('assumes the role again shortly before the credentials expire, and only then', async () => {
+    const account = newAccount();
+    expect((await list(account)).statusCode).toBe(200);
+    expect(proxy.count('AssumeRole')).toBe(1);
+
+    clock += 9 * 60_000; // 15-minute credentials, refreshed 5 minutes early: still good at +9 min
+    expect((await list(account)).statusCode).toBe(200);
+    expect(proxy.count('AssumeRole')).toBe(1);
+
+    clock += 2 * 60_000; // +11 min: inside the refresh margin
+    expect((await list(account)).statusCode).toBe(200);
+    expect((await list(account)).statusCode).toBe(200);
+    expect(proxy.count('AssumeRole')).toBe(2);
+
+    clock += 60 * 60_000; // long past expiry
+    expect((await list(account)).statusCode).toBe(200);
+    expect(proxy.count('AssumeRole')).toBe(3);
+  });
+});

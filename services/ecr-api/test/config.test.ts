@@ -1,0 +1,122 @@
+import { ConfigError, HelpRequested, loadConfig } from '@platform/http-common';
+import { describe, expect, it } from 'vitest';
+import { ConfigSchema, describeConfig, readConfig, resolveConfig, SUMMARY } from '../src/config.js';
+
+const FULL = {
+  listenAddress: '127.0.0.1:9000',
+  account: { region: 'us-east-2', akid: 'AKIAFILEKEY000000001', secret: 'file-secret-value', externalId: 'ext-1', role: 'SpinupRole' },
+  token: 'file-token-value',
+  org: 'spindev',
+  logLevel: 'debug',
+};
+
+const files = (content: Record<string, string>) => (path: string) => {
+  if (!(path in content)) throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+  return content[path]!;
+};
+
+/** Flags and environment as the service reads them, with a fake file system for --config. */
+async function read(argv: string[], env: Record<string, string> = {}, fs: Record<string, string> = {}) {
+  return resolveConfig(loadConfig(ConfigSchema, { name: 'ecr-api', summary: SUMMARY, argv, env }), env, files(fs));
+}
+
+describe('configuration', () => {
+  it('reads the original JSON config from a file', async () => {
+    const config = await read(['--config', '/etc/ecr-api.json'], {}, { '/etc/ecr-api.json': JSON.stringify(FULL) });
+    expect(config).toEqual({
+      listen: '127.0.0.1:9000',
+      logLevel: 'debug',
+      org: 'spindev',
+      token: 'file-token-value',
+      aws: {
+        region: 'us-east-2',
+        role: 'SpinupRole',
+        externalId: 'ext-1',
+        credentials: { accessKeyId: 'AKIAFILEKEY000000001', secretAccessKey: 'file-secret-value' },
+        sessionDurationSeconds: 3600,
+        listStrategy: 'tagging',
+      },
+    });
+  });
+
+  it('reads API_CONFIG_FILE and API_CONFIG, matching keys case-insensitively like the Go original', async () => {
+    const goStyle = JSON.stringify({ ListenAddress: ':7000', Account: { Region: 'eu-west-1', Role: 'R', ExternalID: 'x1' }, Token: 't', Org: 'o', Version: { Version: '1' } });
+    const fromFile = await read([], { API_CONFIG_FILE: '/c.json' }, { '/c.json': goStyle });
+    expect(fromFile).toMatchObject({ listen: ':7000', org: 'o', token: 't', aws: { region: 'eu-west-1', role: 'R', externalId: 'x1' } });
+    const fromEnv = await read([], { API_CONFIG: goStyle });
+    expect(fromEnv).toEqual(fromFile);
+  });
+
+  it('lets flags and environment override the file; flags win over environment', async () => {
+    const fs = { '/c.json': JSON.stringify(FULL) };
+    const config = await read(
+      ['--config', '/c.json', '--org', 'flag-org', '--listen', ':8181', '--aws-endpoint', 'http://127.0.0.1:5000', '--list-strategy', 'describe'],
+      { ECR_API_ORG: 'env-org', ECR_API_ROLE: 'EnvRole', ECR_API_TOKEN: 'env-token', ECR_API_SESSION_DURATION: '900', ECR_API_LISTEN: ':1' },
+      fs,
+    );
+    expect(config).toMatchObject({
+      listen: ':8181',
+      org: 'flag-org',
+      token: 'env-token',
+      aws: { role: 'EnvRole', endpoint: 'http://127.0.0.1:5000', listStrategy: 'describe', sessionDurationSeconds: 900 },
+    });
+  });
+
+  it('defaults: listen :8080, info, tagging listing, default credential chain without akid, region from AWS_REGION', async () => {
+    const config = await read([], { API_CONFIG: JSON.stringify({ token: 't', org: 'o', account: { role: 'R' } }), AWS_REGION: 'ap-south-1' });
+    expect(config.listen).toBe(':8080');
+    expect(config.logLevel).toBe('info');
+    expect(config.aws.listStrategy).toBe('tagging');
+    expect(config.aws.region).toBe('ap-south-1');
+    expect(config.aws.credentials).toBeUndefined();
+    expect(describeConfig(config)).toMatchObject({ credentials: 'default AWS credential chain', externalId: 'unset' });
+  });
+
+  it('names every missing required setting at once, with exit code 2', async () => {
+    const err = await read([], {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).exitCode).toBe(2);
+    const message = (err as Error).message;
+    for (const what of ['token is required', 'org is required', 'role is required', 'region is required']) expect(message).toContain(what);
+  });
+
+  it.each([
+    ['akid without secret', { ...FULL, account: { ...FULL.account, secret: '' } }, 'account.akid and account.secret must be given together'],
+    ['a bad listen address', { ...FULL, listenAddress: 'nope' }, 'invalid listen address'],
+    ['a bad region', { ...FULL, account: { ...FULL.account, region: 'moon' } }, 'region must be an AWS region name'],
+    ['a bad log level', { ...FULL, logLevel: 'loud' }, 'logLevel must be one of'],
+    ['a non-string token', { ...FULL, token: 42 }, 'token'],
+  ])('rejects %s without echoing secrets', async (_what, content, expected) => {
+    const err = await read(['--config', '/c.json'], {}, { '/c.json': JSON.stringify(content) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain(expected);
+    expect((err as Error).message).not.toContain('file-secret-value');
+    expect((err as Error).message).not.toContain('file-token-value');
+  });
+
+  it('reports unreadable and malformed config files clearly', async () => {
+    await expect(read(['--config', '/missing.json'])).rejects.toThrow(/cannot read config file \/missing.json .*ENOENT/);
+    await expect(read(['--config', '/bad.json'], {}, { '/bad.json': '{"token": ' })).rejects.toThrow(/config file \/bad.json is not valid JSON/);
+    await expect(read([], { API_CONFIG: '[1]' })).rejects.toThrow(/API_CONFIG must be a JSON object/);
+  });
+
+  it('rejects invalid flag values and unknown flags', async () => {
+    await expect(read(['--list-strategy', 'guess'], { API_CONFIG: JSON.stringify(FULL) })).rejects.toThrow(/--list-strategy/);
+    await expect(read(['--session-duration', '60'], { API_CONFIG: JSON.stringify(FULL) })).rejects.toThrow(/--session-duration/);
+    await expect(read(['--bogus'])).rejects.toThrow(ConfigError);
+  });
+
+  it('--help is a HelpRequested with the usage of every flag', () => {
+    let err: unknown;
+    try {
+      readConfig(['--help'], {});
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(HelpRequested);
+    const usage = (err as Error).message;
+    for (const flag of ['--config', '--listen', '--aws-endpoint', '--list-strategy', '--org', '--role', 'API_CONFIG_FILE', 'ECR_API_LISTEN']) {
+      expect(usage).toContain(flag);
+    }
+  });
+});

@@ -1,0 +1,60 @@
+import type { App } from '@platform/http-common';
+import bcrypt from 'bcryptjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auth, metric, newAccount, SHARED_KEY, testApp } from '../support/app.js';
+
+let app: App;
+const account = newAccount();
+beforeAll(async () => {
+  app = await testApp();
+});
+afterAll(() => app?.close());
+
+const protectedRoutes: [string, string, unknown?][] = [
+  ['GET', `/v1/ecr/${account}/repositories`],
+  ['POST', `/v1/ecr/${account}/repositories/grp`, { RepositoryName: 'x' }],
+  ['GET', `/v1/ecr/${account}/repositories/grp`],
+  ['GET', `/v1/ecr/${account}/repositories/grp/x`],
+  ['PUT', `/v1/ecr/${account}/repositories/grp/x`, { ScanOnPush: 'true' }],
+  ['DELETE', `/v1/ecr/${account}/repositories/grp/x`],
+  ['GET', `/v1/ecr/${account}/repositories/grp/x/images`],
+];
+
+const badTokens: [string, Record<string, string>][] = [
+  ['no X-Auth-Token', {}],
+  ['the shared key itself instead of its hash', { 'x-auth-token': SHARED_KEY }],
+  ['a bcrypt hash of another key', { 'x-auth-token': bcrypt.hashSync('not-the-key', 4) }],
+  ['a malformed hash', { 'x-auth-token': '$2b$04$notahash' }],
+  ['a bearer token', { authorization: `Bearer ${SHARED_KEY}` }],
+];
+
+describe('X-Auth-Token', () => {
+  for (const [tokenCase, headers] of badTokens) {
+    it.each(protectedRoutes)(`answers 403 JSON with ${tokenCase}: %s %s`, async (method, url, payload) => {
+      const res = await app.inject({ method: method as 'GET', url, headers, ...(payload ? { payload } : {}) });
+      expect(res.statusCode).toBe(403);
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(res.json()).toEqual({ type: 'about:blank', title: 'Forbidden', status: 403, detail: 'A valid X-Auth-Token is required.' });
+    });
+  }
+
+  it('rejects before validating or touching AWS: a bad account id without a token is 403, not 400', async () => {
+    const res = await app.inject({ url: '/v1/ecr/not-an-account/repositories' });
+    expect(res.statusCode).toBe(403);
+    const body = await app.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, payload: '{broken' , headers: { 'content-type': 'application/json' } });
+    expect(body.statusCode).toBe(403);
+    expect(await metric(app, 'aws_api_calls_total')).toBe(0);
+  });
+
+  it('accepts a bcrypt hash of the shared key, whatever its salt and cost', async () => {
+    for (const token of [auth['x-auth-token'], bcrypt.hashSync(SHARED_KEY, 5)]) {
+      const res = await app.inject({ url: `/v1/ecr/${account}/repositories`, headers: { 'x-auth-token': token } });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual([]);
+    }
+  });
+
+  it.each(['/v1/ecr/ping', '/v1/ecr/version', '/v1/ecr/metrics', '/v1/ecr/docs/json'])('leaves %s public', async (url) => {
+    expect((await app.inject(url)).statusCode).toBe(200);
+  });
+});

@@ -1,0 +1,89 @@
+import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
+import { ECRClient } from '@aws-sdk/client-ecr';
+import type { App } from '@platform/http-common';
+import bcrypt from 'bcryptjs';
+import { randomInt } from 'node:crypto';
+import { inject } from 'vitest';
+import { buildApp, type AwsOverrides } from '../../src/app.js';
+import type { Config, ListStrategy } from '../../src/config.js';
+
+/** The shared key, the service's own AWS secret and external id: none of them may ever appear in an answer. */
+export const SHARED_KEY = 'correct-horse-battery-staple';
+export const BASE_AKID = 'AKIAEXAMPLEBASEKEY01';
+export const BASE_SECRET = 'BaseSecretKey/DoNotLeak+0123456789abcdefXYZ';
+export const EXTERNAL_ID = 'external-id-0042';
+export const ROLE = 'SpinupECRRole';
+export const REGION = 'us-east-1';
+
+/** A valid X-Auth-Token (bcrypt cost 4 keeps the tests fast). */
+export const TOKEN = bcrypt.hashSync(SHARED_KEY, 4);
+export const auth = { 'x-auth-token': TOKEN };
+
+/** A fresh 12-digit account per call: moto keeps ECR state per account, so test files do not meet. */
+export function newAccount(): string {
+  return String(randomInt(100_000_000_000, 999_999_999_999));
+}
+
+export function motoEndpoint(): string {
+  return inject('motoEndpoint');
+}
+
+export function testConfig(opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number } = {}): Pick<Config, 'org' | 'token' | 'aws'> {
+  return {
+    org: opts.org ?? 'spindev',
+    token: SHARED_KEY,
+    aws: {
+      region: REGION,
+      role: ROLE,
+      externalId: EXTERNAL_ID,
+      credentials: { accessKeyId: BASE_AKID, secretAccessKey: BASE_SECRET },
+      sessionDurationSeconds: opts.sessionDuration ?? 3600,
+      listStrategy: opts.listStrategy ?? 'describe',
+    },
+  };
+}
+
+/** The service against moto (or against `aws.endpoint`/`aws.requestHandler` when given). */
+export function testApp(opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; aws?: AwsOverrides } = {}): Promise<App> {
+  return buildApp({
+    config: testConfig(opts),
+    logger: false,
+    defaultMetrics: false,
+    version: { version: '9.8.7', githash: 'abc1234', buildstamp: '2026-01-02T03:04:05Z' },
+    aws: { endpoint: motoEndpoint(), ...opts.aws },
+  });
+}
+
+/** The sum of a metric's samples matching `labels`. */
+export async function metric(app: App, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = app.metrics.getSingleMetric(name);
+  if (!m) return 0;
+  const { values } = await m.get();
+  return values
+    .filter((v) => !('metricName' in v && v.metricName && v.metricName !== name))
+    .filter((v) => Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want))
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+/** An ECR client of the account, straight to moto (not through the service): test setup and checks. */
+export async function directEcr(account: string): Promise<ECRClient> {
+  const endpoint = motoEndpoint();
+  const sts = new STSClient({ region: REGION, endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  const out = await sts.send(new AssumeRoleCommand({ RoleArn: `arn:aws:iam::${account}:role/test-admin`, RoleSessionName: 'test' }));
+  const c = out.Credentials!;
+  return new ECRClient({
+    region: REGION,
+    endpoint,
+    credentials: { accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken! },
+  });
+}
+
+/** A minimal Docker image manifest whose config digest makes it unique. */
+export function manifest(seed: number): string {
+  return JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+    config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 100 + seed, digest: `sha256:${seed.toString(16).padStart(64, '0')}` },
+    layers: [],
+  });
+}
