@@ -1,3 +1,5 @@
+import Type from 'typebox';
+
 /**
  * RFC 9457 problem details. Every error the services answer with is one of these, serialised as
  * `application/problem+json` by the error handler in error-handler.ts.
@@ -69,3 +71,15 @@ export const notFound = (detail: string) => new HttpProblem(404, detail);
 export const conflict = (detail: string) => new HttpProblem(409, detail);
 export const unavailable = (detail: string, cause?: unknown) =>
   new HttpProblem(503, detail, { headers: { 'retry-after': '1' }, cause });
+
+/** The TypeBox schema of a problem body, for route response schemas and OpenAPI. */
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
+  },
+  { $id: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' },
+);

@@ -1,16 +1,7 @@
+import { ProblemSchema as Problem } from '@platform/http-common';
 import Type, { type Static } from 'typebox';
 
-/** The JSON error body of every failure (application/problem+json, RFC 9457). */
-export const Problem = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.String(),
-    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
-  },
-  { $id: 'Problem', description: 'An error (application/problem+json)' },
-);
+export { Problem };
 
 export const Tag = Type.Object(
   {

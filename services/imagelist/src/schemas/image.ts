@@ -66,13 +66,4 @@ export type ListImagesQuery = Static<typeof ListImagesQuery>;
 /** The wildcard route parameter; parsed in the route so errors name it `params.id`. */
 export const ImageIdParams = Type.Object({ '*': Type.String({ description: (ImageId as { description?: string }).description }) });
 
-export const Problem = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.String(),
-    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
-  },
-  { $id: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' },
-);
+export { ProblemSchema as Problem } from '@platform/http-common';
