@@ -13,6 +13,8 @@ export interface ImageRoutesOptions {
 }
 
 const errors = { 400: Problem, 404: Problem, 503: Problem };
+/** Reads send JSON the store already rendered (in the index, once per write), not re-serialised. */
+const JSON_TYPE = 'application/json; charset=utf-8';
 const writeErrors = { 400: Problem, 401: Problem, 413: Problem, 415: Problem, 503: Problem };
 const security = [{ bearer: [] }];
 
@@ -68,7 +70,7 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
       const next = new URLSearchParams({ ...(name === undefined ? {} : { name }), sort, limit: String(limit), cursor: encodeCursor(sort, page.next) });
       reply.header('link', `</images?${next}>; rel="next"`);
     }
-    return page.images;
+    return reply.type(JSON_TYPE).send(page.json as never);
   });
 
   app.get('/images/*', {
@@ -77,11 +79,11 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
       params: ImageIdParams,
       response: { 200: Image, ...errors },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const id = idFromPath(request.params['*']);
     const image = await store.get(id.digest);
     if (!image || !sameName(id, image.name)) throw notFound(`No image with id ${id.digest}${id.name ? ` named ${id.name}` : ''}.`);
-    return image;
+    return reply.type(JSON_TYPE).send(image.json as never);
   });
 
   app.put('/images', {

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import postgres, { type Sql } from 'postgres';
 import type { Allowlist } from '../admission/policy.js';
 import { normalizeName, type ImageReference } from '../reference.js';
-import type { Image } from '../schemas/image.js';
+import type { Image, SortKey } from '../schemas/image.js';
 import { IMAGE_COLUMNS } from './images.js';
+import { sortWire, toWire, wireHasTag, wireName, type WireImage } from './wire-image.js';
 
 export const CHANNEL = 'images_changed';
 
@@ -27,8 +28,7 @@ export interface ImageIndexOptions {
  * heartbeat NOTIFY every `heartbeatMs`), `fresh` is false and callers go to the database instead.
  */
 export class ImageIndex {
-  private rows = new Map<string, Image>();
-  private byName = new Map<string, Set<string>>();
+  private rows = new Map<string, WireImage>();
   private byNormalizedName = new Map<string, Set<string>>();
 
   private listener: Sql | undefined;
@@ -173,23 +173,26 @@ export class ImageIndex {
 
   private async loadAll(): Promise<void> {
     const started = Date.now();
-    const rows = new Map<string, Image>();
-    await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images`.cursor(5000, (batch) => {
-      for (const row of batch) rows.set(row.id, row);
-    });
+    const live = { rows: this.rows, byNormalizedName: this.byNormalizedName };
+    // Rebuilt from scratch; lookups meanwhile go to the database (not fresh).
     this.rows = new Map();
-    this.byName = new Map();
     this.byNormalizedName = new Map();
-    for (const row of rows.values()) this.put(row);
-    this.log?.info({ images: rows.size, ms: Date.now() - started }, 'image index loaded');
+    try {
+      await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images`.cursor(2000, (batch) => {
+        for (const row of batch) this.put(row);
+      });
+    } catch (err) {
+      Object.assign(this, live);
+      throw err;
+    }
+    this.log?.info({ images: this.rows.size, ms: Date.now() - started }, 'image index loaded');
   }
 
   /** Records a row this replica just wrote, before its notification comes back. */
   put(row: Image): void {
     const old = this.rows.get(row.id);
-    if (old && old.name !== row.name) this.unlink(old);
-    this.rows.set(row.id, row);
-    link(this.byName, row.name, row.id);
+    if (old !== undefined && wireName(old) !== row.name) this.unlink(row.id, old);
+    this.rows.set(row.id, toWire(row));
     link(this.byNormalizedName, normalizeName(row.name), row.id);
   }
 
@@ -197,29 +200,35 @@ export class ImageIndex {
     const old = this.rows.get(id);
     if (!old) return;
     this.rows.delete(id);
-    this.unlink(old);
+    this.unlink(id, old);
   }
 
-  private unlink(row: Image): void {
-    unlink(this.byName, row.name, row.id);
-    unlink(this.byNormalizedName, normalizeName(row.name), row.id);
+  private unlink(id: string, old: WireImage): void {
+    unlink(this.byNormalizedName, normalizeName(wireName(old)), id);
   }
 
-  get(id: string): Image | undefined {
-    return this.rows.get(id);
+  get(id: string): { json: WireImage; name: string } | undefined {
+    const json = this.rows.get(id);
+    return json === undefined ? undefined : { json, name: wireName(json) };
   }
 
-  /** Images of exactly this name, unsorted. */
-  named(name: string): Image[] {
-    const ids = this.byName.get(name);
-    return ids ? [...ids].map((id) => this.rows.get(id)!) : [];
+  /** Images of exactly this name, in the order of `sort`. */
+  named(name: string, sort: SortKey): WireImage[] {
+    const ids = this.byNormalizedName.get(normalizeName(name));
+    if (!ids) return [];
+    const found: WireImage[] = [];
+    for (const id of ids) {
+      const json = this.rows.get(id)!;
+      if (wireName(json) === name) found.push(json);
+    }
+    return sortWire(found, sort);
   }
 
   allowsFromMemory(ref: ImageReference): boolean {
     if (ref.digest) return this.rows.has(ref.digest);
     const ids = this.byNormalizedName.get(ref.name);
     if (!ids) return false;
-    for (const id of ids) if (this.rows.get(id)!.tags.includes(ref.tag!)) return true;
+    for (const id of ids) if (wireHasTag(this.rows.get(id)!, ref.tag!)) return true;
     return false;
   }
 }

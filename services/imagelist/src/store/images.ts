@@ -1,6 +1,7 @@
 import type { Sql } from 'postgres';
 import type { Image, SortKey } from '../schemas/image.js';
 import type { ImageIndex } from './image-index.js';
+import { toWire } from './wire-image.js';
 
 export interface UpsertImage {
   digest: string;
@@ -24,10 +25,19 @@ export interface ListOptions {
 export type Cursor = [value: string, id: string];
 
 export interface Page {
-  images: Image[];
+  /** The page as a JSON array, ready to send. */
+  json: string;
   /** Set when more images follow. */
   next?: Cursor;
 }
+
+/** An image found by id: its wire JSON and its name (repodigest lookups compare it). */
+export interface Found {
+  json: string;
+  name: string;
+}
+
+const jsonArray = (parts: string[]) => `[${parts.join(',')}]`;
 
 /** Columns in wire order, timestamps rendered the way the original Go service rendered them. */
 export const IMAGE_COLUMNS = `
@@ -43,16 +53,6 @@ const ORDER: Record<SortKey, string> = {
   id: 'id DESC',
 };
 
-/** Rendered timestamps are fixed-width UTC, so string order is time order. */
-function compareDesc(sort: SortKey): (a: Image, b: Image) => number {
-  return (a, b) => {
-    const x = a[sort];
-    const y = b[sort];
-    if (x !== y) return x < y ? 1 : -1;
-    return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
-  };
-}
-
 /**
  * The allowlist table. Every write is one statement, so each is atomic on its own. Reads come from
  * the in-memory index while it is fresh, else from the database.
@@ -65,7 +65,7 @@ export class ImageStore {
 
   async list(opts: ListOptions): Promise<Page> {
     if (opts.name !== undefined && opts.limit === undefined && this.index?.fresh) {
-      return { images: this.index.named(opts.name).sort(compareDesc(opts.sort)) };
+      return { json: jsonArray(this.index.named(opts.name, opts.sort)) };
     }
     const { sql } = this;
     const conditions = [];
@@ -82,16 +82,17 @@ export class ImageStore {
     const limit = opts.limit === undefined ? sql`` : sql`LIMIT ${opts.limit + 1}`;
     const images = await sql<Image[]>`
       SELECT ${sql.unsafe(IMAGE_COLUMNS)} FROM images ${where} ORDER BY ${sql.unsafe(ORDER[opts.sort])} ${limit}`;
-    if (opts.limit === undefined || images.length <= opts.limit) return { images };
-    images.length = opts.limit;
-    const last = images[images.length - 1]!;
-    return { images, next: [last[opts.sort], last.id] };
+    const more = opts.limit !== undefined && images.length > opts.limit;
+    if (more) images.length = opts.limit!;
+    const json = jsonArray(images.map(toWire));
+    const last = images[images.length - 1];
+    return more && last ? { json, next: [last[opts.sort], last.id] } : { json };
   }
 
-  async get(digest: string): Promise<Image | undefined> {
+  async get(digest: string): Promise<Found | undefined> {
     if (this.index?.fresh) return this.index.get(digest);
     const rows = await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images WHERE id = ${digest}`;
-    return rows[0];
+    return rows[0] && { json: toWire(rows[0]), name: rows[0].name };
   }
 
   /**
