@@ -3,7 +3,7 @@ export { ConfigError, HelpRequested, loadConfig, usage, type ConfigMeta } from '
 export { fieldErrors, installErrorHandler, sendProblem } from './error-handler.js';
 export { parseListen } from './listen.js';
 export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
-export { metricsPlugin } from './metrics.js';
+export { addGauge, metricsPlugin } from './metrics.js';
 export { badRequest, conflict, HttpProblem, notFound, ProblemSchema, unavailable, statusTitle, type FieldError, type ProblemBody } from './problem.js';
 export { listenWithGrace } from './run.js';
 export { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';

@@ -1,5 +1,5 @@
 import { bearerAuth, type TokenStore } from '@platform/auth';
-import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
+import { addGauge, createApp, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Sql } from 'postgres';
 import { AdmissionPolicy, type PolicyOptions } from './admission/policy.js';
 import { admissionRoutes } from './routes/admission.js';
@@ -42,6 +42,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     classifyError: classifyDatabaseError,
   });
   const store = new ImageStore(opts.sql, opts.index);
+  const { index } = opts;
+  if (index) {
+    addGauge(app.metrics, 'imagelist_index_images', 'Images in the in-memory index', () => index.size);
+    addGauge(app.metrics, 'imagelist_index_fresh', '1 while the index is listening and current, else 0 (reads go to the database)', () => (index.fresh ? 1 : 0));
+  }
   const authorize = opts.tokens ? bearerAuth(opts.tokens, 'imagelist') : undefined;
   await app.register(imageRoutes, { store, ...(authorize ? { authorize } : {}) });
   await app.register(healthRoutes, { store });

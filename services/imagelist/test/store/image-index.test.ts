@@ -101,6 +101,12 @@ describe('in-memory index across replicas', () => {
     }
   });
 
+  it('exports its size and freshness as metrics', async () => {
+    const text = (await b.app.inject('/metrics')).body;
+    expect(text).toMatch(/^imagelist_index_fresh 1$/m);
+    expect(text).toMatch(new RegExp(`^imagelist_index_images ${b.index.size}$`, 'm'));
+  });
+
   it('reloads everything after a TRUNCATE', async () => {
     await db.sql`TRUNCATE images`;
     await within(1000, async () => b.index.size === 0 && a.index.size === 0);
