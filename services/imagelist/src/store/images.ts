@@ -2,6 +2,7 @@ import type { Sql } from 'postgres';
 import type { Image, SortKey } from '../schemas/image.js';
 import type { ImageIndex } from './image-index.js';
 import { toWire } from './wire-image.js';
+import { WriteBatcher } from './write-batcher.js';
 
 export interface UpsertImage {
   digest: string;
@@ -58,10 +59,18 @@ const ORDER: Record<SortKey, string> = {
  * the in-memory index while it is fresh, else from the database.
  */
 export class ImageStore {
+  private readonly batcher: WriteBatcher<UpsertImage, Image>;
+
   constructor(
     private readonly sql: Sql,
     private readonly index?: ImageIndex,
-  ) {}
+    opts: { maxBatch?: number; maxInFlight?: number } = {},
+  ) {
+    this.batcher = new WriteBatcher((images) => this.upsertBatch(images), (image) => image.digest, {
+      maxBatch: opts.maxBatch ?? 100,
+      maxInFlight: opts.maxInFlight ?? 4,
+    });
+  }
 
   async list(opts: ListOptions): Promise<Page> {
     if (opts.name !== undefined && opts.limit === undefined && this.index?.fresh) {
@@ -97,22 +106,32 @@ export class ImageStore {
 
   /**
    * Creates the image, or replaces the tags of an existing one (its name stays as first written).
-   * A single INSERT ... ON CONFLICT, so concurrent PUTs of one id never fail; null tags change
+   * Resolves once committed. Concurrent PUTs are written in batches (write-batcher.ts): one
+   * INSERT ... ON CONFLICT per batch, so concurrent PUTs of one id never fail; null tags change
    * nothing and do not bump updated_at.
    */
   async upsert(image: UpsertImage): Promise<Image> {
-    const tags = image.tags ?? null;
-    const rows = await this.sql<Image[]>`
-      INSERT INTO images AS i (id, name, tags, created_by, updated_by)
-      VALUES (${image.digest}, ${image.name}, COALESCE(${tags}::text[], '{}'), ${image.by}, ${image.by})
-      ON CONFLICT (id) DO UPDATE SET
-        tags       = COALESCE(${tags}::text[], i.tags),
-        updated_at = CASE WHEN ${tags}::text[] IS NULL THEN i.updated_at ELSE now() END,
-        updated_by = CASE WHEN ${tags}::text[] IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
-      RETURNING ${this.sql.unsafe(IMAGE_COLUMNS)}`;
-    const row = rows[0]!;
+    const row = await this.batcher.add(image);
     this.index?.put(row); // read-your-writes on this replica, before the notification comes back
     return row;
+  }
+
+  private async upsertBatch(images: UpsertImage[]): Promise<Image[]> {
+    const input = JSON.stringify(images.map((i) => ({ id: i.digest, name: i.name, tags: i.tags ?? null, by: i.by })));
+    const rows = await this.sql<Image[]>`
+      WITH x AS (
+        SELECT * FROM jsonb_to_recordset(${input}::text::jsonb) AS x(id text, name text, tags text[], by text)
+      )
+      INSERT INTO images AS i (id, name, tags, created_by, updated_by)
+      SELECT id, name, COALESCE(tags, '{}'), by, by FROM x
+      ORDER BY id -- concurrent batches lock shared rows in one order, so they cannot deadlock
+      ON CONFLICT (id) DO UPDATE SET
+        tags       = COALESCE((SELECT x.tags FROM x WHERE x.id = EXCLUDED.id), i.tags),
+        updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at ELSE now() END,
+        updated_by = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
+      RETURNING ${this.sql.unsafe(IMAGE_COLUMNS)}`;
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return images.map((i) => byId.get(i.digest)!);
   }
 
   /** Deletes the image; with `name`, only if it has that name. True when a row went. */

@@ -51,6 +51,19 @@ describe('concurrent PUTs of one id', () => {
     expect(sets).toContainEqual(rows[0]!.tags);
   });
 
+  it('write overlapping ids in any order without deadlocks', async () => {
+    const ids = Array.from({ length: 20 }, (_, i) => `${i.toString(16)}`.padStart(64, 'e'));
+    // rounds alternate ascending and descending ids, so concurrent batches meet shared rows in
+    // opposite orders
+    const order = Array.from({ length: 10 }, (_, round) => (round % 2 ? [...ids].reverse() : ids)).flat();
+    const puts = order.map((id, k) =>
+      app.inject({ method: 'PUT', url: '/images', payload: { id, name: 'quay.io/race/many', tags: [`t${k}`] } }),
+    );
+    const results = await Promise.all(puts);
+    expect(results.filter((r) => r.statusCode !== 200).map((r) => r.body)).toEqual([]);
+    expect((await db.sql`SELECT count(*)::int AS n FROM images WHERE name = 'quay.io/race/many'`)[0]!.n).toBe(20);
+  });
+
   it('never lose tags to a concurrent PUT without tags', async () => {
     await app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_B, name: 'quay.io/race/b', tags: ['keep'] } });
     const results = await Promise.all(
