@@ -65,7 +65,9 @@ export function loadConfig<T extends TObject>(
   schema: T,
   opts: { name: string; summary: string; argv?: string[]; env?: NodeJS.ProcessEnv },
 ): Static<T> {
-  const argv = opts.argv ?? process.argv.slice(2);
+  // `pnpm start -- --flag` hands the `--` through; it separates nothing here.
+  const given = opts.argv ?? process.argv.slice(2);
+  const argv = given[0] === '--' ? given.slice(1) : given;
   const env = opts.env ?? process.env;
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const [key, prop] of entries(schema)) {

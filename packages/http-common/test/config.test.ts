@@ -22,6 +22,10 @@ describe('loadConfig', () => {
     expect(() => load([], { APP_POOL_SIZE: '0' })).toThrow(ConfigError);
   });
 
+  it('ignores a leading -- as package managers pass it through', () => {
+    expect(load(['--', '--pool-size', '4']).poolSize).toBe(4);
+  });
+
   it('rejects unknown flags', () => {
     expect(() => load(['--nope'])).toThrow(/nope/);
   });
