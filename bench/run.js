@@ -1,81 +1,348 @@
-// pnpm bench: load imagelist (and a Fastify hello-world baseline in the same run) from a second
-// process on 127.0.0.1, and count ecr-api's AWS calls per request against moto.
-// Flags: --duration S (10) --connections N (50) --rows N (100000) --repos N (50) --only a,b
-import { mkdirSync, writeFileSync } from 'node:fs';
+// pnpm bench: load imagelist (and a Fastify hello-world baseline in the same run) from a separate
+// process on 127.0.0.1, count ecr-api's AWS calls per request against moto, print a table and the
+// targets, write bench/results/latest.json. See bench/README.md.
+//
+// Flags (or env): --duration S (BENCH_DURATION, 10)  --warmup S (BENCH_WARMUP, 2)
+//   --connections N (BENCH_CONNECTIONS, 50)  --rows N (BENCH_ROWS, 100000)  --repos N (BENCH_REPOS, 50)
+//   --only a,b (BENCH_ONLY; scenarios below and "ecr-api")   DATABASE_URL: admin URL of PostgreSQL
+// Exit code: 0 whatever the targets say; 1 when the harness itself failed; 2 on bad flags.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { benchEcrApi } from './lib/ecr-api.js';
-import { benchImagelist } from './lib/imagelist.js';
-import { killAll } from './lib/procs.js';
+import { summarize } from './lib/profile.js';
+import { heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
+import { cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, memory, start, stop } from './lib/procs.js';
+import { SCENARIOS } from './lib/scenarios.js';
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string', default: process.env.BENCH_DURATION ?? '10' },
-    connections: { type: 'string', default: '50' },
-    rows: { type: 'string', default: '100000' },
-    repos: { type: 'string', default: '50' },
-    only: { type: 'string' },
-  },
-});
-const opts = {
-  adminUrl: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-  duration: Number(values.duration),
-  connections: Number(values.connections),
-  rows: Number(values.rows),
-  only: values.only?.split(','),
-};
-
+const env = process.env;
+const loadAvgAtStart = os.loadavg();
+let idleCheckBusyPct;
+const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api'].join(',')}]`;
+let values;
 try {
-  process.stderr.write(`imagelist: ${opts.rows} images, ${opts.connections} connections, ${opts.duration} s per scenario\n`);
-  const imagelist = !opts.only || opts.only.some((s) => s !== 'ecr-api') ? await benchImagelist(opts) : { results: [], peakRssMb: 0 };
-  const ecr = !opts.only || opts.only.includes('ecr-api') ? await benchEcrApi({ repos: Number(values.repos) }) : { available: false, reason: 'not selected' };
-
-  const baseline = imagelist.results.find((r) => r.scenario === 'baseline');
-  const rows = imagelist.results.map((r) => ({
-    scenario: r.scenario,
-    'req/s': Math.round(r.rps),
-    'x baseline': baseline ? (r.rps / baseline.rps).toFixed(2) : '-',
-    'p50 ms': r.p50,
-    'p99 ms': r.p99,
-    'non-2xx': r.non2xx + r.errors,
-    'peak RSS MB': Math.round(r.peakMb),
+  ({ values } = parseArgs({
+    options: {
+      duration: { type: 'string', default: env.BENCH_DURATION ?? '10' },
+      warmup: { type: 'string', default: env.BENCH_WARMUP ?? '2' },
+      connections: { type: 'string', default: env.BENCH_CONNECTIONS ?? '50' },
+      rows: { type: 'string', default: env.BENCH_ROWS ?? '100000' },
+      repos: { type: 'string', default: env.BENCH_REPOS ?? '50' },
+      only: { type: 'string', default: env.BENCH_ONLY },
+      profile: { type: 'boolean', default: env.BENCH_PROFILE === '1' },
+      loader: { type: 'string', default: env.BENCH_LOADER ?? 'autocannon' },
+      help: { type: 'boolean', short: 'h' },
+    },
   }));
-  console.table(rows);
-
-  const targets = [];
-  const target = (name, ok, detail) => targets.push({ target: name, result: ok ? 'PASS' : 'FAIL', detail });
-  for (const r of imagelist.results.filter((x) => /^get-|^admission-/.test(x.scenario))) {
-    if (!baseline) break;
-    target(`${r.scenario} >= 60% of baseline`, r.rps >= 0.6 * baseline.rps, `${((100 * r.rps) / baseline.rps).toFixed(0)}%`);
-    target(`${r.scenario} p99 < 5 ms`, r.p99 < 5, `${r.p99} ms`);
-  }
-  const put = imagelist.results.find((r) => r.scenario === 'put');
-  if (put) target('put >= 3,000 req/s', put.rps >= 3000, `${Math.round(put.rps)} req/s`);
-  if (imagelist.peakRssMb) target('imagelist peak RSS < 200 MB', imagelist.peakRssMb < 200, `${Math.round(imagelist.peakRssMb)} MB`);
-  console.table(targets);
-
-  if (ecr.available) {
-    console.log(`ecr-api against moto, ${ecr.repositories} repositories (AWS calls by operation):`);
-    for (const [strategy, r] of Object.entries(ecr.strategies)) console.log(`  --list-strategy ${strategy}: ${JSON.stringify(r)}`);
-  } else {
-    console.log(`ecr-api: not available (${ecr.reason})`);
-  }
-
-  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-  const report = {
-    at: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, memGb: Math.round(os.totalmem() / 2 ** 30) },
-    options: opts,
-    imagelist: imagelist.results,
-    imagelistPeakRssMb: imagelist.peakRssMb,
-    targets,
-    ecrApi: ecr,
-  };
-  writeFileSync(new URL('./results/latest.json', import.meta.url), `${JSON.stringify(report, null, 2)}\n`);
-  console.log('written bench/results/latest.json');
 } catch (err) {
-  console.error(err);
-  process.exitCode = 1;
-} finally {
-  killAll();
+  console.error(`${err.message}\n${USAGE}`);
+  process.exit(2);
 }
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const int = (name, min, max) => {
+  const v = Number(values[name]);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    console.error(`--${name} must be an integer in [${min}, ${max}], not ${values[name]}\n${USAGE}`);
+    process.exit(2);
+  }
+  return v;
+};
+const opts = {
+  duration: int('duration', 1, 300),
+  warmup: int('warmup', 0, 60),
+  connections: int('connections', 1, 1000),
+  rows: int('rows', 10, 2_000_000),
+  repos: int('repos', 1, 500),
+  profile: values.profile,
+  loader: values.loader,
+  only: values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+};
+if (!['autocannon', 'wrk'].includes(opts.loader)) {
+  console.error(`--loader is autocannon or wrk, not ${opts.loader}\n${USAGE}`);
+  process.exit(2);
+}
+if (opts.loader === 'wrk' && spawnSync(env.WRK ?? 'wrk', ['--version']).error) {
+  console.error('--loader wrk: wrk is not installed (apt-get install wrk)');
+  process.exit(2);
+}
+for (const s of opts.only ?? []) {
+  if (![...SCENARIOS, 'ecr-api'].includes(s)) {
+    console.error(`unknown scenario ${s}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const adminUrl = env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const dbHost = new URL(adminUrl).hostname;
+if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(dbHost)) {
+  console.error(`DATABASE_URL must point at this machine (127.0.0.1), not ${dbHost}`);
+  process.exit(2);
+}
+
+/** Scenarios whose targets are relative to the baseline. */
+const RELATIVE = ['get-by-name', 'get-by-id', 'admission-imagereview', 'admission-validate'];
+const selected = (s) => !opts.only || opts.only.includes(s);
+const imagelistScenarios = SCENARIOS.filter((s) => s !== 'baseline' && selected(s));
+// The ratios need the baseline of the same run.
+const runBaseline = selected('baseline') || imagelistScenarios.some((s) => RELATIVE.includes(s));
+
+// Everything is bounded: a run that overruns its budget is stopped with every child.
+const budgetS = (SCENARIOS.length + 1) * (opts.warmup + opts.duration + 45) + 300 + opts.rows / 500;
+const deadline = setTimeout(() => {
+  console.error(`bench: overran its ${Math.round(budgetS)} s budget; stopping`);
+  killAll();
+  process.exit(1);
+}, budgetS * 1000);
+deadline.unref();
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+const results = [];
+const harnessErrors = [];
+/** When each measured load ran (µs of process.hrtime), to cut the CPU profile by scenario. */
+const windows = {};
+const r1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : x);
+
+/** Warm-up, then the measured load; the server's CPU, PostgreSQL's CPU and peak RSS around it. */
+async function measure(scenario, service, child, url) {
+  if (opts.warmup) await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: opts.warmup, loader: opts.loader });
+  const cpu0 = cpuMs(child.pid);
+  const pg0 = cpuMsOf('postgres');
+  const m0 = machineCpuMs();
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const r = await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: opts.duration, loader: opts.loader });
+  const wallMs = r.durationS * 1000;
+  const serverCpuMs = cpuMs(child.pid) - cpu0;
+  const pgCpuMs = cpuMsOf('postgres') - pg0;
+  const m1 = machineCpuMs();
+  windows[scenario] = [fromUs, Number(process.hrtime.bigint() / 1000n)];
+  const machineBusyPct = (100 * (m1.busy - m0.busy)) / ((m1.total - m0.total) / os.cpus().length);
+  const row = {
+    scenario,
+    service,
+    status: 'ok',
+    ...r,
+    errors: r.non2xx + r.errors + r.timeouts,
+    serverCpuPct: (100 * serverCpuMs) / wallMs,
+    serverCpuUsPerReq: (1000 * serverCpuMs) / Math.max(1, r.requests),
+    pgCpuPct: service === 'imagelist' ? (100 * pgCpuMs) / wallMs : 0,
+    loaderCpuPct: (100 * r.loaderCpuMs) / wallMs,
+    machineBusyPct,
+    // CPU that neither the server, PostgreSQL nor the load generator used: other work on the machine
+    otherCpuPct: machineBusyPct - (100 * (serverCpuMs + (service === 'imagelist' ? pgCpuMs : 0) + r.loaderCpuMs)) / wallMs,
+    ...memory(child.pid),
+  };
+  results.push(row);
+  log(`  ${scenario}: ${Math.round(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, ${row.errors} errors, server CPU ${Math.round(row.serverCpuPct)}%, peak RSS ${Math.round(row.peakRssMb)} MB`);
+}
+
+let imagelistInfo = { selected: imagelistScenarios.length > 0 };
+let ecr = { available: false, reason: 'not selected' };
+try {
+  // Other work on the machine skews every figure: look for it for a second first.
+  const c0 = machineCpuMs();
+  await new Promise((r) => setTimeout(r, 1000));
+  const c1 = machineCpuMs();
+  idleCheckBusyPct = (100 * (c1.busy - c0.busy)) / (c1.total - c0.total);
+  if (idleCheckBusyPct > 20) log(`bench: warning: the machine was ${Math.round(idleCheckBusyPct)}% busy before the run; other work skews the figures (see "other CPU %")`);
+  log(`bench: ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s per scenario, ${opts.rows} images; node ${process.version}, ${os.cpus().length} cpus`);
+
+  if (runBaseline) {
+    const port = await freePort();
+    const hello = await start(process.execPath, [new URL('./lib/hello.js', import.meta.url).pathname, String(port)], { name: 'hello-world', ready: /listening/ });
+    try {
+      await measure('baseline', 'fastify hello-world', hello, `http://127.0.0.1:${port}/`);
+    } finally {
+      await stop(hello);
+    }
+  }
+
+  if (imagelistScenarios.length) {
+    const t0 = performance.now();
+    const databaseUrl = await prepareDatabase(adminUrl);
+    const profileDir = new URL('./results/profiles/', import.meta.url).pathname;
+    if (opts.profile) {
+      rmSync(profileDir, { recursive: true, force: true });
+      mkdirSync(profileDir, { recursive: true });
+    }
+    // First instance: migrates the schema; the seed goes in while it runs (its index follows
+    // through LISTEN/NOTIFY). Then a fresh instance loads the index the way a production start
+    // does, so its peak RSS is the workload's and not the bulk seed's.
+    const first = await startImagelist(databaseUrl);
+    let seeded;
+    try {
+      const tStarted = performance.now();
+      log(`  imagelist started and migrated ${databaseUrl.replace(/\/\/[^@]*@/, '//')} in ${Math.round(tStarted - t0)} ms; seeding ${opts.rows} images`);
+      await seed(databaseUrl, opts.rows);
+      const tSeeded = performance.now();
+      const index = await waitForIndex(first.base, opts.rows);
+      seeded = { seedMs: Math.round(tSeeded - tStarted), index, indexCatchUpMs: Math.round(performance.now() - tSeeded), seedingInstance: memory(first.child.pid) };
+      log(`  seeded in ${seeded.seedMs} ms; ${index.index ? `in-memory index caught up ${seeded.indexCatchUpMs} ms later` : index.note}; peak RSS while seeding ${Math.round(seeded.seedingInstance.peakRssMb)} MB`);
+    } finally {
+      await stop(first.child);
+    }
+    const t1 = performance.now();
+    const { child, base } = await startImagelist(databaseUrl, { nodeArgs: opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] });
+    try {
+      await waitForIndex(base, opts.rows);
+      imagelistInfo = { ...imagelistInfo, ...seeded, restartMs: Math.round(performance.now() - t1), afterStart: { ...memory(child.pid), ...(await heapStats(base)) } };
+      log(`  restarted with ${opts.rows} images in ${imagelistInfo.restartMs} ms; RSS ${Math.round(imagelistInfo.afterStart.rssMb)} MB`);
+
+      for (const scenario of imagelistScenarios) {
+        const check = await probe(scenario, base, opts.rows).catch((err) => ({ ok: false, reason: `probe failed: ${err.message}` }));
+        if (!check.ok) {
+          const status = check.notAvailable ? 'not available' : check.status >= 400 ? 'refused' : 'wrong answer';
+          results.push({ scenario, service: 'imagelist', status, reason: check.reason });
+          log(`  ${scenario}: ${status}: ${check.reason}`);
+          continue;
+        }
+        try {
+          await measure(scenario, 'imagelist', child, base);
+        } catch (err) {
+          harnessErrors.push(`${scenario}: ${err.message}`);
+          results.push({ scenario, service: 'imagelist', status: 'error', reason: err.message.split('\n')[0] });
+          log(`  ${scenario}: error: ${err.message}`);
+        }
+      }
+      imagelistInfo.end = { ...memory(child.pid), ...(await heapStats(base)) };
+    } finally {
+      await stop(child, 15_000);
+    }
+    if (opts.profile) {
+      const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+      imagelistInfo.profile = file ? summarize(profileDir + file, Object.fromEntries(imagelistScenarios.filter((s) => windows[s]).map((s) => [s, windows[s]]))) : { error: 'imagelist wrote no .cpuprofile (did it exit cleanly on SIGTERM?)' };
+    }
+  }
+
+  if (selected('ecr-api')) {
+    log('  ecr-api against moto_server');
+    ecr = await benchEcrApi({ repos: opts.repos });
+  }
+} catch (err) {
+  harnessErrors.push(err.stack ?? String(err));
+  console.error(`bench: ${err.stack ?? err}`);
+}
+
+// ---- report ----
+const baseline = results.find((r) => r.scenario === 'baseline' && r.status === 'ok');
+const ok = (r) => r.status === 'ok';
+const imagelistPeak = Math.max(0, ...results.filter((r) => r.service === 'imagelist' && ok(r)).map((r) => r.peakRssMb));
+
+const ms = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(2));
+
+function table(rows, columns) {
+  const cells = rows.map((r) => columns.map(([, f]) => String(f(r))));
+  const widths = columns.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (vals) => vals.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ');
+  return [line(columns.map(([h]) => h)), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
+}
+
+if (results.length) {
+  console.log(`\nimagelist bench — ${opts.loader}, ${opts.connections} connections, ${opts.duration} s per scenario (after ${opts.warmup} s warm-up), ${opts.rows} images, ${os.cpus().length} cpus, node ${process.version}\n`);
+  console.log(table(results, [
+    ['scenario', (r) => r.scenario],
+    ['req/s', (r) => (ok(r) ? Math.round(r.rps) : r.status)],
+    ['x baseline', (r) => (ok(r) && baseline ? (r.rps / baseline.rps).toFixed(2) : '-')],
+    ['p50 ms', (r) => (ok(r) ? ms(r.p50) : '-')],
+    ['p99 ms', (r) => (ok(r) ? ms(r.p99) : '-')],
+    ['errors', (r) => (ok(r) ? r.errors : '-')],
+    ['peak RSS MB', (r) => (ok(r) ? Math.round(r.peakRssMb) : '-')],
+    ['server CPU %', (r) => (ok(r) ? Math.round(r.serverCpuPct) : '-')],
+    ['CPU us/req', (r) => (ok(r) ? Math.round(r.serverCpuUsPerReq) : '-')],
+    ['postgres CPU %', (r) => (ok(r) ? Math.round(r.pgCpuPct) : '-')],
+    ['loader CPU %', (r) => (ok(r) ? Math.round(r.loaderCpuPct) : '-')],
+    ['other CPU %', (r) => (ok(r) ? Math.max(0, Math.round(r.otherCpuPct)) : '-')],
+  ]));
+}
+for (const r of results.filter((x) => !ok(x))) console.log(`  ${r.scenario}: ${r.status} — ${r.reason}`);
+const saturated = results.filter((r) => ok(r) && r.loaderCpuPct >= 85).map((r) => r.scenario);
+if (saturated.length) {
+  console.log(`  note: the load generator used >= 85% of a core in ${saturated.join(', ')}: those latencies include its own queueing${opts.loader === 'autocannon' ? ' (--loader wrk needs far less CPU)' : ''}`);
+}
+if (imagelistInfo.afterStart) {
+  const i = imagelistInfo;
+  console.log(`\nimagelist: seeded ${opts.rows} images in ${i.seedMs} ms (${i.index.index ? `index caught up ${i.indexCatchUpMs} ms later` : i.index.note}); restarted with them in ${i.restartMs} ms: RSS ${Math.round(i.afterStart.rssMb)} MB, V8 heap used ${i.afterStart.nodejs_heap_size_usedMb ?? '?'} of ${i.afterStart.nodejs_heap_size_totalMb ?? '?'} MB${i.end ? `; at the end RSS ${Math.round(i.end.rssMb)} MB, heap used ${i.end.nodejs_heap_size_usedMb ?? '?'} MB` : ''}`);
+}
+
+if (imagelistInfo.profile?.windows) {
+  console.log(`\nimagelist CPU profile (self time, % of the server's busy time during each measured load; ${imagelistInfo.profile.file.replace(/.*bench\//, 'bench/')}):`);
+  for (const [scenario, p] of Object.entries(imagelistInfo.profile.windows)) {
+    const req = results.find((r) => r.scenario === scenario)?.requests ?? 0;
+    console.log(`  ${scenario}: ${p.busyMs} ms busy, ${p.idleMs} ms idle over ${req} requests`);
+    console.log(`    by package: ${p.byPackage.slice(0, 8).map((r) => `${r.name} ${r.pct}%`).join(', ')}`);
+    console.log(`    functions:  ${p.byFunction.slice(0, 8).map((r) => `${r.name} ${r.pct}%`).join(', ')}`);
+  }
+} else if (imagelistInfo.profile) console.log(`\nimagelist CPU profile: ${imagelistInfo.profile.error}`);
+
+const targets = [];
+const target = (name, pass, detail) => targets.push({ target: name, result: pass === undefined ? 'n/a' : pass ? 'PASS' : 'FAIL', detail });
+for (const s of RELATIVE.filter((x) => imagelistScenarios.includes(x))) {
+  const r = results.find((x) => x.scenario === s);
+  if (!ok(r)) {
+    const pass = r.status === 'not available' ? undefined : false;
+    target(`${s} >= 60% of baseline req/s`, pass, r.status);
+    target(`${s} p99 < 5 ms`, pass, r.status);
+    continue;
+  }
+  target(`${s} >= 60% of baseline req/s`, baseline ? r.rps >= 0.6 * baseline.rps : undefined, baseline ? `${Math.round((100 * r.rps) / baseline.rps)}%` : 'no baseline');
+  target(`${s} p99 < 5 ms`, r.p99 < 5, `${ms(r.p99)} ms`);
+}
+const put = results.find((r) => r.scenario === 'put');
+if (put) target('put >= 3,000 req/s', ok(put) ? put.rps >= 3000 : false, ok(put) ? `${Math.round(put.rps)} req/s` : put.status);
+const beforePut = results.filter((r) => r.service === 'imagelist' && ok(r) && r.scenario !== 'put');
+if (beforePut.length) {
+  const peak = Math.max(...beforePut.map((r) => r.peakRssMb));
+  target(`imagelist peak RSS < 200 MB, reads (${opts.rows} images)`, peak < 200, `${Math.round(peak)} MB`);
+}
+if (imagelistPeak && put && ok(put)) target('imagelist peak RSS < 200 MB, whole run (put adds images)', imagelistPeak < 200, `${Math.round(imagelistPeak)} MB`);
+
+if (ecr.available) {
+  console.log(`\necr-api against moto: ${ecr.repositories} repositories in one account; AWS calls per request (from /v1/ecr/metrics)`);
+  for (const [strategy, s] of Object.entries(ecr.strategies)) {
+    if (s.error) {
+      console.log(`  ${strategy}: error: ${s.error}`);
+      continue;
+    }
+    const fmt = (step) => `${JSON.stringify(s[step].callsPerRequest)} (${Object.entries(s[step].statuses).map(([k, v]) => `${v}x${k}`).join(' ')}, ${s[step].ms} ms)`;
+    console.log(`  --list-strategy ${strategy}:`);
+    console.log(`    create (${s.create.requests})            ${fmt('create')}`);
+    console.log(`    list all (${s.listed} listed)      ${fmt('listAll')}`);
+    console.log(`    list one group        ${fmt('listGroup')}`);
+    console.log(`    show one              ${fmt('showOne')}`);
+    console.log(`    show x100 (cached)    ${fmt('show100')}`);
+    console.log(`    20 concurrent, new account   ${fmt('burst20NewAccount')}`);
+    console.log(`    list x40, two accounts       ${fmt('list40TwoAccounts')}`);
+    console.log(`    AssumeRole per step ${JSON.stringify(s.assumeRoles)}: ${s.oneAssumeRolePerAccount ? 'PASS' : 'FAIL'} one AssumeRole per account per credential lifetime`);
+    if (s.note) console.log(`    note: ${s.note}`);
+  }
+  const first = Object.values(ecr.strategies).find((s) => !s.error);
+  if (first) {
+    const total = Object.values(first.assumeRoles).reduce((a, b) => a + b, 0);
+    target('ecr-api: one AssumeRole per account per credential lifetime', first.oneAssumeRolePerAccount, `${total} AssumeRole for 2 accounts`);
+  }
+} else {
+  console.log(`\necr-api: not available (${ecr.reason})`);
+}
+
+console.log(`\n${table(targets, [['target', (t) => t.target], ['result', (t) => t.result], ['detail', (t) => t.detail]])}`);
+
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const cpus = os.cpus();
+const report = {
+  at: new Date().toISOString(),
+  machine: { cpus: cpus.length, loadAvgAtStart, busyPctBeforeRun: r1(idleCheckBusyPct), model: cpus[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}`, memGb: Math.round(os.totalmem() / 2 ** 30) },
+  options: opts,
+  results: results.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? r1(v) : v]))),
+  imagelist: imagelistInfo,
+  imagelistPeakRssMb: r1(imagelistPeak),
+  targets,
+  ecrApi: ecr,
+  harnessErrors,
+};
+writeFileSync(new URL('./results/latest.json', import.meta.url), `${JSON.stringify(report, null, 2)}\n`);
+console.log('\nwritten bench/results/latest.json');
+if (harnessErrors.length) console.error(`bench: harness errors:\n- ${harnessErrors.join('\n- ')}`);
+killAll();
+process.exit(harnessErrors.length ? 1 : 0);

@@ -1,120 +1,180 @@
-import { createHash } from 'node:crypto';
+// imagelist under the bench: a fresh database, the service as a child process, the seed, and a
+// check of each scenario's answers before it is loaded.
 import { createRequire } from 'node:module';
-import { freePort, load, memory, start, stop } from './procs.js';
+import { existsSync } from 'node:fs';
+import { admissionReview, digest, imageReview, NAMES, nameOf, putBody, SEED_SQL, tagsOf } from './scenarios.js';
+import { fetchT, freePort, sleep, start } from './procs.js';
 
 const root = new URL('../../', import.meta.url);
-const require = createRequire(new URL('services/imagelist/package.json', root));
-const postgres = require('postgres');
+const postgres = createRequire(new URL('services/imagelist/package.json', root))('postgres');
+export const SERVER = new URL('services/imagelist/dist/server.js', root).pathname;
+const DB = 'imagelist_bench';
 
-const digest = (n) => createHash('sha256').update(String(n)).digest('hex');
-/** 100k images over 25k names (4 digests each), three tags each: a registry a few years in. */
-const nameOf = (n) => `registry.example.com/team-${n % 500}/app-${n % 25_000}`;
-
-async function prepareDatabase(adminUrl, rows) {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe('DROP DATABASE IF EXISTS imagelist_bench WITH (FORCE)');
-  await admin.unsafe('CREATE DATABASE imagelist_bench');
-  await admin.end();
+/** Drops and creates the database imagelist_bench next to the admin URL's; returns its URL. */
+export async function prepareDatabase(adminUrl) {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${DB}`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
   const url = new URL(adminUrl);
-  url.pathname = '/imagelist_bench';
-  const { migrate } = await import(new URL('services/imagelist/dist/store/migrate.js', root));
-  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
-  await migrate(sql);
-  // Seeded before the service starts, so its index loads them in one go.
-  await sql`
-    INSERT INTO images (id, name, tags)
-    SELECT encode(sha256(i::text::bytea), 'hex'),
-           'registry.example.com/team-' || (i % 500) || '/app-' || (i % 25000),
-           '{v1,v2,latest}'
-    FROM generate_series(0, ${rows - 1}) AS i`;
-  await sql.end();
+  url.pathname = `/${DB}`;
   return url.toString();
 }
 
-function podReview(i) {
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: `bench-${i}`,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'default',
-      operation: 'CREATE',
-      object: {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: `web-${i}`, namespace: 'default' },
-        spec: {
-          containers: [
-            { name: 'app', image: `${nameOf(i)}:v1` },
-            { name: 'sidecar', image: `${nameOf(i + 1)}@sha256:${digest(i + 1)}` },
-          ],
-        },
-      },
-    },
-  };
-}
-
-/** Waits until the service listens and its in-memory index holds every seeded image. */
-async function indexReady(base, rows) {
-  const end = Date.now() + 120_000;
-  while (Date.now() < end) {
-    const text = await fetch(`${base}/metrics`).then((r) => r.text()).catch(() => '');
-    if (/^imagelist_index_fresh 1$/m.test(text) && new RegExp(`^imagelist_index_images ${rows}$`, 'm').test(text)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('imagelist index did not load');
-}
-
-export async function benchImagelist({ adminUrl, rows, duration, connections, only }) {
-  const results = [];
-  const want = (name) => !only || only.includes(name);
-  const run = async (name, url, requests, server) => {
-    if (!want(name)) return;
-    await load({ url, connections, duration: 1, requests }); // warm-up
-    const r = await load({ url, connections, duration, requests });
-    results.push({ service: name === 'baseline' ? 'fastify' : 'imagelist', scenario: name, ...r, ...(server ? memory(server.pid) : {}) });
-    process.stderr.write(`  ${name}: ${Math.round(r.rps)} req/s\n`);
-  };
-
-  const helloPort = await freePort();
-  const hello = await start(process.execPath, [new URL('./hello.js', import.meta.url).pathname, String(helloPort)], { ready: /listening/ });
-  await run('baseline', `http://127.0.0.1:${helloPort}/`, [{ method: 'GET', path: '/' }], hello);
-  await stop(hello);
-
-  process.stderr.write(`  seeding ${rows} images\n`);
-  const dbUrl = await prepareDatabase(adminUrl, rows);
+/** Starts imagelist on a free port of 127.0.0.1; ready once /health/ping answers (schema migrated). */
+export async function startImagelist(databaseUrl, { nodeArgs = [] } = {}) {
+  if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: run pnpm build`);
   const port = await freePort();
-  const server = await start(
-    process.execPath,
-    // warn: per-request info logs would measure the log pipe
-    [new URL('services/imagelist/dist/server.js', root).pathname, '--listen', `127.0.0.1:${port}`, '--database-url', dbUrl, '--log-level', 'warn'],
-    { ready: /PUT and DELETE are open/, env: { NODE_ENV: 'production' } },
-  );
   const base = `http://127.0.0.1:${port}`;
-  await indexReady(base, rows);
-  const sample = Array.from({ length: 200 }, (_, k) => Math.floor((k * rows) / 200));
-  const json = { 'content-type': 'application/json' };
+  const child = await start(
+    process.execPath,
+    // warn: per-request info logs would measure the log pipe (see README)
+    [...nodeArgs, SERVER, '--listen', `127.0.0.1:${port}`, '--database-url', databaseUrl, '--log-level', 'warn'],
+    {
+      name: 'imagelist',
+      env: { NODE_ENV: 'production' },
+      ready: async () => (await fetchT(`${base}/health/ping`, {}, 2000)).ok,
+      timeoutMs: 90_000,
+    },
+  );
+  return { child, base };
+}
 
-  await run('get-by-id', base, sample.map((n) => ({ method: 'GET', path: `/images/${digest(n)}` })), server);
-  await run('get-by-name', base, sample.map((n) => ({ method: 'GET', path: `/images?name=${encodeURIComponent(nameOf(n))}` })), server);
-  await run('put', base, sample.map((n, k) => ({
-    method: 'PUT', path: '/images', headers: json,
-    body: JSON.stringify({ id: digest(k % 2 ? n : rows + n), name: nameOf(n), tags: ['v1', 'v2', 'latest', `build-${k}`] }),
-  })), server);
-  await run('admission-imagereview', base, sample.map((n) => ({
-    method: 'POST', path: '/admission/imagereview', headers: json,
-    body: JSON.stringify({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec: { containers: [{ image: `${nameOf(n)}:v1` }], namespace: 'default' } }),
-  })), server);
-  await run('admission-validate', base, sample.map((n) => ({
-    method: 'POST', path: '/admission/validate', headers: json, body: JSON.stringify(podReview(n)),
-  })), server);
+/**
+ * Seeds `rows` images into the database the running service has migrated, in chunks of 20,000
+ * generated inside PostgreSQL (the service's index follows through LISTEN/NOTIFY).
+ */
+export async function seed(databaseUrl, rows) {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    const [{ migrated }] = await sql`SELECT to_regclass('images') IS NOT NULL AS migrated`;
+    if (!migrated) throw new Error('imagelist did not create the table images');
+    const chunk = 20_000;
+    for (let from = 0; from < rows; from += chunk) {
+      await sql.unsafe(SEED_SQL, [from, Math.min(rows, from + chunk), rows]);
+    }
+    const [{ count }] = await sql`SELECT count(*)::int AS count FROM images`;
+    if (count !== rows) throw new Error(`seeded ${count} images, wanted ${rows}`);
+    await sql`ANALYZE images`;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
 
-  // Sanity: the answers the load got were real decisions.
-  const check = await fetch(`${base}/admission/validate`, { method: 'POST', headers: json, body: JSON.stringify(podReview(7)) }).then((r) => r.json());
-  if (check.response?.allowed !== true) throw new Error(`admission check failed: ${JSON.stringify(check)}`);
-  const peak = memory(server.pid);
-  await stop(server);
-  return { results, peakRssMb: peak.peakMb };
+/** Prometheus text → { 'name{labels}': value } for the metrics whose name matches `re`. */
+export function scrape(text, re = /./) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})? ([-+\d.eE]+|NaN|[+-]Inf)$/.exec(line);
+    if (m && re.test(m[1])) out[m[1] + (m[2] ?? '')] = Number(m[3]);
+  }
+  return out;
+}
+
+/**
+ * Waits until the in-memory index (if the service has one) holds all `rows` and is fresh.
+ * Returns how it went, for the report.
+ */
+export async function waitForIndex(base, rows, timeoutMs = 180_000) {
+  const started = Date.now();
+  let last = {};
+  while (Date.now() - started < timeoutMs) {
+    const text = await fetchT(`${base}/metrics`).then((r) => (r.ok ? r.text() : ''), () => '');
+    last = scrape(text, /^imagelist_index_/);
+    if (!('imagelist_index_images' in last)) return { index: false, note: 'no imagelist_index_* metrics: reads go to the database' };
+    if (last.imagelist_index_images >= rows && last.imagelist_index_fresh === 1) return { index: true, ms: Date.now() - started };
+    await sleep(200);
+  }
+  throw new Error(`imagelist index did not catch up within ${timeoutMs / 1000} s: ${JSON.stringify(last)}`);
+}
+
+const post = (base, path, body) =>
+  fetchT(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+async function answer(res) {
+  const text = await res.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * Sends a few of the scenario's requests and checks the answers are real ones, so a load of fast
+ * errors is never reported as a result. Returns {ok: true} or {ok: false, status, reason}.
+ */
+export async function probe(scenario, base, rows) {
+  const fail = (res, body, why) => ({ ok: false, status: res.status, reason: `${why}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}` });
+  const samples = [1, Math.floor(rows / 2), rows - 1];
+  switch (scenario) {
+    case 'get-by-name': {
+      for (const n of samples) {
+        const res = await fetchT(`${base}/images?name=${encodeURIComponent(nameOf(n))}`);
+        const body = await answer(res);
+        const want = Math.floor(rows / NAMES) + ((n % NAMES) < rows % NAMES ? 1 : 0);
+        if (!res.ok || !Array.isArray(body) || body.length !== want || body[0].name !== nameOf(n)) return fail(res, body, `GET /images?name=${nameOf(n)} should list ${want} images`);
+      }
+      return { ok: true, note: `${Math.floor(rows / NAMES)} images per name` };
+    }
+    case 'get-by-id': {
+      for (const n of samples) {
+        const res = await fetchT(`${base}/images/${digest(n)}`);
+        const body = await answer(res);
+        if (!res.ok || body.id !== digest(n) || body.name !== nameOf(n) || String(body.tags) !== String(tagsOf(n, rows))) return fail(res, body, `GET /images/${digest(n)}`);
+      }
+      return { ok: true };
+    }
+    case 'put': {
+      for (const c of [0, 1]) {
+        const sent = putBody(c, rows, 'probe');
+        const res = await fetchT(`${base}/images`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sent) });
+        const body = await answer(res);
+        if (!res.ok || body.id !== sent.id || String(body.tags) !== String(sent.tags)) return fail(res, body, 'PUT /images');
+      }
+      return { ok: true };
+    }
+    case 'admission-imagereview': {
+      const allowed = imageReview(1);
+      if (allowed.spec.containers[0].image !== 'registry.example.com/team-1/app-1:v1') throw new Error('bench data no longer has team-1/app-1:v1');
+      for (const review of [allowed, imageReview(rows - 1)]) {
+        const res = await post(base, '/admission/imagereview', review);
+        const body = await answer(res);
+        if (res.status === 404) return { ok: false, status: 404, notAvailable: true, reason: 'POST answered 404: endpoint not there (yet)' };
+        if (!res.ok || body.apiVersion !== review.apiVersion || body.kind !== 'ImageReview' || body.status?.allowed !== true) return fail(res, body, `ImageReview of ${review.spec.containers[0].image} should be allowed`);
+      }
+      const denied = { ...allowed, spec: { ...allowed.spec, containers: [{ image: 'registry.example.com/team-1/app-1:not-on-the-list' }] } };
+      const res = await post(base, '/admission/imagereview', denied);
+      const body = await answer(res);
+      if (!res.ok || body.status?.allowed !== false) return fail(res, body, 'ImageReview of an unlisted tag should be denied');
+      return { ok: true };
+    }
+    case 'admission-validate': {
+      for (const n of samples) {
+        const review = admissionReview(n, rows);
+        const res = await post(base, '/admission/validate', review);
+        const body = await answer(res);
+        if (res.status === 404) return { ok: false, status: 404, notAvailable: true, reason: 'POST answered 404: endpoint not there (yet)' };
+        if (!res.ok || body.kind !== 'AdmissionReview' || body.response?.uid !== review.request.uid || body.response?.allowed !== true) return fail(res, body, 'AdmissionReview of a listed Pod should be allowed');
+      }
+      const review = admissionReview(1, rows);
+      review.request.object.spec.containers[1].image = `${nameOf(1)}@sha256:${'0'.repeat(64)}`;
+      const res = await post(base, '/admission/validate', review);
+      const body = await answer(res);
+      if (!res.ok || body.response?.allowed !== false) return fail(res, body, 'AdmissionReview with an unlisted digest should be denied');
+      return { ok: true };
+    }
+    default:
+      return { ok: true };
+  }
+}
+
+/** The service's own heap figures (prom-client default metrics), in MB; {} if it exports none. */
+export async function heapStats(base) {
+  const text = await fetchT(`${base}/metrics`).then((r) => (r.ok ? r.text() : ''), () => '');
+  const m = scrape(text, /^(nodejs_heap_size_(used|total)_bytes|nodejs_external_memory_bytes|process_resident_memory_bytes)$/);
+  return Object.fromEntries(Object.entries(m).map(([k, v]) => [k.replace(/_bytes$/, 'Mb'), Math.round(v / 2 ** 20)]));
 }
