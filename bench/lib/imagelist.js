@@ -35,7 +35,8 @@ export async function startImagelist(databaseUrl, { nodeArgs = [] } = {}) {
     [...nodeArgs, SERVER, '--listen', `127.0.0.1:${port}`, '--database-url', databaseUrl, '--log-level', 'warn'],
     {
       name: 'imagelist',
-      env: { NODE_ENV: 'production' },
+      // as deploy/imagelist/base/deployment.yaml runs it; IMAGELIST_NODE_OPTIONS='' measures V8's defaults
+      env: { NODE_ENV: 'production', NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? '--max-semi-space-size=4' },
       ready: async () => (await fetchT(`${base}/health/ping`, {}, 2000)).ok,
       timeoutMs: 90_000,
     },

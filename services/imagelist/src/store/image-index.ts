@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import postgres, { type Sql } from 'postgres';
 import type { Allowlist } from '../admission/policy.js';
 import { normalizeName, type ImageReference } from '../reference.js';
-import type { Image, SortKey } from '../schemas/image.js';
+import { SORT_KEYS, type Image, type SortKey } from '../schemas/image.js';
 import { IMAGE_COLUMNS } from './images.js';
 import { sortWire, toWire, wireHasTag, wireName, type WireImage } from './wire-image.js';
 
@@ -18,6 +18,8 @@ export interface ImageIndexOptions {
   heartbeatMs?: number;
   /** Without any notification for this long, the index is not trusted. */
   staleAfterMs?: number;
+  /** Memory for rendered name lookups (characters); 0 turns the cache off. */
+  answerCacheBytes?: number;
   log?: IndexLogger;
 }
 
@@ -30,6 +32,10 @@ export interface ImageIndexOptions {
 export class ImageIndex {
   private rows = new Map<string, WireImage>();
   private byNormalizedName = new Map<string, Set<string>>();
+  /** Rendered `GET /images?name=` answers, by sort and name; dropped when the name changes. */
+  private answers = new Map<string, string>();
+  private answerBytes = 0;
+  private readonly answerBudget: number;
 
   private listener: Sql | undefined;
   private listening = false;
@@ -51,6 +57,7 @@ export class ImageIndex {
     opts: ImageIndexOptions = {},
   ) {
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
+    this.answerBudget = opts.answerCacheBytes ?? 4 * 1024 * 1024;
     this.staleAfterMs = opts.staleAfterMs ?? 3 * this.heartbeatMs;
     this.log = opts.log;
   }
@@ -177,6 +184,8 @@ export class ImageIndex {
     // Rebuilt from scratch; lookups meanwhile go to the database (not fresh).
     this.rows = new Map();
     this.byNormalizedName = new Map();
+    this.answers = new Map();
+    this.answerBytes = 0;
     try {
       await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images`.cursor(2000, (batch) => {
         for (const row of batch) this.put(row);
@@ -193,6 +202,7 @@ export class ImageIndex {
     const old = this.rows.get(row.id);
     if (old !== undefined && wireName(old) !== row.name) this.unlink(row.id, old);
     this.rows.set(row.id, toWire(row));
+    this.forgetAnswers(row.name);
     link(this.byNormalizedName, normalizeName(row.name), row.id);
   }
 
@@ -204,7 +214,39 @@ export class ImageIndex {
   }
 
   private unlink(id: string, old: WireImage): void {
-    unlink(this.byNormalizedName, normalizeName(wireName(old)), id);
+    const name = wireName(old);
+    unlink(this.byNormalizedName, normalizeName(name), id);
+    this.forgetAnswers(name);
+  }
+
+  private forgetAnswers(name: string): void {
+    if (this.answers.size === 0) return;
+    for (const sort of SORT_KEYS) {
+      const key = `${sort} ${name}`;
+      const answer = this.answers.get(key);
+      if (answer === undefined) continue;
+      this.answers.delete(key);
+      this.answerBytes -= answer.length;
+    }
+  }
+
+  /** `GET /images?name=` from memory: the JSON array, rendered once per change of the name. */
+  namedJson(name: string, sort: SortKey): string {
+    const key = `${sort} ${name}`;
+    const cached = this.answers.get(key);
+    if (cached !== undefined) return cached;
+    const answer = `[${this.named(name, sort).join(',')}]`;
+    if (answer.length <= this.answerBudget / 16) {
+      this.answers.set(key, answer);
+      this.answerBytes += answer.length;
+      // oldest first out (Map keeps insertion order)
+      for (const [k, v] of this.answers) {
+        if (this.answerBytes <= this.answerBudget) break;
+        this.answers.delete(k);
+        this.answerBytes -= v.length;
+      }
+    }
+    return answer;
   }
 
   get(id: string): { json: WireImage; name: string } | undefined {

@@ -74,7 +74,7 @@ export class ImageStore {
 
   async list(opts: ListOptions): Promise<Page> {
     if (opts.name !== undefined && opts.limit === undefined && this.index?.fresh) {
-      return { json: jsonArray(this.index.named(opts.name, opts.sort)) };
+      return { json: this.index.namedJson(opts.name, opts.sort) };
     }
     const { sql } = this;
     const conditions = [];

@@ -101,6 +101,16 @@ describe('in-memory index across replicas', () => {
     }
   });
 
+  it('never answers a name lookup from a rendered answer older than the last change', async () => {
+    const tagsOnB = async () => (await b.app.inject('/images?name=quay.io/team/web&sort=id')).json().map((i: { tags: string[] }) => i.tags.join());
+    const before = await tagsOnB(); // rendered and cached now
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: 'c'.repeat(64), name: 'quay.io/team/web', tags: ['changed'] } });
+    await within(1000, async () => (await tagsOnB()).includes('changed'));
+    expect(await tagsOnB()).not.toEqual(before);
+    await a.app.inject({ method: 'DELETE', url: `/images/${'c'.repeat(64)}` });
+    await within(1000, async () => (await tagsOnB()).length === before.length - 1);
+  });
+
   it('exports its size and freshness as metrics', async () => {
     const text = (await b.app.inject('/metrics')).body;
     expect(text).toMatch(/^imagelist_index_fresh 1$/m);
