@@ -23,6 +23,18 @@ export interface Decision {
   warnings: string[];
 }
 
+/** Parsing is pure, and a cluster runs few distinct images: remember the last 10,000. */
+const parsed = new Map<string, ImageReference | null>();
+function parseCached(image: string): ImageReference | undefined {
+  let ref = parsed.get(image);
+  if (ref === undefined) {
+    if (parsed.size >= 10_000) parsed.clear();
+    ref = parseReference(image) ?? null;
+    parsed.set(image, ref);
+  }
+  return ref ?? undefined;
+}
+
 function describe(ref: ImageReference): string {
   return ref.digest ? `${ref.name}@sha256:${ref.digest}` : `${ref.name}:${ref.tag}`;
 }
@@ -49,7 +61,7 @@ export class AdmissionPolicy {
     const unique = [...new Map(images.map((c) => [c.image, c])).values()];
     const verdicts = await Promise.all(
       unique.map(async ({ image, container }) => {
-        const ref = parseReference(image);
+        const ref = parseCached(image);
         if (!ref) return `${image} (${container}): not a valid image reference`;
         return (await this.allowlist.allows(ref)) ? undefined : `${image} (${container}) as ${describe(ref)}`;
       }),

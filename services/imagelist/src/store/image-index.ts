@@ -34,6 +34,8 @@ export class ImageIndex {
   private byNormalizedName = new Map<string, Set<string>>();
   /** Rendered `GET /images?name=` answers, by sort and name; dropped when the name changes. */
   private answers = new Map<string, string>();
+  /** Bumped by every change, so caches of answers derived from the index know they are old. */
+  generation = 0;
   private answerBytes = 0;
   private readonly answerBudget: number;
 
@@ -186,6 +188,7 @@ export class ImageIndex {
     this.byNormalizedName = new Map();
     this.answers = new Map();
     this.answerBytes = 0;
+    this.generation++;
     try {
       await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images`.cursor(2000, (batch) => {
         for (const row of batch) this.put(row);
@@ -202,6 +205,7 @@ export class ImageIndex {
     const old = this.rows.get(row.id);
     if (old !== undefined && wireName(old) !== row.name) this.unlink(row.id, old);
     this.rows.set(row.id, toWire(row));
+    this.generation++;
     this.forgetAnswers(row.name);
     link(this.byNormalizedName, normalizeName(row.name), row.id);
   }
@@ -210,6 +214,7 @@ export class ImageIndex {
     const old = this.rows.get(id);
     if (!old) return;
     this.rows.delete(id);
+    this.generation++;
     this.unlink(id, old);
   }
 
@@ -288,14 +293,34 @@ function unlink(map: Map<string, Set<string>>, key: string, id: string): void {
   if (set.size === 0) map.delete(key);
 }
 
-/** Admission lookups from the index while it is fresh, from the database otherwise. */
+const VERDICT_CACHE_SIZE = 10_000;
+
+/**
+ * Admission lookups from the index while it is fresh, from the database otherwise. Verdicts are
+ * remembered until the index changes at all (its generation), since every pod of a rollout asks
+ * about the same images.
+ */
 export class IndexedAllowlist implements Allowlist {
+  private verdicts = new Map<string, boolean>();
+  private generation = -1;
+
   constructor(
     private readonly index: ImageIndex,
     private readonly fallback: Allowlist,
   ) {}
 
   allows(ref: ImageReference): Promise<boolean> {
-    return this.index.fresh ? Promise.resolve(this.index.allowsFromMemory(ref)) : this.fallback.allows(ref);
+    if (!this.index.fresh) return this.fallback.allows(ref);
+    if (this.generation !== this.index.generation || this.verdicts.size >= VERDICT_CACHE_SIZE) {
+      this.verdicts.clear();
+      this.generation = this.index.generation;
+    }
+    const key = ref.digest ? `@${ref.digest}` : `${ref.name}:${ref.tag}`;
+    let verdict = this.verdicts.get(key);
+    if (verdict === undefined) {
+      verdict = this.index.allowsFromMemory(ref);
+      this.verdicts.set(key, verdict);
+    }
+    return Promise.resolve(verdict);
   }
 }
