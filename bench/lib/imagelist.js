@@ -36,7 +36,7 @@ export async function startImagelist(databaseUrl, { nodeArgs = [] } = {}) {
     {
       name: 'imagelist',
       // as deploy/imagelist/base/deployment.yaml runs it; IMAGELIST_NODE_OPTIONS='' measures V8's defaults
-      env: { NODE_ENV: 'production', NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? '--max-semi-space-size=4' },
+      env: { NODE_ENV: 'production', NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? '--max-semi-space-size=4 --max-old-space-size=256' },
       ready: async () => (await fetchT(`${base}/health/ping`, {}, 2000)).ok,
       timeoutMs: 90_000,
     },

@@ -59,7 +59,7 @@ export class ImageIndex {
     opts: ImageIndexOptions = {},
   ) {
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
-    this.answerBudget = opts.answerCacheBytes ?? 4 * 1024 * 1024;
+    this.answerBudget = opts.answerCacheBytes ?? 16 * 1024 * 1024;
     this.staleAfterMs = opts.staleAfterMs ?? 3 * this.heartbeatMs;
     this.log = opts.log;
   }
