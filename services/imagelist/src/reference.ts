@@ -33,7 +33,10 @@ export interface ImageId {
 }
 
 /** Parses an id in any accepted form; undefined when it is none of them. */
+const hexRe = new RegExp(`^${HEX}$`);
+
 export function parseImageId(raw: string): ImageId | undefined {
+  if (raw.length === 64 && hexRe.test(raw)) return { digest: raw }; // the common case, cheaply
   const m = idRe.exec(raw);
   if (!m) return undefined;
   if (m[3]) return { digest: m[3] };

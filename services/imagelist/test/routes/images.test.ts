@@ -294,7 +294,7 @@ describe('health, metrics, docs', () => {
     await app.inject(`/images/${DIGEST_A}`);
     const res = await app.inject('/metrics');
     expect(res.statusCode).toBe(200);
-    expect(res.body).toMatch(/http_requests_total\{method="GET",route="\/images\/\*",status_code="404"\} \d+/);
+    expect(res.body).toMatch(/http_request_duration_seconds_count\{method="GET",route="\/images\/\*",status_code="404"\} \d+/);
   });
 
   it('publishes an OpenAPI document of every route', async () => {
