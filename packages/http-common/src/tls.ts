@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { watchFile } from './watch-file.js';
@@ -28,6 +29,8 @@ export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, lo
       log.error({ err, certfile: files.certfile }, 'TLS certificate reload failed; keeping the previous one');
     }
   };
-  const watchers = await Promise.all([watchFile(files.certfile, reload, 200), watchFile(files.keyfile, reload, 200)]);
+  // One watch per directory: cert and key usually sit side by side (a Kubernetes TLS Secret).
+  const byDir = new Map([files.certfile, files.keyfile].map((f) => [path.dirname(path.resolve(f)), f]));
+  const watchers = await Promise.all([...byDir.values()].map((f) => watchFile(f, reload, 200)));
   return { close: () => Promise.all(watchers.map((w) => w.close())).then(() => undefined) };
 }

@@ -1,4 +1,4 @@
-import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
+import { AssumeRoleCommand } from '@aws-sdk/client-sts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { AccountClients, AwsClientFactory, AwsCredentials } from './clients.js';
 import { outcomeOf, type AwsMetrics } from './metrics.js';
