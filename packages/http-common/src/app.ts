@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { installErrorHandler } from './error-handler.js';
 import { metricsPlugin } from './metrics.js';
+import { lazyChildLogger } from './request-logger.js';
 import type { HttpProblem } from './problem.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
@@ -43,6 +44,8 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   const isInstance = typeof logger === 'object' && logger !== null && 'child' in logger;
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger as FastifyBaseLogger } : { logger: logger as FastifyServerOptions['logger'] }),
+    // Without a logger Fastify makes no children at all, but only with its own factory.
+    ...(logger ? { childLoggerFactory: lazyChildLogger } : {}),
     ...(opts.tls ? { https: readTls(opts.tls) } : {}),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     return503OnClosing: true,

@@ -1,0 +1,95 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createApp, loggerOptions, type App } from '../src/index.js';
+
+/** An app whose log lines land in `lines`, parsed. */
+async function appLoggingAt(level: string): Promise<{ app: App; lines: Record<string, unknown>[] }> {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  const app = await createApp({
+    logger: pino(loggerOptions(level, { pretty: false }), sink),
+    metricsPath: '/metrics',
+    defaultMetrics: false,
+    openapi: { title: 'test', version: '1.0.0' },
+  });
+  app.get('/quiet', async () => ({ ok: true }));
+  app.get('/says', async (request) => {
+    request.log.info({ what: 'info line' }, 'route info');
+    request.log.warn({ what: 'warn line', token: 's3cret' }, 'route warn');
+    request.log.child({ part: 'inner' }).warn('child warn');
+    return { ok: true };
+  });
+  app.get('/debugging', { logLevel: 'debug' }, async (request) => {
+    request.log.debug('route debug');
+    return { ok: true };
+  });
+  app.get('/boom', async () => {
+    throw new Error('kaput');
+  });
+  await app.ready();
+  return { app, lines };
+}
+
+let open: App | undefined;
+afterEach(async () => {
+  await open?.close();
+  open = undefined;
+});
+
+describe('per-request logging', () => {
+  it('at info, writes Fastify request lines and the route lines, all with the request id', async () => {
+    const { app, lines } = await appLoggingAt('info');
+    open = app;
+    await app.inject('/says');
+    const msgs = lines.map((l) => l.msg);
+    expect(msgs).toEqual(['incoming request', 'route info', 'route warn', 'child warn', 'request completed']);
+    const ids = new Set(lines.map((l) => l.reqId));
+    expect(ids.size).toBe(1);
+    expect([...ids][0]).toMatch(/^req-/);
+    expect(lines.find((l) => l.msg === 'child warn')).toMatchObject({ part: 'inner' });
+    // the app logger's redaction still applies to request lines
+    expect(lines.find((l) => l.msg === 'route warn')).toMatchObject({ token: '[redacted]' });
+  });
+
+  it('at warn, writes only warn and above, still with the request id', async () => {
+    const { app, lines } = await appLoggingAt('warn');
+    open = app;
+    await app.inject('/quiet');
+    expect(lines).toEqual([]);
+    await app.inject('/says');
+    expect(lines.map((l) => l.msg)).toEqual(['route warn', 'child warn']);
+    expect(lines.every((l) => typeof l.reqId === 'string')).toBe(true);
+  });
+
+  it('logs a 500 with its error and request id at any level', async () => {
+    const { app, lines } = await appLoggingAt('error');
+    open = app;
+    expect((await app.inject('/boom')).statusCode).toBe(500);
+    const line = lines.find((l) => l.level === 50);
+    expect(line).toMatchObject({ reqId: expect.stringMatching(/^req-/), err: { message: 'kaput' } });
+  });
+
+  it("honours a route's own log level", async () => {
+    const { app, lines } = await appLoggingAt('warn');
+    open = app;
+    await app.inject('/debugging');
+    expect(lines.map((l) => l.msg)).toContain('route debug');
+  });
+});
+
+describe('redaction', () => {
+  it('blanks secrets at the top level of a line and one level down', async () => {
+    const { app, lines } = await appLoggingAt('info');
+    open = app;
+    app.log.info({ token: 't', password: 'p', secret: 's', databaseUrl: 'postgres://u:pw@h/db', config: { token: 't2', dbPassword: 'p2' } }, 'secrets');
+    const line = lines.find((l) => l.msg === 'secrets');
+    expect(JSON.stringify(line)).not.toMatch(/"t"|"p"|"s"|pw@|"t2"|"p2"/);
+    expect(line).toMatchObject({ token: '[redacted]', password: '[redacted]', secret: '[redacted]', databaseUrl: '[redacted]', config: { token: '[redacted]', dbPassword: '[redacted]' } });
+  });
+});
