@@ -2,7 +2,7 @@
 // process on 127.0.0.1, count ecr-api's AWS calls per request against moto, print a table and the
 // targets, write bench/results/latest.json. See bench/README.md.
 //
-// Flags (or env): --duration S (BENCH_DURATION, 10)  --warmup S (BENCH_WARMUP, 2)
+// Flags (or env): --duration S (BENCH_DURATION, 10)  --warmup S (BENCH_WARMUP, 2)  --rounds N (BENCH_ROUNDS, 5)
 //   --connections N (BENCH_CONNECTIONS, 50)  --rows N (BENCH_ROWS, 100000)  --repos N (BENCH_REPOS, 50)
 //   --only a,b (BENCH_ONLY; scenarios below and "ecr-api")   DATABASE_URL: admin URL of PostgreSQL
 // Exit code: 0 whatever the targets say; 1 when the harness itself failed; 2 on bad flags.
@@ -14,18 +14,19 @@ import { benchEcrApi } from './lib/ecr-api.js';
 import { summarize } from './lib/profile.js';
 import { heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
 import { cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, memory, start, stop } from './lib/procs.js';
-import { SCENARIOS } from './lib/scenarios.js';
+import { REFERENCES, SCENARIOS } from './lib/scenarios.js';
 
 const env = process.env;
 const loadAvgAtStart = os.loadavg();
 let idleCheckBusyPct;
-const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api'].join(',')}]`;
+const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api'].join(',')}]`;
 let values;
 try {
   ({ values } = parseArgs({
     options: {
       duration: { type: 'string', default: env.BENCH_DURATION ?? '10' },
       warmup: { type: 'string', default: env.BENCH_WARMUP ?? '2' },
+      rounds: { type: 'string', default: env.BENCH_ROUNDS ?? '5' },
       connections: { type: 'string', default: env.BENCH_CONNECTIONS ?? '50' },
       rows: { type: 'string', default: env.BENCH_ROWS ?? '100000' },
       repos: { type: 'string', default: env.BENCH_REPOS ?? '50' },
@@ -54,6 +55,7 @@ const int = (name, min, max) => {
 const opts = {
   duration: int('duration', 1, 300),
   warmup: int('warmup', 0, 60),
+  rounds: int('rounds', 1, 60),
   connections: int('connections', 1, 1000),
   rows: int('rows', 10, 2_000_000),
   repos: int('repos', 1, 500),
@@ -84,13 +86,16 @@ if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(dbHost)) {
 
 /** Scenarios whose targets are relative to the baseline. */
 const RELATIVE = ['get-by-name', 'get-by-id', 'admission-imagereview', 'admission-validate'];
+/** Measured in rounds that alternate with the baseline, so both see the same machine. */
+const INTERLEAVED = [...RELATIVE, ...Object.keys(REFERENCES)];
 const selected = (s) => !opts.only || opts.only.includes(s);
-const imagelistScenarios = SCENARIOS.filter((s) => s !== 'baseline' && selected(s));
+const referenceScenarios = Object.keys(REFERENCES).filter(selected);
+const imagelistScenarios = SCENARIOS.filter((s) => s !== 'baseline' && !REFERENCES[s] && selected(s));
 // The ratios need the baseline of the same run.
-const runBaseline = selected('baseline') || imagelistScenarios.some((s) => RELATIVE.includes(s));
+const runBaseline = selected('baseline') || [...referenceScenarios, ...imagelistScenarios].some((s) => INTERLEAVED.includes(s));
 
 // Everything is bounded: a run that overruns its budget is stopped with every child.
-const budgetS = (SCENARIOS.length + 1) * (opts.warmup + opts.duration + 45) + 300 + opts.rows / 500;
+const budgetS = (SCENARIOS.length + 1) * (2 * opts.warmup + 2 * opts.duration + 5 * opts.rounds + 45) + 300 + opts.rows / 500;
 const deadline = setTimeout(() => {
   console.error(`bench: overran its ${Math.round(budgetS)} s budget; stopping`);
   killAll();
@@ -105,37 +110,89 @@ const harnessErrors = [];
 const windows = {};
 const r1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : x);
 
-/** Warm-up, then the measured load; the server's CPU, PostgreSQL's CPU and peak RSS around it. */
-async function measure(scenario, service, child, url) {
-  if (opts.warmup) await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: opts.warmup, loader: opts.loader });
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+
+/** One measured load, with the server's CPU, PostgreSQL's CPU and the machine's busy time around it. */
+async function slice(scenario, child, url, seconds) {
   const cpu0 = cpuMs(child.pid);
   const pg0 = cpuMsOf('postgres');
   const m0 = machineCpuMs();
-  const fromUs = Number(process.hrtime.bigint() / 1000n);
-  const r = await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: opts.duration, loader: opts.loader });
-  const wallMs = r.durationS * 1000;
-  const serverCpuMs = cpuMs(child.pid) - cpu0;
-  const pgCpuMs = cpuMsOf('postgres') - pg0;
+  const r = await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: seconds, loader: opts.loader });
   const m1 = machineCpuMs();
-  windows[scenario] = [fromUs, Number(process.hrtime.bigint() / 1000n)];
-  const machineBusyPct = (100 * (m1.busy - m0.busy)) / ((m1.total - m0.total) / os.cpus().length);
-  const row = {
+  return { ...r, serverCpuMs: cpuMs(child.pid) - cpu0, pgCpuMs: cpuMsOf('postgres') - pg0, machineBusyMs: m1.busy - m0.busy, machineTotalMs: m1.total - m0.total };
+}
+
+/**
+ * One table row from one or more slices: req/s over all of them; latencies are the median of the
+ * slices' percentiles (the worst slice's p99 is kept as p99Max); CPU over all of them.
+ */
+function row(scenario, service, child, slices, extra = {}) {
+  const sum = (k) => slices.reduce((a, x) => a + x[k], 0);
+  const wallMs = sum('durationS') * 1000;
+  const requests = sum('requests');
+  const machineBusyPct = (100 * sum('machineBusyMs')) / (sum('machineTotalMs') / os.cpus().length);
+  const pgCpuMs = service === 'imagelist' ? sum('pgCpuMs') : 0;
+  return {
     scenario,
     service,
     status: 'ok',
-    ...r,
-    errors: r.non2xx + r.errors + r.timeouts,
-    serverCpuPct: (100 * serverCpuMs) / wallMs,
-    serverCpuUsPerReq: (1000 * serverCpuMs) / Math.max(1, r.requests),
-    pgCpuPct: service === 'imagelist' ? (100 * pgCpuMs) / wallMs : 0,
-    loaderCpuPct: (100 * r.loaderCpuMs) / wallMs,
+    requests,
+    durationS: sum('durationS'),
+    rps: requests / sum('durationS'),
+    p50: median(slices.map((x) => x.p50)),
+    p90: median(slices.map((x) => x.p90)),
+    p99: median(slices.map((x) => x.p99)),
+    p99Max: Math.max(...slices.map((x) => x.p99)),
+    max: Math.max(...slices.map((x) => x.max)),
+    non2xx: sum('non2xx'),
+    errors: sum('non2xx') + sum('errors') + sum('timeouts'),
+    timeouts: sum('timeouts'),
+    serverCpuPct: (100 * sum('serverCpuMs')) / wallMs,
+    serverCpuUsPerReq: (1000 * sum('serverCpuMs')) / Math.max(1, requests),
+    pgCpuPct: (100 * pgCpuMs) / wallMs,
+    loaderCpuPct: (100 * sum('loaderCpuMs')) / wallMs,
     machineBusyPct,
     // CPU that neither the server, PostgreSQL nor the load generator used: other work on the machine
-    otherCpuPct: machineBusyPct - (100 * (serverCpuMs + (service === 'imagelist' ? pgCpuMs : 0) + r.loaderCpuMs)) / wallMs,
+    otherCpuPct: machineBusyPct - (100 * (sum('serverCpuMs') + pgCpuMs + sum('loaderCpuMs'))) / wallMs,
+    slices: slices.map((x) => ({ rps: x.requests / x.durationS, p99: x.p99, serverCpuUsPerReq: (1000 * x.serverCpuMs) / Math.max(1, x.requests) })),
+    ...extra,
     ...memory(child.pid),
   };
-  results.push(row);
-  log(`  ${scenario}: ${Math.round(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, ${row.errors} errors, server CPU ${Math.round(row.serverCpuPct)}%, peak RSS ${Math.round(row.peakRssMb)} MB`);
+}
+
+let hello;
+const baselineSlices = [];
+
+/**
+ * Warm-up, then the measured load. A scenario with a target relative to the baseline alternates
+ * with it: each of `rounds` rounds loads the baseline for duration/rounds seconds, then the
+ * scenario for as long, and its ratio is the median of the rounds' ratios. A machine whose speed
+ * drifts from minute to minute (shared cores) then moves both sides of each ratio alike.
+ */
+async function measure(scenario, service, child, url) {
+  if (opts.warmup) await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: opts.warmup, loader: opts.loader });
+  const interleave = hello && INTERLEAVED.includes(scenario);
+  const rounds = interleave ? opts.rounds : 1;
+  const seconds = Math.max(1, Math.round(opts.duration / rounds));
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const slices = [];
+  const ratios = [];
+  for (let i = 0; i < rounds; i++) {
+    const b = interleave ? await slice('baseline', hello.child, hello.url, seconds) : undefined;
+    const x = await slice(scenario, child, url, seconds);
+    slices.push(x);
+    if (b) {
+      baselineSlices.push(b);
+      ratios.push(x.requests / x.durationS / (b.requests / b.durationS));
+    }
+  }
+  windows[scenario] = [fromUs, Number(process.hrtime.bigint() / 1000n)];
+  const r = row(scenario, service, child, slices, interleave ? { ratio: median(ratios), roundRatios: ratios } : {});
+  results.push(r);
+  log(`  ${scenario}: ${Math.round(r.rps)} req/s${interleave ? ` (${r.ratio.toFixed(2)} x baseline, rounds ${ratios.map((q) => q.toFixed(2)).join(' ')})` : ''}, p50 ${r.p50} ms, p99 ${r.p99} ms, ${r.errors} errors, server CPU ${Math.round(r.serverCpuPct)}%, peak RSS ${Math.round(r.peakRssMb)} MB`);
 }
 
 let imagelistInfo = { selected: imagelistScenarios.length > 0 };
@@ -150,13 +207,12 @@ try {
   log(`bench: ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s per scenario, ${opts.rows} images; node ${process.version}, ${os.cpus().length} cpus`);
 
   if (runBaseline) {
+    // Up for the whole run: the relative scenarios alternate with it.
     const port = await freePort();
-    const hello = await start(process.execPath, [new URL('./lib/hello.js', import.meta.url).pathname, String(port)], { name: 'hello-world', ready: /listening/ });
-    try {
-      await measure('baseline', 'fastify hello-world', hello, `http://127.0.0.1:${port}/`);
-    } finally {
-      await stop(hello);
-    }
+    const child = await start(process.execPath, [new URL('./lib/hello.js', import.meta.url).pathname, String(port)], { name: 'hello-world', ready: /listening/ });
+    hello = { child, url: `http://127.0.0.1:${port}/` };
+    if (opts.warmup) await load({ url: hello.url, scenario: 'baseline', rows: opts.rows, connections: opts.connections, duration: opts.warmup, loader: opts.loader });
+    for (const scenario of referenceScenarios) await measure(scenario, 'fastify reference', child, hello.url);
   }
 
   if (imagelistScenarios.length) {
@@ -220,13 +276,19 @@ try {
     log('  ecr-api against moto_server');
     ecr = await benchEcrApi({ repos: opts.repos });
   }
+  if (hello) {
+    // Alone, the baseline is measured once; otherwise its row sums the slices it ran between the others.
+    if (!baselineSlices.length) baselineSlices.push(await slice('baseline', hello.child, hello.url, opts.duration));
+    results.unshift(row('baseline', 'fastify hello-world', hello.child, baselineSlices, { ratio: 1 }));
+  }
 } catch (err) {
   harnessErrors.push(err.stack ?? String(err));
   console.error(`bench: ${err.stack ?? err}`);
+} finally {
+  if (hello) await stop(hello.child);
 }
 
 // ---- report ----
-const baseline = results.find((r) => r.scenario === 'baseline' && r.status === 'ok');
 const ok = (r) => r.status === 'ok';
 const imagelistPeak = Math.max(0, ...results.filter((r) => r.service === 'imagelist' && ok(r)).map((r) => r.peakRssMb));
 
@@ -244,7 +306,7 @@ if (results.length) {
   console.log(table(results, [
     ['scenario', (r) => r.scenario],
     ['req/s', (r) => (ok(r) ? Math.round(r.rps) : r.status)],
-    ['x baseline', (r) => (ok(r) && baseline ? (r.rps / baseline.rps).toFixed(2) : '-')],
+    ['x baseline', (r) => (ok(r) && r.ratio !== undefined ? r.ratio.toFixed(2) : '-')],
     ['p50 ms', (r) => (ok(r) ? ms(r.p50) : '-')],
     ['p99 ms', (r) => (ok(r) ? ms(r.p99) : '-')],
     ['errors', (r) => (ok(r) ? r.errors : '-')],
@@ -286,7 +348,7 @@ for (const s of RELATIVE.filter((x) => imagelistScenarios.includes(x))) {
     target(`${s} p99 < 5 ms`, pass, r.status);
     continue;
   }
-  target(`${s} >= 60% of baseline req/s`, baseline ? r.rps >= 0.6 * baseline.rps : undefined, baseline ? `${Math.round((100 * r.rps) / baseline.rps)}%` : 'no baseline');
+  target(`${s} >= 60% of baseline req/s`, r.ratio === undefined ? undefined : r.ratio >= 0.6, r.ratio === undefined ? 'no baseline' : `${Math.round(100 * r.ratio)}%`);
   target(`${s} p99 < 5 ms`, r.p99 < 5, `${ms(r.p99)} ms`);
 }
 const put = results.find((r) => r.scenario === 'put');

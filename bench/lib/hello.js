@@ -1,4 +1,7 @@
 // The baseline: Fastify's hello world, no logger, in the same Node and the same Fastify as imagelist.
+// Also the reference rows: plain Fastify parsing the same admission reviews as imagelist and
+// answering them allowed, with nothing else (no schema, no logger, no hooks) — what a JSON body
+// costs Fastify itself.
 // Usage: node bench/lib/hello.js <port>
 import { createRequire } from 'node:module';
 
@@ -13,6 +16,8 @@ setInterval(() => {
 
 const app = Fastify();
 app.get('/', async () => ({ hello: 'world' }));
+app.post('/admission/imagereview', async () => ({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status: { allowed: true } }));
+app.post('/admission/validate', async (request) => ({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: request.body.request.uid, allowed: true } }));
 // A clean exit on SIGTERM, so `node --cpu-prof` writes its profile.
 process.on('SIGTERM', () => app.close().then(() => process.exit(0)));
 await app.listen({ host: '127.0.0.1', port: Number(process.argv[2]) });

@@ -28,7 +28,9 @@ export const SEED_SQL = `
   FROM generate_series($1::int, $2::int - 1) AS i`;
 
 /** In the order they run: `put` last, since it adds images (and memory) the others would see. */
-export const SCENARIOS = ['baseline', 'get-by-name', 'get-by-id', 'admission-imagereview', 'admission-validate', 'put'];
+export const SCENARIOS = ['baseline', 'fastify-imagereview', 'fastify-validate', 'get-by-name', 'get-by-id', 'admission-imagereview', 'admission-validate', 'put'];
+/** Reference rows: plain Fastify (lib/hello.js) answering the same reviews as imagelist's scenario. */
+export const REFERENCES = { 'fastify-imagereview': 'admission-imagereview', 'fastify-validate': 'admission-validate' };
 
 /** How many distinct requests a scenario rotates over. */
 const ROTATION = 1000;
@@ -93,6 +95,7 @@ export function putBody(c, rows, salt) {
  * around). `put` builds every request anew so new ids never repeat.
  */
 export function requestsFor(scenario, rows, salt = `${process.pid}-${Date.now()}`) {
+  if (REFERENCES[scenario]) return requestsFor(REFERENCES[scenario], rows, salt);
   switch (scenario) {
     case 'baseline':
       return [{ method: 'GET', path: '/' }];
