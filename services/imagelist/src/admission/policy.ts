@@ -1,9 +1,9 @@
 import { parseReference, type ImageReference } from '../reference.js';
 import type { ContainerImage } from './pod-images.js';
 
-/** Answers whether one normalised reference is on the allowlist. */
+/** Answers whether one normalised reference is on the allowlist: at once from memory, or later. */
 export interface Allowlist {
-  allows(ref: ImageReference): Promise<boolean>;
+  allows(ref: ImageReference): boolean | Promise<boolean>;
 }
 
 export interface PolicyOptions {
@@ -35,6 +35,10 @@ function parseCached(image: string): ImageReference | undefined {
   return ref ?? undefined;
 }
 
+/** Why an image is denied, or undefined when it is allowed; later when the database decides. */
+type Denial = string | undefined;
+type Verdict = Denial | Promise<Denial>;
+
 function describe(ref: ImageReference): string {
   return ref.digest ? `${ref.name}@sha256:${ref.digest}` : `${ref.name}:${ref.tag}`;
 }
@@ -56,16 +60,35 @@ export class AdmissionPolicy {
     this.audit = opts.audit ?? false;
   }
 
-  async decide(images: ContainerImage[], namespace: string | undefined): Promise<Decision> {
+  /** Synchronous while every verdict comes from memory, as on the hot path; a promise otherwise. */
+  decide(images: ContainerImage[], namespace: string | undefined): Decision | Promise<Decision> {
     if (namespace !== undefined && this.exempt.has(namespace)) return { allowed: true, denied: [], warnings: [] };
-    const unique = [...new Map(images.map((c) => [c.image, c])).values()];
-    const verdicts = await Promise.all(
-      unique.map(async ({ image, container }) => {
-        const ref = parseCached(image);
-        if (!ref) return `${image} (${container}): not a valid image reference`;
-        return (await this.allowlist.allows(ref)) ? undefined : `${image} (${container}) as ${describe(ref)}`;
-      }),
-    );
+    const seen = images.length > 1 ? new Set<string>() : undefined;
+    const verdicts: Verdict[] = [];
+    let waiting = false;
+    for (const { image, container } of images) {
+      if (seen) {
+        if (seen.has(image)) continue;
+        seen.add(image);
+      }
+      const verdict = this.check(image, container);
+      if (typeof verdict === 'object') waiting = true;
+      verdicts.push(verdict);
+    }
+    return waiting ? Promise.all(verdicts).then((v) => this.conclude(v)) : this.conclude(verdicts as Denial[]);
+  }
+
+  /** Why one image may not run, or undefined when it may. */
+  private check(image: string, container: string): Verdict {
+    const ref = parseCached(image);
+    if (!ref) return `${image} (${container}): not a valid image reference`;
+    const allowed = this.allowlist.allows(ref);
+    const denial = () => `${image} (${container}) as ${describe(ref)}`;
+    if (typeof allowed === 'boolean') return allowed ? undefined : denial();
+    return allowed.then((ok) => (ok ? undefined : denial()));
+  }
+
+  private conclude(verdicts: Denial[]): Decision {
     const denied = verdicts.filter((v): v is string => v !== undefined);
     if (denied.length === 0) return { allowed: true, denied, warnings: [] };
     const message = `images not on the allowlist: ${denied.join('; ')}`;

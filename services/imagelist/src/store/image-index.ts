@@ -301,7 +301,8 @@ const VERDICT_CACHE_SIZE = 10_000;
  * about the same images.
  */
 export class IndexedAllowlist implements Allowlist {
-  private verdicts = new Map<string, boolean>();
+  /** By parsed reference: the policy hands over the same object for the same image string. */
+  private verdicts = new Map<ImageReference, boolean>();
   private generation = -1;
 
   constructor(
@@ -309,18 +310,18 @@ export class IndexedAllowlist implements Allowlist {
     private readonly fallback: Allowlist,
   ) {}
 
-  allows(ref: ImageReference): Promise<boolean> {
+  /** A boolean from memory while the index is fresh; the database's promise otherwise. */
+  allows(ref: ImageReference): boolean | Promise<boolean> {
     if (!this.index.fresh) return this.fallback.allows(ref);
     if (this.generation !== this.index.generation || this.verdicts.size >= VERDICT_CACHE_SIZE) {
       this.verdicts.clear();
       this.generation = this.index.generation;
     }
-    const key = ref.digest ? `@${ref.digest}` : `${ref.name}:${ref.tag}`;
-    let verdict = this.verdicts.get(key);
+    let verdict = this.verdicts.get(ref);
     if (verdict === undefined) {
       verdict = this.index.allowsFromMemory(ref);
-      this.verdicts.set(key, verdict);
+      this.verdicts.set(ref, verdict);
     }
-    return Promise.resolve(verdict);
+    return verdict;
   }
 }

@@ -111,6 +111,38 @@ describe('in-memory index across replicas', () => {
     await within(1000, async () => (await tagsOnB()).length === before.length - 1);
   });
 
+  it('decides a review of several images exactly as the database does', async () => {
+    const digest = 'e'.repeat(64);
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: digest, name: 'quay.io/team/multi', tags: ['v1'] } });
+    await within(1000, () => allowed(a.app, 'quay.io/team/multi:v1'));
+    const fromDatabase = await buildApp({ sql: db.sql, logger: false, defaultMetrics: false });
+    closers.push(() => fromDatabase.close());
+    const containers = [
+      { name: 'ok-by-tag', image: 'quay.io/team/multi:v1' },
+      { name: 'missing', image: 'quay.io/team/multi:v9' },
+      { name: 'invalid', image: 'Quay.io/UPPER:v1' },
+      { name: 'missing-again', image: 'quay.io/team/multi:v9' },
+      { name: 'ok-by-digest', image: `quay.io/team/multi@sha256:${digest}` },
+      { name: 'missing-digest', image: `quay.io/team/multi@sha256:${'fedcba9876543210'.repeat(4)}` },
+    ];
+    const body = {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, namespace: 'default', operation: 'CREATE', object: { spec: { containers } } },
+    };
+    const ask = async (app: App) => (await app.inject({ method: 'POST', url: '/admission/validate', payload: body })).json().response;
+    const fromMemory = await ask(a.app);
+    expect(a.index.fresh).toBe(true);
+    expect(fromMemory).toEqual(await ask(fromDatabase));
+    expect(fromMemory.allowed).toBe(false);
+    // every failed image once, in the order the containers stand
+    expect(fromMemory.status.message).toBe(
+      'images not on the allowlist: quay.io/team/multi:v9 (containers[1] (missing)) as quay.io/team/multi:v9; ' +
+        'Quay.io/UPPER:v1 (containers[2] (invalid)): not a valid image reference; ' +
+        `quay.io/team/multi@sha256:${'fedcba9876543210'.repeat(4)} (containers[5] (missing-digest)) as quay.io/team/multi@sha256:${'fedcba9876543210'.repeat(4)}`,
+    );
+  });
+
   it('exports its size and freshness as metrics', async () => {
     const text = (await b.app.inject('/metrics')).body;
     expect(text).toMatch(/^imagelist_index_fresh 1$/m);
