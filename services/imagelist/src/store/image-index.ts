@@ -18,7 +18,7 @@ export interface ImageIndexOptions {
   heartbeatMs?: number;
   /** Without any notification for this long, the index is not trusted. */
   staleAfterMs?: number;
-  /** Memory for rendered name lookups (characters); 0 turns the cache off. */
+  /** Memory for rendered name lookups (bytes); 0 turns the cache off. */
   answerCacheBytes?: number;
   log?: IndexLogger;
 }
@@ -32,8 +32,11 @@ export interface ImageIndexOptions {
 export class ImageIndex {
   private rows = new Map<string, WireImage>();
   private byNormalizedName = new Map<string, Set<string>>();
-  /** Rendered `GET /images?name=` answers, by sort and name; dropped when the name changes. */
-  private answers = new Map<string, string>();
+  /**
+   * Rendered `GET /images?name=` answers, by sort and name; dropped when the name changes. Kept
+   * as the bytes that go out, so a repeated answer (~11 KB for 50 images) is not re-encoded.
+   */
+  private answers = new Map<string, Buffer>();
   /** Bumped by every change, so caches of answers derived from the index know they are old. */
   generation = 0;
   private answerBytes = 0;
@@ -236,11 +239,11 @@ export class ImageIndex {
   }
 
   /** `GET /images?name=` from memory: the JSON array, rendered once per change of the name. */
-  namedJson(name: string, sort: SortKey): string {
+  namedJson(name: string, sort: SortKey): Buffer {
     const key = `${sort} ${name}`;
     const cached = this.answers.get(key);
     if (cached !== undefined) return cached;
-    const answer = `[${this.named(name, sort).join(',')}]`;
+    const answer = Buffer.from(`[${this.named(name, sort).join(',')}]`);
     if (answer.length <= this.answerBudget / 16) {
       this.answers.set(key, answer);
       this.answerBytes += answer.length;

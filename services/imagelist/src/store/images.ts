@@ -27,7 +27,7 @@ export type Cursor = [value: string, id: string];
 
 export interface Page {
   /** The page as a JSON array, ready to send. */
-  json: string;
+  json: string | Buffer;
   /** Set when more images follow. */
   next?: Cursor;
 }
