@@ -3,7 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
-import { installErrorHandler } from './error-handler.js';
+import { installErrorHandler, installNotFoundHandler } from './error-handler.js';
 import { metricsPlugin } from './metrics.js';
 import { lazyChildLogger } from './request-logger.js';
 import type { HttpProblem } from './problem.js';
@@ -58,6 +58,12 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   app.removeContentTypeParser('text/plain');
   installErrorHandler(app, opts.classifyError);
   await app.register(metricsPlugin, { path: opts.metricsPath, defaultMetrics: opts.defaultMetrics ?? true });
+  await installNotFoundHandler(app, {
+    onResponse: (request, reply, done) => {
+      app.recordUnmatched(request.method, reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    },
+  });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
 import { HttpProblem, statusTitle, type FieldError, type ProblemBody } from './problem.js';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
@@ -76,10 +76,19 @@ export function installErrorHandler(
     }
     return sendProblem(reply, problem);
   });
+}
 
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${request.url.split('?')[0]}.`)),
-  );
+/**
+ * 404 for requests that match no route, registered in a scope of its own: the hooks given here
+ * (the metrics' recorder) see unmatched requests only, matched routes having hooks of their own.
+ */
+export async function installNotFoundHandler(app: FastifyInstance, hooks: { onResponse?: onResponseHookHandler } = {}): Promise<void> {
+  await app.register(async (scope) => {
+    if (hooks.onResponse) scope.addHook('onResponse', hooks.onResponse);
+    scope.setNotFoundHandler((request, reply) =>
+      sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${request.url.split('?')[0]}.`)),
+    );
+  });
 }
 
 export type { ProblemBody };

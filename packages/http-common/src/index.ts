@@ -1,6 +1,6 @@
 export { createApp, type App, type CreateAppOptions } from './app.js';
 export { ConfigError, HelpRequested, loadConfig, usage, type ConfigMeta } from './config.js';
-export { fieldErrors, installErrorHandler, sendProblem } from './error-handler.js';
+export { fieldErrors, installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 export { parseListen } from './listen.js';
 export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
 export { addGauge, metricsPlugin } from './metrics.js';

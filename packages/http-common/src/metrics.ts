@@ -1,10 +1,13 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, onResponseHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { LatencyHistogram, type RecordLatency } from './latency-histogram.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Registry;
+    /** Records a request that matched no route (the not-found handler answers it). */
+    recordUnmatched: RecordLatency;
   }
 }
 
@@ -15,34 +18,29 @@ export interface MetricsOptions {
   defaultMetrics?: boolean;
 }
 
-/** Prometheus metrics on a registry of the app's own: request counts and latency by route. */
+const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/**
+ * Prometheus metrics on a registry of the app's own: request latency by method, route pattern
+ * (not URL: bounded cardinality) and status; its _count is the request count.
+ */
 export const metricsPlugin = fp<MetricsOptions>(async (app: FastifyInstance, opts) => {
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
-  const labelNames = ['method', 'route', 'status_code'] as const;
-  const duration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP request latency by route',
-    labelNames,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
+  const latency = new LatencyHistogram('http_request_duration_seconds', 'HTTP request latency by route', BUCKETS, registry);
   app.decorate('metrics', registry);
+  app.decorate('recordUnmatched', latency.recorder('unmatched'));
 
-  // The labelled series of each method, route pattern (not URL: bounded cardinality) and status,
-  // looked up once instead of hashing a label object on every response.
-  const series = new Map<string, Histogram.Internal<(typeof labelNames)[number]>>();
-  app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    const key = `${request.method} ${reply.statusCode} ${route}`;
-    let observe = series.get(key);
-    if (observe === undefined) {
-      observe = duration.labels({ method: request.method, route, status_code: String(reply.statusCode) });
-      series.set(key, observe);
-    }
-    // the histogram's _count is the request count: no separate counter on the hot path
-    observe.observe(reply.elapsedTime / 1000);
-    done();
+  // Each route records through its own hook, made once here: nothing to look up per request.
+  const recorders = new Map<string, RecordLatency>();
+  app.addHook('onRoute', (route) => {
+    let record = recorders.get(route.url);
+    if (record === undefined) recorders.set(route.url, (record = latency.recorder(route.url)));
+    const recordLatency: onResponseHookHandler = (request, reply, done) => {
+      record(request.method, reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    };
+    route.onResponse = [...(route.onResponse === undefined ? [] : [route.onResponse].flat()), recordLatency];
   });
 
   app.get(opts.path, { schema: { hide: true } }, async (_request, reply) => {
