@@ -1,7 +1,6 @@
 import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
 
 type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-const LEVELS: Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 type Bindings = Record<string, unknown>;
 type LevelAware = FastifyBaseLogger & { isLevelEnabled?(level: string): boolean };
 
@@ -14,14 +13,14 @@ type LevelAware = FastifyBaseLogger & { isLevelEnabled?(level: string): boolean 
  * through the same pino child, so they are exactly as before.
  */
 class RequestLogger {
-  #child: FastifyBaseLogger | undefined;
+  #child: LevelAware | undefined;
 
   constructor(
     private readonly parent: LevelAware,
     private readonly bindings: Bindings,
   ) {}
 
-  private get logger(): FastifyBaseLogger {
+  private get logger(): LevelAware {
     return (this.#child ??= this.parent.child(this.bindings));
   }
 
@@ -37,18 +36,38 @@ class RequestLogger {
     return this.logger.child(bindings, options);
   }
 
+  fatal(...args: unknown[]): void {
+    this.write('fatal', args);
+  }
+
+  error(...args: unknown[]): void {
+    this.write('error', args);
+  }
+
+  warn(...args: unknown[]): void {
+    this.write('warn', args);
+  }
+
+  info(...args: unknown[]): void {
+    this.write('info', args);
+  }
+
+  debug(...args: unknown[]): void {
+    this.write('debug', args);
+  }
+
+  trace(...args: unknown[]): void {
+    this.write('trace', args);
+  }
+
   silent(): void {}
-}
 
-interface RequestLogger extends Record<Level, (...args: unknown[]) => void> {}
-
-for (const level of LEVELS) {
-  RequestLogger.prototype[level] = function log(this: RequestLogger, ...args: unknown[]) {
-    const self = this as unknown as { parent: LevelAware; logger: FastifyBaseLogger };
-    // Until there is a child, the parent's level decides (as the child would inherit it).
-    if (self.parent.isLevelEnabled && !self.parent.isLevelEnabled(level)) return;
-    (self.logger[level] as (...a: unknown[]) => void)(...args);
-  };
+  private write(level: Level, args: unknown[]): void {
+    // Until there is a child, the parent's level decides (the child would inherit it).
+    const decides = this.#child ?? this.parent;
+    if (decides.isLevelEnabled && !decides.isLevelEnabled(level)) return;
+    (this.logger[level] as (...a: unknown[]) => void)(...args);
+  }
 }
 
 /**

@@ -29,6 +29,11 @@ async function appLoggingAt(level: string): Promise<{ app: App; lines: Record<st
     request.log.debug('route debug');
     return { ok: true };
   });
+  app.get('/verbose', async (request) => {
+    request.log.level = 'debug';
+    request.log.debug('now verbose');
+    return { level: request.log.level };
+  });
   app.get('/boom', async () => {
     throw new Error('kaput');
   });
@@ -80,6 +85,18 @@ describe('per-request logging', () => {
     open = app;
     await app.inject('/debugging');
     expect(lines.map((l) => l.msg)).toContain('route debug');
+  });
+});
+
+describe('a request raising its own log level', () => {
+  it('writes what that level allows, for that request only', async () => {
+    const { app, lines } = await appLoggingAt('warn');
+    open = app;
+    expect((await app.inject('/verbose')).json()).toEqual({ level: 'debug' });
+    // Fastify's own line for that request goes through the same logger
+    expect(lines.map((l) => l.msg)).toEqual(['now verbose', 'request completed']);
+    await app.inject('/says');
+    expect(lines.map((l) => l.msg)).toEqual(['now verbose', 'request completed', 'route warn', 'child warn']);
   });
 });
 

@@ -43,6 +43,8 @@ function describe(ref: ImageReference): string {
   return ref.digest ? `${ref.name}@sha256:${ref.digest}` : `${ref.name}:${ref.tag}`;
 }
 
+const notListed = (image: string, container: string, ref: ImageReference) => `${image} (${container}) as ${describe(ref)}`;
+
 /**
  * The admission rule: an image may run when its normalised reference matches an allowlisted
  * image by digest, or by name and tag. Anything else — including references that do not parse —
@@ -83,9 +85,8 @@ export class AdmissionPolicy {
     const ref = parseCached(image);
     if (!ref) return `${image} (${container}): not a valid image reference`;
     const allowed = this.allowlist.allows(ref);
-    const denial = () => `${image} (${container}) as ${describe(ref)}`;
-    if (typeof allowed === 'boolean') return allowed ? undefined : denial();
-    return allowed.then((ok) => (ok ? undefined : denial()));
+    if (typeof allowed === 'boolean') return allowed ? undefined : notListed(image, container, ref);
+    return allowed.then((ok) => (ok ? undefined : notListed(image, container, ref)));
   }
 
   private conclude(verdicts: Denial[]): Decision {
