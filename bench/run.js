@@ -168,6 +168,11 @@ function row(scenario, service, child, slices, extra = {}) {
 let hello;
 const baselineSlices = [];
 
+/** Load that is not measured, so the JIT and the caches are warm when measuring starts. */
+const warmUp = async (url, scenario) => {
+  if (opts.warmup) await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: opts.warmup, loader: opts.loader });
+};
+
 /**
  * Warm-up, then the measured load. A scenario with a target relative to the baseline alternates
  * with it: each of `rounds` rounds loads the baseline for duration/rounds seconds, then the
@@ -175,7 +180,7 @@ const baselineSlices = [];
  * drifts from minute to minute (shared cores) then moves both sides of each ratio alike.
  */
 async function measure(scenario, service, child, url) {
-  if (opts.warmup) await load({ url, scenario, rows: opts.rows, connections: opts.connections, duration: opts.warmup, loader: opts.loader });
+  await warmUp(url, scenario);
   const interleave = hello && INTERLEAVED.includes(scenario);
   const rounds = interleave ? opts.rounds : 1;
   const seconds = Math.max(1, Math.round(opts.duration / rounds));
@@ -213,7 +218,7 @@ try {
     const port = await freePort();
     const child = await start(process.execPath, [new URL('./lib/hello.js', import.meta.url).pathname, String(port)], { name: 'hello-world', ready: /listening/ });
     hello = { child, url: `http://127.0.0.1:${port}/` };
-    if (opts.warmup) await load({ url: hello.url, scenario: 'baseline', rows: opts.rows, connections: opts.connections, duration: opts.warmup, loader: opts.loader });
+    await warmUp(hello.url, 'baseline');
     for (const scenario of referenceScenarios) await measure(scenario, 'fastify reference', child, hello.url);
   }
 

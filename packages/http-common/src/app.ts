@@ -58,12 +58,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   app.removeContentTypeParser('text/plain');
   installErrorHandler(app, opts.classifyError);
   await app.register(metricsPlugin, { path: opts.metricsPath, defaultMetrics: opts.defaultMetrics ?? true });
-  await installNotFoundHandler(app, {
-    onResponse: (request, reply, done) => {
-      app.recordUnmatched(request.method, reply.statusCode, reply.elapsedTime / 1000);
-      done();
-    },
-  });
+  await installNotFoundHandler(app, { onResponse: app.unmatchedLatencyHook });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

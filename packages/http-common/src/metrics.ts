@@ -6,8 +6,8 @@ import { LatencyHistogram, type RecordLatency } from './latency-histogram.js';
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Registry;
-    /** Records a request that matched no route (the not-found handler answers it). */
-    recordUnmatched: RecordLatency;
+    /** Records requests that matched no route: for the not-found handler's scope. */
+    unmatchedLatencyHook: onResponseHookHandler;
   }
 }
 
@@ -29,18 +29,14 @@ export const metricsPlugin = fp<MetricsOptions>(async (app: FastifyInstance, opt
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const latency = new LatencyHistogram('http_request_duration_seconds', 'HTTP request latency by route', BUCKETS, registry);
   app.decorate('metrics', registry);
-  app.decorate('recordUnmatched', latency.recorder('unmatched'));
+  app.decorate('unmatchedLatencyHook', latencyHook(latency.recorder('unmatched')));
 
   // Each route records through its own hook, made once here: nothing to look up per request.
   const recorders = new Map<string, RecordLatency>();
   app.addHook('onRoute', (route) => {
     let record = recorders.get(route.url);
     if (record === undefined) recorders.set(route.url, (record = latency.recorder(route.url)));
-    const recordLatency: onResponseHookHandler = (request, reply, done) => {
-      record(request.method, reply.statusCode, reply.elapsedTime / 1000);
-      done();
-    };
-    route.onResponse = [...(route.onResponse === undefined ? [] : [route.onResponse].flat()), recordLatency];
+    route.onResponse = [...(route.onResponse === undefined ? [] : [route.onResponse].flat()), latencyHook(record)];
   });
 
   app.get(opts.path, { schema: { hide: true } }, async (_request, reply) => {
@@ -48,6 +44,13 @@ export const metricsPlugin = fp<MetricsOptions>(async (app: FastifyInstance, opt
     return registry.metrics();
   });
 });
+
+function latencyHook(record: RecordLatency): onResponseHookHandler {
+  return (request, reply, done) => {
+    record(request.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  };
+}
 
 /** A gauge whose value is read when Prometheus scrapes, e.g. the size of a cache. */
 export function addGauge(registry: Registry, name: string, help: string, read: () => number): void {
