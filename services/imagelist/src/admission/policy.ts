@@ -16,12 +16,14 @@ export interface PolicyOptions {
 export interface Decision {
   allowed: boolean;
   /** Images that are not allowed, each with why; empty when all are. */
-  denied: string[];
+  denied: readonly string[];
   /** The sentence for the user: names every image that failed. */
   message?: string;
   /** In audit mode, what would have been denied. */
-  warnings: string[];
+  warnings: readonly string[];
 }
+
+const ALLOWED: Decision = Object.freeze({ allowed: true, denied: Object.freeze([]), warnings: Object.freeze([]) });
 
 /** Parsing is pure, and a cluster runs few distinct images: remember the last 10,000. */
 const parsed = new Map<string, ImageReference | null>();
@@ -43,7 +45,19 @@ function describe(ref: ImageReference): string {
   return ref.digest ? `${ref.name}@sha256:${ref.digest}` : `${ref.name}:${ref.tag}`;
 }
 
-const notListed = (image: string, container: string, ref: ImageReference) => `${image} (${container}) as ${describe(ref)}`;
+const notListed = ({ image, container }: ContainerImage, ref: ImageReference) => `${image} (${container}) as ${describe(ref)}`;
+
+/** Whether images[i] stood earlier in the list. A pod has a few containers, where a scan beats a Set. */
+function repeated(images: readonly ContainerImage[], i: number, seen: Set<string> | undefined): boolean {
+  const { image } = images[i]!;
+  if (seen) {
+    if (seen.has(image)) return true;
+    seen.add(image);
+    return false;
+  }
+  for (let j = 0; j < i; j++) if (images[j]!.image === image) return true;
+  return false;
+}
 
 /**
  * The admission rule: an image may run when its normalised reference matches an allowlisted
@@ -62,36 +76,40 @@ export class AdmissionPolicy {
     this.audit = opts.audit ?? false;
   }
 
-  /** Synchronous while every verdict comes from memory, as on the hot path; a promise otherwise. */
-  decide(images: ContainerImage[], namespace: string | undefined): Decision | Promise<Decision> {
-    if (namespace !== undefined && this.exempt.has(namespace)) return { allowed: true, denied: [], warnings: [] };
-    const seen = images.length > 1 ? new Set<string>() : undefined;
-    const verdicts: Verdict[] = [];
+  /**
+   * Synchronous while every verdict comes from memory, as on the hot path; a promise otherwise.
+   * Each image is checked once; denials come in container order.
+   */
+  decide(images: readonly ContainerImage[], namespace: string | undefined): Decision | Promise<Decision> {
+    if (namespace !== undefined && this.exempt.has(namespace)) return ALLOWED;
+    const seen = images.length > 16 ? new Set<string>() : undefined;
+    // Only denials and open questions are kept: an allowed pod allocates nothing here.
+    let verdicts: Verdict[] | undefined;
     let waiting = false;
-    for (const { image, container } of images) {
-      if (seen) {
-        if (seen.has(image)) continue;
-        seen.add(image);
-      }
-      const verdict = this.check(image, container);
+    for (let i = 0; i < images.length; i++) {
+      if (repeated(images, i, seen)) continue;
+      const verdict = this.check(images[i]!);
+      if (verdict === undefined) continue;
       if (typeof verdict === 'object') waiting = true;
-      verdicts.push(verdict);
+      (verdicts ??= []).push(verdict);
     }
+    if (verdicts === undefined) return ALLOWED;
     return waiting ? Promise.all(verdicts).then((v) => this.conclude(v)) : this.conclude(verdicts as Denial[]);
   }
 
   /** Why one image may not run, or undefined when it may. */
-  private check(image: string, container: string): Verdict {
-    const ref = parseCached(image);
-    if (!ref) return `${image} (${container}): not a valid image reference`;
+  private check(container: ContainerImage): Verdict {
+    const ref = parseCached(container.image);
+    if (!ref) return `${container.image} (${container.container}): not a valid image reference`;
     const allowed = this.allowlist.allows(ref);
-    if (typeof allowed === 'boolean') return allowed ? undefined : notListed(image, container, ref);
-    return allowed.then((ok) => (ok ? undefined : notListed(image, container, ref)));
+    if (allowed === true) return undefined;
+    if (allowed === false) return notListed(container, ref);
+    return allowed.then((ok) => (ok ? undefined : notListed(container, ref)));
   }
 
   private conclude(verdicts: Denial[]): Decision {
     const denied = verdicts.filter((v): v is string => v !== undefined);
-    if (denied.length === 0) return { allowed: true, denied, warnings: [] };
+    if (denied.length === 0) return ALLOWED;
     const message = `images not on the allowlist: ${denied.join('; ')}`;
     if (this.audit) return { allowed: true, denied, message, warnings: [`audit mode, would deny: ${message}`] };
     return { allowed: false, denied, message, warnings: [] };
