@@ -5,10 +5,11 @@ import { AdmissionPolicy, type PolicyOptions } from './admission/policy.js';
 import { admissionRoutes } from './routes/admission.js';
 import { healthRoutes } from './routes/health.js';
 import { imageRoutes } from './routes/images.js';
-import { DatabaseAllowlist } from './store/allowlist.js';
+import { DatabaseAllowlist, IndexedAllowlist } from './store/allowlist.js';
 import { classifyDatabaseError } from './store/errors.js';
-import { IndexedAllowlist, type ImageIndex } from './store/image-index.js';
+import { ImageSql } from './store/image-sql.js';
 import { ImageStore } from './store/images.js';
+import type { LiveIndex } from './store/live-index.js';
 
 export interface BuildAppOptions {
   sql: Sql;
@@ -20,7 +21,9 @@ export interface BuildAppOptions {
   defaultMetrics?: boolean;
   version?: string;
   /** The in-memory allowlist; without it every read goes to the database. */
-  index?: ImageIndex;
+  live?: LiveIndex;
+  /** How long a request waits for the database before it is answered 503 (default 2 s). */
+  dbDeadlineMs?: number;
   /** Namespace exemptions and audit mode of the admission endpoints. */
   admission?: PolicyOptions;
 }
@@ -41,17 +44,23 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     },
     classifyError: classifyDatabaseError,
   });
-  const store = new ImageStore(opts.sql, opts.index);
-  const { index } = opts;
-  if (index) {
-    addGauge(app.metrics, 'imagelist_index_images', 'Images in the in-memory index', () => index.size);
-    addGauge(app.metrics, 'imagelist_index_fresh', '1 while the index is listening and current, else 0 (reads go to the database)', () => (index.fresh ? 1 : 0));
+  const images = new ImageSql(opts.sql, opts.dbDeadlineMs ?? 2000);
+  const { live } = opts;
+  const store = new ImageStore(images, live);
+  if (live) {
+    addGauge(app.metrics, 'imagelist_index_images', 'Images in the in-memory index', () => live.index.size);
+    addGauge(app.metrics, 'imagelist_index_fresh', '1 while the index is listening and current (answers come from memory), else 0', () => (live.fresh ? 1 : 0));
+    addGauge(app.metrics, 'imagelist_database_up', '1 while the database is reachable, else 0', () => (live.databaseReachable ? 1 : 0));
+    addGauge(app.metrics, 'imagelist_index_serving_stale', '1 while answers come from the last exact in-memory state because the database is unreachable', () => (live.servingStale ? 1 : 0));
+    addGauge(app.metrics, 'imagelist_index_state_age_seconds', 'Seconds since the in-memory state was last known to be exact (+Inf before the first load)', () =>
+      live.exactAsOf === 0 ? Infinity : Math.max(0, Date.now() - live.exactAsOf) / 1000,
+    );
   }
   const authorize = opts.tokens ? bearerAuth(opts.tokens, 'imagelist') : undefined;
   await app.register(imageRoutes, { store, ...(authorize ? { authorize } : {}) });
-  await app.register(healthRoutes, { store });
-  const fromDatabase = new DatabaseAllowlist(opts.sql);
-  const allowlist = opts.index ? new IndexedAllowlist(opts.index, fromDatabase) : fromDatabase;
+  await app.register(healthRoutes, { store, ...(live ? { live } : {}) });
+  const fromDatabase = new DatabaseAllowlist(images);
+  const allowlist = live ? new IndexedAllowlist(live, fromDatabase) : fromDatabase;
   const policy = new AdmissionPolicy(allowlist, opts.admission);
   await app.register(admissionRoutes, { policy });
   return app;

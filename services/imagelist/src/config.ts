@@ -12,6 +12,8 @@ export const ConfigSchema = Type.Object({
   dbPassword: Type.Optional(Type.String({ env: 'IMAGELIST_DB_PASSWORD', secret: true, description: 'PostgreSQL password' })),
   dbSslmode: Type.Union([Type.Literal('disable'), Type.Literal('require'), Type.Literal('verify-full')], { default: 'disable', env: 'IMAGELIST_DB_SSLMODE', description: 'disable, require or verify-full' }),
   dbPoolSize: Type.Integer({ minimum: 1, maximum: 100, default: 10, env: 'IMAGELIST_DB_POOL_SIZE', description: 'Connections in the pool' }),
+  dbTimeout: Type.Number({ minimum: 0.1, maximum: 60, default: 2, env: 'IMAGELIST_DB_TIMEOUT', description: 'Seconds to wait for the database (connecting, or answering one request) before answering 503; below the webhook timeout (5 s) so the API server gets an answer' }),
+  outageGrace: Type.Number({ minimum: 0, maximum: 86_400, default: 300, env: 'IMAGELIST_OUTAGE_GRACE', description: 'Seconds that admission and reads answer from the last exact in-memory allowlist while the database is unreachable, then fail closed; 0: fail closed at once. The default equals the ImagePolicyWebhook allow cache (allowTTL, 5 min)' }),
   dataDir: Type.String({ default: '.data/imagelist', env: 'IMAGELIST_DATA_DIR', description: 'Where the embedded database keeps its files ("memory://" for none)' }),
   certfile: Type.Optional(Type.String({ minLength: 1, env: 'IMAGELIST_CERTFILE', description: 'TLS certificate (PEM); with --keyfile serves HTTPS, reloaded on change' })),
   keyfile: Type.Optional(Type.String({ minLength: 1, env: 'IMAGELIST_KEYFILE', description: 'TLS private key (PEM)' })),

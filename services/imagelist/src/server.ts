@@ -8,7 +8,8 @@ import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
 import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
 import { isDatabaseUnavailable } from './store/errors.js';
-import { ImageIndex } from './store/image-index.js';
+import { ImageSql } from './store/image-sql.js';
+import { LiveIndex } from './store/live-index.js';
 import { migrate } from './store/migrate.js';
 
 const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with a REST API.';
@@ -43,18 +44,22 @@ runMain(async () => {
     url = embedded.url;
     log.warn({ dataDir: config.dataDir }, 'no DATABASE_URL: using the embedded PGlite database (one connection; for local use)');
   }
-  const sql = connect({ url, max: embedded ? 1 : config.dbPoolSize });
+  const sql = connect({ url, max: embedded ? 1 : config.dbPoolSize, connectTimeout: config.dbTimeout });
+  const dbDeadlineMs = config.dbTimeout * 1000;
   await migrateWhenReachable(sql, log);
 
   const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
   if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');
 
   // The embedded database serves one connection, so there is no second one to LISTEN on.
-  const index = embedded ? undefined : new ImageIndex(sql, url, { log }).start();
+  const live = embedded
+    ? undefined
+    : new LiveIndex(new ImageSql(sql, dbDeadlineMs), url, { outageGraceMs: config.outageGrace * 1000, feed: { connectTimeoutS: config.dbTimeout }, log }).start();
 
   const app = await buildApp({
     sql,
-    index,
+    ...(live ? { live } : {}),
+    dbDeadlineMs,
     tokens,
     logger: log,
     bodyLimit: config.bodyLimit,
@@ -67,7 +72,7 @@ runMain(async () => {
   });
   app.addHook('onClose', async () => {
     await tokens?.close();
-    await index?.close();
+    await live?.close();
     await sql.end({ timeout: 5 });
     await embedded?.stop();
   });

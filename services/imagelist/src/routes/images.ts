@@ -94,7 +94,7 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
       security,
       response: { 200: Image, ...writeErrors },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const { body } = request;
     const id = idFromPath(body.id);
     if (id.name !== undefined && normalizeName(id.name) !== normalizeName(body.name)) {
@@ -103,9 +103,9 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
       ]);
     }
     const tags = body.tags == null ? body.tags : [...new Set(body.tags)];
-    const image = await store.upsert({ digest: id.digest, name: body.name, tags, by: request.principal ?? null });
-    request.log.info({ id: image.id, name: image.name, by: request.principal }, 'image written');
-    return image;
+    const { json, row } = await store.upsert({ digest: id.digest, name: body.name, tags, by: request.principal ?? null });
+    request.log.info({ id: row.id, name: row.name, by: request.principal }, 'image written');
+    return reply.type(JSON_TYPE).send(json as never);
   });
 
   app.delete('/images/*', {

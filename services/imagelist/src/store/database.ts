@@ -16,6 +16,9 @@ export function connect(opts: DatabaseOptions): Sql {
     max: opts.max ?? 10,
     connect_timeout: opts.connectTimeout ?? 5,
     idle_timeout: 60,
+    // postgres.js backs off up to 20 s between reconnects after repeated failures; a database that
+    // is back must be used within a second, so retry every 50-250 ms instead.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.25),
     max_lifetime: 30 * 60,
     onnotice: () => {},
     connection: {

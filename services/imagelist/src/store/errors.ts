@@ -6,6 +6,7 @@ const CONNECTION_CODES = new Set([
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',
   'CONNECT_TIMEOUT',
+  'CLIENT_DEADLINE', // image-sql.ts: no answer within the request's deadline
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',

@@ -1,330 +1,359 @@
-import { randomUUID } from 'node:crypto';
-import postgres, { type Sql } from 'postgres';
-import type { Allowlist } from '../admission/policy.js';
+import { LRUCache } from 'lru-cache';
 import { normalizeName, type ImageReference } from '../reference.js';
-import { SORT_KEYS, type Image, type SortKey } from '../schemas/image.js';
-import { IMAGE_COLUMNS } from './images.js';
-import { sortWire, toWire, wireHasTag, wireName, type WireImage } from './wire-image.js';
+import type { SortKey } from '../schemas/image.js';
+import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
 
-export const CHANNEL = 'images_changed';
-
-export interface IndexLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
+/** One image as the index takes it in: timestamps as microseconds since the epoch. */
+export interface ImageRecord {
+  id: string;
+  name: string;
+  tags: readonly string[];
+  createdUs: number;
+  updatedUs: number;
 }
 
 export interface ImageIndexOptions {
-  /** How often each replica proves its listener alive by a NOTIFY of its own. */
-  heartbeatMs?: number;
-  /** Without any notification for this long, the index is not trusted. */
-  staleAfterMs?: number;
-  /** Memory for rendered name lookups (bytes); 0 turns the cache off. */
+  /** Images to make room for at once (the table's row count when loading). */
+  capacity?: number;
+  /** Memory for rendered answers (bytes), split between answers by id and by name; 0 turns caching off. */
   answerCacheBytes?: number;
-  log?: IndexLogger;
 }
 
+const EMPTY = -1;
+const WORDS = 8; // a sha256 digest as 8 × 32 bits
+const HEX_RE = /^[a-f0-9]{64}$/;
+
 /**
- * The whole allowlist in memory, kept exact across replicas by PostgreSQL LISTEN/NOTIFY:
- * a trigger announces every changed id, and each replica re-reads those rows. While the listener
- * is down, reconnecting, reloading, or silent for longer than `staleAfterMs` (it hears its own
- * heartbeat NOTIFY every `heartbeatMs`), `fresh` is false and callers go to the database instead.
+ * The whole allowlist in memory, compactly, with no I/O of its own (live-index.ts keeps it current).
+ *
+ * At a million images a JavaScript object or string per image would not fit a small pod, so
+ * images live in columns indexed by a slot number: the digest as 32 bytes, both timestamps as
+ * float64 microseconds (exact below 2^53), the name as an interned name number, and the tags as
+ * their JSON text (`"v1","latest"`, ready to send and to search for `"tag"`). A digest finds its
+ * slot through an open-addressing hash table; the slots of one name form a doubly linked list.
+ * Answers are rendered on demand, and the hot ones are cached until their image changes.
  */
 export class ImageIndex {
-  private rows = new Map<string, WireImage>();
-  private byNormalizedName = new Map<string, Set<string>>();
-  /**
-   * Rendered `GET /images?name=` answers, by sort and name; dropped when the name changes. Kept
-   * as the bytes that go out, so a repeated answer (~11 KB for 50 images) is not re-encoded.
-   */
-  private answers = new Map<string, Buffer>();
-  /** Bumped by every change, so caches of answers derived from the index know they are old. */
+  private capacity = 0;
+  private digests = new Uint32Array(0);
+  private created = new Float64Array(0);
+  private updated = new Float64Array(0);
+  /** The slot's name number, or EMPTY for a free slot. */
+  private nameOf = new Int32Array(0);
+  private nextOfName = new Int32Array(0);
+  private prevOfName = new Int32Array(0);
+  private tagsOf: string[] = [];
+  private freeSlots: number[] = [];
+  private used = 0;
+  /** During a full reload: which slots the reload has seen (put) so far. */
+  private seen: Uint8Array | undefined;
+
+  /** Open addressing with linear probing: slot numbers, EMPTY where free. */
+  private table = new Int32Array(0);
+  private mask = 0;
+
+  private names: string[] = [];
+  private nameNumbers = new Map<string, number>();
+  private firstOfName: number[] = [];
+  private countOfName: number[] = [];
+  private freeNames: number[] = [];
+  /** Name numbers by normalised name: `nginx` and `docker.io/library/nginx` are one image name. */
+  private spellings = new Map<string, number[]>();
+
+  private readonly scratch = new Uint32Array(WORDS);
+  private readonly scratchBytes = Buffer.from(this.scratch.buffer);
+  private readonly byId: LRUCache<number, string> | undefined;
+  private readonly byName: LRUCache<string, Buffer> | undefined;
+
+  /** Bumped by every change, so what is derived from the index knows it is old. */
   generation = 0;
-  private answerBytes = 0;
-  private readonly answerBudget: number;
 
-  private listener: Sql | undefined;
-  private listening = false;
-  private loaded = false;
-  private lastHeard = 0;
-  private pending = new Set<string>();
-  private reloadAll = false;
-  private draining: Promise<void> | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
-  private closed = false;
-  private readonly nonce = randomUUID();
-  private readonly heartbeatMs: number;
-  private readonly staleAfterMs: number;
-  private readonly log: IndexLogger | undefined;
-
-  constructor(
-    private readonly sql: Sql,
-    private readonly url: string,
-    opts: ImageIndexOptions = {},
-  ) {
-    this.heartbeatMs = opts.heartbeatMs ?? 1000;
-    this.answerBudget = opts.answerCacheBytes ?? 16 * 1024 * 1024;
-    this.staleAfterMs = opts.staleAfterMs ?? 3 * this.heartbeatMs;
-    this.log = opts.log;
-  }
-
-  /** True when answers from memory are exact. */
-  get fresh(): boolean {
-    return this.listening && this.loaded && Date.now() - this.lastHeard < this.staleAfterMs;
+  constructor(opts: ImageIndexOptions = {}) {
+    const cacheBytes = opts.answerCacheBytes ?? 16 * 1024 * 1024;
+    if (cacheBytes > 0) {
+      this.byId = new LRUCache({ maxSize: cacheBytes / 4, sizeCalculation: (json) => json.length + 64 });
+      this.byName = new LRUCache({ maxSize: (cacheBytes * 3) / 4, maxEntrySize: cacheBytes / 16, sizeCalculation: (json) => json.length + 64 });
+    }
+    this.grow(Math.max(opts.capacity ?? 0, 1024));
   }
 
   get size(): number {
-    return this.rows.size;
+    return this.used;
   }
 
-  /** Starts listening (retrying in the background while the database is away). */
-  start(): this {
-    const options = {
-      max: 1,
-      max_lifetime: null,
-      fetch_types: false,
-      connect_timeout: 5,
-      onnotice: () => {},
-      onclose: () => this.onListenerClosed(),
-      // postgres.js calls this for every notification on the connection (not in its typings)
-      onnotify: (_channel: string, payload: string) => this.onNotify(payload),
-    };
-    this.listener = postgres(this.url, options as postgres.Options<Record<string, never>>);
-    void this.listen();
-    this.heartbeat = setInterval(() => {
-      this.sql.notify(CHANNEL, `heartbeat:${this.nonce}`).catch(() => {});
-    }, this.heartbeatMs);
-    this.heartbeat.unref();
-    return this;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    clearInterval(this.heartbeat);
-    await this.listener?.end({ timeout: 1 });
-    await this.draining;
-  }
-
-  /** Resolves once the index is loaded and listening (for tests and start-up). */
-  async ready(timeoutMs = 10_000): Promise<void> {
-    const end = Date.now() + timeoutMs;
-    while (!this.fresh) {
-      if (Date.now() > end) throw new Error('image index did not become ready');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  private async listen(): Promise<void> {
-    for (let attempt = 0; !this.closed; attempt++) {
-      try {
-        await this.listener!`LISTEN images_changed`;
-        this.listening = true;
-        this.lastHeard = Date.now();
-        this.reloadAll = true;
-        this.drain();
-        if (attempt > 0) this.log?.info({ attempt }, 'image index listener reconnected');
-        return;
-      } catch (err) {
-        if (attempt === 0) this.log?.warn({ code: (err as { code?: string }).code }, 'image index listener cannot connect; lookups use the database');
-        await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 5000)));
+  /** Adds the image, or replaces what the index holds for its id. */
+  put(image: ImageRecord): void {
+    const digest = this.toScratch(image.id);
+    let slot = this.find(digest);
+    const nameNo = this.nameNumber(image.name);
+    if (slot === EMPTY) {
+      if (this.used + 1 > this.capacity * 0.9) this.grow(Math.ceil(this.capacity * 1.5));
+      slot = this.freeSlots.pop() ?? this.used;
+      this.digests.set(digest, slot * WORDS);
+      this.insertIntoTable(slot);
+      this.used++;
+      this.link(slot, nameNo);
+    } else {
+      const oldName = this.nameOf[slot]!;
+      if (oldName !== nameNo) {
+        this.unlink(slot);
+        this.link(slot, nameNo);
       }
+      this.forgetAnswers(slot, oldName);
     }
-  }
-
-  private onListenerClosed(): void {
-    if (this.closed) return;
-    this.listening = false;
-    this.loaded = false;
-    this.log?.warn({}, 'image index listener lost; lookups use the database until it is back');
-    void this.listen();
-  }
-
-  private onNotify(payload: string): void {
-    this.lastHeard = Date.now();
-    if (payload.startsWith('heartbeat:')) return;
-    if (payload === '*') this.reloadAll = true;
-    else this.pending.add(payload);
-    this.drain();
-  }
-
-  /** Applies what changed, one batch at a time, so a later read never loses to an earlier one. */
-  private drain(): void {
-    if (this.draining) return;
-    this.draining = (async () => {
-      while (!this.closed && (this.reloadAll || this.pending.size)) {
-        try {
-          if (this.reloadAll) {
-            this.reloadAll = false;
-            this.pending.clear();
-            this.loaded = false;
-            await this.loadAll();
-            this.loaded = true;
-          } else {
-            const ids = [...this.pending];
-            this.pending.clear();
-            const rows = await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images WHERE id = ANY(${ids}::text[])`;
-            const found = new Map(rows.map((r) => [r.id, r]));
-            for (const id of ids) {
-              const row = found.get(id);
-              if (row) this.put(row);
-              else this.remove(id);
-            }
-          }
-        } catch (err) {
-          // The database is away: distrust the index until a full reload succeeds.
-          this.loaded = false;
-          this.reloadAll = true;
-          this.log?.warn({ code: (err as { code?: string }).code }, 'image index refresh failed; retrying');
-          await new Promise((r) => setTimeout(r, 500));
-        }
-      }
-    })().finally(() => {
-      this.draining = undefined;
-      if (!this.closed && (this.reloadAll || this.pending.size)) this.drain();
-    });
-  }
-
-  private async loadAll(): Promise<void> {
-    const started = Date.now();
-    const live = { rows: this.rows, byNormalizedName: this.byNormalizedName };
-    // Rebuilt from scratch; lookups meanwhile go to the database (not fresh).
-    this.rows = new Map();
-    this.byNormalizedName = new Map();
-    this.answers = new Map();
-    this.answerBytes = 0;
+    this.created[slot] = image.createdUs;
+    this.updated[slot] = image.updatedUs;
+    this.tagsOf[slot] = tagsJson(image.tags);
+    this.forgetAnswers(slot, nameNo);
+    if (this.seen) this.seen[slot] = 1;
     this.generation++;
-    try {
-      await this.sql<Image[]>`SELECT ${this.sql.unsafe(IMAGE_COLUMNS)} FROM images`.cursor(2000, (batch) => {
-        for (const row of batch) this.put(row);
-      });
-    } catch (err) {
-      Object.assign(this, live);
-      throw err;
+  }
+
+  /** Starts a full reload: images not put again before endSweep() are then removed. */
+  beginSweep(): void {
+    this.seen = new Uint8Array(this.capacity);
+  }
+
+  /** Removes the images the reload did not see; returns how many. */
+  endSweep(): number {
+    const seen = this.seen;
+    this.seen = undefined;
+    if (!seen) return 0;
+    const gone: string[] = [];
+    for (let slot = 0; slot < this.capacity; slot++) {
+      if (this.nameOf[slot] !== EMPTY && seen[slot] !== 1) gone.push(this.hexOf(slot));
     }
-    this.log?.info({ images: this.rows.size, ms: Date.now() - started }, 'image index loaded');
+    for (const id of gone) this.remove(id);
+    return gone.length;
   }
 
-  /** Records a row this replica just wrote, before its notification comes back. */
-  put(row: Image): void {
-    const old = this.rows.get(row.id);
-    if (old !== undefined && wireName(old) !== row.name) this.unlink(row.id, old);
-    this.rows.set(row.id, toWire(row));
+  abortSweep(): void {
+    this.seen = undefined;
+  }
+
+  /** Forgets the image; false when the index did not hold it. */
+  remove(id: string): boolean {
+    if (!HEX_RE.test(id)) return false;
+    const slot = this.find(this.toScratch(id));
+    if (slot === EMPTY) return false;
+    this.forgetAnswers(slot, this.nameOf[slot]!);
+    this.deleteFromTable(slot);
+    this.unlink(slot);
+    this.tagsOf[slot] = '';
+    this.freeSlots.push(slot);
+    this.used--;
     this.generation++;
-    this.forgetAnswers(row.name);
-    link(this.byNormalizedName, normalizeName(row.name), row.id);
+    return true;
   }
 
-  remove(id: string): void {
-    const old = this.rows.get(id);
-    if (!old) return;
-    this.rows.delete(id);
-    this.generation++;
-    this.unlink(id, old);
+  has(id: string): boolean {
+    return HEX_RE.test(id) && this.find(this.toScratch(id)) !== EMPTY;
   }
 
-  private unlink(id: string, old: WireImage): void {
-    const name = wireName(old);
-    unlink(this.byNormalizedName, normalizeName(name), id);
-    this.forgetAnswers(name);
-  }
-
-  private forgetAnswers(name: string): void {
-    if (this.answers.size === 0) return;
-    for (const sort of SORT_KEYS) {
-      const key = `${sort} ${name}`;
-      const answer = this.answers.get(key);
-      if (answer === undefined) continue;
-      this.answers.delete(key);
-      this.answerBytes -= answer.length;
+  /** The image's wire JSON and its name, or undefined. */
+  get(id: string): { json: string; name: string } | undefined {
+    if (!HEX_RE.test(id)) return undefined;
+    const slot = this.find(this.toScratch(id));
+    if (slot === EMPTY) return undefined;
+    const name = this.names[this.nameOf[slot]!]!;
+    let json = this.byId?.get(slot);
+    if (json === undefined) {
+      json = this.render(slot);
+      this.byId?.set(slot, json);
     }
+    return { json, name };
   }
 
-  /** `GET /images?name=` from memory: the JSON array, rendered once per change of the name. */
+  /** Images of exactly this name as a JSON array, in the order of `sort`. */
   namedJson(name: string, sort: SortKey): Buffer {
     const key = `${sort} ${name}`;
-    const cached = this.answers.get(key);
+    const cached = this.byName?.get(key);
     if (cached !== undefined) return cached;
-    const answer = Buffer.from(`[${this.named(name, sort).join(',')}]`);
-    if (answer.length <= this.answerBudget / 16) {
-      this.answers.set(key, answer);
-      this.answerBytes += answer.length;
-      // oldest first out (Map keeps insertion order)
-      for (const [k, v] of this.answers) {
-        if (this.answerBytes <= this.answerBudget) break;
-        this.answers.delete(k);
-        this.answerBytes -= v.length;
-      }
-    }
+    const answer = Buffer.from(`[${this.namedSlots(name, sort).map((slot) => this.render(slot)).join(',')}]`);
+    this.byName?.set(key, answer);
     return answer;
   }
 
-  get(id: string): { json: WireImage; name: string } | undefined {
-    const json = this.rows.get(id);
-    return json === undefined ? undefined : { json, name: wireName(json) };
-  }
-
-  /** Images of exactly this name, in the order of `sort`. */
-  named(name: string, sort: SortKey): WireImage[] {
-    const ids = this.byNormalizedName.get(normalizeName(name));
-    if (!ids) return [];
-    const found: WireImage[] = [];
-    for (const id of ids) {
-      const json = this.rows.get(id)!;
-      if (wireName(json) === name) found.push(json);
+  /**
+   * Every image (of one name) in the order of `sort`, rendered, for lists answered from memory
+   * during a database outage. Names sort by code point here, where PostgreSQL uses its collation.
+   */
+  list(sort: SortKey, name?: string): { json: string; key: string; id: string }[] {
+    let slots: number[];
+    if (name !== undefined) {
+      slots = this.namedSlots(name, sort);
+    } else {
+      slots = [];
+      for (let slot = 0; slot < this.capacity; slot++) if (this.nameOf[slot] !== EMPTY) slots.push(slot);
     }
-    return sortWire(found, sort);
+    const rows = slots.map((slot) => {
+      const id = this.hexOf(slot);
+      const json = renderImage(this.created[slot]!, this.updated[slot]!, id, this.names[this.nameOf[slot]!]!, this.tagsOf[slot]!);
+      const key = sort === 'id' ? id : sort === 'name' ? this.names[this.nameOf[slot]!]! : formatTimestamp((sort === 'created_at' ? this.created : this.updated)[slot]!);
+      return { json, key, id };
+    });
+    return name !== undefined ? rows : rows.sort((a, b) => (a.key !== b.key ? (a.key < b.key ? 1 : -1) : a.id < b.id ? 1 : -1));
   }
 
-  allowsFromMemory(ref: ImageReference): boolean {
-    if (ref.digest) return this.rows.has(ref.digest);
-    const ids = this.byNormalizedName.get(ref.name);
-    if (!ids) return false;
-    for (const id of ids) if (wireHasTag(this.rows.get(id)!, ref.tag!)) return true;
+  /** Whether the normalised reference matches an image: by digest, or by name and tag. */
+  allows(ref: ImageReference): boolean {
+    if (ref.digest !== undefined) return this.has(ref.digest);
+    const numbers = this.spellings.get(ref.name);
+    if (numbers === undefined) return false;
+    const quoted = `"${ref.tag}"`;
+    for (const nameNo of numbers) {
+      for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) {
+        if (this.tagsOf[slot]!.includes(quoted)) return true;
+      }
+    }
     return false;
   }
-}
 
-function link(map: Map<string, Set<string>>, key: string, id: string): void {
-  let set = map.get(key);
-  if (!set) map.set(key, (set = new Set()));
-  set.add(id);
-}
-
-function unlink(map: Map<string, Set<string>>, key: string, id: string): void {
-  const set = map.get(key);
-  if (!set) return;
-  set.delete(id);
-  if (set.size === 0) map.delete(key);
-}
-
-const VERDICT_CACHE_SIZE = 10_000;
-
-/**
- * Admission lookups from the index while it is fresh, from the database otherwise. Verdicts are
- * remembered until the index changes at all (its generation), since every pod of a rollout asks
- * about the same images.
- */
-export class IndexedAllowlist implements Allowlist {
-  /** By parsed reference: the policy hands over the same object for the same image string. */
-  private verdicts = new Map<ImageReference, boolean>();
-  private generation = -1;
-
-  constructor(
-    private readonly index: ImageIndex,
-    private readonly fallback: Allowlist,
-  ) {}
-
-  /** A boolean from memory while the index is fresh; the database's promise otherwise. */
-  allows(ref: ImageReference): boolean | Promise<boolean> {
-    if (!this.index.fresh) return this.fallback.allows(ref);
-    if (this.generation !== this.index.generation || this.verdicts.size >= VERDICT_CACHE_SIZE) {
-      this.verdicts.clear();
-      this.generation = this.index.generation;
-    }
-    let verdict = this.verdicts.get(ref);
-    if (verdict === undefined) {
-      verdict = this.index.allowsFromMemory(ref);
-      this.verdicts.set(ref, verdict);
-    }
-    return verdict;
+  /** Makes room for `capacity` images at once, so a full load does not grow the columns step by step. */
+  reserve(capacity: number): void {
+    if (capacity > this.capacity * 0.9) this.grow(Math.ceil(capacity / 0.9));
   }
+
+  private render(slot: number): string {
+    return renderImage(this.created[slot]!, this.updated[slot]!, this.hexOf(slot), this.names[this.nameOf[slot]!]!, this.tagsOf[slot]!);
+  }
+
+  private namedSlots(name: string, sort: SortKey): number[] {
+    const nameNo = this.nameNumbers.get(name);
+    if (nameNo === undefined) return [];
+    const slots: number[] = [];
+    for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) slots.push(slot);
+    const ids = new Map(slots.map((slot) => [slot, this.hexOf(slot)]));
+    const byId = (a: number, b: number) => (ids.get(a)! < ids.get(b)! ? 1 : -1);
+    const column = sort === 'created_at' ? this.created : sort === 'updated_at' ? this.updated : undefined;
+    // Descending, ties broken by id, as the database's ORDER BY; a name's images share their name.
+    return slots.sort(column === undefined ? byId : (a, b) => column[b]! - column[a]! || byId(a, b));
+  }
+
+  private hexOf(slot: number): string {
+    return Buffer.from(this.digests.buffer, this.digests.byteOffset + slot * WORDS * 4, WORDS * 4).toString('hex');
+  }
+
+  private forgetAnswers(slot: number, nameNo: number): void {
+    this.byId?.delete(slot);
+    if (this.byName === undefined || this.byName.size === 0) return;
+    const name = this.names[nameNo]!;
+    for (const sort of ['created_at', 'updated_at', 'name', 'id']) this.byName.delete(`${sort} ${name}`);
+  }
+
+  private toScratch(hex: string): Uint32Array {
+    this.scratchBytes.write(hex, 'hex');
+    return this.scratch;
+  }
+
+  private homeOf(digest: Uint32Array, at = 0): number {
+    // sha256 is uniform: its first word is as good a hash as any
+    return digest[at]! & this.mask;
+  }
+
+  private find(digest: Uint32Array): number {
+    for (let i = this.homeOf(digest); ; i = (i + 1) & this.mask) {
+      const slot = this.table[i]!;
+      if (slot === EMPTY) return EMPTY;
+      if (this.sameDigest(slot, digest)) return slot;
+    }
+  }
+
+  private sameDigest(slot: number, digest: Uint32Array): boolean {
+    const at = slot * WORDS;
+    for (let w = 0; w < WORDS; w++) if (this.digests[at + w] !== digest[w]) return false;
+    return true;
+  }
+
+  private insertIntoTable(slot: number): void {
+    let i = this.homeOf(this.digests, slot * WORDS);
+    while (this.table[i] !== EMPTY) i = (i + 1) & this.mask;
+    this.table[i] = slot;
+  }
+
+  /** Backward-shift deletion: linear probing stays correct without tombstones. */
+  private deleteFromTable(slot: number): void {
+    let hole = this.homeOf(this.digests, slot * WORDS);
+    while (this.table[hole] !== slot) hole = (hole + 1) & this.mask;
+    for (let i = (hole + 1) & this.mask; this.table[i] !== EMPTY; i = (i + 1) & this.mask) {
+      const home = this.homeOf(this.digests, this.table[i]! * WORDS);
+      // may the entry at i move back into the hole? only if its home is not in (hole, i]
+      if (((i - home) & this.mask) >= ((i - hole) & this.mask)) {
+        this.table[hole] = this.table[i]!;
+        hole = i;
+      }
+    }
+    this.table[hole] = EMPTY;
+  }
+
+  private nameNumber(name: string): number {
+    let nameNo = this.nameNumbers.get(name);
+    if (nameNo !== undefined) return nameNo;
+    nameNo = this.freeNames.pop() ?? this.names.length;
+    this.names[nameNo] = name;
+    this.nameNumbers.set(name, nameNo);
+    this.firstOfName[nameNo] = EMPTY;
+    this.countOfName[nameNo] = 0;
+    const normalized = normalizeName(name);
+    const spelled = this.spellings.get(normalized);
+    if (spelled) spelled.push(nameNo);
+    else this.spellings.set(normalized, [nameNo]);
+    return nameNo;
+  }
+
+  private link(slot: number, nameNo: number): void {
+    const first = this.firstOfName[nameNo]!;
+    this.nameOf[slot] = nameNo;
+    this.prevOfName[slot] = EMPTY;
+    this.nextOfName[slot] = first;
+    if (first !== EMPTY) this.prevOfName[first] = slot;
+    this.firstOfName[nameNo] = slot;
+    this.countOfName[nameNo]!++;
+  }
+
+  /** Takes the slot out of its name's list; a name left without images is forgotten. */
+  private unlink(slot: number): void {
+    const nameNo = this.nameOf[slot]!;
+    const prev = this.prevOfName[slot]!;
+    const next = this.nextOfName[slot]!;
+    if (prev === EMPTY) this.firstOfName[nameNo] = next;
+    else this.nextOfName[prev] = next;
+    if (next !== EMPTY) this.prevOfName[next] = prev;
+    this.nameOf[slot] = EMPTY;
+    if (--this.countOfName[nameNo]! > 0) return;
+    const name = this.names[nameNo]!;
+    this.nameNumbers.delete(name);
+    const normalized = normalizeName(name);
+    const spelled = this.spellings.get(normalized)!.filter((n) => n !== nameNo);
+    if (spelled.length) this.spellings.set(normalized, spelled);
+    else this.spellings.delete(normalized);
+    this.freeNames.push(nameNo);
+  }
+
+  private grow(capacity: number): void {
+    const old = this.capacity;
+    this.digests = grown(this.digests, capacity * WORDS);
+    this.created = grown(this.created, capacity);
+    this.updated = grown(this.updated, capacity);
+    this.nameOf = grown(this.nameOf, capacity).fill(EMPTY, old);
+    this.nextOfName = grown(this.nextOfName, capacity);
+    this.prevOfName = grown(this.prevOfName, capacity);
+    if (this.seen) this.seen = grown(this.seen, capacity);
+    for (let slot = old; slot < capacity; slot++) this.tagsOf.push('');
+    this.capacity = capacity;
+    let tableSize = 1024;
+    while (tableSize < capacity * 2) tableSize *= 2;
+    this.table = new Int32Array(tableSize).fill(EMPTY);
+    this.mask = tableSize - 1;
+    for (let slot = 0; slot < old; slot++) if (this.nameOf[slot] !== EMPTY) this.insertIntoTable(slot);
+  }
+}
+
+type Column = Uint32Array | Int32Array | Float64Array | Uint8Array;
+
+/** A longer copy of a column; the new part is zero. */
+function grown<T extends Column>(from: T, length: number): T {
+  const to = new (from.constructor as new (length: number) => T)(length);
+  to.set(from);
+  return to;
 }

@@ -2,7 +2,8 @@ import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { connect } from '../../src/store/database.js';
-import { ImageIndex } from '../../src/store/image-index.js';
+import { ImageSql } from '../../src/store/image-sql.js';
+import { LiveIndex } from '../../src/store/live-index.js';
 import { DIGEST_A, DIGEST_B, DIGEST_C } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { TcpProxy, viaProxy } from '../support/tcp-proxy.js';
@@ -12,10 +13,10 @@ let proxy: TcpProxy;
 const closers: (() => Promise<void>)[] = [];
 
 /** One replica: its own pool, its own index (listening through `listenVia`), its own app. */
-async function replica(listenUrl: string): Promise<{ app: App; index: ImageIndex }> {
+async function replica(listenUrl: string): Promise<{ app: App; index: LiveIndex }> {
   const sql = connect({ url: db.url, max: 4 });
-  const index = new ImageIndex(sql, listenUrl, { heartbeatMs: 100, staleAfterMs: 400 }).start();
-  const app = await buildApp({ sql, index, logger: false, defaultMetrics: false });
+  const index = new LiveIndex(new ImageSql(sql, 2000), listenUrl, { outageGraceMs: 0, staleAfterMs: 400, feed: { heartbeatMs: 100 } }).start();
+  const app = await buildApp({ sql, live: index, logger: false, defaultMetrics: false });
   closers.push(async () => {
     await app.close();
     await index.close();
@@ -42,8 +43,8 @@ async function within(ms: number, check: () => Promise<boolean>): Promise<number
   return Date.now() - started;
 }
 
-let a: { app: App; index: ImageIndex };
-let b: { app: App; index: ImageIndex };
+let a: { app: App; index: LiveIndex };
+let b: { app: App; index: LiveIndex };
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -68,10 +69,10 @@ describe('in-memory index across replicas', () => {
   it('a write on one replica is admitted on the other, and a DELETE stops admission there within one second', async () => {
     const put = await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_A, name: 'quay.io/team/app', tags: ['v1'] } });
     expect(put.statusCode).toBe(200);
-    expect(a.index.get(DIGEST_A)).toBeDefined(); // read-your-writes on the writer
+    expect(a.index.index.get(DIGEST_A)).toBeDefined(); // read-your-writes on the writer
     await within(1000, () => allowed(b.app, 'quay.io/team/app:v1'));
     expect(b.index.fresh).toBe(true);
-    expect(JSON.parse(b.index.get(DIGEST_A)!.json).tags).toEqual(['v1']);
+    expect(JSON.parse(b.index.index.get(DIGEST_A)!.json).tags).toEqual(['v1']);
 
     expect((await a.app.inject({ method: 'DELETE', url: `/images/${DIGEST_A}` })).statusCode).toBe(204);
     const elapsed = await within(1000, async () => !(await allowed(b.app, 'quay.io/team/app:v1')));
@@ -93,7 +94,7 @@ describe('in-memory index across replicas', () => {
       (${DIGEST_C}, 'quay.io/team/web', '{a}', '2020-01-01T00:00:00Z', '2020-01-03T00:00:00Z'),
       (${'c'.repeat(64)}, 'quay.io/team/web', '{b}', '2020-01-02T00:00:00Z', '2020-01-02T00:00:00Z'),
       (${'d'.repeat(64)}, 'quay.io/team/web', '{c}', '2020-01-02T00:00:00Z', '2020-01-01T00:00:00Z')`;
-    await within(1000, async () => b.index.named('quay.io/team/web', 'id').length === 3);
+    await within(1000, async () => b.index.index.list('id', 'quay.io/team/web').length === 3);
     for (const sort of ['created_at', 'updated_at', 'name', 'id']) {
       const fromIndex = (await b.app.inject(`/images?name=quay.io/team/web&sort=${sort}`)).json();
       const fromDb = (await b.app.inject(`/images?name=quay.io/team/web&sort=${sort}&limit=10`)).json(); // paginated reads go to the database
@@ -146,12 +147,12 @@ describe('in-memory index across replicas', () => {
   it('exports its size and freshness as metrics', async () => {
     const text = (await b.app.inject('/metrics')).body;
     expect(text).toMatch(/^imagelist_index_fresh 1$/m);
-    expect(text).toMatch(new RegExp(`^imagelist_index_images ${b.index.size}$`, 'm'));
+    expect(text).toMatch(new RegExp(`^imagelist_index_images ${b.index.index.size}$`, 'm'));
   });
 
   it('reloads everything after a TRUNCATE', async () => {
     await db.sql`TRUNCATE images`;
-    await within(1000, async () => b.index.size === 0 && a.index.size === 0);
+    await within(1000, async () => b.index.index.size === 0 && a.index.index.size === 0);
   });
 
   it('falls back to the database while its listener is cut, and catches up when it is back', async () => {
@@ -169,7 +170,7 @@ describe('in-memory index across replicas', () => {
 
     await proxy.restore();
     await within(10_000, async () => b.index.fresh);
-    expect(b.index.get(DIGEST_A)).toBeUndefined();
-    expect(b.index.get(DIGEST_C)?.name).toBe('quay.io/team/new');
+    expect(b.index.index.get(DIGEST_A)).toBeUndefined();
+    expect(b.index.index.get(DIGEST_C)?.name).toBe('quay.io/team/new');
   });
 });

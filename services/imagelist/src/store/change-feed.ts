@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import postgres from 'postgres';
+import { CHANNEL, type ImageSql } from './image-sql.js';
+
+export interface FeedLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface ChangeFeedListener {
+  /** The listener is connected (again): anything may have changed while it was not. */
+  connected(): void;
+  /** An image id changed, or '*' (TRUNCATE): everything did. */
+  changed(id: string): void;
+  /** The listener is gone or could not connect. */
+  lost(): void;
+  /** A heartbeat went through the pool (true), or failed with this error. */
+  probed(error?: unknown): void;
+}
+
+export interface ChangeFeedOptions {
+  /** How often this replica NOTIFYs a heartbeat of its own and so proves its listener current. */
+  heartbeatMs?: number;
+  /** A listener that hears no heartbeat for this long is taken as dead and reconnected. */
+  silentAfterMs?: number;
+  /** Pause between reconnect attempts: short, so the feed is back within a second of the database. */
+  retryMs?: number;
+  /** Seconds a connection attempt may take. */
+  connectTimeoutS?: number;
+  log?: FeedLogger;
+}
+
+/** `down`: the last attempt to connect failed. */
+export type FeedState = 'connecting' | 'listening' | 'down';
+
+/**
+ * The allowlist's change feed: one dedicated connection LISTENing on the images channel, one
+ * reconnect loop, and a heartbeat that measures how current the listener is.
+ *
+ * Every `heartbeatMs` this replica NOTIFYs `heartbeat:<nonce>:<sent at>` through its pool.
+ * Notifications arrive in commit order, so hearing one back proves that every change committed
+ * before it was sent has been delivered: `currentAsOf` is the send time of the newest heartbeat
+ * heard. A connection that goes silent (half-open TCP, a stalled proxy) is replaced.
+ */
+export class ChangeFeed {
+  state: FeedState = 'connecting';
+  /** Every change committed before this time (ms since the epoch) has been delivered. */
+  currentAsOf = 0;
+  /** Reconnect attempts since the feed last listened; 0 while listening. */
+  failures = 0;
+
+  private closed = false;
+  private running: Promise<void> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private dropCurrent: (() => void) | undefined;
+  private probing = false;
+  private readonly nonce = randomUUID();
+  private readonly heartbeatMs: number;
+  private readonly silentAfterMs: number;
+  private readonly retryMs: number;
+  private readonly connectTimeoutS: number;
+
+  constructor(
+    private readonly url: string,
+    private readonly images: ImageSql,
+    private readonly listener: ChangeFeedListener,
+    private readonly opts: ChangeFeedOptions = {},
+  ) {
+    this.heartbeatMs = opts.heartbeatMs ?? 200;
+    this.silentAfterMs = opts.silentAfterMs ?? 3000;
+    this.retryMs = opts.retryMs ?? 250;
+    this.connectTimeoutS = opts.connectTimeoutS ?? 5;
+  }
+
+  start(): this {
+    this.running = this.run();
+    this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs);
+    this.heartbeat.unref();
+    return this;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    this.dropCurrent?.();
+    await this.running;
+  }
+
+  /**
+   * Sends a heartbeat whether or not the listener is up: its success or failure tells whether the
+   * database is reachable through the pool, which the listener's own state cannot (a listener may
+   * fail where the pool works). One at a time, so a hung database does not fill the pool with them.
+   */
+  private beat(): void {
+    if (this.state === 'listening' && Date.now() - this.currentAsOf > this.silentAfterMs) {
+      this.opts.log?.warn({ silentMs: Date.now() - this.currentAsOf }, 'change feed silent; reconnecting');
+      this.dropCurrent?.();
+    }
+    if (this.probing) return;
+    this.probing = true;
+    this.images.notify(`heartbeat:${this.nonce}:${Date.now()}`).then(
+      () => this.listener.probed(),
+      (err: unknown) => this.listener.probed(err ?? new Error('heartbeat failed')),
+    ).finally(() => (this.probing = false));
+  }
+
+  /** The one reconnect loop: connect and LISTEN, serve until the connection is lost, pause, again. */
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      let lost!: () => void;
+      const gone = new Promise<void>((resolve) => (lost = resolve));
+      const conn = postgres(this.url, {
+        max: 1,
+        max_lifetime: null,
+        idle_timeout: 0,
+        fetch_types: false,
+        connect_timeout: this.connectTimeoutS,
+        onnotice: () => {},
+        onclose: () => lost(),
+        // postgres.js calls this for every notification on the connection (missing from its typings)
+        ...({ onnotify: (_channel: string, payload: string) => this.heard(payload) } as object),
+      });
+      this.dropCurrent = lost;
+      try {
+        this.state = 'connecting';
+        await withTimeout(conn`LISTEN ${conn(CHANNEL)}`.execute(), this.connectTimeoutS * 1000);
+        if (this.closed) break;
+        if (this.failures > 0) this.opts.log?.info({ attempts: this.failures }, 'change feed listening again');
+        this.failures = 0;
+        this.currentAsOf = Date.now(); // a grace period of one silence window for the first heartbeat
+        this.state = 'listening';
+        this.listener.connected();
+        await gone;
+        if (!this.closed) this.listener.lost();
+      } catch (err) {
+        if (this.closed) break;
+        this.failures++;
+        const code = (err as { code?: string }).code;
+        if (this.failures === 1) this.opts.log?.warn({ code }, 'change feed cannot connect; retrying');
+        this.state = 'down';
+        this.listener.lost();
+      } finally {
+        this.dropCurrent = undefined;
+        await conn.end({ timeout: 0 }).catch(() => {});
+      }
+      if (!this.closed) await sleep(this.retryMs);
+    }
+    this.state = 'connecting';
+  }
+
+  private heard(payload: string): void {
+    if (payload.startsWith('heartbeat:')) {
+      const [, nonce, sent] = payload.split(':');
+      if (nonce === this.nonce) this.currentAsOf = Math.max(this.currentAsOf, Number(sent));
+      return;
+    }
+    this.listener.changed(payload);
+  }
+}
+
+/** A LISTEN on a connection that hangs after connecting must not stall the loop either. */
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  const timer = new AbortController();
+  const late = sleep(ms, undefined, { signal: timer.signal }).then(() => {
+    throw Object.assign(new Error(`LISTEN did not complete within ${ms} ms`), { code: 'CONNECT_TIMEOUT' });
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    timer.abort();
+    late.catch(() => {});
+  }
+}

@@ -1,0 +1,154 @@
+import type { PendingQuery, Row, Sql } from 'postgres';
+import { nameSpellings } from '../reference.js';
+import type { SortKey } from '../schemas/image.js';
+import type { ImageRecord } from './image-index.js';
+import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
+
+/** The channel migration 002's triggers NOTIFY with each changed id ('*' after a TRUNCATE). */
+export const CHANNEL = 'images_changed';
+
+/** The sort-key value (in its wire form) and id of the last image of a page. */
+export type Cursor = [value: string, id: string];
+
+export interface UpsertImage {
+  digest: string;
+  name: string;
+  /** undefined/null: leave an existing image's tags alone; [] clears them. */
+  tags: string[] | null | undefined;
+  /** Name of the token that made the write. */
+  by: string | null;
+}
+
+/** Columns of an ImageRecord; timestamps as exact microseconds since the epoch. */
+const RECORD_COLUMNS = `id, name, tags,
+  (extract(epoch FROM created_at) * 1000000)::float8 AS "createdUs",
+  (extract(epoch FROM updated_at) * 1000000)::float8 AS "updatedUs"`;
+
+/** ORDER BY per sort key; always descending, ties broken by id so the order is total. */
+const ORDER: Record<SortKey, string> = {
+  created_at: 'created_at DESC, id DESC',
+  updated_at: 'updated_at DESC, id DESC',
+  name: 'name DESC, id DESC',
+  id: 'id DESC',
+};
+
+export const toJson = (r: ImageRecord): string => renderImage(r.createdUs, r.updatedUs, r.id, r.name, tagsJson(r.tags));
+
+/** The value an image sorts by, as a cursor carries it (timestamps in their wire form). */
+export function sortValue(r: ImageRecord, sort: SortKey): string {
+  if (sort === 'name') return r.name;
+  if (sort === 'id') return r.id;
+  return formatTimestamp(sort === 'created_at' ? r.createdUs : r.updatedUs);
+}
+
+/**
+ * Every statement imagelist runs against the images table. Each is bounded on the client side by
+ * `deadlineMs` as well as by the server's statement_timeout: a database host that vanished (no
+ * RST) would otherwise leave a request waiting for TCP keepalive.
+ */
+export class ImageSql {
+  constructor(
+    readonly sql: Sql,
+    private readonly deadlineMs: number,
+  ) {}
+
+  /** One page of `GET /images`, `limit` images after `after`, in the order of `sort`. */
+  page(opts: { name?: string | undefined; sort: SortKey; after?: Cursor | undefined; limit: number }): Promise<ImageRecord[]> {
+    const { sql } = this;
+    const conditions = [];
+    if (opts.name !== undefined) conditions.push(sql`name = ${opts.name}`);
+    if (opts.after) {
+      const [value, id] = opts.after;
+      if (opts.sort === 'id') conditions.push(sql`id < ${id}`);
+      else if (opts.sort === 'name') conditions.push(sql`(name, id) < (${value}, ${id})`);
+      // ::text first: typed as timestamptz, postgres.js would send the value through a JS Date and
+      // drop the microseconds the cursor carries.
+      else conditions.push(sql`(${sql(opts.sort)}, id) < (${value}::text::timestamptz, ${id})`);
+    }
+    const where = conditions.length ? sql`WHERE ${conditions.reduce((a, b) => sql`${a} AND ${b}`)}` : sql``;
+    return this.bounded(sql<ImageRecord[]>`
+      SELECT ${sql.unsafe(RECORD_COLUMNS)} FROM images ${where} ORDER BY ${sql.unsafe(ORDER[opts.sort])} LIMIT ${opts.limit}`);
+  }
+
+  async byId(digest: string): Promise<ImageRecord | undefined> {
+    const rows = await this.bounded(this.sql<ImageRecord[]>`SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id = ${digest}`);
+    return rows[0];
+  }
+
+  byIds(ids: readonly string[]): Promise<ImageRecord[]> {
+    return this.bounded(this.sql<ImageRecord[]>`SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id = ANY(${ids as string[]}::text[])`);
+  }
+
+  /** A page of the whole table in id order, for loading the index without holding it all at once. */
+  loadPage(afterId: string, limit: number): Promise<ImageRecord[]> {
+    return this.bounded(this.sql<ImageRecord[]>`
+      SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id > ${afterId} ORDER BY id LIMIT ${limit}`);
+  }
+
+  /** The planner's row estimate: enough to size the index before loading it. */
+  async estimatedCount(): Promise<number> {
+    const [row] = await this.bounded(this.sql<{ n: number }[]>`SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'images'::regclass`);
+    return row?.n ?? 0;
+  }
+
+  /**
+   * One INSERT ... ON CONFLICT for a batch of PUTs (write-batcher.ts): concurrent PUTs of one id
+   * never fail; null tags change nothing and do not bump updated_at. A write is not cut short by
+   * the client-side deadline: it either commits or fails on the server.
+   */
+  async upsert(images: readonly UpsertImage[]): Promise<ImageRecord[]> {
+    const input = JSON.stringify(images.map((i) => ({ id: i.digest, name: i.name, tags: i.tags ?? null, by: i.by })));
+    const rows = await this.sql<ImageRecord[]>`
+      WITH x AS (
+        SELECT * FROM jsonb_to_recordset(${input}::text::jsonb) AS x(id text, name text, tags text[], by text)
+      )
+      INSERT INTO images AS i (id, name, tags, created_by, updated_by)
+      SELECT id, name, COALESCE(tags, '{}'), by, by FROM x
+      ORDER BY id -- concurrent batches lock shared rows in one order, so they cannot deadlock
+      ON CONFLICT (id) DO UPDATE SET
+        tags       = COALESCE((SELECT x.tags FROM x WHERE x.id = EXCLUDED.id), i.tags),
+        updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at ELSE now() END,
+        updated_by = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
+      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}`;
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return images.map((i) => byId.get(i.digest)!);
+  }
+
+  /** Deletes the image; with `name`, only if it has that name. True when a row went. */
+  async delete(digest: string, name?: string): Promise<boolean> {
+    const and = name === undefined ? this.sql`` : this.sql`AND name = ${name}`;
+    const rows = await this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id`;
+    return rows.length > 0;
+  }
+
+  async allowsDigest(digest: string): Promise<boolean> {
+    return (await this.bounded(this.sql`SELECT 1 FROM images WHERE id = ${digest}`)).length > 0;
+  }
+
+  async allowsNameTag(name: string, tag: string): Promise<boolean> {
+    const rows = await this.bounded(this.sql`
+      SELECT 1 FROM images WHERE name = ANY(${nameSpellings(name)}::text[]) AND ${tag} = ANY(tags) LIMIT 1`);
+    return rows.length > 0;
+  }
+
+  async ping(): Promise<void> {
+    await this.bounded(this.sql`SELECT 1`);
+  }
+
+  /** A heartbeat through the table's channel: hearing it back proves the listener is current. */
+  async notify(payload: string): Promise<void> {
+    await this.bounded(this.sql`SELECT pg_notify(${CHANNEL}, ${payload})`);
+  }
+
+  /** Rejects (and cancels the statement) when the answer takes longer than the deadline. */
+  private bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        query.cancel();
+        reject(Object.assign(new Error(`the database did not answer within ${this.deadlineMs} ms`), { code: 'CLIENT_DEADLINE' }));
+      }, this.deadlineMs);
+    });
+    return Promise.race([query, late]).finally(() => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,247 @@
+import { unavailable } from '@platform/http-common';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ChangeFeed, type ChangeFeedListener, type ChangeFeedOptions, type FeedLogger } from './change-feed.js';
+import { isDatabaseUnavailable } from './errors.js';
+import { ImageIndex } from './image-index.js';
+import type { ImageSql } from './image-sql.js';
+
+export interface LiveIndexOptions {
+  /**
+   * While the database is unreachable, answer from the last exact state for this long after it
+   * was last known exact; 0 answers 503 at once, as a strict fail-closed gate.
+   */
+  outageGraceMs: number;
+  /** Without a heartbeat heard for this long, answers come from the database instead of memory. */
+  staleAfterMs?: number;
+  /** Rows per query when (re)loading the whole index. */
+  loadPageSize?: number;
+  answerCacheBytes?: number;
+  feed?: Omit<ChangeFeedOptions, 'log'>;
+  log?: FeedLogger & { error(obj: object, msg: string): void };
+}
+
+/** Where an answer comes from right now. */
+export type Source = 'memory' | 'database' | 'stale' | 'unavailable';
+
+/**
+ * The in-memory allowlist kept current: loads the index in pages, applies what the change feed
+ * announces, and decides whether an answer may come from memory.
+ *
+ * - fresh (loaded, listening, a heartbeat heard within `staleAfterMs`): from memory;
+ * - the database unreachable: from the last exact state for `outageGraceMs`, then 503;
+ * - otherwise (listener reconnecting, index reloading, heartbeat late): from the database.
+ */
+export class LiveIndex implements ChangeFeedListener {
+  readonly index: ImageIndex;
+  private readonly feed: ChangeFeed;
+  private loaded = false;
+  private everLoaded = false;
+  private lastExactAt = 0;
+  /** Set when the database was found unreachable, until it is heard from again. */
+  private unreachableSince: number | undefined;
+  private outageLogged: 'no' | 'stale' | 'closed' = 'no';
+  private pending = new Set<string>();
+  private reloadAll = false;
+  private draining: Promise<void> | undefined;
+  private closed = false;
+  private readonly staleAfterMs: number;
+  private readonly pageSize: number;
+
+  constructor(
+    private readonly sql: ImageSql,
+    url: string,
+    private readonly opts: LiveIndexOptions,
+  ) {
+    this.staleAfterMs = opts.staleAfterMs ?? 600;
+    this.pageSize = opts.loadPageSize ?? 5000;
+    this.index = new ImageIndex(opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: opts.answerCacheBytes });
+    this.feed = new ChangeFeed(url, sql, this, { ...opts.feed, ...(opts.log ? { log: opts.log } : {}) });
+  }
+
+  start(): this {
+    this.feed.start();
+    return this;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.feed.close();
+    await this.draining;
+  }
+
+  /** Resolves once answers come from memory (for start-up and tests). */
+  async ready(timeoutMs = 15_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!this.fresh) {
+      if (Date.now() > end) throw new Error('image index did not become ready');
+      await sleep(20);
+    }
+  }
+
+  get fresh(): boolean {
+    return this.loaded && this.feed.state === 'listening' && Date.now() - this.feed.currentAsOf < this.staleAfterMs;
+  }
+
+  /** When the in-memory state was last known to be exact (ms since the epoch; 0: never). */
+  get exactAsOf(): number {
+    if (this.loaded && this.feed.state === 'listening') this.lastExactAt = Math.max(this.lastExactAt, this.feed.currentAsOf);
+    return this.lastExactAt;
+  }
+
+  /** False from a failed database call (a heartbeat, a read, a write) until a heartbeat succeeds. */
+  get databaseReachable(): boolean {
+    return this.unreachableSince === undefined;
+  }
+
+  /** True while answers come from the last exact state because the database is unreachable. */
+  get servingStale(): boolean {
+    return !this.fresh && !this.databaseReachable && this.withinGrace();
+  }
+
+  /** Where an answer should come from now. */
+  source(): Source {
+    if (this.fresh) return 'memory';
+    if (this.databaseReachable) {
+      this.recovered();
+      return 'database';
+    }
+    return this.outage();
+  }
+
+  /**
+   * An answer from memory when that is exact or the outage allows it, else from the database;
+   * a database that turns out unreachable falls back to the last exact state within the grace.
+   */
+  read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>): T | Promise<T> {
+    const source = this.source();
+    if (source === 'memory' || source === 'stale') return fromMemory(this.index);
+    if (source === 'unavailable') throw unavailable('The database is unreachable and the in-memory allowlist is too old to answer from.');
+    return fromDatabase().catch((err: unknown) => {
+      if (!isDatabaseUnavailable(err)) throw err;
+      this.unreachableSince ??= Date.now();
+      if (this.outage() === 'stale') return fromMemory(this.index);
+      throw err;
+    });
+  }
+
+  /** Writes need the database: while it is known to be unreachable they fail at once. */
+  assertWritable(): void {
+    if (!this.databaseReachable) throw unavailable('The database is unreachable; writes are not accepted until it is back.');
+  }
+
+  /** A database call failed: if the database is unreachable, reads stop waiting for it. */
+  noteFailure(err: unknown): void {
+    if (isDatabaseUnavailable(err)) this.unreachableSince ??= Date.now();
+  }
+
+  // ChangeFeedListener
+
+  connected(): void {
+    this.reloadAll = true;
+    this.pending.clear();
+    this.drain();
+  }
+
+  changed(id: string): void {
+    if (id === '*') this.reloadAll = true;
+    else this.pending.add(id);
+    this.drain();
+  }
+
+  lost(): void {
+    void this.exactAsOf; // remember how current the state was when the feed went
+    this.loaded = false;
+  }
+
+  probed(error?: unknown): void {
+    if (error === undefined) this.unreachableSince = undefined;
+    else this.noteFailure(error);
+  }
+
+  private withinGrace(): boolean {
+    return this.everLoaded && this.opts.outageGraceMs > 0 && Date.now() - this.exactAsOf < this.opts.outageGraceMs;
+  }
+
+  private outage(): 'stale' | 'unavailable' {
+    const stale = this.withinGrace();
+    const state = stale ? 'stale' : 'closed';
+    if (this.outageLogged !== state) {
+      this.outageLogged = state;
+      const asOf = this.everLoaded ? new Date(this.exactAsOf).toISOString() : null;
+      if (stale) {
+        this.opts.log?.warn({ exactAsOf: asOf, graceMs: this.opts.outageGraceMs, images: this.index.size }, 'database unreachable; answering from the last exact in-memory state');
+      } else {
+        this.opts.log?.error({ exactAsOf: asOf, graceMs: this.opts.outageGraceMs }, 'database unreachable and the in-memory state is older than the outage grace; admission fails closed');
+      }
+    }
+    return stale ? 'stale' : 'unavailable';
+  }
+
+  private recovered(): void {
+    if (this.outageLogged === 'no') return;
+    this.outageLogged = 'no';
+    this.opts.log?.info({}, 'database reachable again');
+  }
+
+  /** Applies what changed, one batch at a time, so a later read never loses to an earlier one. */
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = (async () => {
+      while (!this.closed && this.feed.state === 'listening' && (this.reloadAll || this.pending.size)) {
+        try {
+          if (this.reloadAll) {
+            this.reloadAll = false;
+            this.pending.clear();
+            this.loaded = false;
+            await this.reload();
+            this.loaded = this.feed.state === 'listening';
+            this.everLoaded ||= this.loaded;
+          } else {
+            await this.apply([...this.pending]);
+          }
+        } catch (err) {
+          this.noteFailure(err);
+          this.reloadAll ||= !this.loaded;
+          this.opts.log?.warn({ code: (err as { code?: string }).code }, 'image index refresh failed; retrying');
+          await sleep(250);
+        }
+      }
+    })().finally(() => {
+      this.draining = undefined;
+    });
+  }
+
+  private async apply(ids: string[]): Promise<void> {
+    for (const id of ids) this.pending.delete(id);
+    const rows = await this.sql.byIds(ids).catch((err: unknown) => {
+      for (const id of ids) this.pending.add(id);
+      throw err;
+    });
+    const found = new Set<string>();
+    for (const row of rows) {
+      this.index.put(row);
+      found.add(row.id);
+    }
+    for (const id of ids) if (!found.has(id)) this.index.remove(id);
+  }
+
+  /** Re-reads the whole table into the index in pages; images no page returned are dropped. */
+  private async reload(): Promise<void> {
+    const started = Date.now();
+    this.index.reserve(await this.sql.estimatedCount());
+    this.index.beginSweep();
+    try {
+      for (let after = ''; ; ) {
+        const page = await this.sql.loadPage(after, this.pageSize);
+        for (const row of page) this.index.put(row);
+        if (page.length < this.pageSize) break;
+        after = page[page.length - 1]!.id;
+      }
+    } catch (err) {
+      this.index.abortSweep();
+      throw err;
+    }
+    const dropped = this.index.endSweep();
+    this.opts.log?.info({ images: this.index.size, dropped, ms: Date.now() - started }, 'image index loaded');
+  }
+}
