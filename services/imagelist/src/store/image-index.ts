@@ -246,9 +246,17 @@ export class ImageIndex {
     return this.scratch;
   }
 
+  /**
+   * Ids are any 64 hex digits a writer sends, not necessarily real sha256 output (test data and
+   * hostile writers use patterned ids), so every word is mixed in rather than trusting the first.
+   */
   private homeOf(digest: Uint32Array, at = 0): number {
-    // sha256 is uniform: its first word is as good a hash as any
-    return digest[at]! & this.mask;
+    let h = 0x811c9dc5;
+    for (let w = 0; w < WORDS; w++) h = Math.imul(h ^ digest[at + w]!, 0x01000193);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    return h & this.mask;
   }
 
   private find(digest: Uint32Array): number {

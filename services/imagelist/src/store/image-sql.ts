@@ -93,12 +93,13 @@ export class ImageSql {
 
   /**
    * One INSERT ... ON CONFLICT for a batch of PUTs (write-batcher.ts): concurrent PUTs of one id
-   * never fail; null tags change nothing and do not bump updated_at. A write is not cut short by
-   * the client-side deadline: it either commits or fails on the server.
+   * never fail; null tags change nothing and do not bump updated_at. A write that misses the
+   * deadline answers 503 and may still commit: PUT and DELETE are idempotent, so the client's
+   * retry is safe, and nothing answered 200 is lost.
    */
   async upsert(images: readonly UpsertImage[]): Promise<ImageRecord[]> {
     const input = JSON.stringify(images.map((i) => ({ id: i.digest, name: i.name, tags: i.tags ?? null, by: i.by })));
-    const rows = await this.sql<ImageRecord[]>`
+    const rows = await this.bounded(this.sql<ImageRecord[]>`
       WITH x AS (
         SELECT * FROM jsonb_to_recordset(${input}::text::jsonb) AS x(id text, name text, tags text[], by text)
       )
@@ -109,7 +110,7 @@ export class ImageSql {
         tags       = COALESCE((SELECT x.tags FROM x WHERE x.id = EXCLUDED.id), i.tags),
         updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at ELSE now() END,
         updated_by = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
-      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}`;
+      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}`);
     const byId = new Map(rows.map((r) => [r.id, r]));
     return images.map((i) => byId.get(i.digest)!);
   }
@@ -117,7 +118,7 @@ export class ImageSql {
   /** Deletes the image; with `name`, only if it has that name. True when a row went. */
   async delete(digest: string, name?: string): Promise<boolean> {
     const and = name === undefined ? this.sql`` : this.sql`AND name = ${name}`;
-    const rows = await this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id`;
+    const rows = await this.bounded(this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id`);
     return rows.length > 0;
   }
 

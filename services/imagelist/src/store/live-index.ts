@@ -84,8 +84,12 @@ export class LiveIndex implements ChangeFeedListener {
 
   /** When the in-memory state was last known to be exact (ms since the epoch; 0: never). */
   get exactAsOf(): number {
-    if (this.loaded && this.feed.state === 'listening') this.lastExactAt = Math.max(this.lastExactAt, this.feed.currentAsOf);
+    this.noteExact();
     return this.lastExactAt;
+  }
+
+  private noteExact(): void {
+    if (this.loaded && this.feed.state === 'listening') this.lastExactAt = Math.max(this.lastExactAt, this.feed.currentAsOf);
   }
 
   /** False from a failed database call (a heartbeat, a read, a write) until a heartbeat succeeds. */
@@ -101,11 +105,7 @@ export class LiveIndex implements ChangeFeedListener {
   /** Where an answer should come from now. */
   source(): Source {
     if (this.fresh) return 'memory';
-    if (this.databaseReachable) {
-      this.recovered();
-      return 'database';
-    }
-    return this.outage();
+    return this.databaseReachable ? 'database' : this.outage();
   }
 
   /**
@@ -149,13 +149,16 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   lost(): void {
-    void this.exactAsOf; // remember how current the state was when the feed went
+    this.noteExact(); // remember how current the state was when the feed went
     this.loaded = false;
   }
 
   probed(error?: unknown): void {
-    if (error === undefined) this.unreachableSince = undefined;
-    else this.noteFailure(error);
+    if (error !== undefined) return this.noteFailure(error);
+    if (this.unreachableSince === undefined) return;
+    this.opts.log?.info({ unreachableMs: Date.now() - this.unreachableSince }, 'database reachable again');
+    this.unreachableSince = undefined;
+    this.outageLogged = 'no';
   }
 
   private withinGrace(): boolean {
@@ -175,12 +178,6 @@ export class LiveIndex implements ChangeFeedListener {
       }
     }
     return stale ? 'stale' : 'unavailable';
-  }
-
-  private recovered(): void {
-    if (this.outageLogged === 'no') return;
-    this.outageLogged = 'no';
-    this.opts.log?.info({}, 'database reachable again');
   }
 
   /** Applies what changed, one batch at a time, so a later read never loses to an earlier one. */

@@ -15,7 +15,7 @@ const closers: (() => Promise<void>)[] = [];
 /** One replica: its own pool, its own index (listening through `listenVia`), its own app. */
 async function replica(listenUrl: string): Promise<{ app: App; index: LiveIndex }> {
   const sql = connect({ url: db.url, max: 4 });
-  const index = new LiveIndex(new ImageSql(sql, 2000), listenUrl, { outageGraceMs: 0, staleAfterMs: 400, feed: { heartbeatMs: 100 } }).start();
+  const index = new LiveIndex(new ImageSql(sql, 2000), listenUrl, { outageGraceMs: 0 }).start();
   const app = await buildApp({ sql, live: index, logger: false, defaultMetrics: false });
   closers.push(async () => {
     await app.close();
@@ -153,6 +153,22 @@ describe('in-memory index across replicas', () => {
   it('reloads everything after a TRUNCATE', async () => {
     await db.sql`TRUNCATE images`;
     await within(1000, async () => b.index.index.size === 0 && a.index.index.size === 0);
+  });
+
+  it('stops admitting a deleted image within a second while its listener is silent but not closed', async () => {
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_B, name: 'quay.io/team/silent', tags: ['v1'] } });
+    await within(1000, () => allowed(b.app, 'quay.io/team/silent:v1'));
+    await within(1000, async () => b.index.fresh);
+    proxy.freeze();
+    try {
+      const deleted = Date.now();
+      expect((await a.app.inject({ method: 'DELETE', url: `/images/${DIGEST_B}` })).statusCode).toBe(204);
+      await within(1000, async () => !(await allowed(b.app, 'quay.io/team/silent:v1')));
+      expect(Date.now() - deleted).toBeLessThan(1000);
+    } finally {
+      proxy.thaw();
+    }
+    await within(5000, async () => b.index.fresh);
   });
 
   it('falls back to the database while its listener is cut, and catches up when it is back', async () => {

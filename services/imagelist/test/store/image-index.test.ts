@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { parseReference } from '../../src/reference.js';
+import { ImageIndex, type ImageRecord } from '../../src/store/image-index.js';
+import { formatTimestamp } from '../../src/store/image-json.js';
+
+// The in-memory index on its own: no database, no I/O.
+const US = Date.UTC(2017, 9, 27, 16, 51, 6) * 1000 + 698_062;
+const hex = (n: number) => n.toString(16).padStart(64, '0');
+const image = (n: number, name = 'quay.io/foo/app', tags = ['v1'], at = US + n): ImageRecord => ({ id: hex(n), name, tags, createdUs: at, updatedUs: at });
+const ref = (s: string) => parseReference(s)!;
+
+describe('ImageIndex', () => {
+  it('renders an image in the wire format and order of the original service', () => {
+    const index = new ImageIndex();
+    index.put({ id: 'b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c', name: 'quay.io/foo/nginx', tags: ['latest', 'v1.0'], createdUs: US, updatedUs: US + 1 });
+    expect(index.get('b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c')?.json).toBe(
+      '{"created_at":"2017-10-27T16:51:06.698062Z","updated_at":"2017-10-27T16:51:06.698063Z","id":"b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","name":"quay.io/foo/nginx","tags":["latest","v1.0"]}',
+    );
+    expect(formatTimestamp(0)).toBe('1970-01-01T00:00:00.000000Z');
+  });
+
+  it('keeps patterned ids apart and survives growth, deletes and reuse of slots', () => {
+    const index = new ImageIndex();
+    for (let n = 0; n < 20_000; n++) index.put(image(n, `quay.io/foo/app-${n % 7}`));
+    expect(index.size).toBe(20_000);
+    for (let n = 0; n < 20_000; n += 2) expect(index.remove(hex(n))).toBe(true);
+    expect(index.remove(hex(0))).toBe(false);
+    for (let n = 20_000; n < 25_000; n++) index.put(image(n));
+    expect(index.size).toBe(15_000);
+    for (let n = 0; n < 25_000; n++) expect(index.has(hex(n))).toBe(n >= 20_000 || n % 2 === 1);
+    expect(index.get(hex(3))?.name).toBe('quay.io/foo/app-3');
+    expect(index.has('not hex')).toBe(false);
+  });
+
+  it('allows by digest, or by normalised name and tag, and follows tag and name changes', () => {
+    const index = new ImageIndex();
+    index.put(image(1, 'nginx', ['1.25']));
+    expect(index.allows(ref('docker.io/library/nginx:1.25'))).toBe(true);
+    expect(index.allows(ref('nginx:1.26'))).toBe(false);
+    expect(index.allows(ref(`nginx@sha256:${hex(1)}`))).toBe(true);
+    index.put(image(1, 'nginx', ['1.26']));
+    expect(index.allows(ref('nginx:1.25'))).toBe(false);
+    expect(index.allows(ref('nginx:1.26'))).toBe(true);
+    index.put(image(1, 'quay.io/x/y', ['1.26'])); // a new name moves the image between name lists
+    expect(index.allows(ref('nginx:1.26'))).toBe(false);
+    expect(index.allows(ref('quay.io/x/y:1.26'))).toBe(true);
+    index.remove(hex(1));
+    expect(index.allows(ref('quay.io/x/y:1.26'))).toBe(false);
+    expect(index.namedJson('quay.io/x/y', 'id').toString()).toBe('[]');
+  });
+
+  it('answers a name in the order of each sort key, and never a cached answer older than a change', () => {
+    const index = new ImageIndex();
+    index.put({ ...image(3), createdUs: 1, updatedUs: 9 });
+    index.put({ ...image(2), createdUs: 2, updatedUs: 8 });
+    index.put({ ...image(1), createdUs: 2, updatedUs: 7 });
+    const ids = (sort: 'created_at' | 'updated_at' | 'name' | 'id') =>
+      (JSON.parse(index.namedJson('quay.io/foo/app', sort).toString()) as { id: string }[]).map((i) => Number.parseInt(i.id, 16));
+    expect(ids('updated_at')).toEqual([3, 2, 1]);
+    expect(ids('created_at')).toEqual([2, 1, 3]); // ties broken by id, descending
+    expect(ids('id')).toEqual([3, 2, 1]);
+    index.put({ ...image(1), createdUs: 2, updatedUs: 10 });
+    expect(ids('updated_at')).toEqual([1, 3, 2]);
+    expect(index.list('updated_at').map((r) => Number.parseInt(r.id, 16))).toEqual([1, 3, 2]);
+  });
+
+  it('a sweep drops what a full reload did not see again, and an aborted one drops nothing', () => {
+    const index = new ImageIndex();
+    for (let n = 0; n < 10; n++) index.put(image(n));
+    index.beginSweep();
+    index.put(image(1));
+    index.abortSweep();
+    expect(index.endSweep()).toBe(0);
+    expect(index.size).toBe(10);
+    index.beginSweep();
+    for (let n = 0; n < 10; n += 3) index.put(image(n));
+    for (let n = 10; n < 2000; n++) index.put(image(n)); // growth during the sweep keeps its marks
+    expect(index.endSweep()).toBe(6);
+    expect(index.size).toBe(1994);
+    expect(index.has(hex(3))).toBe(true);
+    expect(index.has(hex(4))).toBe(false);
+  });
+});
