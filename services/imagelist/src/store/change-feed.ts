@@ -38,7 +38,7 @@ export type FeedState = 'connecting' | 'listening' | 'down';
  * The allowlist's change feed: one dedicated connection LISTENing on the images channel, one
  * reconnect loop, and a heartbeat that measures how current the listener is.
  *
- * Every `heartbeatMs` this replica NOTIFYs `heartbeat:<nonce>:<sent at>` through its pool.
+ * Every `heartbeatMs` this replica NOTIFYs `heartbeat:<nonce>:<sent at>` on that connection.
  * Notifications arrive in commit order, so hearing one back proves that every change committed
  * before it was sent has been delivered: `currentAsOf` is the send time of the newest heartbeat
  * heard. A connection that goes silent (half-open TCP, a stalled proxy) is replaced.
@@ -54,6 +54,7 @@ export class ChangeFeed {
   private running: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private dropCurrent: (() => void) | undefined;
+  private current: postgres.Sql | undefined;
   private probing = false;
   private readonly nonce = randomUUID();
   private readonly heartbeatMs: number;
@@ -88,9 +89,11 @@ export class ChangeFeed {
   }
 
   /**
-   * Sends a heartbeat whether or not the listener is up: its success or failure tells whether the
-   * database is reachable through the pool, which the listener's own state cannot (a listener may
-   * fail where the pool works). One at a time, so a hung database does not fill the pool with them.
+   * While listening, the heartbeat goes out on the listener's own connection, so a pool busy
+   * with long lists cannot delay it into false staleness; PostgreSQL delivers a session's own
+   * notifications to it, in commit order with everyone else's. While not listening, a ping
+   * through the pool tells whether the database is reachable at all (a listener may fail where
+   * the pool works). One probe at a time, so a hung database does not pile them up.
    */
   private beat(): void {
     if (this.state === 'listening' && Date.now() - this.currentAsOf > this.silentAfterMs) {
@@ -99,7 +102,11 @@ export class ChangeFeed {
     }
     if (this.probing) return;
     this.probing = true;
-    this.images.notify(`heartbeat:${this.nonce}:${Date.now()}`).then(
+    const conn = this.state === 'listening' ? this.current : undefined;
+    const probe = conn
+      ? withTimeout(conn`SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${Date.now()}`})`.execute(), this.connectTimeoutS * 1000)
+      : this.images.ping();
+    probe.then(
       () => this.listener.probed(),
       (err: unknown) => this.listener.probed(err ?? new Error('heartbeat failed')),
     ).finally(() => (this.probing = false));
@@ -122,6 +129,7 @@ export class ChangeFeed {
         ...({ onnotify: (_channel: string, payload: string) => this.heard(payload) } as object),
       });
       this.dropCurrent = lost;
+      this.current = conn;
       try {
         this.state = 'connecting';
         await withTimeout(conn`LISTEN ${conn(CHANNEL)}`.execute(), this.connectTimeoutS * 1000);
@@ -142,6 +150,7 @@ export class ChangeFeed {
         this.listener.lost();
       } finally {
         this.dropCurrent = undefined;
+        this.current = undefined;
         await conn.end({ timeout: 0 }).catch(() => {});
       }
       if (!this.closed) await sleep(this.retryMs);

@@ -136,11 +136,6 @@ export class ImageSql {
     await this.bounded(this.sql`SELECT 1`);
   }
 
-  /** A heartbeat through the table's channel: hearing it back proves the listener is current. */
-  async notify(payload: string): Promise<void> {
-    await this.bounded(this.sql`SELECT pg_notify(${CHANNEL}, ${payload})`);
-  }
-
   /** Rejects (and cancels the statement) when the answer takes longer than the deadline. */
   private bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;

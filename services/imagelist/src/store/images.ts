@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { SortKey } from '../schemas/image.js';
 import type { ImageIndex, ImageRecord } from './image-index.js';
 import { sortValue, toJson, type Cursor, type ImageSql, type UpsertImage } from './image-sql.js';
@@ -31,9 +32,16 @@ export interface Found {
 
 /**
  * Rows per query while streaming a list without `limit`: the answer never holds more than this
- * many images, and no connection is held while a slow client reads.
+ * many images, no connection is held while a slow client reads, and rendering one page is a
+ * slice of the event loop short enough for admission meanwhile.
  */
-const STREAM_PAGE = 1000;
+const STREAM_PAGE = 500;
+
+/**
+ * List queries running at once, whatever the number of clients listing: lists are open to anyone,
+ * and must leave the pool's other connections to writes and to lookups the index cannot answer.
+ */
+const LIST_QUERIES = 2;
 
 /**
  * The allowlist: writes go to the database (one statement each, so each is atomic); reads come
@@ -41,6 +49,7 @@ const STREAM_PAGE = 1000;
  */
 export class ImageStore {
   private readonly batcher: WriteBatcher<UpsertImage, ImageRecord>;
+  private readonly listQueries: LimitFunction = pLimit(LIST_QUERIES);
 
   constructor(
     private readonly images: ImageSql,
@@ -54,7 +63,10 @@ export class ImageStore {
   }
 
   list(opts: ListOptions): Promise<Page> {
-    return this.read((index) => listFromMemory(index, opts), () => this.listFromDatabase(opts));
+    // Name lookups are cached answers in memory; any other list is sorted by the database, and
+    // rendered from memory only while the database is unreachable.
+    const cached = opts.name !== undefined && opts.limit === undefined && opts.after === undefined;
+    return this.read((index) => listFromMemory(index, opts), () => this.listFromDatabase(opts), { outageOnly: !cached });
   }
 
   get(digest: string): Promise<Found | undefined> {
@@ -90,8 +102,8 @@ export class ImageStore {
     await this.images.ping();
   }
 
-  private async read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>): Promise<T> {
-    return this.live ? this.live.read(fromMemory, fromDatabase) : fromDatabase();
+  private async read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>, opts?: { outageOnly?: boolean }): Promise<T> {
+    return this.live ? this.live.read(fromMemory, fromDatabase, opts) : fromDatabase();
   }
 
   private async written<T>(write: Promise<T>): Promise<T> {
@@ -105,8 +117,9 @@ export class ImageStore {
 
   private async listFromDatabase(opts: ListOptions): Promise<Page> {
     const { name, sort } = opts;
+    const page = (after: Cursor | undefined, limit: number) => this.listQueries(() => this.images.page({ name, sort, after, limit }));
     if (opts.limit !== undefined) {
-      const rows = await this.images.page({ name, sort, after: opts.after, limit: opts.limit + 1 });
+      const rows = await page(opts.after, opts.limit + 1);
       const more = rows.length > opts.limit;
       if (more) rows.length = opts.limit;
       const json = `[${rows.map(toJson).join(',')}]`;
@@ -114,16 +127,15 @@ export class ImageStore {
       return more && last ? { json, next: [sortValue(last, sort), last.id] } : { json };
     }
     // The first page is read before answering, so an unreachable database is a 503, not a cut 200.
-    const first = await this.images.page({ name, sort, after: opts.after, limit: STREAM_PAGE });
+    const first = await page(opts.after, STREAM_PAGE);
     if (first.length < STREAM_PAGE) return { json: `[${first.map(toJson).join(',')}]` };
-    const images = this.images;
     async function* rest(): AsyncGenerator<string> {
-      let page = first;
-      yield `[${page.map(toJson).join(',')}`;
-      while (page.length === STREAM_PAGE) {
-        const last = page[page.length - 1]!;
-        page = await images.page({ name, sort, after: [sortValue(last, sort), last.id], limit: STREAM_PAGE });
-        if (page.length) yield `,${page.map(toJson).join(',')}`;
+      let rows = first;
+      yield `[${rows.map(toJson).join(',')}`;
+      while (rows.length === STREAM_PAGE) {
+        const last = rows[rows.length - 1]!;
+        rows = await page([sortValue(last, sort), last.id], STREAM_PAGE);
+        if (rows.length) yield `,${rows.map(toJson).join(',')}`;
       }
       yield ']';
     }

@@ -111,10 +111,12 @@ export class LiveIndex implements ChangeFeedListener {
   /**
    * An answer from memory when that is exact or the outage allows it, else from the database;
    * a database that turns out unreachable falls back to the last exact state within the grace.
+   * `outageOnly`: answers the database serves better (whole-table lists, which memory would
+   * sort and render in one go) come from memory only when the database cannot answer.
    */
-  read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>): T | Promise<T> {
+  read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>, opts: { outageOnly?: boolean } = {}): T | Promise<T> {
     const source = this.source();
-    if (source === 'memory' || source === 'stale') return fromMemory(this.index);
+    if (source === 'stale' || (source === 'memory' && !opts.outageOnly)) return fromMemory(this.index);
     if (source === 'unavailable') throw unavailable('The database is unreachable and the in-memory allowlist is too old to answer from.');
     return fromDatabase().catch((err: unknown) => {
       if (!isDatabaseUnavailable(err)) throw err;

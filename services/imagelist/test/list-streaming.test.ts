@@ -1,0 +1,89 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { startServer, type RunningServer } from './support/server-process.js';
+
+// GET /images without `limit` on a big allowlist, in the Deployment's memory settings.
+const IMAGES = 100_000;
+/** Asks for one image every 10 ms until SIGTERM, then prints how many, the slowest, the p99 and failures. */
+const PROBE = `
+let lookups = 0, slowest = 0, failed = 0, stop = false; const all = [];
+process.on('SIGTERM', () => (stop = true));
+(async () => {
+  while (!stop) {
+    const started = performance.now();
+    const res = await fetch(process.argv[1]);
+    await res.text();
+    if (res.status !== 200) failed++;
+    slowest = Math.max(slowest, performance.now() - started);
+    all.push(performance.now() - started);
+    lookups++;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  all.sort((a, b) => a - b);
+  process.stdout.write(JSON.stringify({ lookups, slowest, failed, p99: all[Math.floor(all.length * 0.99)] }));
+})();
+`;
+let db: TestDatabase;
+let server: RunningServer;
+let base: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await db.sql`INSERT INTO images (id, name, tags)
+    SELECT md5(n::text) || md5((n + 1)::text), 'quay.io/bulk/app-' || (n % 2000), ARRAY['v' || n, 'latest'] FROM generate_series(1, ${IMAGES}) n`;
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  base = `http://127.0.0.1:${port}`;
+  server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info'], {
+    DATABASE_URL: db.url,
+    NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=256', // as deploy/imagelist/base/deployment.yaml
+  });
+}, 120_000);
+afterAll(async () => {
+  await server?.stop();
+  await db?.close();
+});
+
+describe.skipIf(!process.env.DATABASE_URL)('streamed lists (needs a PostgreSQL server: DATABASE_URL)', () => {
+  it('20 concurrent full lists of 100,000 images complete, whole, while lookups by id keep answering', async () => {
+    const [{ id }] = await db.sql<{ id: string }[]>`SELECT id FROM images LIMIT 1`;
+    for (let fresh = false; !fresh; await new Promise((r) => setTimeout(r, 50))) {
+      fresh = /^imagelist_index_fresh 1$/m.test(await (await fetch(`${base}/metrics`)).text());
+    }
+    // Lookups from a process of their own, so the 20 lists this one reads do not delay them.
+    const prober = spawn(process.execPath, ['-e', PROBE, `${base}/images/${id}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let probed = '';
+    prober.stdout.on('data', (d) => (probed += d));
+    await new Promise((r) => setTimeout(r, 200));
+    const lists = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const res = await fetch(`${base}/images`);
+        return { status: res.status, body: await res.text() };
+      }),
+    );
+    prober.kill('SIGTERM');
+    await once(prober, 'exit');
+    const { lookups, slowest, failed, p99 } = JSON.parse(probed) as { lookups: number; slowest: number; failed: number; p99: number };
+    for (const { status, body } of lists) {
+      expect(status).toBe(200);
+      expect(body).toBe(lists[0]!.body); // each one whole, none cut short
+    }
+    const images = JSON.parse(lists[0]!.body) as { id: string; updated_at: string }[];
+    expect(images).toHaveLength(IMAGES);
+    expect(new Set(images.map((i) => i.id)).size).toBe(IMAGES);
+    for (let i = 1; i < images.length; i++) {
+      const [a, b] = [images[i - 1]!, images[i]!]; // descending by updated_at, ties by id
+      expect(a.updated_at > b.updated_at || (a.updated_at === b.updated_at && a.id > b.id)).toBe(true);
+    }
+    expect(server.child.exitCode).toBeNull();
+    expect(failed).toBe(0);
+    expect(lookups).toBeGreaterThan(5);
+    expect(p99).toBeLessThan(50);
+    expect(slowest).toBeLessThan(250); // a GC pause or the loaded 2-core CI machine, not a queue behind the lists
+  }, 120_000);
+});
