@@ -52,6 +52,11 @@ runMain(async () => {
   // The embedded database serves one connection, so there is no second one to LISTEN on.
   const index = embedded ? undefined : new ImageIndex(sql, url, { log }).start();
 
+  const admission = {
+    exemptNamespaces: config.admissionExemptNamespaces.split(',').map((n) => n.trim()).filter(Boolean),
+    audit: config.admissionAudit,
+  };
+  log.info({ admission: { mode: admission.audit ? 'audit' : 'enforce', exemptNamespaces: admission.exemptNamespaces } }, 'admission policy');
   const app = await buildApp({
     sql,
     index,
@@ -59,10 +64,7 @@ runMain(async () => {
     logger: log,
     bodyLimit: config.bodyLimit,
     version,
-    admission: {
-      exemptNamespaces: config.admissionExemptNamespaces.split(',').map((n) => n.trim()).filter(Boolean),
-      audit: config.admissionAudit,
-    },
+    admission,
     ...(config.certfile && config.keyfile ? { tls: { certfile: config.certfile, keyfile: config.keyfile } } : {}),
   });
   app.addHook('onClose', async () => {
