@@ -56,6 +56,11 @@ runMain(async () => {
     ? undefined
     : new LiveIndex(new ImageSql(sql, dbDeadlineMs), url, { outageGraceMs: config.outageGrace * 1000, feed: { connectTimeoutS: config.dbTimeout }, log }).start();
 
+  const admission = {
+    exemptNamespaces: config.admissionExemptNamespaces.split(',').map((n) => n.trim()).filter(Boolean),
+    audit: config.admissionAudit,
+  };
+  log.info({ admission: { mode: admission.audit ? 'audit' : 'enforce', exemptNamespaces: admission.exemptNamespaces } }, 'admission policy');
   const app = await buildApp({
     sql,
     ...(live ? { live } : {}),
@@ -64,10 +69,7 @@ runMain(async () => {
     logger: log,
     bodyLimit: config.bodyLimit,
     version,
-    admission: {
-      exemptNamespaces: config.admissionExemptNamespaces.split(',').map((n) => n.trim()).filter(Boolean),
-      audit: config.admissionAudit,
-    },
+    admission,
     ...(config.certfile && config.keyfile ? { tls: { certfile: config.certfile, keyfile: config.keyfile } } : {}),
   });
   app.addHook('onClose', async () => {

@@ -1,4 +1,5 @@
-import { parseReference, type ImageReference } from '../reference.js';
+import type { ImageReference } from '../reference.js';
+import { describeReference, parseCached } from './parsed-reference.js';
 import type { ContainerImage } from './pod-images.js';
 
 /** Answers whether one normalised reference is on the allowlist: at once from memory, or later. */
@@ -25,27 +26,16 @@ export interface Decision {
 
 const ALLOWED: Decision = Object.freeze({ allowed: true, denied: Object.freeze([]), warnings: Object.freeze([]) });
 
-/** Parsing is pure, and a cluster runs few distinct images: remember the last 10,000. */
-const parsed = new Map<string, ImageReference | null>();
-function parseCached(image: string): ImageReference | undefined {
-  let ref = parsed.get(image);
-  if (ref === undefined) {
-    if (parsed.size >= 10_000) parsed.clear();
-    ref = parseReference(image) ?? null;
-    parsed.set(image, ref);
-  }
-  return ref ?? undefined;
-}
-
 /** Why an image is denied, or undefined when it is allowed; later when the database decides. */
 type Denial = string | undefined;
 type Verdict = Denial | Promise<Denial>;
 
-function describe(ref: ImageReference): string {
-  return ref.digest ? `${ref.name}@sha256:${ref.digest}` : `${ref.name}:${ref.tag}`;
+/** The image as written, and where it stands when the review says (an ImageReview does not). */
+function written({ image, container }: ContainerImage): string {
+  return container === undefined ? image : `${image} (${container})`;
 }
 
-const notListed = ({ image, container }: ContainerImage, ref: ImageReference) => `${image} (${container}) as ${describe(ref)}`;
+const notListed = (c: ContainerImage, ref: ImageReference) => `${written(c)} as ${describeReference(ref)}`;
 
 /** Whether images[i] stood earlier in the list. A pod has a few containers, where a scan beats a Set. */
 function repeated(images: readonly ContainerImage[], i: number, seen: Set<string> | undefined): boolean {
@@ -100,7 +90,7 @@ export class AdmissionPolicy {
   /** Why one image may not run, or undefined when it may. */
   private check(container: ContainerImage): Verdict {
     const ref = parseCached(container.image);
-    if (!ref) return `${container.image} (${container.container}): not a valid image reference`;
+    if (!ref) return `${written(container)}: not a valid image reference`;
     const allowed = this.allowlist.allows(ref);
     if (allowed === true) return undefined;
     if (allowed === false) return notListed(container, ref);

@@ -1,5 +1,6 @@
 import type { App } from '@platform/http-common';
-import { ContainerImage, podImages, SUPPORTED_KINDS } from '../admission/pod-images.js';
+import { imagesToCheck } from '../admission/images-to-check.js';
+import { ContainerImage, isObj, kindName, SUPPORTED_KINDS } from '../admission/pod-images.js';
 import type { AdmissionPolicy, Decision } from '../admission/policy.js';
 import { AdmissionReview, AdmissionReviewResponse, ImageReview, ImageReviewResponse } from '../schemas/admission.js';
 import { Problem } from '../schemas/image.js';
@@ -24,13 +25,16 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
     },
   }, (request) => {
     const { spec } = request.body;
-    const images = spec.containers.map((c, i) => new ContainerImage(c.image, 'containers', i));
+    // The review lists a Pod's containers, then its initContainers, as one list that does not say
+    // which field an entry came from: a denial names the image only.
+    const images = spec.containers.map((c) => new ContainerImage(c.image));
     const answer = (decision: Decision): ImageReviewResponse => {
       const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
       if (decision.denied.length) {
-        request.log.info({ namespace: spec.namespace, denied: decision.denied, audit: policy.audit }, 'image review denied');
+        request.log.info({ namespace: spec.namespace, denied: decision.denied }, decision.allowed ? 'image review would deny' : 'image review denied');
         if (!decision.allowed) status.reason = decision.message!;
-        if (decision.warnings.length) status.auditAnnotations = { 'imagelist.platform/would-deny': decision.message! };
+        // Without a prefix: the plugin adds `imagepolicywebhook.image-policy.k8s.io/` and rejects a key with a `/`.
+        if (decision.warnings.length) status.auditAnnotations = { 'would-deny': decision.message! };
       }
       return { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status };
     };
@@ -48,14 +52,17 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
     const { request: req } = request.body;
     // Nothing new runs on DELETE or CONNECT.
     if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return admissionResponse(req.uid, true);
-    const images = podImages(req.kind.kind, req.object);
+    const images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
     if (images === undefined) {
       // Fail closed: a webhook rule sent a kind whose images we cannot find.
-      return admissionResponse(req.uid, false, `imagelist cannot check images of kind ${req.kind.kind}; it knows ${SUPPORTED_KINDS.join(', ')}`);
+      return admissionResponse(req.uid, false, `imagelist cannot check images of kind ${kindName(req.kind)}; it knows ${SUPPORTED_KINDS.join(', ')}`);
     }
     const answer = (decision: Decision): AdmissionReviewResponse => {
       if (decision.denied.length) {
-        request.log.info({ uid: req.uid, kind: req.kind.kind, namespace: req.namespace, denied: decision.denied, audit: policy.audit }, 'admission denied');
+        request.log.info({
+          uid: req.uid, operation: req.operation, kind: req.kind.kind, namespace: req.namespace, name: objectName(req),
+          user: req.userInfo?.username, denied: decision.denied,
+        }, decision.allowed ? 'admission would deny' : 'admission denied');
       }
       return admissionResponse(req.uid, decision.allowed, decision.allowed ? undefined : decision.message, decision.warnings);
     };
@@ -71,10 +78,22 @@ function whenDecided<T>(decision: Decision | Promise<Decision>, answer: (d: Deci
   return decision instanceof Promise ? decision.then(answer) : answer(decision);
 }
 
-/** An AdmissionReview answer; `status` only with a message, `warnings` only when there are some. */
+/** The object's name; a Pod created from `generateName` has none yet, so its prefix stands in. */
+function objectName(req: AdmissionReview['request']): string | undefined {
+  if (req.name) return req.name;
+  const metadata = isObj(req.object) ? req.object.metadata : undefined;
+  if (!isObj(metadata)) return undefined;
+  const name = metadata.name || metadata.generateName;
+  return typeof name === 'string' ? name : undefined;
+}
+
+/**
+ * An AdmissionReview answer; `status` only with a message, `warnings` only when there are some.
+ * A denial says `reason: Forbidden`, so that kubectl prints `Error from server (Forbidden): ...`.
+ */
 function admissionResponse(uid: string, allowed: boolean, message?: string, warnings?: readonly string[]): AdmissionReviewResponse {
   const response: AdmissionReviewResponse['response'] = { uid, allowed };
-  if (message) response.status = { code: allowed ? 200 : 403, message };
+  if (message) response.status = allowed ? { code: 200, message } : { code: 403, reason: 'Forbidden', message };
   if (warnings?.length) response.warnings = [...warnings];
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
 }

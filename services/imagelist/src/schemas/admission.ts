@@ -24,8 +24,15 @@ export const ImageReviewResponse = Type.Object({
 export type ImageReviewResponse = Static<typeof ImageReviewResponse>;
 
 const GroupVersionKind = Type.Object({ group: Type.String(), version: Type.String(), kind: Type.String() });
+/** What a Kubernetes API server sends; anything else (`create`, `PATCH`, empty) is not a review. */
+// An enum rather than a union of literals: one validation error naming the field, not four.
+const Operation = Type.Enum(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);
+const KubeObject = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]);
 
-/** ValidatingAdmissionWebhook request (admission.k8s.io/v1). `object` is checked by kind in code. */
+/**
+ * ValidatingAdmissionWebhook request (admission.k8s.io/v1). Unknown fields are allowed. `object`
+ * and, on UPDATE, `oldObject` are checked by kind in code.
+ */
 export const AdmissionReview = Type.Object({
   apiVersion: Type.Literal('admission.k8s.io/v1'),
   kind: Type.Literal('AdmissionReview'),
@@ -33,9 +40,12 @@ export const AdmissionReview = Type.Object({
     uid: Type.String({ minLength: 1, maxLength: 128 }),
     kind: GroupVersionKind,
     subResource: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String()),
     namespace: Type.Optional(Type.String()),
-    operation: Type.String(),
-    object: Type.Optional(Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()])),
+    operation: Operation,
+    userInfo: Type.Optional(Type.Object({ username: Type.Optional(Type.String()) })),
+    object: Type.Optional(KubeObject),
+    oldObject: Type.Optional(KubeObject),
   }),
 });
 export type AdmissionReview = Static<typeof AdmissionReview>;
@@ -46,7 +56,7 @@ export const AdmissionReviewResponse = Type.Object({
   response: Type.Object({
     uid: Type.String(),
     allowed: Type.Boolean(),
-    status: Type.Optional(Type.Object({ code: Type.Integer(), message: Type.String() })),
+    status: Type.Optional(Type.Object({ code: Type.Integer(), reason: Type.Optional(Type.String()), message: Type.String() })),
     warnings: Type.Optional(Type.Array(Type.String())),
   }),
 });

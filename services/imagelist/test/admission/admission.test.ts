@@ -78,6 +78,8 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     expect(response.uid).toBe(review.request.uid);
     expect(response.allowed).toBe(false);
     expect(response.status.code).toBe(403);
+    // with a reason kubectl prints `Error from server (Forbidden):`, without one only `Error from server:`
+    expect(response.status.reason).toBe('Forbidden');
     expect(response.status.message).toContain('busybox:1.36');
     expect(response.status.message).toContain('docker.io/library/busybox:1.36');
     expect(response.status.message).not.toContain('quay.io/shop/web');
@@ -136,6 +138,14 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     }
   });
 
+  it('fails closed for a known kind name of another API group', async () => {
+    const review = await fixture('deployment');
+    review.request.kind = { group: 'evil.example.com', version: 'v1', kind: 'Deployment' };
+    const { response } = (await validate(port, review)).json();
+    expect(response.allowed).toBe(false);
+    expect(response.status.message).toContain('cannot check images of kind Deployment.evil.example.com;');
+  });
+
   it('allows DELETE, which runs nothing', async () => {
     await db.sql`TRUNCATE images`;
     const review = await fixture('deployment');
@@ -167,6 +177,17 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     ['containers that are not a list', (r: any) => (r.request.object.spec.template.spec.containers = 'nginx'), 'request.object.spec.template.spec.containers'],
     ['a container image that is not a string', (r: any) => (r.request.object.spec.template.spec.initContainers[0].image = 7), 'request.object.spec.template.spec.initContainers[0].image'],
     ['a Deployment without a pod template', (r: any) => delete r.request.object.spec.template, 'request.object.spec.template.spec'],
+    // each of these was answered `allowed: true` before
+    ['a lowercase operation', (r: any) => (r.request.operation = 'create'), 'body.request.operation'],
+    ['an HTTP verb as operation', (r: any) => (r.request.operation = 'PATCH'), 'body.request.operation'],
+    ['an empty operation', (r: any) => (r.request.operation = ''), 'body.request.operation'],
+    ['no operation', (r: any) => delete r.request.operation, 'body.request.operation'],
+    ['an empty uid', (r: any) => (r.request.uid = ''), 'body.request.uid'],
+    ['no kind', (r: any) => delete r.request.kind, 'body.request.kind'],
+    ['a CREATE without an object', (r: any) => delete r.request.object, 'request.object'],
+    ['a CREATE whose object is null', (r: any) => (r.request.object = null), 'request.object'],
+    ['a pod template without containers', (r: any) => delete r.request.object.spec.template.spec.containers, 'request.object.spec.template.spec.containers'],
+    ['a pod template with an empty container list', (r: any) => (r.request.object.spec.template.spec.containers = []), 'request.object.spec.template.spec.containers'],
   ])('answers a review with %s with 400 naming the field', async (_what, mutate, field) => {
     const review = await fixture('deployment');
     mutate(review);
@@ -198,6 +219,8 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     expect(status.reason).toContain('evil.example.com/miner:1');
     expect(status.reason).toContain('busybox:1.36');
     expect(status.reason).not.toContain('quay.io/shop/web');
+    // the review lists containers and initContainers as one list: no pod field can be named
+    expect(status.reason).not.toMatch(/containers\[/i);
   });
 
   it('in audit mode allows and annotates what it would have denied', async () => {
@@ -205,7 +228,9 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     const audit = await serve({ audit: true });
     const { status } = (await imageReview(audit, await fixture('imagereview'))).json();
     expect(status.allowed).toBe(true);
-    expect(status.auditAnnotations['imagelist.platform/would-deny']).toContain('busybox:1.36');
+    // the plugin prefixes `imagepolicywebhook.image-policy.k8s.io/` itself and rejects a key with a `/`
+    for (const key of Object.keys(status.auditAnnotations)) expect(key).toMatch(/^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/);
+    expect(status.auditAnnotations['would-deny']).toContain('busybox:1.36');
   });
 
   it('answers a malformed review with 400', async () => {

@@ -1,0 +1,20 @@
+import { parseReference, type ImageReference } from '../reference.js';
+
+/** Parsing is pure, and a cluster runs few distinct images: remember the last 10,000. */
+const parsed = new Map<string, ImageReference | null>();
+
+/** parseReference, remembered; undefined when the image is not a valid reference. */
+export function parseCached(image: string): ImageReference | undefined {
+  let ref = parsed.get(image);
+  if (ref === undefined) {
+    if (parsed.size >= 10_000) parsed.clear();
+    ref = parseReference(image) ?? null;
+    parsed.set(image, ref);
+  }
+  return ref ?? undefined;
+}
+
+/** The image a reference names: `name@sha256:<hex>` when pinned (the digest wins), else `name:tag`. */
+export function describeReference(ref: ImageReference): string {
+  return ref.digest ? `${ref.name}@sha256:${ref.digest}` : `${ref.name}:${ref.tag}`;
+}

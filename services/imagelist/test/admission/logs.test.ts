@@ -1,0 +1,105 @@
+import type { App } from '@platform/http-common';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { startServer } from '../support/server-process.js';
+
+/** The log lines an operator reads about admission, from a real pino logger. */
+const FIXTURES = path.join(import.meta.dirname, 'fixtures');
+const fixture = async (name: string) => JSON.parse(await readFile(path.join(FIXTURES, `${name}.json`), 'utf8'));
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase(); // empty allowlist: every image is denied
+});
+afterAll(async () => {
+  await Promise.all(apps.map((a) => a.close()));
+  await db?.close();
+});
+
+const apps: App[] = [];
+/** An app listening on a free port whose log lines are collected. */
+async function serve(audit: boolean): Promise<{ base: string; lines: () => any[] }> {
+  const out: string[] = [];
+  const stream = new Writable({ write: (chunk, _enc, done) => (out.push(String(chunk)), done()) });
+  const app = await buildApp({ sql: db.sql, logger: { level: 'info', stream }, defaultMetrics: false, admission: { audit } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  apps.push(app);
+  return {
+    base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+    lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+  };
+}
+
+const post = (base: string, route: string, body: unknown) =>
+  fetch(`${base}/admission/${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+describe('admission logs', () => {
+  it('a denial names the object, its namespace and the requesting user', async () => {
+    const { base, lines } = await serve(false);
+    const res = await post(base, 'validate', await fixture('replicaset'));
+    expect((await res.json()).response.allowed).toBe(false);
+    const line = lines().find((l) => l.msg === 'admission denied');
+    expect(line).toMatchObject({
+      level: 30,
+      kind: 'ReplicaSet',
+      namespace: 'shop',
+      name: 'web-7d4b9c6f5',
+      user: 'system:serviceaccount:kube-system:deployment-controller',
+      operation: 'CREATE',
+    });
+    expect(line.denied.join(' ')).toContain('busybox:1.36');
+    expect(lines().some((l) => /would deny/.test(l.msg))).toBe(false);
+
+    await post(base, 'imagereview', await fixture('imagereview'));
+    expect(lines().find((l) => l.msg === 'image review denied')).toMatchObject({ namespace: 'shop' });
+  });
+
+  it('a Pod created from generateName is named by its prefix', async () => {
+    const { base, lines } = await serve(false);
+    const review = await fixture('pod');
+    review.request.name = '';
+    delete review.request.object.metadata.name;
+    review.request.object.metadata.generateName = 'web-7d4b9c6f5-';
+    await post(base, 'validate', review);
+    expect(lines().find((l) => l.msg === 'admission denied')).toMatchObject({ name: 'web-7d4b9c6f5-' });
+  });
+
+  it('audit mode says "would deny", not "denied"', async () => {
+    const { base, lines } = await serve(true);
+    expect((await (await post(base, 'validate', await fixture('pod'))).json()).response.allowed).toBe(true);
+    expect((await (await post(base, 'imagereview', await fixture('imagereview'))).json()).status.allowed).toBe(true);
+    const messages = lines().map((l) => l.msg);
+    expect(messages).toContain('admission would deny');
+    expect(messages).toContain('image review would deny');
+    expect(messages.filter((m) => /denied/.test(m))).toEqual([]);
+    expect(lines().find((l) => l.msg === 'admission would deny')).toMatchObject({ kind: 'Pod', name: 'web-7d4b9c6f5-x2kq9', user: 'system:serviceaccount:argocd:argocd-application-controller' });
+  });
+});
+
+describe('imagelist start-up log', () => {
+  it('states the admission mode and the exempt namespaces', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const server = await startServer(['--listen', `127.0.0.1:${port}`, '--admission-audit', '--admission-exempt-namespaces', 'kube-system, monitoring'], {
+      DATABASE_URL: db.url,
+      IMAGELIST_LOG_LEVEL: 'info',
+    });
+    try {
+      const line = server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.admission);
+      expect(line).toMatchObject({ level: 30, admission: { mode: 'audit', exemptNamespaces: ['kube-system', 'monitoring'] } });
+    } finally {
+      await server.stop();
+    }
+    const enforcing = await startServer(['--listen', `127.0.0.1:${port}`], { DATABASE_URL: db.url, IMAGELIST_LOG_LEVEL: 'info' });
+    try {
+      const line = enforcing.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.admission);
+      expect(line).toMatchObject({ admission: { mode: 'enforce', exemptNamespaces: [] } });
+    } finally {
+      await enforcing.stop();
+    }
+  }, 60_000);
+});
