@@ -40,8 +40,8 @@ describe('kubectl kustomize', () => {
 });
 
 describe.each([
-  { dir: 'imagelist/base', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ping' },
-  { dir: 'imagelist/overlays/example', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ping' },
+  { dir: 'imagelist/base', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ready' },
+  { dir: 'imagelist/overlays/example', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ready' },
   { dir: 'ecr-api/base', name: 'ecr-api', port: 8080, scheme: 'HTTP', live: '/v1/ecr/ping', ready: '/v1/ecr/ping' },
   { dir: 'ecr-api/overlays/example', name: 'ecr-api', port: 8080, scheme: 'HTTP', live: '/v1/ecr/ping', ready: '/v1/ecr/ping' },
 ].map((c) => [c.dir, c] as const))('%s', (dir, { name, port, scheme, live, ready }) => {
