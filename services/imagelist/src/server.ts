@@ -54,7 +54,7 @@ runMain(async () => {
   // The embedded database serves one connection, so there is no second one to LISTEN on.
   const live = embedded
     ? undefined
-    : new LiveIndex(new ImageSql(sql, dbDeadlineMs), url, { outageGraceMs: config.outageGrace * 1000, feed: { connectTimeoutS: config.dbTimeout }, log }).start();
+    : new LiveIndex(new ImageSql(sql, dbDeadlineMs), url, { outageGraceMs: config.outageGrace * 1000, maxImages: config.indexMaxImages, feed: { connectTimeoutS: config.dbTimeout }, log }).start();
 
   const admission = {
     exemptNamespaces: config.admissionExemptNamespaces.split(',').map((n) => n.trim()).filter(Boolean),

@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { normalizeName, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
+import { TagArena } from './tag-arena.js';
 
 /** One image as the index takes it in: timestamps as microseconds since the epoch. */
 export interface ImageRecord {
@@ -29,7 +30,7 @@ const HEX_RE = /^[a-f0-9]{64}$/;
  * At a million images a JavaScript object or string per image would not fit a small pod, so
  * images live in columns indexed by a slot number: the digest as 32 bytes, both timestamps as
  * float64 microseconds (exact below 2^53), the name as an interned name number, and the tags as
- * their JSON text (`"v1","latest"`, ready to send and to search for `"tag"`). A digest finds its
+ * their JSON text in a byte arena (tag-arena.ts; ready to send and to search for `"tag"`). A digest finds its
  * slot through an open-addressing hash table; the slots of one name form a doubly linked list.
  * Answers are rendered on demand, and the hot ones are cached until their image changes.
  */
@@ -42,7 +43,7 @@ export class ImageIndex {
   private nameOf = new Int32Array(0);
   private nextOfName = new Int32Array(0);
   private prevOfName = new Int32Array(0);
-  private tagsOf: string[] = [];
+  private readonly tags = new TagArena();
   private freeSlots: number[] = [];
   private used = 0;
   /** During a full reload: which slots the reload has seen (put) so far. */
@@ -103,7 +104,7 @@ export class ImageIndex {
     }
     this.created[slot] = image.createdUs;
     this.updated[slot] = image.updatedUs;
-    this.tagsOf[slot] = tagsJson(image.tags);
+    this.tags.set(slot, tagsJson(image.tags));
     this.forgetAnswers(slot, nameNo);
     if (this.seen) this.seen[slot] = 1;
     this.generation++;
@@ -139,7 +140,7 @@ export class ImageIndex {
     this.forgetAnswers(slot, this.nameOf[slot]!);
     this.deleteFromTable(slot);
     this.unlink(slot);
-    this.tagsOf[slot] = '';
+    this.tags.clear(slot);
     this.freeSlots.push(slot);
     this.used--;
     this.generation++;
@@ -188,7 +189,7 @@ export class ImageIndex {
     }
     const rows = slots.map((slot) => {
       const id = this.hexOf(slot);
-      const json = renderImage(this.created[slot]!, this.updated[slot]!, id, this.names[this.nameOf[slot]!]!, this.tagsOf[slot]!);
+      const json = renderImage(this.created[slot]!, this.updated[slot]!, id, this.names[this.nameOf[slot]!]!, this.tags.get(slot));
       const key = sort === 'id' ? id : sort === 'name' ? this.names[this.nameOf[slot]!]! : formatTimestamp((sort === 'created_at' ? this.created : this.updated)[slot]!);
       return { json, key, id };
     });
@@ -200,10 +201,10 @@ export class ImageIndex {
     if (ref.digest !== undefined) return this.has(ref.digest);
     const numbers = this.spellings.get(ref.name);
     if (numbers === undefined) return false;
-    const quoted = `"${ref.tag}"`;
+    const quoted = Buffer.from(`"${ref.tag}"`, 'latin1');
     for (const nameNo of numbers) {
       for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) {
-        if (this.tagsOf[slot]!.includes(quoted)) return true;
+        if (this.tags.includes(slot, quoted)) return true;
       }
     }
     return false;
@@ -215,7 +216,7 @@ export class ImageIndex {
   }
 
   private render(slot: number): string {
-    return renderImage(this.created[slot]!, this.updated[slot]!, this.hexOf(slot), this.names[this.nameOf[slot]!]!, this.tagsOf[slot]!);
+    return renderImage(this.created[slot]!, this.updated[slot]!, this.hexOf(slot), this.names[this.nameOf[slot]!]!, this.tags.get(slot));
   }
 
   private namedSlots(name: string, sort: SortKey): number[] {
@@ -347,10 +348,10 @@ export class ImageIndex {
     this.nextOfName = grown(this.nextOfName, capacity);
     this.prevOfName = grown(this.prevOfName, capacity);
     if (this.seen) this.seen = grown(this.seen, capacity);
-    for (let slot = old; slot < capacity; slot++) this.tagsOf.push('');
+    this.tags.resize(capacity);
     this.capacity = capacity;
     let tableSize = 1024;
-    while (tableSize < capacity * 2) tableSize *= 2;
+    while (tableSize < capacity * 1.4) tableSize *= 2; // load factor at most 0.65 (capacity is 90% used)
     this.table = new Int32Array(tableSize).fill(EMPTY);
     this.mask = tableSize - 1;
     for (let slot = 0; slot < old; slot++) if (this.nameOf[slot] !== EMPTY) this.insertIntoTable(slot);

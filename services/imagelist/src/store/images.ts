@@ -86,7 +86,7 @@ export class ImageStore {
   async upsert(image: UpsertImage): Promise<{ json: string; row: ImageRecord }> {
     this.live?.assertWritable();
     const row = await this.written(this.batcher.add(image));
-    this.live?.index.put(row); // read-your-writes on this replica, before the notification comes back
+    this.live?.wrote(row);
     return { json: toJson(row), row };
   }
 
@@ -94,7 +94,7 @@ export class ImageStore {
   async delete(digest: string, name?: string): Promise<boolean> {
     this.live?.assertWritable();
     const deleted = await this.written(this.images.delete(digest, name));
-    if (deleted) this.live?.index.remove(digest);
+    if (deleted) this.live?.deleted(digest);
     return deleted;
   }
 

@@ -2,7 +2,7 @@ import { unavailable } from '@platform/http-common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChangeFeed, type ChangeFeedListener, type ChangeFeedOptions, type FeedLogger } from './change-feed.js';
 import { isDatabaseUnavailable } from './errors.js';
-import { ImageIndex } from './image-index.js';
+import { ImageIndex, type ImageRecord } from './image-index.js';
 import type { ImageSql } from './image-sql.js';
 
 export interface LiveIndexOptions {
@@ -15,6 +15,12 @@ export interface LiveIndexOptions {
   staleAfterMs?: number;
   /** Rows per query when (re)loading the whole index. */
   loadPageSize?: number;
+  /**
+   * The most images this replica holds in memory; a larger allowlist is answered from the
+   * database instead of exhausting the heap (every replica would crash-loop, and a fail-closed
+   * webhook would stop the cluster).
+   */
+  maxImages?: number;
   answerCacheBytes?: number;
   feed?: Omit<ChangeFeedOptions, 'log'>;
   log?: FeedLogger & { error(obj: object, msg: string): void };
@@ -32,8 +38,10 @@ export type Source = 'memory' | 'database' | 'stale' | 'unavailable';
  * - otherwise (listener reconnecting, index reloading, heartbeat late): from the database.
  */
 export class LiveIndex implements ChangeFeedListener {
-  readonly index: ImageIndex;
+  index: ImageIndex;
   private readonly feed: ChangeFeed;
+  /** Set while the allowlist is larger than `maxImages`: every answer comes from the database. */
+  private tooLarge = false;
   private loaded = false;
   private everLoaded = false;
   private lastExactAt = 0;
@@ -46,6 +54,7 @@ export class LiveIndex implements ChangeFeedListener {
   private closed = false;
   private readonly staleAfterMs: number;
   private readonly pageSize: number;
+  private readonly maxImages: number;
 
   constructor(
     private readonly sql: ImageSql,
@@ -54,6 +63,7 @@ export class LiveIndex implements ChangeFeedListener {
   ) {
     this.staleAfterMs = opts.staleAfterMs ?? 600;
     this.pageSize = opts.loadPageSize ?? 5000;
+    this.maxImages = opts.maxImages ?? Number.POSITIVE_INFINITY;
     this.index = new ImageIndex(opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: opts.answerCacheBytes });
     this.feed = new ChangeFeed(url, sql, this, { ...opts.feed, ...(opts.log ? { log: opts.log } : {}) });
   }
@@ -79,7 +89,7 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   get fresh(): boolean {
-    return this.loaded && this.feed.state === 'listening' && Date.now() - this.feed.currentAsOf < this.staleAfterMs;
+    return !this.tooLarge && this.loaded && this.feed.state === 'listening' && Date.now() - this.feed.currentAsOf < this.staleAfterMs;
   }
 
   /** When the in-memory state was last known to be exact (ms since the epoch; 0: never). */
@@ -126,6 +136,15 @@ export class LiveIndex implements ChangeFeedListener {
     });
   }
 
+  /** Read-your-writes on this replica, before the notification comes back. */
+  wrote(row: ImageRecord): void {
+    if (!this.tooLarge) this.index.put(row);
+  }
+
+  deleted(id: string): void {
+    this.index.remove(id);
+  }
+
   /** Writes need the database: while it is known to be unreachable they fail at once. */
   assertWritable(): void {
     if (!this.databaseReachable) throw unavailable('The database is unreachable; writes are not accepted until it is back.');
@@ -145,6 +164,7 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   changed(id: string): void {
+    if (this.tooLarge) return; // nothing in memory to keep current; a reconnect checks the size again
     if (id === '*') this.reloadAll = true;
     else this.pending.add(id);
     this.drain();
@@ -164,7 +184,7 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   private withinGrace(): boolean {
-    return this.everLoaded && this.opts.outageGraceMs > 0 && Date.now() - this.exactAsOf < this.opts.outageGraceMs;
+    return !this.tooLarge && this.everLoaded && this.opts.outageGraceMs > 0 && Date.now() - this.exactAsOf < this.opts.outageGraceMs;
   }
 
   private outage(): 'stale' | 'unavailable' {
@@ -193,7 +213,7 @@ export class LiveIndex implements ChangeFeedListener {
             this.pending.clear();
             this.loaded = false;
             await this.reload();
-            this.loaded = this.feed.state === 'listening';
+            this.loaded = !this.tooLarge && this.feed.state === 'listening';
             this.everLoaded ||= this.loaded;
           } else {
             await this.apply([...this.pending]);
@@ -222,25 +242,46 @@ export class LiveIndex implements ChangeFeedListener {
       found.add(row.id);
     }
     for (const id of ids) if (!found.has(id)) this.index.remove(id);
+    if (this.index.size > this.maxImages) this.giveUp(this.index.size);
+  }
+
+  /** Frees the index: the allowlist outgrew it. Tried again when the feed reconnects. */
+  private giveUp(images: number): void {
+    this.tooLarge = true;
+    this.loaded = false;
+    this.everLoaded = false;
+    this.index = new ImageIndex(this.opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: this.opts.answerCacheBytes });
+    this.opts.log?.error({ images, maxImages: this.maxImages }, 'the allowlist is larger than --index-max-images: this replica answers from the database, without an in-memory index or outage grace; raise the limit together with the memory limit');
   }
 
   /** Re-reads the whole table into the index in pages; images no page returned are dropped. */
   private async reload(): Promise<void> {
     const started = Date.now();
-    this.index.reserve(await this.sql.estimatedCount());
+    const estimated = await this.sql.estimatedCount();
+    if (estimated > this.maxImages) return this.giveUp(estimated);
+    this.tooLarge = false;
+    this.index.reserve(estimated);
     this.index.beginSweep();
     try {
       for (let after = ''; ; ) {
         const page = await this.sql.loadPage(after, this.pageSize);
         for (const row of page) this.index.put(row);
+        if (this.index.size > this.maxImages) throw new TooLarge(this.index.size);
         if (page.length < this.pageSize) break;
         after = page[page.length - 1]!.id;
       }
     } catch (err) {
       this.index.abortSweep();
+      if (err instanceof TooLarge) return this.giveUp(err.images);
       throw err;
     }
     const dropped = this.index.endSweep();
     this.opts.log?.info({ images: this.index.size, dropped, ms: Date.now() - started }, 'image index loaded');
+  }
+}
+
+class TooLarge extends Error {
+  constructor(readonly images: number) {
+    super(`${images} images`);
   }
 }

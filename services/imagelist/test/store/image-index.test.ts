@@ -80,4 +80,14 @@ describe('ImageIndex', () => {
     expect(index.has(hex(3))).toBe(true);
     expect(index.has(hex(4))).toBe(false);
   });
+
+  it('keeps every image\'s tags through many rewrites (the tag arena compacts)', () => {
+    const index = new ImageIndex({ answerCacheBytes: 0 });
+    for (let round = 0; round < 20; round++) for (let n = 0; n < 5000; n++) index.put(image(n, 'quay.io/foo/app', [`r${round}`, `n${n}`]));
+    for (let n = 0; n < 5000; n += 250) {
+      expect(JSON.parse(index.get(hex(n))!.json).tags).toEqual(['r19', `n${n}`]);
+      expect(index.allows(ref(`quay.io/foo/app:n${n}`))).toBe(true);
+    }
+    expect(index.allows(ref('quay.io/foo/app:r18'))).toBe(false);
+  });
 });

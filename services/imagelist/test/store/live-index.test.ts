@@ -171,6 +171,29 @@ describe('in-memory index across replicas', () => {
     await within(5000, async () => b.index.fresh);
   });
 
+  it('a replica whose allowlist outgrows --index-max-images answers from the database instead', async () => {
+    for (const [id, tag] of [['1'.repeat(64), 'big1'], ['2'.repeat(64), 'big2'], ['3'.repeat(64), 'big3']] as const) {
+      await a.app.inject({ method: 'PUT', url: '/images', payload: { id, name: 'quay.io/team/big', tags: [tag] } });
+    }
+    const errors: string[] = [];
+    const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg) };
+    const sql = connect({ url: db.url, max: 2 });
+    const small = new LiveIndex(new ImageSql(sql, 2000), db.url, { outageGraceMs: 60_000, maxImages: 2, log }).start();
+    const app = await buildApp({ sql, live: small, logger: false, defaultMetrics: false });
+    closers.push(async () => {
+      await app.close();
+      await small.close();
+      await sql.end({ timeout: 1 });
+    });
+    await within(5000, async () => errors.length > 0);
+    expect(errors[0]).toMatch(/larger than --index-max-images/);
+    expect(small.fresh).toBe(false);
+    expect(small.index.size).toBe(0);
+    expect(await allowed(app, 'quay.io/team/big:big2')).toBe(true);
+    expect(await allowed(app, 'quay.io/team/big:nope')).toBe(false);
+    expect((await app.inject('/health/ready')).statusCode).toBe(200);
+  });
+
   it('falls back to the database while its listener is cut, and catches up when it is back', async () => {
     await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_A, name: 'quay.io/team/app', tags: ['v2'] } });
     await within(1000, () => allowed(b.app, 'quay.io/team/app:v2'));
