@@ -3,10 +3,11 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
-import { installErrorHandler, installNotFoundHandler } from './error-handler.js';
+import { answerUnsupportedExpect, clientErrorHandler } from './client-errors.js';
+import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
+import { HttpProblem } from './problem.js';
 import { metricsPlugin } from './metrics.js';
 import { lazyChildLogger } from './request-logger.js';
-import type { HttpProblem } from './problem.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
 
@@ -30,9 +31,31 @@ export interface CreateAppOptions {
   openapi: { title: string; version: string; description?: string; securitySchemes?: Record<string, unknown> };
   /** Where the OpenAPI UI lives (`/docs`); its JSON is at `${docsPath}/json`. */
   docsPath?: string;
+  /** Server timeouts; the defaults (SERVER_TIMEOUTS) suit both services. */
+  timeouts?: Partial<ServerTimeouts>;
   /** Turns dependency errors (database down, AWS faults) into HTTP problems. */
   classifyError?: (error: unknown) => HttpProblem | undefined;
 }
+
+export interface ServerTimeouts {
+  /** The whole request, body included, must arrive within this (a body sent a byte a second is cut off). */
+  requestMs: number;
+  /** The request's headers must arrive within this. */
+  headersMs: number;
+  /** An idle kept-alive connection is closed after this. */
+  keepAliveMs: number;
+}
+
+/**
+ * - request 10 s: admission reviews (up to 8 MiB) come from the API server over a fast network
+ *   and the API server gives up on a webhook after its timeoutSeconds (5 s here, 30 s at most);
+ *   a PUT body is a few hundred bytes. A slower request is an attack or a broken client.
+ * - headers 5 s: within the request timeout, as Node requires.
+ * - keep-alive 95 s: longer than the 90 s idle timeout of Go's HTTP transport, which the
+ *   kube-apiserver's webhook client and most CI clients use, so the client always closes an idle
+ *   connection first and never sends a request on one we are closing (a POST it cannot retry).
+ */
+export const SERVER_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 95_000 };
 
 /**
  * The Fastify instance both services start from: TypeBox types, JSON problem errors,
@@ -41,17 +64,44 @@ export interface CreateAppOptions {
  */
 export async function createApp(opts: CreateAppOptions): Promise<App> {
   const logger = opts.logger ?? false;
+  const timeouts = { ...SERVER_TIMEOUTS, ...opts.timeouts };
   const isInstance = typeof logger === 'object' && logger !== null && 'child' in logger;
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger as FastifyBaseLogger } : { logger: logger as FastifyServerOptions['logger'] }),
     // Without a logger Fastify makes no children at all, but only with its own factory.
     ...(logger ? { childLoggerFactory: lazyChildLogger } : {}),
-    ...(opts.tls ? { https: readTls(opts.tls) } : {}),
+    // Node answers a missing Host with a bare 400 of its own; the hook below answers it as a problem.
+    // Node checks request timeouts every connectionsCheckingInterval (default 30 s): check each second.
+    ...(opts.tls
+      ? { https: { ...readTls(opts.tls), requireHostHeader: false, connectionsCheckingInterval: 1000 } }
+      : { http: { requireHostHeader: false, connectionsCheckingInterval: 1000 } }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
-    return503OnClosing: true,
+    // While closing, requests that still arrive on kept-alive connections are answered (with
+    // `Connection: close`, below), not refused: a refused admission review denies a deploy.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    connectionTimeout: 0, // idle connections are governed by keepAliveTimeout, requests by requestTimeout
+    clientErrorHandler,
+    frameworkErrors: (error, _request, reply) => {
+      sendProblem(reply, new HttpProblem(error.statusCode ?? 400, error.code === 'FST_ERR_BAD_URL' ? 'The request URL is malformed.' : error.message));
+    },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+
+  app.server.headersTimeout = timeouts.headersMs;
+  answerUnsupportedExpect(app.server);
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+  app.addHook('onRequest', async (request) => {
+    if (!request.headers.host && request.raw.httpVersion === '1.1') throw new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.');
+  });
 
   app.setValidatorCompiler(validatorCompiler());
   // The APIs speak JSON only: anything else is 415, not a string body that fails validation.

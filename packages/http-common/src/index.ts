@@ -1,4 +1,4 @@
-export { createApp, type App, type CreateAppOptions } from './app.js';
+export { createApp, SERVER_TIMEOUTS, type App, type CreateAppOptions, type ServerTimeouts } from './app.js';
 export { ConfigError, HelpRequested, loadConfig, usage, type ConfigMeta } from './config.js';
 export { fieldErrors, installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 export { parseListen } from './listen.js';

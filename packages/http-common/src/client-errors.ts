@@ -1,0 +1,35 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { HttpProblem } from './problem.js';
+
+const STATUS_OF: Record<string, number> = {
+  HPE_HEADER_OVERFLOW: 431,
+  ERR_HTTP_REQUEST_TIMEOUT: 408,
+  ERR_HTTP_HEADERS_TIMEOUT: 408,
+};
+
+/** A problem+json answer written on the raw socket, for errors Node finds before any route runs. */
+function rawProblem(status: number, detail: string): string {
+  const body = JSON.stringify(new HttpProblem(status, detail).toBody());
+  return `HTTP/1.1 ${status} ${new HttpProblem(status, '').title}\r\nContent-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/**
+ * Fastify's clientErrorHandler: malformed request lines, oversized headers, a missing Host
+ * header, request and header timeouts. Answered as problem+json like every other error.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+  const status = STATUS_OF[err.code ?? ''] ?? 400;
+  const detail = status === 408 ? 'The request did not arrive in time.' : status === 431 ? 'The request headers are too large.' : 'The request is malformed.';
+  socket.end(rawProblem(status, detail));
+}
+
+/** Node answers an unsupported `Expect` with a bare 417; answer it as problem+json instead. */
+export function answerUnsupportedExpect(server: Server): void {
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify(new HttpProblem(417, 'Only "Expect: 100-continue" is supported.').toBody());
+    res.writeHead(417, { 'content-type': 'application/problem+json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  });
+}

@@ -1,0 +1,74 @@
+import net from 'node:net';
+import Type from 'typebox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type App } from '../src/index.js';
+
+// Errors Node and Fastify find before any route runs, sent over a real socket byte by byte.
+let app: App;
+let port: number;
+beforeAll(async () => {
+  app = await createApp({
+    metricsPath: '/metrics',
+    defaultMetrics: false,
+    bodyLimit: 1024,
+    openapi: { title: 'test', version: '1.0.0' },
+    timeouts: { requestMs: 1500, headersMs: 1000 },
+  });
+  app.post('/things', { schema: { body: Type.Object({ n: Type.Integer() }) } }, async (req) => req.body);
+  app.get('/things/:id', async (req) => req.params);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  port = (app.server.address() as net.AddressInfo).port;
+});
+afterAll(() => app.close());
+
+/** Sends raw bytes (in slices, `gapMs` apart) and returns what came back until the server closed. */
+async function raw(parts: string[], gapMs = 0): Promise<{ status: number; type: string; body: string; ms: number }> {
+  const socket = net.connect(port, '127.0.0.1');
+  const started = Date.now();
+  let got = '';
+  socket.on('data', (d) => (got += d));
+  socket.on('error', () => {});
+  const closed = new Promise((r) => socket.on('close', r));
+  for (const part of parts) {
+    if (socket.destroyed) break;
+    socket.write(part);
+    if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+  }
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+  socket.destroy();
+  const [head = '', body = ''] = got.split('\r\n\r\n');
+  return { status: Number(head.split(' ')[1]), type: /content-type: ([^\r\n]+)/i.exec(head)?.[1] ?? '', body, ms: Date.now() - started };
+}
+
+const expectProblem = (r: { status: number; type: string; body: string }, status: number) => {
+  expect(r.status).toBe(status);
+  expect(r.type).toMatch(/^application\/problem\+json/);
+  expect(JSON.parse(r.body).status).toBe(status);
+};
+
+describe('errors before a route runs are problem+json', () => {
+  it('bad percent-encoding', async () => {
+    expectProblem(await raw(['GET /things/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']), 400);
+  });
+  it('a missing Host header', async () => {
+    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nConnection: close\r\n\r\n']), 400);
+  });
+  it('an unsupported Expect', async () => {
+    expectProblem(await raw(['POST /things HTTP/1.1\r\nHost: x\r\nExpect: something\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n']), 417);
+  });
+  it('headers too large', async () => {
+    expectProblem(await raw([`GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431);
+  });
+  it('a malformed request line', async () => {
+    expectProblem(await raw(['BLAH\r\n\r\n']), 400);
+  });
+  it('a body too large', async () => {
+    expectProblem(await raw([`POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n${'1'.repeat(5000)}`]), 413);
+  });
+  it('a body sent a byte at a time is cut off after the request timeout', async () => {
+    const body = '{"n":1}';
+    const r = await raw(['POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n', ...body.slice(0, 6)], 400);
+    expectProblem(r, 408);
+    expect(r.ms).toBeLessThan(3500);
+  });
+});
