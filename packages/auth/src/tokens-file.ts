@@ -1,4 +1,4 @@
-import { watchFile } from '@platform/http-common';
+import { ConfigError, watchFile } from '@platform/http-common';
 import type { FastifyBaseLogger } from 'fastify';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -48,6 +48,8 @@ export function parseTokensFile(text: string): Entry[] {
 export class TokenStore {
   private entries: Entry[] = [];
   private lastText: string | undefined;
+  /** The last invalid content logged, so an invalid file is reported once per change, not per event. */
+  private lastInvalid: string | undefined;
   private missing = false;
   private watcher: { close(): Promise<void> } | undefined;
   private loading: Promise<void> = Promise.resolve();
@@ -57,9 +59,21 @@ export class TokenStore {
     private readonly log: Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>,
   ) {}
 
-  /** Loads the file and starts watching it. */
+  /** Loads the file and starts watching it; a file missing or invalid at start is a ConfigError (exit 2). */
   async start(): Promise<this> {
-    await this.reload();
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`--tokens-file ${this.file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    try {
+      this.entries = parseTokensFile(text);
+    } catch (err) {
+      throw new ConfigError(`--tokens-file ${this.file}: ${(err as Error).message}`);
+    }
+    this.lastText = text;
+    this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
     this.watcher = await watchFile(this.file, () => void this.reload());
     return this;
   }
@@ -93,12 +107,14 @@ export class TokenStore {
       return;
     }
     this.missing = false;
-    if (text === this.lastText) return;
+    if (text === this.lastText || text === this.lastInvalid) return;
     try {
       this.entries = parseTokensFile(text);
       this.lastText = text;
+      this.lastInvalid = undefined;
       this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
     } catch (err) {
+      this.lastInvalid = text;
       this.log.error({ file: this.file, reason: (err as Error).message }, 'tokens file invalid; keeping the previous tokens');
     }
   }

@@ -124,11 +124,24 @@ describe('TokenStore', () => {
     await eventually(() => store!.verify('one') === 'ci');
   });
 
-  it('starts with no valid token when the file does not exist', async () => {
+  it('refuses to start when the file is missing or invalid, naming the file and the problem (exit 2)', async () => {
+    const missing = path.join(dir, 'missing.yaml');
+    await expect(new TokenStore(missing, quietLog()).start()).rejects.toMatchObject({ name: 'ConfigError', exitCode: 2, message: expect.stringContaining(missing) });
+    const invalid = path.join(dir, 'invalid.yaml');
+    await writeFile(invalid, 'tokens: [ {name: broken');
+    await expect(new TokenStore(invalid, quietLog()).start()).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining(invalid) });
+  });
+
+  it('logs an invalid file once per change, and ignores other files in its directory', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
     const log = quietLog();
-    store = await new TokenStore(path.join(dir, 'missing.yaml'), log).start();
-    expect(store.size).toBe(0);
-    expect(store.verify('anything')).toBeUndefined();
-    expect(log.warn).toHaveBeenCalled();
+    store = await new TokenStore(file, log).start();
+    await writeFile(file, 'tokens: [ {name: broken');
+    await eventually(() => log.error.mock.calls.length > 0);
+    for (let i = 0; i < 100; i++) await writeFile(path.join(dir, 'imagelist.log'), `line ${i}\n`, { flag: 'a' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(log.error).toHaveBeenCalledTimes(1);
+    expect(log.info.mock.calls.filter(([, msg]) => msg === 'tokens loaded')).toHaveLength(1);
   });
 });

@@ -11,10 +11,17 @@ import path from 'node:path';
  */
 export async function watchFile(file: string, onChange: () => void, debounceMs = 50): Promise<{ close(): Promise<void> }> {
   const dir = path.dirname(path.resolve(file));
+  const name = path.basename(file);
   let timer: NodeJS.Timeout | undefined;
   const fire = () => {
     clearTimeout(timer);
     timer = setTimeout(onChange, debounceMs);
+  };
+  // Only the file itself, or the `..data` symlink a Kubernetes volume swaps, can change what the
+  // file reads as; a log file written beside it must not trigger a reload per line.
+  const concerns = (changed: string) => {
+    const base = path.basename(changed);
+    return base === name || base.startsWith('..');
   };
   const watcher: FSWatcher = watch(dir, {
     ignoreInitial: true,
@@ -23,7 +30,9 @@ export async function watchFile(file: string, onChange: () => void, debounceMs =
     atomic: false,
     awaitWriteFinish: false,
   });
-  watcher.on('all', fire);
+  watcher.on('all', (_event, changed: string) => {
+    if (concerns(changed)) fire();
+  });
   watcher.on('error', fire);
   // Changes made before the watcher is ready would be lost.
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));

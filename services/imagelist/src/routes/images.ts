@@ -1,7 +1,7 @@
 import { badRequest, notFound } from '@platform/http-common';
 import type { App } from '@platform/http-common';
 import type { onRequestAsyncHookHandler } from 'fastify';
-import { normalizeName, parseImageId, type ImageId } from '../reference.js';
+import { isName, normalizeName, parseImageId, type ImageId } from '../reference.js';
 import { Image, ImageIdParams, ListImagesQuery, Problem, PutImageBody, type SortKey } from '../schemas/image.js';
 import type { Cursor, ImageStore } from '../store/images.js';
 import Type from 'typebox';
@@ -25,6 +25,12 @@ function idFromPath(raw: string): ImageId {
   return id;
 }
 
+/** A timestamp as the wire renders it: UTC, microseconds, a four-digit year. */
+const WIRE_TIMESTAMP = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$/;
+
+/** The pattern, and a real calendar date (JavaScript would roll 2020-02-31 over to March). */
+const isWireTimestamp = (value: string) => WIRE_TIMESTAMP.test(value) && new Date(Date.parse(value)).toISOString().slice(0, 19) === value.slice(0, 19);
+
 /** Cursors are opaque to clients: base64url of [sort key, value, id]. */
 function encodeCursor(sort: SortKey, [value, id]: Cursor): string {
   return Buffer.from(JSON.stringify([sort, value, id])).toString('base64url');
@@ -41,9 +47,9 @@ function decodeCursor(raw: string, sort: SortKey): Cursor {
   if (!ok) throw badRequest('query.cursor is not a cursor this service issued', [{ field: 'query.cursor', message: 'is not valid' }]);
   const [cursorSort, value, id] = parsed as [string, string, string];
   if (cursorSort !== sort) throw badRequest(`query.cursor was issued for sort=${cursorSort}`, [{ field: 'query.cursor', message: `belongs to sort=${cursorSort}` }]);
-  if (sort !== 'name' && sort !== 'id' && Number.isNaN(Date.parse(value))) {
-    throw badRequest('query.cursor is not a cursor this service issued', [{ field: 'query.cursor', message: 'is not valid' }]);
-  }
+  // Each value exactly as this service issues it, so nothing crafted reaches the database.
+  const valid = sort === 'id' ? value === id : sort === 'name' ? isName(value) : isWireTimestamp(value);
+  if (!valid) throw badRequest('query.cursor is not a cursor this service issued', [{ field: 'query.cursor', message: 'is not valid' }]);
   return [value, id];
 }
 

@@ -309,3 +309,30 @@ describe('health, metrics, docs', () => {
     expect(res.json().status).toBe(404);
   });
 });
+
+describe('crafted cursors', () => {
+  it('are a 400 naming query.cursor, never a database error', async () => {
+    const app = await testApp(db.sql);
+    const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const hexId = 'a'.repeat(64);
+    for (const [sort, cursor] of [
+      ['updated_at', enc(['updated_at', 'infinity', hexId])],
+      ['updated_at', enc(['updated_at', '99999-01-01T00:00:00.000000Z', hexId])],
+      ['created_at', enc(['created_at', '2020-13-01T00:00:00.000000Z', hexId])],
+      ['created_at', enc(['created_at', '2020-02-31T00:00:00.000000Z', hexId])],
+      ['created_at', enc(['created_at', '2020-01-01 00:00:00', hexId])],
+      ['name', enc(['name', 'UPPER/Case', hexId])],
+      ['name', enc(['name', `a${'\u0000'}b`, hexId])],
+      ['id', enc(['id', 'zz', hexId])],
+      ['id', enc(['id', hexId, 'b'.repeat(64)])],
+      ['id', 'not-base64!'],
+      ['id', enc({ a: 1 })],
+    ] as const) {
+      const res = await app.inject(`/images?sort=${sort}&limit=5&cursor=${encodeURIComponent(cursor)}`);
+      expect(res.statusCode, `${sort} ${cursor}`).toBe(400);
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(res.json().errors[0].field).toBe('query.cursor');
+    }
+    await app.close();
+  });
+});

@@ -1,0 +1,57 @@
+import http from 'node:http';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { startServer } from './support/server-process.js';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await db.sql`INSERT INTO images (id, name, tags) SELECT md5(n::text) || md5((n + 7)::text), 'quay.io/bulk/app', ARRAY['v' || n] FROM generate_series(1, 20000) n`;
+});
+afterAll(() => db?.close());
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs a PostgreSQL server: DATABASE_URL)', () => {
+  it('finishes in-flight lists whole, closes kept-alive connections after their response, and exits 0 within seconds', async () => {
+    const port = await freePort();
+    const server = await startServer(['--listen', `127.0.0.1:${port}`], { DATABASE_URL: db.url });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path, agent }, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (d) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode!, body, connection: res.headers.connection }));
+            res.on('error', reject);
+          })
+          .on('error', reject);
+      });
+    // warm the kept-alive connections, then SIGTERM while eight full lists (20,000 images each) stream
+    await Promise.all(Array.from({ length: 8 }, () => get('/health/live')));
+    const lists = Array.from({ length: 8 }, () => get('/images'));
+    await new Promise((r) => setTimeout(r, 30));
+    const signalled = Date.now();
+    const exited = server.stop('SIGTERM');
+    const answers = await Promise.all(lists);
+    const code = await exited;
+    const took = Date.now() - signalled;
+    agent.destroy();
+    for (const a of answers) {
+      expect(a.status).toBe(200);
+      expect((JSON.parse(a.body) as unknown[]).length).toBe(20_000);
+    }
+    expect(answers.some((a) => a.connection === 'close')).toBe(true);
+    expect(code).toBe(0);
+    expect(took).toBeLessThan(5000);
+  }, 60_000);
+});
