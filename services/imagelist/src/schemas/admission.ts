@@ -5,7 +5,7 @@ export const ImageReview = Type.Object({
   apiVersion: Type.Literal('imagepolicy.k8s.io/v1alpha1'),
   kind: Type.Literal('ImageReview'),
   spec: Type.Object({
-    containers: Type.Array(Type.Object({ image: Type.String({ maxLength: 1024 }) }), { maxItems: 1000 }),
+    containers: Type.Array(Type.Object({ image: Type.String({ maxLength: 1024 }) }), { minItems: 1, maxItems: 1000 }),
     namespace: Type.Optional(Type.String()),
     annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
   }),

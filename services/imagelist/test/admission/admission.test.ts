@@ -238,4 +238,14 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     expect(res.status).toBe(400);
     expect(res.json().errors[0].field).toBe('body.spec.containers.0.image');
   });
+
+  // A Pod always has a container; the plugin omits an empty list (omitempty), so both are malformed.
+  it.each([
+    ['an empty container list', { containers: [] }],
+    ['no container list', {}],
+  ])('answers a review with %s with 400, never allowed', async (_what, spec) => {
+    const res = await imageReview(port, { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec });
+    expect(res.status).toBe(400);
+    expect(res.json().errors[0].field).toBe('body.spec.containers');
+  });
 });
