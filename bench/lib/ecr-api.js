@@ -28,21 +28,28 @@ async function awsCounters(base) {
 }
 
 const diff = (after, before) =>
-  Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v > 0));
-const perRequest = (calls, requests) => Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, Math.round((v / requests) * 100) / 100]));
+  Object.fromEntries(
+    Object.entries(after)
+      .map(([k, v]) => [k, v - (before[k] ?? 0)])
+      .filter(([, v]) => v > 0),
+  );
+const perRequest = (calls, requests) =>
+  Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, Math.round((v / requests) * 100) / 100]));
 
 /** Runs `count` requests, `concurrency` at a time; returns their statuses. */
 async function many(count, concurrency, fn) {
   const statuses = [];
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < count) {
-      const i = next++;
-      const res = await fn(i);
-      await res.arrayBuffer();
-      statuses.push(res.status);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const i = next++;
+        const res = await fn(i);
+        await res.arrayBuffer();
+        statuses.push(res.status);
+      }
+    }),
+  );
   return statuses;
 }
 
@@ -68,12 +75,15 @@ async function measure({ endpoint, strategy, repos, dir, flags }) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const config = path.join(dir, `${strategy}.json`);
-  writeFileSync(config, JSON.stringify({
-    listenAddress: `127.0.0.1:${port}`,
-    account: { region: 'us-east-1', akid: 'testing', secret: 'testing', role: 'SpinupRole', externalId: 'x' },
-    token: KEY,
-    org: 'bench',
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listenAddress: `127.0.0.1:${port}`,
+      account: { region: 'us-east-1', akid: 'testing', secret: 'testing', role: 'SpinupRole', externalId: 'x' },
+      token: KEY,
+      org: 'bench',
+    }),
+  );
   const args = [SERVER, '--config', config, '--aws-endpoint', endpoint, '--log-level', 'warn'];
   if (flags.has('list-strategy')) args.push('--list-strategy', strategy);
   const api = await start(process.execPath, args, {
@@ -100,16 +110,26 @@ async function measure({ endpoint, strategy, repos, dir, flags }) {
 
     // ~50 repositories in one account, over 5 groups, through the service (each needs one CreateRepository).
     // The first request of the account also pays its AssumeRole.
-    await step('create', repos, () => many(repos, 5, (i) =>
-      fetchT(`${base}/v1/ecr/${acct}/repositories/${strategy}-g${i % 5}`, { method: 'POST', headers, body: JSON.stringify({ RepositoryName: `repo-${i}` }) })));
+    await step('create', repos, () =>
+      many(repos, 5, (i) =>
+        fetchT(`${base}/v1/ecr/${acct}/repositories/${strategy}-g${i % 5}`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ RepositoryName: `repo-${i}` }),
+        }),
+      ),
+    );
     const list = await step('listAll', 1, async () => {
       const res = await get(`${acct}/repositories`);
       const body = await res.json();
       out.listed = Array.isArray(body) ? body.length : body;
       return [res.status];
     });
-    if (strategy === 'tagging' && out.listed === 0) out.note = "moto's Resource Groups Tagging API returns no ECR resources, so the list is empty here; the call count still holds";
-    list.perRepository = Object.fromEntries(Object.entries(list.calls).map(([k, v]) => [k, Math.round((v / Math.max(1, repos)) * 100) / 100]));
+    if (strategy === 'tagging' && out.listed === 0)
+      out.note = "moto's Resource Groups Tagging API returns no ECR resources, so the list is empty here; the call count still holds";
+    list.perRepository = Object.fromEntries(
+      Object.entries(list.calls).map(([k, v]) => [k, Math.round((v / Math.max(1, repos)) * 100) / 100]),
+    );
     await step('listGroup', 1, async () => [(await get(`${acct}/repositories/${strategy}-g0`)).status]);
     await step('showOne', 1, async () => [(await get(`${acct}/repositories/${strategy}-g0/repo-0`)).status]);
     // Repeated requests: the account's session is cached, so no AssumeRole.
@@ -119,8 +139,13 @@ async function measure({ endpoint, strategy, repos, dir, flags }) {
     // Both accounts cached now: 40 more requests over the two, no AssumeRole.
     await step('list40TwoAccounts', 40, () => many(40, 10, (i) => get(`${i % 2 ? acct2 : acct}/repositories/${strategy}-g${i % 5}`)));
     const assumes = (s) => out[s].calls.AssumeRole ?? 0;
-    out.assumeRoles = Object.fromEntries(['create', 'listAll', 'listGroup', 'showOne', 'show100', 'burst20NewAccount', 'list40TwoAccounts'].map((s) => [s, assumes(s)]));
-    out.oneAssumeRolePerAccount = Object.values(out.assumeRoles).reduce((a, b) => a + b, 0) === 2 && out.assumeRoles.create === 1 && out.assumeRoles.burst20NewAccount === 1;
+    out.assumeRoles = Object.fromEntries(
+      ['create', 'listAll', 'listGroup', 'showOne', 'show100', 'burst20NewAccount', 'list40TwoAccounts'].map((s) => [s, assumes(s)]),
+    );
+    out.oneAssumeRolePerAccount =
+      Object.values(out.assumeRoles).reduce((a, b) => a + b, 0) === 2 &&
+      out.assumeRoles.create === 1 &&
+      out.assumeRoles.burst20NewAccount === 1;
     return out;
   } finally {
     await stop(api);
@@ -156,7 +181,8 @@ export async function benchEcrApi({ repos }) {
         out.strategies[strategy] = { error: err.message.split('\n').slice(0, 6).join('\n') };
       }
     }
-    if (Object.values(out.strategies).every((s) => s.error)) return { available: false, reason: `ecr-api failed: ${Object.values(out.strategies)[0].error}` };
+    if (Object.values(out.strategies).every((s) => s.error))
+      return { available: false, reason: `ecr-api failed: ${Object.values(out.strategies)[0].error}` };
     return out;
   } finally {
     await stop(moto.child);

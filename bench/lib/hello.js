@@ -16,8 +16,16 @@ setInterval(() => {
 
 const app = Fastify();
 app.get('/', async () => ({ hello: 'world' }));
-app.post('/admission/imagereview', async () => ({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status: { allowed: true } }));
-app.post('/admission/validate', async (request) => ({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: request.body.request.uid, allowed: true } }));
+app.post('/admission/imagereview', async () => ({
+  apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+  kind: 'ImageReview',
+  status: { allowed: true },
+}));
+app.post('/admission/validate', async (request) => ({
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
+  response: { uid: request.body.request.uid, allowed: true },
+}));
 // A clean exit on SIGTERM, so `node --cpu-prof` writes its profile.
 process.on('SIGTERM', () => app.close().then(() => process.exit(0)));
 await app.listen({ host: '127.0.0.1', port: Number(process.argv[2]) });

@@ -36,7 +36,10 @@ export async function startImagelist(databaseUrl, { nodeArgs = [] } = {}) {
     {
       name: 'imagelist',
       // as deploy/imagelist/base/deployment.yaml runs it; IMAGELIST_NODE_OPTIONS='' measures V8's defaults
-      env: { NODE_ENV: 'production', NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? '--max-semi-space-size=4 --max-old-space-size=256' },
+      env: {
+        NODE_ENV: 'production',
+        NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? '--max-semi-space-size=4 --max-old-space-size=256',
+      },
       ready: async () => (await fetchT(`${base}/health/ping`, {}, 2000)).ok,
       timeoutMs: 90_000,
     },
@@ -83,7 +86,10 @@ export async function waitForIndex(base, rows, timeoutMs = 180_000) {
   const started = Date.now();
   let last = {};
   while (Date.now() - started < timeoutMs) {
-    const text = await fetchT(`${base}/metrics`).then((r) => (r.ok ? r.text() : ''), () => '');
+    const text = await fetchT(`${base}/metrics`).then(
+      (r) => (r.ok ? r.text() : ''),
+      () => '',
+    );
     last = scrape(text, /^imagelist_index_/);
     if (!('imagelist_index_images' in last)) return { index: false, note: 'no imagelist_index_* metrics: reads go to the database' };
     if (last.imagelist_index_images >= rows && last.imagelist_index_fresh === 1) return { index: true, ms: Date.now() - started };
@@ -109,15 +115,20 @@ async function answer(res) {
  * errors is never reported as a result. Returns {ok: true} or {ok: false, status, reason}.
  */
 export async function probe(scenario, base, rows) {
-  const fail = (res, body, why) => ({ ok: false, status: res.status, reason: `${why}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}` });
+  const fail = (res, body, why) => ({
+    ok: false,
+    status: res.status,
+    reason: `${why}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`,
+  });
   const samples = [1, Math.floor(rows / 2), rows - 1];
   switch (scenario) {
     case 'get-by-name': {
       for (const n of samples) {
         const res = await fetchT(`${base}/images?name=${encodeURIComponent(nameOf(n))}`);
         const body = await answer(res);
-        const want = Math.floor(rows / NAMES) + ((n % NAMES) < rows % NAMES ? 1 : 0);
-        if (!res.ok || !Array.isArray(body) || body.length !== want || body[0].name !== nameOf(n)) return fail(res, body, `GET /images?name=${nameOf(n)} should list ${want} images`);
+        const want = Math.floor(rows / NAMES) + (n % NAMES < rows % NAMES ? 1 : 0);
+        if (!res.ok || !Array.isArray(body) || body.length !== want || body[0].name !== nameOf(n))
+          return fail(res, body, `GET /images?name=${nameOf(n)} should list ${want} images`);
       }
       return { ok: true, note: `${Math.floor(rows / NAMES)} images per name` };
     }
@@ -125,14 +136,19 @@ export async function probe(scenario, base, rows) {
       for (const n of samples) {
         const res = await fetchT(`${base}/images/${digest(n)}`);
         const body = await answer(res);
-        if (!res.ok || body.id !== digest(n) || body.name !== nameOf(n) || String(body.tags) !== String(tagsOf(n, rows))) return fail(res, body, `GET /images/${digest(n)}`);
+        if (!res.ok || body.id !== digest(n) || body.name !== nameOf(n) || String(body.tags) !== String(tagsOf(n, rows)))
+          return fail(res, body, `GET /images/${digest(n)}`);
       }
       return { ok: true };
     }
     case 'put': {
       for (const c of [0, 1]) {
         const sent = putBody(c, rows, 'probe');
-        const res = await fetchT(`${base}/images`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sent) });
+        const res = await fetchT(`${base}/images`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(sent),
+        });
         const body = await answer(res);
         if (!res.ok || body.id !== sent.id || String(body.tags) !== String(sent.tags)) return fail(res, body, 'PUT /images');
       }
@@ -140,14 +156,20 @@ export async function probe(scenario, base, rows) {
     }
     case 'admission-imagereview': {
       const allowed = imageReview(1);
-      if (allowed.spec.containers[0].image !== 'registry.example.com/team-1/app-1:v1') throw new Error('bench data no longer has team-1/app-1:v1');
+      if (allowed.spec.containers[0].image !== 'registry.example.com/team-1/app-1:v1')
+        throw new Error('bench data no longer has team-1/app-1:v1');
       for (const review of [allowed, imageReview(rows - 1)]) {
         const res = await post(base, '/admission/imagereview', review);
         const body = await answer(res);
-        if (res.status === 404) return { ok: false, status: 404, notAvailable: true, reason: 'POST answered 404: endpoint not there (yet)' };
-        if (!res.ok || body.apiVersion !== review.apiVersion || body.kind !== 'ImageReview' || body.status?.allowed !== true) return fail(res, body, `ImageReview of ${review.spec.containers[0].image} should be allowed`);
+        if (res.status === 404)
+          return { ok: false, status: 404, notAvailable: true, reason: 'POST answered 404: endpoint not there (yet)' };
+        if (!res.ok || body.apiVersion !== review.apiVersion || body.kind !== 'ImageReview' || body.status?.allowed !== true)
+          return fail(res, body, `ImageReview of ${review.spec.containers[0].image} should be allowed`);
       }
-      const denied = { ...allowed, spec: { ...allowed.spec, containers: [{ image: 'registry.example.com/team-1/app-1:not-on-the-list' }] } };
+      const denied = {
+        ...allowed,
+        spec: { ...allowed.spec, containers: [{ image: 'registry.example.com/team-1/app-1:not-on-the-list' }] },
+      };
       const res = await post(base, '/admission/imagereview', denied);
       const body = await answer(res);
       if (!res.ok || body.status?.allowed !== false) return fail(res, body, 'ImageReview of an unlisted tag should be denied');
@@ -158,8 +180,10 @@ export async function probe(scenario, base, rows) {
         const review = admissionReview(n, rows);
         const res = await post(base, '/admission/validate', review);
         const body = await answer(res);
-        if (res.status === 404) return { ok: false, status: 404, notAvailable: true, reason: 'POST answered 404: endpoint not there (yet)' };
-        if (!res.ok || body.kind !== 'AdmissionReview' || body.response?.uid !== review.request.uid || body.response?.allowed !== true) return fail(res, body, 'AdmissionReview of a listed Pod should be allowed');
+        if (res.status === 404)
+          return { ok: false, status: 404, notAvailable: true, reason: 'POST answered 404: endpoint not there (yet)' };
+        if (!res.ok || body.kind !== 'AdmissionReview' || body.response?.uid !== review.request.uid || body.response?.allowed !== true)
+          return fail(res, body, 'AdmissionReview of a listed Pod should be allowed');
       }
       const review = admissionReview(1, rows);
       review.request.object.spec.containers[1].image = `${nameOf(1)}@sha256:${'0'.repeat(64)}`;
@@ -175,7 +199,10 @@ export async function probe(scenario, base, rows) {
 
 /** The service's own heap figures (prom-client default metrics), in MB; {} if it exports none. */
 export async function heapStats(base) {
-  const text = await fetchT(`${base}/metrics`).then((r) => (r.ok ? r.text() : ''), () => '');
+  const text = await fetchT(`${base}/metrics`).then(
+    (r) => (r.ok ? r.text() : ''),
+    () => '',
+  );
   const m = scrape(text, /^(nodejs_heap_size_(used|total)_bytes|nodejs_external_memory_bytes|process_resident_memory_bytes)$/);
   return Object.fromEntries(Object.entries(m).map(([k, v]) => [k.replace(/_bytes$/, 'Mb'), Math.round(v / 2 ** 20)]));
 }

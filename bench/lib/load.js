@@ -23,7 +23,10 @@ if (new URL(spec.url).hostname !== '127.0.0.1') throw new Error(`load only again
 /** CPU (ms) this process (self) and its reaped children, i.e. wrk (children), have used. */
 function cpuMs() {
   const stat = readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
   return { self: (f[11] + f[12]) * 10, children: (f[13] + f[14]) * 10 };
 }
 
@@ -67,7 +70,21 @@ async function runWrk() {
     const file = path.join(dir, 'requests.tsv');
     writeFileSync(file, list.map((r) => `${r.method}\t${r.path}\t${r.body ?? ''}`).join('\n') + '\n');
     const threads = String(spec.threads ?? 1);
-    const args = ['-t', threads, '-c', String(spec.connections), '-d', `${spec.duration}s`, '--timeout', '10s', '-s', new URL('./wrk.lua', import.meta.url).pathname, spec.url, '--', file];
+    const args = [
+      '-t',
+      threads,
+      '-c',
+      String(spec.connections),
+      '-d',
+      `${spec.duration}s`,
+      '--timeout',
+      '10s',
+      '-s',
+      new URL('./wrk.lua', import.meta.url).pathname,
+      spec.url,
+      '--',
+      file,
+    ];
     const cpu0 = cpuMs().children;
     const out = await new Promise((resolve, reject) => {
       const child = spawn(process.env.WRK ?? 'wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -52,7 +52,11 @@ function window({ profile, at }, fromUs = -Infinity, toUs = Infinity, top = 15) 
     fns.set(fn, (fns.get(fn) ?? 0) + us);
     owners.set(where, (owners.get(where) ?? 0) + us);
   }
-  const rank = (m) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => ({ name, pct: Math.round((1000 * us) / Math.max(1, busy)) / 10 }));
+  const rank = (m) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, us]) => ({ name, pct: Math.round((1000 * us) / Math.max(1, busy)) / 10 }));
   return { busyMs: Math.round(busy / 1000), idleMs: Math.round(idle / 1000), byPackage: rank(owners), byFunction: rank(fns) };
 }
 

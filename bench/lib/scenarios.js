@@ -28,7 +28,16 @@ export const SEED_SQL = `
   FROM generate_series($1::int, $2::int - 1) AS i`;
 
 /** In the order they run: `put` last, since it adds images (and memory) the others would see. */
-export const SCENARIOS = ['baseline', 'fastify-imagereview', 'fastify-validate', 'get-by-name', 'get-by-id', 'admission-imagereview', 'admission-validate', 'put'];
+export const SCENARIOS = [
+  'baseline',
+  'fastify-imagereview',
+  'fastify-validate',
+  'get-by-name',
+  'get-by-id',
+  'admission-imagereview',
+  'admission-validate',
+  'put',
+];
 /** Reference rows: plain Fastify (lib/hello.js) answering the same reviews as imagelist's scenario. */
 export const REFERENCES = { 'fastify-imagereview': 'admission-imagereview', 'fastify-validate': 'admission-validate' };
 
@@ -101,22 +110,37 @@ export function requestsFor(scenario, rows, salt = `${process.pid}-${Date.now()}
       return [{ method: 'GET', path: '/' }];
     case 'get-by-name':
       // one rotation of names: each has rows / NAMES images
-      return sample(Math.min(rows, NAMES), Math.min(ROTATION, rows, NAMES)).map((n) => ({ method: 'GET', path: `/images?name=${encodeURIComponent(nameOf(n))}` }));
+      return sample(Math.min(rows, NAMES), Math.min(ROTATION, rows, NAMES)).map((n) => ({
+        method: 'GET',
+        path: `/images?name=${encodeURIComponent(nameOf(n))}`,
+      }));
     case 'get-by-id':
       return sample(rows).map((n) => ({ method: 'GET', path: `/images/${digest(n)}` }));
     case 'put': {
       let c = 0;
-      return [{
-        method: 'PUT',
-        path: '/images',
-        headers: JSON_HEADERS,
-        setupRequest: (req) => ({ ...req, body: JSON.stringify(putBody(c++, rows, salt)) }),
-      }];
+      return [
+        {
+          method: 'PUT',
+          path: '/images',
+          headers: JSON_HEADERS,
+          setupRequest: (req) => ({ ...req, body: JSON.stringify(putBody(c++, rows, salt)) }),
+        },
+      ];
     }
     case 'admission-imagereview':
-      return sample(rows).map((n) => ({ method: 'POST', path: '/admission/imagereview', headers: JSON_HEADERS, body: JSON.stringify(imageReview(n)) }));
+      return sample(rows).map((n) => ({
+        method: 'POST',
+        path: '/admission/imagereview',
+        headers: JSON_HEADERS,
+        body: JSON.stringify(imageReview(n)),
+      }));
     case 'admission-validate':
-      return sample(rows).map((n) => ({ method: 'POST', path: '/admission/validate', headers: JSON_HEADERS, body: JSON.stringify(admissionReview(n, rows)) }));
+      return sample(rows).map((n) => ({
+        method: 'POST',
+        path: '/admission/validate',
+        headers: JSON_HEADERS,
+        body: JSON.stringify(admissionReview(n, rows)),
+      }));
     default:
       throw new Error(`unknown scenario ${scenario}`);
   }

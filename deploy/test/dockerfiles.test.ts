@@ -8,7 +8,11 @@ import { ROOT } from './support/kustomize.js';
 // checker behind VS Code's Docker support) and checked against the workspace here; the CI
 // workflows build and start the images.
 
-interface Instruction { keyword: string; args: string; line: number }
+interface Instruction {
+  keyword: string;
+  args: string;
+  line: number;
+}
 
 /** Instructions of a Dockerfile, continuation lines joined, comments dropped. */
 function instructions(text: string): Instruction[] {
@@ -43,7 +47,10 @@ function stages(list: Instruction[]): Instruction[][] {
 }
 
 const readJson = (file: string) => JSON.parse(readFileSync(path.join(ROOT, file), 'utf8'));
-const dockerignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+const dockerignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#'));
 
 /** Whether .dockerignore leaves `file` out of the build context (Go filepath.Match with `**`). */
 function ignored(file: string): boolean {
@@ -62,7 +69,9 @@ function workspaceDeps(dir: string, seen = new Set<string>()): Set<string> {
   const pkg = readJson(`${dir}/package.json`);
   for (const [name, range] of Object.entries<string>(pkg.dependencies ?? {})) {
     if (!range.startsWith('workspace:')) continue;
-    const depDir = ['packages', 'services'].map((d) => `${d}/${name.split('/')[1]}`).find((d) => existsSync(path.join(ROOT, d, 'package.json')) && readJson(`${d}/package.json`).name === name);
+    const depDir = ['packages', 'services']
+      .map((d) => `${d}/${name.split('/')[1]}`)
+      .find((d) => existsSync(path.join(ROOT, d, 'package.json')) && readJson(`${d}/package.json`).name === name);
     if (!depDir) throw new Error(`${dir}: no workspace package ${name}`);
     if (!seen.has(depDir)) {
       seen.add(depDir);
@@ -79,7 +88,11 @@ describe.each([
   const file = `services/${svc}/Dockerfile`;
   const text = readFileSync(path.join(ROOT, file), 'utf8');
   const [globals, build, final, ...more] = stages(instructions(text));
-  const runs = (stage: Instruction[]) => stage.filter((i) => i.keyword === 'RUN').map((i) => i.args).join('\n');
+  const runs = (stage: Instruction[]) =>
+    stage
+      .filter((i) => i.keyword === 'RUN')
+      .map((i) => i.args)
+      .join('\n');
 
   it('passes dockerfile-utils with no finding', () => {
     expect(validate(text).map((d) => `${file}:${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
@@ -112,11 +125,23 @@ describe.each([
       expect(ignored(source), source).toBe(false);
     }
     // The service's workspace dependencies all live under a copied folder.
-    for (const dep of workspaceDeps(`services/${svc}`)) expect(sources.some((s) => dep === s || dep.startsWith(`${s}/`)), dep).toBe(true);
+    for (const dep of workspaceDeps(`services/${svc}`))
+      expect(
+        sources.some((s) => dep === s || dep.startsWith(`${s}/`)),
+        dep,
+      ).toBe(true);
     // Sources in, build output and dependencies out.
-    for (const f of [`services/${svc}/src/server.ts`, `services/${svc}/package.json`, 'packages/auth/src/index.ts', 'tsconfig.base.json']) expect(ignored(f), f).toBe(false);
+    for (const f of [`services/${svc}/src/server.ts`, `services/${svc}/package.json`, 'packages/auth/src/index.ts', 'tsconfig.base.json'])
+      expect(ignored(f), f).toBe(false);
     if (svc === 'imagelist') expect(ignored('services/imagelist/migrations/001_images.sql')).toBe(false);
-    for (const f of [`services/${svc}/node_modules/x`, `services/${svc}/dist/server.js`, 'packages/auth/dist/index.js', 'node_modules/.pnpm/x', '.git/HEAD', `services/${svc}/test/app.test.ts`]) {
+    for (const f of [
+      `services/${svc}/node_modules/x`,
+      `services/${svc}/dist/server.js`,
+      'packages/auth/dist/index.js',
+      'node_modules/.pnpm/x',
+      '.git/HEAD',
+      `services/${svc}/test/app.test.ts`,
+    ]) {
       expect(ignored(f), f).toBe(true);
     }
   });
@@ -135,7 +160,10 @@ describe.each([
   it('bakes APP_VERSION, GIT_COMMIT and BUILD_TIME in from build arguments', () => {
     const args = final!.filter((i) => i.keyword === 'ARG').map((i) => i.args.split('=')[0]);
     expect(args).toEqual(['APP_VERSION', 'GIT_COMMIT', 'BUILD_TIME']);
-    const env = final!.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
+    const env = final!
+      .filter((i) => i.keyword === 'ENV')
+      .map((i) => i.args)
+      .join(' ');
     for (const name of args) expect(env).toContain(`${name}=\${${name}}`);
     expect(env).toContain('NODE_ENV=production');
     // Empty by default, so that a local build reports package.json's version.
@@ -145,7 +173,9 @@ describe.each([
 
 describe('dockerfile-utils', () => {
   it('rejects a broken Dockerfile', () => {
-    const findings = validate('FROM node:20\nEXPOSE http\nCOPY onlyone\nUSER\nHEALTHCHECK CMD true\nHEALTHCHECK NONE\n').map((d) => d.message);
+    const findings = validate('FROM node:20\nEXPOSE http\nCOPY onlyone\nUSER\nHEALTHCHECK CMD true\nHEALTHCHECK NONE\n').map(
+      (d) => d.message,
+    );
     expect(findings.length).toBeGreaterThanOrEqual(4);
     expect(findings.join('\n')).toMatch(/Invalid containerPort: http/);
   });

@@ -13,7 +13,10 @@ const read = (file: string) => parse(readFileSync(path.join(EXAMPLES, file), 'ut
 
 /** The kubeconfig as kubectl loads it: fields it does not know are dropped, so compare. */
 function kubectlView(file: string): unknown {
-  const out = execFileSync(kubectl(), ['config', 'view', '--kubeconfig', file, '-o', 'json'], { encoding: 'utf8', env: { ...process.env, KUBECONFIG: '' } });
+  const out = execFileSync(kubectl(), ['config', 'view', '--kubeconfig', file, '-o', 'json'], {
+    encoding: 'utf8',
+    env: { ...process.env, KUBECONFIG: '' },
+  });
   const view = JSON.parse(out) as Record<string, unknown>;
   delete view.preferences;
   return view;
@@ -27,7 +30,10 @@ describe('ImagePolicyWebhook example', () => {
   it('the comparison catches a misspelt kubeconfig field', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'kubeconfig-'));
     const broken = path.join(dir, 'kubeconfig.yaml');
-    const text = readFileSync(path.join(EXAMPLES, 'kubeconfig.yaml'), 'utf8').replace(/^(\s+)certificate-authority:/m, '$1certificate-authorty:');
+    const text = readFileSync(path.join(EXAMPLES, 'kubeconfig.yaml'), 'utf8').replace(
+      /^(\s+)certificate-authority:/m,
+      '$1certificate-authorty:',
+    );
     try {
       expect(text).toMatch(/^\s+certificate-authorty: /m);
       writeFileSync(broken, text);
@@ -68,7 +74,10 @@ describe('ImagePolicyWebhook example', () => {
     const dirs = ['imagelist/base', 'imagelist/overlays/example'];
     for (const dir of dirs) {
       const k = parse(readFileSync(path.join(DEPLOY, dir, 'kustomization.yaml'), 'utf8'));
-      expect((k.resources as string[]).some((r) => r.includes('examples')), dir).toBe(false);
+      expect(
+        (k.resources as string[]).some((r) => r.includes('examples')),
+        dir,
+      ).toBe(false);
     }
     expect(readdirSync(EXAMPLES).sort()).toEqual(['admission-configuration.yaml', 'kubeconfig.yaml']);
   });

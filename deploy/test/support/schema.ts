@@ -25,7 +25,8 @@ const PACKAGE_OF_GROUP: Record<string, string> = {
 
 /** The module of a kind's model, e.g. `kubernetes-models/apps/v1/Deployment`. */
 function moduleOf(object: K8sObject): string | undefined {
-  if (typeof object?.apiVersion !== 'string' || typeof object.kind !== 'string' || !/^[A-Z][A-Za-z0-9]*$/.test(object.kind)) return undefined;
+  if (typeof object?.apiVersion !== 'string' || typeof object.kind !== 'string' || !/^[A-Z][A-Za-z0-9]*$/.test(object.kind))
+    return undefined;
   const [group, version] = object.apiVersion.includes('/') ? object.apiVersion.split('/') : ['', object.apiVersion];
   if (!version || !/^[a-z0-9.-]*$/.test(group!) || !/^v\d+((alpha|beta)\d+)?$/.test(version)) return undefined;
   const pkg = PACKAGE_OF_GROUP[group!] ?? 'kubernetes-models';
@@ -91,7 +92,12 @@ function strictProblems(objects: K8sObject[], specs: (string | undefined)[]): st
  * lines; Go's base64 decoder skips those newlines, the schema's `byte` format does not.
  */
 function decoded(object: K8sObject): K8sObject {
-  const binary = object?.apiVersion === 'v1' && object.kind === 'Secret' ? 'data' : object?.apiVersion === 'v1' && object.kind === 'ConfigMap' ? 'binaryData' : undefined;
+  const binary =
+    object?.apiVersion === 'v1' && object.kind === 'Secret'
+      ? 'data'
+      : object?.apiVersion === 'v1' && object.kind === 'ConfigMap'
+        ? 'binaryData'
+        : undefined;
   const data = binary ? object[binary] : undefined;
   if (!data || typeof data !== 'object') return object;
   const unwrapped = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, typeof v === 'string' ? v.replace(/[\r\n]/g, '') : v]));

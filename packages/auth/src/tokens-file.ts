@@ -32,7 +32,9 @@ export function parseTokensFile(text: string): Entry[] {
   const doc: unknown = parseYaml(text);
   if (!Value.Check(TokensFileSchema, doc)) {
     const first = Value.Errors(TokensFileSchema, doc)[0];
-    throw new Error(`tokens file does not match {tokens: [{name, token, is_disabled}]}: ${first?.instancePath || '/'} ${first?.message ?? ''}`);
+    throw new Error(
+      `tokens file does not match {tokens: [{name, token, is_disabled}]}: ${first?.instancePath || '/'} ${first?.message ?? ''}`,
+    );
   }
   return (doc.tokens ?? []).filter((t) => !t.is_disabled).map((t) => ({ name: t.name, digest: sha256(t.token) }));
 }
@@ -65,7 +67,9 @@ export class TokenStore {
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
-      throw new ConfigError(`--tokens-file ${this.file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new ConfigError(
+        `--tokens-file ${this.file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
     }
     try {
       this.entries = parseTokensFile(text);

@@ -126,10 +126,17 @@ describe('TokenStore', () => {
 
   it('refuses to start when the file is missing or invalid, naming the file and the problem (exit 2)', async () => {
     const missing = path.join(dir, 'missing.yaml');
-    await expect(new TokenStore(missing, quietLog()).start()).rejects.toMatchObject({ name: 'ConfigError', exitCode: 2, message: expect.stringContaining(missing) });
+    await expect(new TokenStore(missing, quietLog()).start()).rejects.toMatchObject({
+      name: 'ConfigError',
+      exitCode: 2,
+      message: expect.stringContaining(missing),
+    });
     const invalid = path.join(dir, 'invalid.yaml');
     await writeFile(invalid, 'tokens: [ {name: broken');
-    await expect(new TokenStore(invalid, quietLog()).start()).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining(invalid) });
+    await expect(new TokenStore(invalid, quietLog()).start()).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringContaining(invalid),
+    });
   });
 
   it('logs an invalid file once per change, and ignores other files in its directory', async () => {

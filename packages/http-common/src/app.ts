@@ -85,7 +85,10 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     connectionTimeout: 0, // idle connections are governed by keepAliveTimeout, requests by requestTimeout
     clientErrorHandler,
     frameworkErrors: (error, _request, reply) => {
-      sendProblem(reply, new HttpProblem(error.statusCode ?? 400, error.code === 'FST_ERR_BAD_URL' ? 'The request URL is malformed.' : error.message));
+      sendProblem(
+        reply,
+        new HttpProblem(error.statusCode ?? 400, error.code === 'FST_ERR_BAD_URL' ? 'The request URL is malformed.' : error.message),
+      );
     },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;

@@ -21,7 +21,12 @@ function rawProblem(status: number, detail: string): string {
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
   if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
   const status = STATUS_OF[err.code ?? ''] ?? 400;
-  const detail = status === 408 ? 'The request did not arrive in time.' : status === 431 ? 'The request headers are too large.' : 'The request is malformed.';
+  const detail =
+    status === 408
+      ? 'The request did not arrive in time.'
+      : status === 431
+        ? 'The request headers are too large.'
+        : 'The request is malformed.';
   socket.end(rawProblem(status, detail));
 }
 
@@ -29,7 +34,11 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
 export function answerUnsupportedExpect(server: Server): void {
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
     const body = JSON.stringify(new HttpProblem(417, 'Only "Expect: 100-continue" is supported.').toBody());
-    res.writeHead(417, { 'content-type': 'application/problem+json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.writeHead(417, {
+      'content-type': 'application/problem+json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
     res.end(body);
   });
 }

@@ -62,13 +62,9 @@ export function sendProblem(reply: FastifyReply, problem: HttpProblem): FastifyR
  * 5xx logged with their cause, 4xx logged at info.
  * `classify` lets a service turn its dependency errors (database down, AWS errors) into problems.
  */
-export function installErrorHandler(
-  app: FastifyInstance,
-  classify?: (error: unknown) => HttpProblem | undefined,
-): void {
+export function installErrorHandler(app: FastifyInstance, classify?: (error: unknown) => HttpProblem | undefined): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const problem =
-      error instanceof HttpProblem ? error : (classify?.(error) ?? problemFromFastify(error));
+    const problem = error instanceof HttpProblem ? error : (classify?.(error) ?? problemFromFastify(error));
     if (problem.statusCode >= 500) {
       request.log.error({ err: error }, problem.message);
     } else {

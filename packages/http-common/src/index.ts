@@ -4,7 +4,17 @@ export { fieldErrors, installErrorHandler, installNotFoundHandler, sendProblem }
 export { parseListen } from './listen.js';
 export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
 export { addGauge, metricsPlugin } from './metrics.js';
-export { badRequest, conflict, HttpProblem, notFound, ProblemSchema, unavailable, statusTitle, type FieldError, type ProblemBody } from './problem.js';
+export {
+  badRequest,
+  conflict,
+  HttpProblem,
+  notFound,
+  ProblemSchema,
+  unavailable,
+  statusTitle,
+  type FieldError,
+  type ProblemBody,
+} from './problem.js';
 export { listenWithGrace } from './run.js';
 export { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
 export { watchFile } from './watch-file.js';

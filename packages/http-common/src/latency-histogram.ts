@@ -42,7 +42,12 @@ export class LatencyHistogram {
       if (byStatus === undefined) byMethod.set(method, (byStatus = new Map()));
       let series = byStatus.get(status);
       if (series === undefined) {
-        series = { labels: { method, route, status_code: String(status) }, counts: new Array(this.bounds.length + 1).fill(0), sum: 0, count: 0 };
+        series = {
+          labels: { method, route, status_code: String(status) },
+          counts: new Array(this.bounds.length + 1).fill(0),
+          sum: 0,
+          count: 0,
+        };
         byStatus.set(status, series);
         this.series.push(series);
       }

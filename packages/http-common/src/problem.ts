@@ -65,12 +65,10 @@ export class HttpProblem extends Error {
   }
 }
 
-export const badRequest = (detail: string, errors?: FieldError[]) =>
-  new HttpProblem(400, detail, errors ? { errors } : {});
+export const badRequest = (detail: string, errors?: FieldError[]) => new HttpProblem(400, detail, errors ? { errors } : {});
 export const notFound = (detail: string) => new HttpProblem(404, detail);
 export const conflict = (detail: string) => new HttpProblem(409, detail);
-export const unavailable = (detail: string, cause?: unknown) =>
-  new HttpProblem(503, detail, { headers: { 'retry-after': '1' }, cause });
+export const unavailable = (detail: string, cause?: unknown) => new HttpProblem(503, detail, { headers: { 'retry-after': '1' }, cause });
 
 /** The TypeBox schema of a problem body, for route response schemas and OpenAPI. */
 export const ProblemSchema = Type.Object(

@@ -16,7 +16,9 @@ beforeAll(async () => {
     classifyError: (err) => (err instanceof DependencyDown ? new HttpProblem(503, 'dependency down') : undefined),
   });
   app.post('/things', { schema: { body: Type.Object({ n: Type.Integer(), tags: Type.Array(Type.String()) }) } }, async (req) => req.body);
-  app.get('/things', { schema: { querystring: Type.Object({ limit: Type.Integer({ maximum: 10 }) }) } }, async (req) => ({ limit: req.query.limit }));
+  app.get('/things', { schema: { querystring: Type.Object({ limit: Type.Integer({ maximum: 10 }) }) } }, async (req) => ({
+    limit: req.query.limit,
+  }));
   app.get('/boom', async () => {
     throw new Error('secret internals: password=hunter2');
   });
@@ -44,7 +46,12 @@ describe('createApp', () => {
     const res = await app.inject('/boom');
     expect(res.statusCode).toBe(500);
     expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
-    expect(res.json()).toEqual({ type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'The server could not handle the request.' });
+    expect(res.json()).toEqual({
+      type: 'about:blank',
+      title: 'Internal Server Error',
+      status: 500,
+      detail: 'The server could not handle the request.',
+    });
   });
 
   it('lets the service classify dependency errors', async () => {
@@ -55,7 +62,9 @@ describe('createApp', () => {
 
   it('answers oversized bodies with 413 and other media types with 415', async () => {
     expect((await app.inject({ method: 'POST', url: '/things', payload: { n: 1, tags: ['x'.repeat(2000)] } })).statusCode).toBe(413);
-    expect((await app.inject({ method: 'POST', url: '/things', payload: 'n=1', headers: { 'content-type': 'text/plain' } })).statusCode).toBe(415);
+    expect(
+      (await app.inject({ method: 'POST', url: '/things', payload: 'n=1', headers: { 'content-type': 'text/plain' } })).statusCode,
+    ).toBe(415);
   });
 
   it('exports request metrics by route pattern', async () => {

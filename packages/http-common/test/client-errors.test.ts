@@ -54,7 +54,10 @@ describe('errors before a route runs are problem+json', () => {
     expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nConnection: close\r\n\r\n']), 400);
   });
   it('an unsupported Expect', async () => {
-    expectProblem(await raw(['POST /things HTTP/1.1\r\nHost: x\r\nExpect: something\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n']), 417);
+    expectProblem(
+      await raw(['POST /things HTTP/1.1\r\nHost: x\r\nExpect: something\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n']),
+      417,
+    );
   });
   it('headers too large', async () => {
     expectProblem(await raw([`GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431);
@@ -63,11 +66,19 @@ describe('errors before a route runs are problem+json', () => {
     expectProblem(await raw(['BLAH\r\n\r\n']), 400);
   });
   it('a body too large', async () => {
-    expectProblem(await raw([`POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n${'1'.repeat(5000)}`]), 413);
+    expectProblem(
+      await raw([
+        `POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n${'1'.repeat(5000)}`,
+      ]),
+      413,
+    );
   });
   it('a body sent a byte at a time is cut off after the request timeout', async () => {
     const body = '{"n":1}';
-    const r = await raw(['POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n', ...body.slice(0, 6)], 400);
+    const r = await raw(
+      ['POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n', ...body.slice(0, 6)],
+      400,
+    );
     expectProblem(r, 408);
     expect(r.ms).toBeLessThan(3500);
   });

@@ -14,7 +14,11 @@ describe('loadConfig', () => {
   it('takes defaults, then env, then flags', () => {
     expect(load([])).toEqual({ listen: ':8000', poolSize: 10, debug: false });
     expect(load([], { APP_LISTEN: ':9000', APP_POOL_SIZE: '3', APP_DEBUG: 'true' })).toEqual({ listen: ':9000', poolSize: 3, debug: true });
-    expect(load(['--listen', ':7000', '--pool-size', '5', '--debug'], { APP_LISTEN: ':9000' })).toEqual({ listen: ':7000', poolSize: 5, debug: true });
+    expect(load(['--listen', ':7000', '--pool-size', '5', '--debug'], { APP_LISTEN: ':9000' })).toEqual({
+      listen: ':7000',
+      poolSize: 5,
+      debug: true,
+    });
   });
 
   it('names the flag and env var of an invalid value', () => {

@@ -36,7 +36,9 @@ describe('request latency metrics', () => {
     expect(m.get(`http_request_duration_seconds_count{${series('/fast')}}`)).toBe(2);
     expect(m.get(`http_request_duration_seconds_bucket{le="+Inf",${series('/fast')}}`)).toBe(2);
     // buckets are cumulative and end at the count
-    const slow = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5].map((le) => m.get(`http_request_duration_seconds_bucket{le="${le}",${series('/slow')}}`)!);
+    const slow = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5].map((le) =>
+      m.get(`http_request_duration_seconds_bucket{le="${le}",${series('/slow')}}`)!,
+    );
     expect(slow.slice(0, 5)).toEqual([0, 0, 0, 0, 0]); // it took >= 30 ms
     expect(slow.at(-1)).toBe(1);
     expect([...slow].sort((a, b) => a - b)).toEqual(slow);

@@ -104,9 +104,18 @@ describe('redaction', () => {
   it('blanks secrets at the top level of a line and one level down', async () => {
     const { app, lines } = await appLoggingAt('info');
     open = app;
-    app.log.info({ token: 't', password: 'p', secret: 's', databaseUrl: 'postgres://u:pw@h/db', config: { token: 't2', dbPassword: 'p2' } }, 'secrets');
+    app.log.info(
+      { token: 't', password: 'p', secret: 's', databaseUrl: 'postgres://u:pw@h/db', config: { token: 't2', dbPassword: 'p2' } },
+      'secrets',
+    );
     const line = lines.find((l) => l.msg === 'secrets');
     expect(JSON.stringify(line)).not.toMatch(/"t"|"p"|"s"|pw@|"t2"|"p2"/);
-    expect(line).toMatchObject({ token: '[redacted]', password: '[redacted]', secret: '[redacted]', databaseUrl: '[redacted]', config: { token: '[redacted]', dbPassword: '[redacted]' } });
+    expect(line).toMatchObject({
+      token: '[redacted]',
+      password: '[redacted]',
+      secret: '[redacted]',
+      databaseUrl: '[redacted]',
+      config: { token: '[redacted]', dbPassword: '[redacted]' },
+    });
   });
 });

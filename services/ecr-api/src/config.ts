@@ -20,54 +20,104 @@ export type ListStrategy = (typeof LIST_STRATEGIES)[number];
  * Precedence: flag, then environment, then the JSON config, then the default.
  */
 export const ConfigSchema = Type.Object({
-  config: Type.Optional(Type.String({
-    minLength: 1,
-    ...meta({ env: 'API_CONFIG_FILE', description: "Path of the original's JSON config (listenAddress, account{region, akid, secret, externalId, role}, token, org, logLevel)" }),
-  })),
-  apiConfig: Type.Optional(Type.String({ minLength: 1, ...meta({ env: 'API_CONFIG', secret: true, description: 'The JSON config itself, instead of a file' }) })),
-  listen: Type.Optional(Type.String({
-    minLength: 1,
-    ...meta({ env: 'ECR_API_LISTEN', description: 'Address to listen on, [host]:port (overrides listenAddress; default ":8080")' }),
-  })),
-  region: Type.Optional(Type.String({
-    pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$',
-    ...meta({ env: 'ECR_API_REGION', description: 'AWS region (overrides account.region; else AWS_REGION / AWS_DEFAULT_REGION)' }),
-  })),
-  role: Type.Optional(Type.String({
-    pattern: '^[\\w+=,.@/-]{1,512}$',
-    ...meta({ env: 'ECR_API_ROLE', description: 'Role name assumed in each account, arn:aws:iam::{account}:role/{role} (overrides account.role)' }),
-  })),
-  externalId: Type.Optional(Type.String({
-    minLength: 2,
-    maxLength: 1224,
-    ...meta({ env: 'ECR_API_EXTERNAL_ID', secret: true, description: 'External id passed to AssumeRole (overrides account.externalId)' }),
-  })),
-  org: Type.Optional(Type.String({
-    pattern: '^[\\w.:/=+@-]{1,256}$',
-    ...meta({ env: 'ECR_API_ORG', description: 'Organisation: the spinup:org tag of every repository this service manages (overrides org)' }),
-  })),
-  token: Type.Optional(Type.String({
-    minLength: 1,
-    ...meta({ env: 'ECR_API_TOKEN', secret: true, description: 'Shared key; clients send a bcrypt hash of it in X-Auth-Token (overrides token; prefer the env or the file)' }),
-  })),
-  awsEndpoint: Type.Optional(Type.String({
-    pattern: '^https?://',
-    ...meta({ env: 'AWS_ENDPOINT_URL', description: 'Send every AWS call (STS, ECR, tagging) to this endpoint, e.g. moto (overrides account.endpoint)' }),
-  })),
-  listStrategy: Type.Optional(Type.Union(LIST_STRATEGIES.map((s) => Type.Literal(s)), meta({
-    env: 'ECR_API_LIST_STRATEGY',
-    description:
-      'How repositories are listed: "tagging" (Resource Groups Tagging API, default) or "describe" (DescribeRepositories + tags of each; for emulators such as moto)',
-  }))),
-  sessionDuration: Type.Optional(Type.Integer({
-    minimum: 900,
-    maximum: 43200,
-    ...meta({ env: 'ECR_API_SESSION_DURATION', description: 'Lifetime in seconds of assumed-role sessions, cached per account (default 3600)' }),
-  })),
-  logLevel: Type.Optional(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), meta({
-    env: 'ECR_API_LOG_LEVEL',
-    description: 'fatal, error, warn, info, debug or trace (overrides logLevel; default info)',
-  }))),
+  config: Type.Optional(
+    Type.String({
+      minLength: 1,
+      ...meta({
+        env: 'API_CONFIG_FILE',
+        description:
+          "Path of the original's JSON config (listenAddress, account{region, akid, secret, externalId, role}, token, org, logLevel)",
+      }),
+    }),
+  ),
+  apiConfig: Type.Optional(
+    Type.String({ minLength: 1, ...meta({ env: 'API_CONFIG', secret: true, description: 'The JSON config itself, instead of a file' }) }),
+  ),
+  listen: Type.Optional(
+    Type.String({
+      minLength: 1,
+      ...meta({ env: 'ECR_API_LISTEN', description: 'Address to listen on, [host]:port (overrides listenAddress; default ":8080")' }),
+    }),
+  ),
+  region: Type.Optional(
+    Type.String({
+      pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$',
+      ...meta({ env: 'ECR_API_REGION', description: 'AWS region (overrides account.region; else AWS_REGION / AWS_DEFAULT_REGION)' }),
+    }),
+  ),
+  role: Type.Optional(
+    Type.String({
+      pattern: '^[\\w+=,.@/-]{1,512}$',
+      ...meta({
+        env: 'ECR_API_ROLE',
+        description: 'Role name assumed in each account, arn:aws:iam::{account}:role/{role} (overrides account.role)',
+      }),
+    }),
+  ),
+  externalId: Type.Optional(
+    Type.String({
+      minLength: 2,
+      maxLength: 1224,
+      ...meta({ env: 'ECR_API_EXTERNAL_ID', secret: true, description: 'External id passed to AssumeRole (overrides account.externalId)' }),
+    }),
+  ),
+  org: Type.Optional(
+    Type.String({
+      pattern: '^[\\w.:/=+@-]{1,256}$',
+      ...meta({
+        env: 'ECR_API_ORG',
+        description: 'Organisation: the spinup:org tag of every repository this service manages (overrides org)',
+      }),
+    }),
+  ),
+  token: Type.Optional(
+    Type.String({
+      minLength: 1,
+      ...meta({
+        env: 'ECR_API_TOKEN',
+        secret: true,
+        description: 'Shared key; clients send a bcrypt hash of it in X-Auth-Token (overrides token; prefer the env or the file)',
+      }),
+    }),
+  ),
+  awsEndpoint: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      ...meta({
+        env: 'AWS_ENDPOINT_URL',
+        description: 'Send every AWS call (STS, ECR, tagging) to this endpoint, e.g. moto (overrides account.endpoint)',
+      }),
+    }),
+  ),
+  listStrategy: Type.Optional(
+    Type.Union(
+      LIST_STRATEGIES.map((s) => Type.Literal(s)),
+      meta({
+        env: 'ECR_API_LIST_STRATEGY',
+        description:
+          'How repositories are listed: "tagging" (Resource Groups Tagging API, default) or "describe" (DescribeRepositories + tags of each; for emulators such as moto)',
+      }),
+    ),
+  ),
+  sessionDuration: Type.Optional(
+    Type.Integer({
+      minimum: 900,
+      maximum: 43200,
+      ...meta({
+        env: 'ECR_API_SESSION_DURATION',
+        description: 'Lifetime in seconds of assumed-role sessions, cached per account (default 3600)',
+      }),
+    }),
+  ),
+  logLevel: Type.Optional(
+    Type.Union(
+      LOG_LEVELS.map((l) => Type.Literal(l)),
+      meta({
+        env: 'ECR_API_LOG_LEVEL',
+        description: 'fatal, error, warn, info, debug or trace (overrides logLevel; default info)',
+      }),
+    ),
+  ),
 });
 export type ConfigFlags = Static<typeof ConfigSchema>;
 
@@ -140,7 +190,9 @@ export function parseFileConfig(text: string, source: string): FileConfig {
   if (config.account !== undefined) config.account = canonicalKeys(config.account, ACCOUNT_KEYS);
   if (!Value.Check(FileConfigSchema, config)) {
     // Messages name the field, never its value: the file holds secrets.
-    const problems = Value.Errors(FileConfigSchema, config).map((e) => `  ${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: ${e.message}`);
+    const problems = Value.Errors(FileConfigSchema, config).map(
+      (e) => `  ${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: ${e.message}`,
+    );
     throw new ConfigError(`invalid ${source}:\n${problems.join('\n')}`);
   }
   return config as FileConfig;
@@ -153,14 +205,20 @@ const blank = (s: string | undefined) => (s === undefined || s.trim() === '' ? u
  * Resolves the configuration, or throws a ConfigError (exit code 2) that lists every missing or
  * invalid setting and where it can be given. Error messages never contain secret values.
  */
-export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): Config {
+export function resolveConfig(
+  flags: ConfigFlags,
+  env: NodeJS.ProcessEnv,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): Config {
   let file: FileConfig = {};
   if (flags.config) {
     let text: string;
     try {
       text = readFile(flags.config);
     } catch (err) {
-      throw new ConfigError(`cannot read config file ${flags.config} (--config / API_CONFIG_FILE): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new ConfigError(
+        `cannot read config file ${flags.config} (--config / API_CONFIG_FILE): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     file = parseFileConfig(text, `config file ${flags.config}`);
   } else if (flags.apiConfig) {
@@ -172,11 +230,15 @@ export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv, readFi
   const token = flags.token ?? blank(file.token);
   if (!token) problems.push('token is required: the shared key behind X-Auth-Token ("token" in the config, or ECR_API_TOKEN)');
   const org = flags.org ?? blank(file.org);
-  if (!org) problems.push('org is required: the spinup:org of the repositories this service manages ("org" in the config, or --org / ECR_API_ORG)');
-  else if (!/^[\w.:/=+@-]{1,256}$/.test(org)) problems.push('org must be 1-256 characters of letters, digits and _.:/=+@- (it is a tag value)');
+  if (!org)
+    problems.push('org is required: the spinup:org of the repositories this service manages ("org" in the config, or --org / ECR_API_ORG)');
+  else if (!/^[\w.:/=+@-]{1,256}$/.test(org))
+    problems.push('org must be 1-256 characters of letters, digits and _.:/=+@- (it is a tag value)');
   const role = flags.role ?? blank(account.role);
-  if (!role) problems.push('role is required: the role name to assume in each account ("account.role" in the config, or --role / ECR_API_ROLE)');
-  else if (!/^[\w+=,.@/-]{1,512}$/.test(role)) problems.push('account.role must be an IAM role name (letters, digits and _+=,.@-, optionally a /path/)');
+  if (!role)
+    problems.push('role is required: the role name to assume in each account ("account.role" in the config, or --role / ECR_API_ROLE)');
+  else if (!/^[\w+=,.@/-]{1,512}$/.test(role))
+    problems.push('account.role must be an IAM role name (letters, digits and _+=,.@-, optionally a /path/)');
   const region = flags.region ?? blank(account.region) ?? blank(env.AWS_REGION) ?? blank(env.AWS_DEFAULT_REGION);
   if (!region) problems.push('region is required ("account.region" in the config, or --region / ECR_API_REGION / AWS_REGION)');
   else if (!REGION.test(region)) problems.push(`region must be an AWS region name such as us-east-1`);
@@ -218,8 +280,7 @@ export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv, readFi
   };
 }
 
-export const SUMMARY =
-  'ecr-api: a REST API over Amazon ECR repositories of one organisation, across AWS accounts (AssumeRole).';
+export const SUMMARY = 'ecr-api: a REST API over Amazon ECR repositories of one organisation, across AWS accounts (AssumeRole).';
 
 /** Reads flags and environment (and the JSON config they point to); throws ConfigError/HelpRequested. */
 export function readConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {

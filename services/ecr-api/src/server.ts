@@ -21,7 +21,9 @@ runMain(async () => {
   };
   log.info({ config: describeConfig(config), version }, 'starting ecr-api');
   if (config.aws.endpoint && config.aws.listStrategy === 'tagging') {
-    log.warn('an AWS endpoint override is set with --list-strategy tagging: emulators such as moto return no ECR repositories from the tagging API; use --list-strategy describe with them');
+    log.warn(
+      'an AWS endpoint override is set with --list-strategy tagging: emulators such as moto return no ECR repositories from the tagging API; use --list-strategy describe with them',
+    );
   }
   const app = await buildApp({ config, version, logger: log });
   await listenWithGrace(app, parseListen(config.listen));

@@ -40,7 +40,13 @@ describe('configuration', () => {
   });
 
   it('reads API_CONFIG_FILE and API_CONFIG, matching keys case-insensitively like the Go original', async () => {
-    const goStyle = JSON.stringify({ ListenAddress: ':7000', Account: { Region: 'eu-west-1', Role: 'R', ExternalID: 'x1' }, Token: 't', Org: 'o', Version: { Version: '1' } });
+    const goStyle = JSON.stringify({
+      ListenAddress: ':7000',
+      Account: { Region: 'eu-west-1', Role: 'R', ExternalID: 'x1' },
+      Token: 't',
+      Org: 'o',
+      Version: { Version: '1' },
+    });
     const fromFile = await read([], { API_CONFIG_FILE: '/c.json' }, { '/c.json': goStyle });
     expect(fromFile).toMatchObject({ listen: ':7000', org: 'o', token: 't', aws: { region: 'eu-west-1', role: 'R', externalId: 'x1' } });
     const fromEnv = await read([], { API_CONFIG: goStyle });
@@ -50,8 +56,25 @@ describe('configuration', () => {
   it('lets flags and environment override the file; flags win over environment', async () => {
     const fs = { '/c.json': JSON.stringify(FULL) };
     const config = await read(
-      ['--config', '/c.json', '--org', 'flag-org', '--listen', ':8181', '--aws-endpoint', 'http://127.0.0.1:5000', '--list-strategy', 'describe'],
-      { ECR_API_ORG: 'env-org', ECR_API_ROLE: 'EnvRole', ECR_API_TOKEN: 'env-token', ECR_API_SESSION_DURATION: '900', ECR_API_LISTEN: ':1' },
+      [
+        '--config',
+        '/c.json',
+        '--org',
+        'flag-org',
+        '--listen',
+        ':8181',
+        '--aws-endpoint',
+        'http://127.0.0.1:5000',
+        '--list-strategy',
+        'describe',
+      ],
+      {
+        ECR_API_ORG: 'env-org',
+        ECR_API_ROLE: 'EnvRole',
+        ECR_API_TOKEN: 'env-token',
+        ECR_API_SESSION_DURATION: '900',
+        ECR_API_LISTEN: ':1',
+      },
       fs,
     );
     expect(config).toMatchObject({
@@ -63,7 +86,10 @@ describe('configuration', () => {
   });
 
   it('defaults: listen :8080, info, tagging listing, default credential chain without akid, region from AWS_REGION', async () => {
-    const config = await read([], { API_CONFIG: JSON.stringify({ token: 't', org: 'o', account: { role: 'R' } }), AWS_REGION: 'ap-south-1' });
+    const config = await read([], {
+      API_CONFIG: JSON.stringify({ token: 't', org: 'o', account: { role: 'R' } }),
+      AWS_REGION: 'ap-south-1',
+    });
     expect(config.listen).toBe(':8080');
     expect(config.logLevel).toBe('info');
     expect(config.aws.listStrategy).toBe('tagging');
@@ -81,7 +107,11 @@ describe('configuration', () => {
   });
 
   it.each([
-    ['akid without secret', { ...FULL, account: { ...FULL.account, secret: '' } }, 'account.akid and account.secret must be given together'],
+    [
+      'akid without secret',
+      { ...FULL, account: { ...FULL.account, secret: '' } },
+      'account.akid and account.secret must be given together',
+    ],
     ['a bad listen address', { ...FULL, listenAddress: 'nope' }, 'invalid listen address'],
     ['a bad region', { ...FULL, account: { ...FULL.account, region: 'moon' } }, 'region must be an AWS region name'],
     ['a bad log level', { ...FULL, logLevel: 'loud' }, 'logLevel must be one of'],
@@ -96,7 +126,9 @@ describe('configuration', () => {
 
   it('reports unreadable and malformed config files clearly', async () => {
     await expect(read(['--config', '/missing.json'])).rejects.toThrow(/cannot read config file \/missing.json .*ENOENT/);
-    await expect(read(['--config', '/bad.json'], {}, { '/bad.json': '{"token": ' })).rejects.toThrow(/config file \/bad.json is not valid JSON/);
+    await expect(read(['--config', '/bad.json'], {}, { '/bad.json': '{"token": ' })).rejects.toThrow(
+      /config file \/bad.json is not valid JSON/,
+    );
     await expect(read([], { API_CONFIG: '[1]' })).rejects.toThrow(/API_CONFIG must be a JSON object/);
   });
 
@@ -115,7 +147,16 @@ describe('configuration', () => {
     }
     expect(err).toBeInstanceOf(HelpRequested);
     const usage = (err as Error).message;
-    for (const flag of ['--config', '--listen', '--aws-endpoint', '--list-strategy', '--org', '--role', 'API_CONFIG_FILE', 'ECR_API_LISTEN']) {
+    for (const flag of [
+      '--config',
+      '--listen',
+      '--aws-endpoint',
+      '--list-strategy',
+      '--org',
+      '--role',
+      'API_CONFIG_FILE',
+      'ECR_API_LISTEN',
+    ]) {
       expect(usage).toContain(flag);
     }
   });

@@ -77,7 +77,11 @@ describe('server.ts', () => {
     const base = `http://127.0.0.1:${match[1]}/v1/ecr`;
     try {
       expect(await (await fetch(`${base}/ping`)).text()).toBe('pong');
-      expect(await (await fetch(`${base}/version`)).json()).toEqual({ version: '1.2.3', githash: 'deadbeef', buildstamp: '2026-11-22T10:00:00Z' });
+      expect(await (await fetch(`${base}/version`)).json()).toEqual({
+        version: '1.2.3',
+        githash: 'deadbeef',
+        buildstamp: '2026-11-22T10:00:00Z',
+      });
       expect((await fetch(`${base}/${newAccount()}/repositories`)).status).toBe(403);
 
       const account = newAccount();

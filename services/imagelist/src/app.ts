@@ -49,11 +49,21 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   const store = new ImageStore(images, live);
   if (live) {
     addGauge(app.metrics, 'imagelist_index_images', 'Images in the in-memory index', () => live.index.size);
-    addGauge(app.metrics, 'imagelist_index_fresh', '1 while the index is listening and current (answers come from memory), else 0', () => (live.fresh ? 1 : 0));
+    addGauge(app.metrics, 'imagelist_index_fresh', '1 while the index is listening and current (answers come from memory), else 0', () =>
+      live.fresh ? 1 : 0,
+    );
     addGauge(app.metrics, 'imagelist_database_up', '1 while the database is reachable, else 0', () => (live.databaseReachable ? 1 : 0));
-    addGauge(app.metrics, 'imagelist_index_serving_stale', '1 while answers come from the last exact in-memory state because the database is unreachable', () => (live.servingStale ? 1 : 0));
-    addGauge(app.metrics, 'imagelist_index_state_age_seconds', 'Seconds since the in-memory state was last known to be exact (+Inf before the first load)', () =>
-      live.exactAsOf === 0 ? Infinity : Math.max(0, Date.now() - live.exactAsOf) / 1000,
+    addGauge(
+      app.metrics,
+      'imagelist_index_serving_stale',
+      '1 while answers come from the last exact in-memory state because the database is unreachable',
+      () => (live.servingStale ? 1 : 0),
+    );
+    addGauge(
+      app.metrics,
+      'imagelist_index_state_age_seconds',
+      'Seconds since the in-memory state was last known to be exact (+Inf before the first load)',
+      () => (live.exactAsOf === 0 ? Infinity : Math.max(0, Date.now() - live.exactAsOf) / 1000),
     );
   }
   const authorize = opts.tokens ? bearerAuth(opts.tokens, 'imagelist') : undefined;

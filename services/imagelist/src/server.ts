@@ -54,13 +54,24 @@ runMain(async () => {
   // The embedded database serves one connection, so there is no second one to LISTEN on.
   const live = embedded
     ? undefined
-    : new LiveIndex(new ImageSql(sql, dbDeadlineMs), url, { outageGraceMs: config.outageGrace * 1000, maxImages: config.indexMaxImages, feed: { connectTimeoutS: config.dbTimeout }, log }).start();
+    : new LiveIndex(new ImageSql(sql, dbDeadlineMs), url, {
+        outageGraceMs: config.outageGrace * 1000,
+        maxImages: config.indexMaxImages,
+        feed: { connectTimeoutS: config.dbTimeout },
+        log,
+      }).start();
 
   const admission = {
-    exemptNamespaces: config.admissionExemptNamespaces.split(',').map((n) => n.trim()).filter(Boolean),
+    exemptNamespaces: config.admissionExemptNamespaces
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
     audit: config.admissionAudit,
   };
-  log.info({ admission: { mode: admission.audit ? 'audit' : 'enforce', exemptNamespaces: admission.exemptNamespaces } }, 'admission policy');
+  log.info(
+    { admission: { mode: admission.audit ? 'audit' : 'enforce', exemptNamespaces: admission.exemptNamespaces } },
+    'admission policy',
+  );
   const app = await buildApp({
     sql,
     ...(live ? { live } : {}),

@@ -36,7 +36,9 @@ async function freePort(): Promise<number> {
 /** Starts imagelist on `url`; returns a client for it. */
 async function imagelist(url: string, flags: string[]) {
   const port = await freePort();
-  server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info', '--db-timeout', '1', ...flags], { DATABASE_URL: url });
+  server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info', '--db-timeout', '1', ...flags], {
+    DATABASE_URL: url,
+  });
   const base = `http://127.0.0.1:${port}`;
   const timed = async (path: string, init?: RequestInit) => {
     const started = performance.now();
@@ -48,10 +50,18 @@ async function imagelist(url: string, flags: string[]) {
     timed('/admission/imagereview', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec: { containers: [{ image }], namespace: 'default' } }),
+      body: JSON.stringify({
+        apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+        kind: 'ImageReview',
+        spec: { containers: [{ image }], namespace: 'default' },
+      }),
     });
   const put = (id: string, tags: string[]) =>
-    timed('/images', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, name: 'quay.io/team/app', tags }) });
+    timed('/images', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id, name: 'quay.io/team/app', tags }),
+    });
   const metric = async (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec((await timed('/metrics')).text)?.[1]);
   const until = async (check: () => Promise<boolean>, ms: number) => {
     const started = Date.now();
@@ -75,7 +85,10 @@ describe.skipIf(unavailable)(`database outage, real process (${unavailable ?? 'p
     await seed`INSERT INTO images (id, name, tags)
       SELECT lpad(to_hex(n), 64, '0'), 'quay.io/bulk/app-' || (n % 2000), ARRAY['v' || n] FROM generate_series(1, 100000) n`;
     await seed.end();
-    await app.until(async () => (await app.metric('imagelist_index_images')) === 100_001 && (await app.metric('imagelist_index_fresh')) === 1, 10_000);
+    await app.until(
+      async () => (await app.metric('imagelist_index_images')) === 100_001 && (await app.metric('imagelist_index_fresh')) === 1,
+      10_000,
+    );
 
     await pg.down('immediate');
     const during = [

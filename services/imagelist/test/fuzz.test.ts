@@ -11,7 +11,9 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 let db: TestDatabase;
 let app: App;
 let base: string;
-const pod = JSON.parse(readFileSync(new URL('./admission/fixtures/pod.json', import.meta.url), 'utf8')) as { request: Record<string, unknown> };
+const pod = JSON.parse(readFileSync(new URL('./admission/fixtures/pod.json', import.meta.url), 'utf8')) as {
+  request: Record<string, unknown>;
+};
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -25,17 +27,40 @@ afterAll(async () => {
   await db?.close();
 });
 
-const checksum = async () => (await db.sql<{ c: string }[]>`SELECT md5(string_agg(id || name || array_to_string(tags, ',') || updated_at, '|' ORDER BY id)) AS c FROM images`)[0]!.c;
+const checksum = async () =>
+  (
+    await db.sql<
+      { c: string }[]
+    >`SELECT md5(string_agg(id || name || array_to_string(tags, ',') || updated_at, '|' ORDER BY id)) AS c FROM images`
+  )[0]!.c;
 
-const junk = fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.boolean(), fc.array(fc.string(), { maxLength: 3 }), fc.object({ maxDepth: 1 }));
+const junk = fc.oneof(
+  fc.string(),
+  fc.integer(),
+  fc.constant(null),
+  fc.boolean(),
+  fc.array(fc.string(), { maxLength: 3 }),
+  fc.object({ maxDepth: 1 }),
+);
 
 /** A field of the AdmissionReview request that, broken this way, makes the review malformed. */
 const brokenRequest = fc.oneof(
   fc.record({ operation: fc.oneof(fc.constantFrom('create', 'PATCH', '', 'Create', 'update', 'DELETE '), junk) }),
   fc.record({ uid: fc.oneof(fc.constant(''), fc.integer(), fc.constant(null)) }),
   fc.record({ kind: fc.oneof(junk, fc.record({ group: junk, kind: junk })) }),
-  fc.record({ object: fc.oneof(fc.constant(null), fc.string(), fc.integer(), fc.record({ spec: fc.oneof(junk, fc.record({ containers: junk })) })) }),
-  fc.record({ object: fc.record({ spec: fc.record({ containers: fc.array(fc.record({ name: fc.string(), image: fc.oneof(fc.integer(), fc.constant(null), fc.object({ maxDepth: 0 })) }), { minLength: 1, maxLength: 3 }) }) }) }),
+  fc.record({
+    object: fc.oneof(fc.constant(null), fc.string(), fc.integer(), fc.record({ spec: fc.oneof(junk, fc.record({ containers: junk })) })),
+  }),
+  fc.record({
+    object: fc.record({
+      spec: fc.record({
+        containers: fc.array(
+          fc.record({ name: fc.string(), image: fc.oneof(fc.integer(), fc.constant(null), fc.object({ maxDepth: 0 })) }),
+          { minLength: 1, maxLength: 3 },
+        ),
+      }),
+    }),
+  }),
 );
 
 const malformedAdmission = fc.tuple(brokenRequest, fc.constantFrom('CREATE', 'UPDATE')).map(([broken, operation]) => ({
@@ -45,26 +70,63 @@ const malformedAdmission = fc.tuple(brokenRequest, fc.constantFrom('CREATE', 'UP
 
 const malformedImageReview = fc
   .oneof(
-    fc.record({ apiVersion: junk, kind: fc.constant('ImageReview'), spec: fc.record({ containers: fc.constant([{ image: 'quay.io/team/app:v1' }]) }) }),
-    fc.record({ apiVersion: fc.constant('imagepolicy.k8s.io/v1alpha1'), kind: fc.constant('ImageReview'), spec: fc.oneof(junk, fc.record({ containers: junk })) }),
-    fc.record({ apiVersion: fc.constant('imagepolicy.k8s.io/v1alpha1'), kind: fc.constant('ImageReview'), spec: fc.record({ containers: fc.array(fc.record({ image: fc.oneof(fc.integer(), fc.constant(null)) }), { minLength: 1 }) }) }),
+    fc.record({
+      apiVersion: junk,
+      kind: fc.constant('ImageReview'),
+      spec: fc.record({ containers: fc.constant([{ image: 'quay.io/team/app:v1' }]) }),
+    }),
+    fc.record({
+      apiVersion: fc.constant('imagepolicy.k8s.io/v1alpha1'),
+      kind: fc.constant('ImageReview'),
+      spec: fc.oneof(junk, fc.record({ containers: junk })),
+    }),
+    fc.record({
+      apiVersion: fc.constant('imagepolicy.k8s.io/v1alpha1'),
+      kind: fc.constant('ImageReview'),
+      spec: fc.record({ containers: fc.array(fc.record({ image: fc.oneof(fc.integer(), fc.constant(null)) }), { minLength: 1 }) }),
+    }),
   )
   .map((body) => ({ path: '/admission/imagereview', body: JSON.stringify(body) }));
 
 const notJson = fc.oneof(fc.string(), fc.constant('{'), fc.constant('{"a":'), fc.constant('[1,2'), fc.constant('\u0000'));
 
 const request = fc.oneof(
-  fc.record({ method: fc.constant('POST'), target: fc.oneof(malformedAdmission, malformedImageReview), type: fc.constant('application/json') }),
-  fc.record({ method: fc.constant('POST'), target: fc.record({ path: fc.constantFrom('/admission/validate', '/admission/imagereview'), body: notJson }), type: fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded') }),
+  fc.record({
+    method: fc.constant('POST'),
+    target: fc.oneof(malformedAdmission, malformedImageReview),
+    type: fc.constant('application/json'),
+  }),
+  fc.record({
+    method: fc.constant('POST'),
+    target: fc.record({ path: fc.constantFrom('/admission/validate', '/admission/imagereview'), body: notJson }),
+    type: fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded'),
+  }),
   fc.record({
     method: fc.constant('PUT'),
-    target: fc.record({ path: fc.constant('/images'), body: fc.oneof(notJson, fc.record({ id: fc.oneof(fc.string(), fc.constant('sha256:zz'), junk), name: fc.oneof(fc.constant('quay.io/x/y'), junk), tags: fc.oneof(junk, fc.array(fc.string())) }).map((b) => JSON.stringify(b))) }),
+    target: fc.record({
+      path: fc.constant('/images'),
+      body: fc.oneof(
+        notJson,
+        fc
+          .record({
+            id: fc.oneof(fc.string(), fc.constant('sha256:zz'), junk),
+            name: fc.oneof(fc.constant('quay.io/x/y'), junk),
+            tags: fc.oneof(junk, fc.array(fc.string())),
+          })
+          .map((b) => JSON.stringify(b)),
+      ),
+    }),
     type: fc.constant('application/json'),
   }),
   fc.record({
     method: fc.constantFrom('GET', 'DELETE', 'PATCH', 'OPTIONS'),
     target: fc.record({
-      path: fc.tuple(fc.constantFrom('/images/', '/images?', '/images?cursor=', '/images?limit=', '/images?sort=', '/images?name=', '/', '/health/'), fc.string({ unit: 'binary-ascii', maxLength: 80 })).map(([p, s]) => p + encodeURIComponent(s).replace(/%25/g, '%')),
+      path: fc
+        .tuple(
+          fc.constantFrom('/images/', '/images?', '/images?cursor=', '/images?limit=', '/images?sort=', '/images?name=', '/', '/health/'),
+          fc.string({ unit: 'binary-ascii', maxLength: 80 }),
+        )
+        .map(([p, s]) => p + encodeURIComponent(s).replace(/%25/g, '%')),
       body: fc.constant(''),
     }),
     type: fc.constant('application/json'),

@@ -32,7 +32,16 @@ describe('imagelist CLI', () => {
   it('prints --help with every flag and its env var, and exits 0', async () => {
     const { code, stdout } = await runCli(['--help']);
     expect(code).toBe(0);
-    for (const text of ['--listen', 'IMAGELIST_LISTEN', '--tokens-file', '--database-url', 'DATABASE_URL', '--certfile', '--keyfile', '--debug']) {
+    for (const text of [
+      '--listen',
+      'IMAGELIST_LISTEN',
+      '--tokens-file',
+      '--database-url',
+      'DATABASE_URL',
+      '--certfile',
+      '--keyfile',
+      '--debug',
+    ]) {
       expect(stdout).toContain(text);
     }
   });
@@ -57,7 +66,16 @@ describe('imagelist server', () => {
     await writeFile(tokensFile, "tokens:\n  - name: ci\n    token: 'tok-one'\n");
     const port = 20000 + Math.floor(Math.random() * 20000);
     const server = await startServer(
-      ['--listen', `127.0.0.1:${port}`, '--tokens-file', tokensFile, '--certfile', path.join(dir, 'serving.crt'), '--keyfile', path.join(dir, 'serving.key')],
+      [
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--tokens-file',
+        tokensFile,
+        '--certfile',
+        path.join(dir, 'serving.crt'),
+        '--keyfile',
+        path.join(dir, 'serving.key'),
+      ],
       { DATABASE_URL: db.url, IMAGELIST_LOG_LEVEL: 'info' },
     );
     try {
@@ -72,13 +90,19 @@ describe('imagelist server', () => {
       makeCert(dir, 'next', 'second');
       await rename(path.join(dir, 'next.key'), path.join(dir, 'serving.key'));
       await rename(path.join(dir, 'next.crt'), path.join(dir, 'serving.crt'));
-      const rotated = await until(() => fetchTls(port, { path: '/health/live' }), (r) => r.cn === 'second');
+      const rotated = await until(
+        () => fetchTls(port, { path: '/health/live' }),
+        (r) => r.cn === 'second',
+      );
       expect(rotated.cn).toBe('second');
 
       // token rotation by atomic replace
       await writeFile(`${tokensFile}.tmp`, "tokens:\n  - name: ci\n    token: 'tok-two'\n");
       await rename(`${tokensFile}.tmp`, tokensFile);
-      const put2 = await until(() => fetchTls(port, { method: 'PUT', path: '/images', body, token: 'tok-two' }), (r) => r.status === 200);
+      const put2 = await until(
+        () => fetchTls(port, { method: 'PUT', path: '/images', body, token: 'tok-two' }),
+        (r) => r.status === 200,
+      );
       expect(put2.status).toBe(200);
       expect((await fetchTls(port, { method: 'PUT', path: '/images', body, token: 'tok-one' })).status).toBe(401);
     } finally {

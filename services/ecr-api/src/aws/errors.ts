@@ -73,11 +73,13 @@ interface SdkError {
 
 /** Removes anything that looks like an AWS key, session token or other long opaque secret. */
 export function scrub(text: string): string {
-  return text
-    .replace(/\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b/g, '[redacted]')
-    // Secret keys and session tokens are long mixed-case base64; repository names are lowercase.
-    .replace(/[A-Za-z0-9+/=_-]{32,}/g, (run) => (/[A-Z]/.test(run) && /[a-z]/.test(run) && /\d/.test(run) ? '[redacted]' : run))
-    .slice(0, 300);
+  return (
+    text
+      .replace(/\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b/g, '[redacted]')
+      // Secret keys and session tokens are long mixed-case base64; repository names are lowercase.
+      .replace(/[A-Za-z0-9+/=_-]{32,}/g, (run) => (/[A-Z]/.test(run) && /[a-z]/.test(run) && /\d/.test(run) ? '[redacted]' : run))
+      .slice(0, 300)
+  );
 }
 
 const awsMessage = (err: SdkError) => (err.message ? `: ${scrub(err.message)}` : '');
@@ -124,7 +126,9 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
     return new HttpProblem(502, `AWS rejected the service's credentials (${name}).`, { cause: error });
   }
   if (isSdkError(err)) {
-    return new HttpProblem(502, `AWS failed to handle the request (${name || `HTTP ${err.$metadata?.httpStatusCode ?? '?'}`}).`, { cause: error });
+    return new HttpProblem(502, `AWS failed to handle the request (${name || `HTTP ${err.$metadata?.httpStatusCode ?? '?'}`}).`, {
+      cause: error,
+    });
   }
   if (NETWORK.has(err.code ?? '') || name === 'TimeoutError') {
     return new HttpProblem(502, `AWS could not be reached (${err.code ?? name}).`, { cause: error });

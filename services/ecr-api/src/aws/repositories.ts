@@ -76,7 +76,9 @@ export function toImage(d: ImageDetail): Image {
     ImagePushedAt: rfc3339(d.imagePushedAt),
     ImageScanFindingsSummary: d.imageScanFindingsSummary && {
       FindingSeverityCounts: Object.fromEntries(
-        Object.entries(d.imageScanFindingsSummary.findingSeverityCounts ?? {}).filter((e): e is [string, number] => typeof e[1] === 'number'),
+        Object.entries(d.imageScanFindingsSummary.findingSeverityCounts ?? {}).filter(
+          (e): e is [string, number] => typeof e[1] === 'number',
+        ),
       ),
       ImageScanCompletedAt: rfc3339(d.imageScanFindingsSummary.imageScanCompletedAt),
       VulnerabilitySourceUpdatedAt: rfc3339(d.imageScanFindingsSummary.vulnerabilitySourceUpdatedAt),
@@ -167,7 +169,14 @@ export class RepositoryStore {
     const tag = (key: string) => tags.find((t) => t.Key === key)?.Value;
     const spaceId = tag(GROUP_TAG);
     const [prefix, name, ...rest] = repositoryName.split('/');
-    return tag(ORG_TAG) === this.org && spaceId !== undefined && prefix === spaceId && name !== undefined && rest.length === 0 && (group === undefined || spaceId === group);
+    return (
+      tag(ORG_TAG) === this.org &&
+      spaceId !== undefined &&
+      prefix === spaceId &&
+      name !== undefined &&
+      rest.length === 0 &&
+      (group === undefined || spaceId === group)
+    );
   }
 
   /** Names of this org's repositories in the account, optionally of one group only, sorted. */
@@ -184,7 +193,10 @@ export class RepositoryStore {
   private async listByTags(tagging: ResourceGroupsTaggingAPIClient, group?: string): Promise<string[]> {
     const TagFilters = [{ Key: ORG_TAG, Values: [this.org] }, ...(group === undefined ? [] : [{ Key: GROUP_TAG, Values: [group] }])];
     const names: string[] = [];
-    for await (const page of paginateGetResources({ client: tagging, pageSize: 100 }, { ResourceTypeFilters: ['ecr:repository'], TagFilters })) {
+    for await (const page of paginateGetResources(
+      { client: tagging, pageSize: 100 },
+      { ResourceTypeFilters: ['ecr:repository'], TagFilters },
+    )) {
       for (const r of page.ResourceTagMappingList ?? []) {
         const name = r.ResourceARN && repositoryNameFromArn(r.ResourceARN);
         if (name && this.isOwned(name, toTags(r.Tags), group)) names.push(name);

@@ -29,100 +29,128 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
   // Every route of this plugin needs a valid X-Auth-Token; the hook is scoped to this plugin.
   app.addHook('onRequest', opts.authorize);
 
-  app.get('/v1/ecr/:account/repositories', {
-    schema: {
-      summary: "List this org's repositories in the account",
-      params: AccountParams,
-      security,
-      response: { 200: RepositoryNames, ...awsErrors },
+  app.get(
+    '/v1/ecr/:account/repositories',
+    {
+      schema: {
+        summary: "List this org's repositories in the account",
+        params: AccountParams,
+        security,
+        response: { 200: RepositoryNames, ...awsErrors },
+      },
     },
-  }, async (request) => store.list(request.params.account));
+    async (request) => store.list(request.params.account),
+  );
 
-  app.post('/v1/ecr/:account/repositories/:group', {
-    schema: {
-      summary: 'Create the repository {group}/{RepositoryName}, tagged with the org, group and name',
-      params: GroupParams,
-      body: CreateRepositoryBody,
-      security,
-      response: { 200: Repository, ...writeErrors },
+  app.post(
+    '/v1/ecr/:account/repositories/:group',
+    {
+      schema: {
+        summary: 'Create the repository {group}/{RepositoryName}, tagged with the org, group and name',
+        params: GroupParams,
+        body: CreateRepositoryBody,
+        security,
+        response: { 200: Repository, ...writeErrors },
+      },
     },
-  }, async (request) => {
-    const { account, group } = request.params;
-    const body = request.body;
-    if (body.EncryptionType === 'AES256' && body.KmsKeyId) {
-      throw badRequest('KmsKeyId needs EncryptionType KMS (or no EncryptionType).', [
-        { field: 'body.KmsKeyId', message: 'is only allowed with EncryptionType KMS' },
-      ]);
-    }
-    const kms = body.EncryptionType === 'KMS' || body.KmsKeyId !== undefined;
-    return store.create(account, group, {
-      name: body.RepositoryName,
-      scanOnPush: body.ScanOnPush === undefined ? false : parseScanOnPush(body.ScanOnPush),
-      imageTagMutability: body.ImageTagMutability ?? 'MUTABLE',
-      encryption: kms ? { type: 'KMS', ...(body.KmsKeyId ? { kmsKey: body.KmsKeyId } : {}) } : { type: 'AES256' },
-      tags: body.Tags,
-    });
-  });
+    async (request) => {
+      const { account, group } = request.params;
+      const body = request.body;
+      if (body.EncryptionType === 'AES256' && body.KmsKeyId) {
+        throw badRequest('KmsKeyId needs EncryptionType KMS (or no EncryptionType).', [
+          { field: 'body.KmsKeyId', message: 'is only allowed with EncryptionType KMS' },
+        ]);
+      }
+      const kms = body.EncryptionType === 'KMS' || body.KmsKeyId !== undefined;
+      return store.create(account, group, {
+        name: body.RepositoryName,
+        scanOnPush: body.ScanOnPush === undefined ? false : parseScanOnPush(body.ScanOnPush),
+        imageTagMutability: body.ImageTagMutability ?? 'MUTABLE',
+        encryption: kms ? { type: 'KMS', ...(body.KmsKeyId ? { kmsKey: body.KmsKeyId } : {}) } : { type: 'AES256' },
+        tags: body.Tags,
+      });
+    },
+  );
 
-  app.get('/v1/ecr/:account/repositories/:group', {
-    schema: {
-      summary: "List this org's repositories of one group (space)",
-      params: GroupParams,
-      security,
-      response: { 200: RepositoryNames, ...awsErrors },
+  app.get(
+    '/v1/ecr/:account/repositories/:group',
+    {
+      schema: {
+        summary: "List this org's repositories of one group (space)",
+        params: GroupParams,
+        security,
+        response: { 200: RepositoryNames, ...awsErrors },
+      },
     },
-  }, async (request) => store.list(request.params.account, request.params.group));
+    async (request) => store.list(request.params.account, request.params.group),
+  );
 
-  app.get('/v1/ecr/:account/repositories/:group/:name', {
-    schema: {
-      summary: 'Show a repository of this org and group',
-      params: RepositoryParams,
-      security,
-      response: { 200: Repository, ...awsErrors },
+  app.get(
+    '/v1/ecr/:account/repositories/:group/:name',
+    {
+      schema: {
+        summary: 'Show a repository of this org and group',
+        params: RepositoryParams,
+        security,
+        response: { 200: Repository, ...awsErrors },
+      },
     },
-  }, async (request) => {
-    const { account, group, name } = request.params;
-    return store.get(account, group, name);
-  });
+    async (request) => {
+      const { account, group, name } = request.params;
+      return store.get(account, group, name);
+    },
+  );
 
-  app.put('/v1/ecr/:account/repositories/:group/:name', {
-    schema: {
-      summary: 'Change ScanOnPush and merge tags (Name, spinup:org and spinup:spaceid stay as they are)',
-      params: RepositoryParams,
-      body: UpdateRepositoryBody,
-      security,
-      response: { 200: Repository, ...writeErrors },
+  app.put(
+    '/v1/ecr/:account/repositories/:group/:name',
+    {
+      schema: {
+        summary: 'Change ScanOnPush and merge tags (Name, spinup:org and spinup:spaceid stay as they are)',
+        params: RepositoryParams,
+        body: UpdateRepositoryBody,
+        security,
+        response: { 200: Repository, ...writeErrors },
+      },
     },
-  }, async (request) => {
-    const { account, group, name } = request.params;
-    const body = request.body;
-    return store.update(account, group, name, {
-      ...(body.ScanOnPush !== undefined ? { scanOnPush: parseScanOnPush(body.ScanOnPush) } : {}),
-      ...(body.Tags ? { tags: body.Tags } : {}),
-    });
-  });
+    async (request) => {
+      const { account, group, name } = request.params;
+      const body = request.body;
+      return store.update(account, group, name, {
+        ...(body.ScanOnPush !== undefined ? { scanOnPush: parseScanOnPush(body.ScanOnPush) } : {}),
+        ...(body.Tags ? { tags: body.Tags } : {}),
+      });
+    },
+  );
 
-  app.delete('/v1/ecr/:account/repositories/:group/:name', {
-    schema: {
-      summary: 'Delete a repository and all its images; answers the deleted repository',
-      params: RepositoryParams,
-      security,
-      response: { 200: Repository, ...awsErrors },
+  app.delete(
+    '/v1/ecr/:account/repositories/:group/:name',
+    {
+      schema: {
+        summary: 'Delete a repository and all its images; answers the deleted repository',
+        params: RepositoryParams,
+        security,
+        response: { 200: Repository, ...awsErrors },
+      },
     },
-  }, async (request) => {
-    const { account, group, name } = request.params;
-    return store.delete(account, group, name);
-  });
+    async (request) => {
+      const { account, group, name } = request.params;
+      return store.delete(account, group, name);
+    },
+  );
 
-  app.get('/v1/ecr/:account/repositories/:group/:name/images', {
-    schema: {
-      summary: 'List every image of a repository',
-      params: RepositoryParams,
-      security,
-      response: { 200: Type.Array(Image), ...awsErrors },
+  app.get(
+    '/v1/ecr/:account/repositories/:group/:name/images',
+    {
+      schema: {
+        summary: 'List every image of a repository',
+        params: RepositoryParams,
+        security,
+        response: { 200: Type.Array(Image), ...awsErrors },
+      },
     },
-  }, async (request) => {
-    const { account, group, name } = request.params;
-    return store.images(account, group, name);
-  });
+    async (request) => {
+      const { account, group, name } = request.params;
+      return store.images(account, group, name);
+    },
+  );
 }

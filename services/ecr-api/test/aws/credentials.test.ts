@@ -30,7 +30,12 @@ describe('assumed-role credentials', () => {
       expect((await list(a)).statusCode).toBe(200);
       expect((await list(b)).statusCode).toBe(200);
     }
-    const create = await app.inject({ method: 'POST', url: `/v1/ecr/${a}/repositories/grp`, headers: auth, payload: { RepositoryName: 'r' } });
+    const create = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${a}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: 'r' },
+    });
     expect(create.statusCode).toBe(200);
     expect((await app.inject({ url: `/v1/ecr/${a}/repositories/grp/r/images`, headers: auth })).statusCode).toBe(200);
 

@@ -4,15 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AssumeRoleError } from '../../src/aws/credentials.js';
 import { classifyAwsError, scrub } from '../../src/aws/errors.js';
 import { auth, BASE_AKID, BASE_SECRET, EXTERNAL_ID, metric, newAccount, SHARED_KEY, testApp, TOKEN } from '../support/app.js';
-import {
-  assumeRoleXml,
-  StubAws,
-  stsError,
-  STUB_ACCESS_KEY,
-  STUB_SECRET,
-  STUB_SESSION_TOKEN,
-  type StubRoute,
-} from '../support/stub-aws.js';
+import { assumeRoleXml, StubAws, stsError, STUB_ACCESS_KEY, STUB_SECRET, STUB_SESSION_TOKEN, type StubRoute } from '../support/stub-aws.js';
 
 /** Throttling, AWS faults and AssumeRole refusals, which moto cannot produce, with canned answers. */
 let app: App | undefined;
@@ -25,11 +17,19 @@ const account = newAccount();
 const ORG = 'spindev';
 const SECRETS = [STUB_SECRET, STUB_SESSION_TOKEN, STUB_ACCESS_KEY, BASE_SECRET, BASE_AKID, SHARED_KEY, EXTERNAL_ID, TOKEN];
 const repo = { repositoryName: 'grp/app', repositoryArn: `arn:aws:ecr:us-east-1:${account}:repository/grp/app`, registryId: account };
-const owned = [{ Key: 'Name', Value: 'grp/app' }, { Key: 'spinup:org', Value: ORG }, { Key: 'spinup:spaceid', Value: 'grp' }];
+const owned = [
+  { Key: 'Name', Value: 'grp/app' },
+  { Key: 'spinup:org', Value: ORG },
+  { Key: 'spinup:spaceid', Value: 'grp' },
+];
 
 async function stubbed(routes: Record<string, StubRoute>, maxAttempts = 1) {
   const stub = new StubAws({ AssumeRole: () => assumeRoleXml(), ...routes });
-  app = await testApp({ org: ORG, listStrategy: 'tagging', aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts } });
+  app = await testApp({
+    org: ORG,
+    listStrategy: 'tagging',
+    aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts },
+  });
   return { stub, app };
 }
 
@@ -45,13 +45,16 @@ describe('AWS errors through HTTP', () => {
     expect(res.headers['retry-after']).toBe('1');
     expect(res.json()).toMatchObject({ status: 429, title: 'Too Many Requests', detail: 'AWS is throttling requests; retry later.' });
     expect(stub.count('DescribeRepositories')).toBe(2);
-    expect(await metric(app, 'aws_api_calls_total', { service: 'ecr', operation: 'DescribeRepositories', outcome: 'ThrottlingException' })).toBe(1);
+    expect(
+      await metric(app, 'aws_api_calls_total', { service: 'ecr', operation: 'DescribeRepositories', outcome: 'ThrottlingException' }),
+    ).toBe(1);
   });
 
   it('recovers when a throttled call succeeds on the SDK retry', async () => {
     const { stub, app } = await stubbed(
       {
-        DescribeRepositories: (_p, _c, nth) => (nth === 1 ? { awsError: 'ThrottlingException', message: 'Rate exceeded' } : { json: { repositories: [repo] } }),
+        DescribeRepositories: (_p, _c, nth) =>
+          nth === 1 ? { awsError: 'ThrottlingException', message: 'Rate exceeded' } : { json: { repositories: [repo] } },
         ListTagsForResource: () => ({ json: { tags: owned } }),
       },
       3,
@@ -69,7 +72,9 @@ describe('AWS errors through HTTP', () => {
     ['AccessDeniedException (role lacks a permission)', 403, 'GetResources', 'AccessDeniedException'],
     ['UnrecognizedClientException', 502, 'GetResources', 'UnrecognizedClientException'],
   ])('maps %s to %i', async (_what, status, operation, awsError) => {
-    const { app } = await stubbed({ [operation]: () => ({ awsError, message: `${awsError} happened`, status: awsError.startsWith('Internal') ? 500 : 400 }) });
+    const { app } = await stubbed({
+      [operation]: () => ({ awsError, message: `${awsError} happened`, status: awsError.startsWith('Internal') ? 500 : 400 }),
+    });
     const res = await app.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
     expect(res.statusCode).toBe(status);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -83,7 +88,13 @@ describe('AWS errors through HTTP', () => {
       TagResource: () => ({ awsError: tagError, message: 'tags' }),
     });
     let { app: a } = await stubbed(routes('TooManyTagsException'));
-    const put = (a2: App) => a2.inject({ method: 'PUT', url: `/v1/ecr/${account}/repositories/grp/app`, headers: auth, payload: { Tags: [{ Key: 'x', Value: 'y' }] } });
+    const put = (a2: App) =>
+      a2.inject({
+        method: 'PUT',
+        url: `/v1/ecr/${account}/repositories/grp/app`,
+        headers: auth,
+        payload: { Tags: [{ Key: 'x', Value: 'y' }] },
+      });
     expect((await put(a)).statusCode).toBe(429);
     await a.close();
     ({ app: a } = await stubbed(routes('InvalidTagParameterException')));
@@ -93,10 +104,19 @@ describe('AWS errors through HTTP', () => {
   it('answers 403 when AssumeRole is denied, and tries again on the next request', async () => {
     const stub = new StubAws({
       AssumeRole: (_p, _c, nth) =>
-        nth === 1 ? stsError('AccessDenied', `User: arn:aws:iam::123456789012:user/svc is not authorized to perform: sts:AssumeRole with ${BASE_AKID}`) : assumeRoleXml(),
+        nth === 1
+          ? stsError(
+              'AccessDenied',
+              `User: arn:aws:iam::123456789012:user/svc is not authorized to perform: sts:AssumeRole with ${BASE_AKID}`,
+            )
+          : assumeRoleXml(),
       GetResources: () => ({ json: { ResourceTagMappingList: [] } }),
     });
-    app = await testApp({ org: ORG, listStrategy: 'tagging', aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts: 1 } });
+    app = await testApp({
+      org: ORG,
+      listStrategy: 'tagging',
+      aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts: 1 },
+    });
     const denied = await app.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
     expect(denied.statusCode).toBe(403);
     expect(denied.json()).toEqual({
@@ -119,7 +139,9 @@ describe('AWS errors through HTTP', () => {
     const throttled = await a.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
     expect(throttled.statusCode).toBe(429);
     await a.close();
-    ({ app: a } = await stubbed({ AssumeRole: () => stsError('InvalidClientTokenId', `The security token included in the request is invalid: ${BASE_AKID}`) }));
+    ({ app: a } = await stubbed({
+      AssumeRole: () => stsError('InvalidClientTokenId', `The security token included in the request is invalid: ${BASE_AKID}`),
+    }));
     const rejected = await a.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
     expect(rejected.statusCode).toBe(502);
     expect(rejected.json().detail).toContain('InvalidClientTokenId');
@@ -134,9 +156,22 @@ describe('AWS errors through HTTP', () => {
 
   it('never puts credentials in an error body, even when AWS quotes them', async () => {
     const chatty = `Request with key ${STUB_ACCESS_KEY} token ${STUB_SESSION_TOKEN} secret ${STUB_SECRET} failed`;
-    for (const awsError of ['InvalidParameterException', 'RepositoryNotFoundException', 'RepositoryAlreadyExistsException', 'ServerException', 'SomethingNewException']) {
-      const { app: a } = await stubbed({ CreateRepository: () => ({ awsError, message: chatty, status: awsError === 'ServerException' ? 500 : 400 }) });
-      const res = await a.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, headers: auth, payload: { RepositoryName: 'app' } });
+    for (const awsError of [
+      'InvalidParameterException',
+      'RepositoryNotFoundException',
+      'RepositoryAlreadyExistsException',
+      'ServerException',
+      'SomethingNewException',
+    ]) {
+      const { app: a } = await stubbed({
+        CreateRepository: () => ({ awsError, message: chatty, status: awsError === 'ServerException' ? 500 : 400 }),
+      });
+      const res = await a.inject({
+        method: 'POST',
+        url: `/v1/ecr/${account}/repositories/grp`,
+        headers: auth,
+        payload: { RepositoryName: 'app' },
+      });
       expect(res.statusCode, awsError).toBeGreaterThanOrEqual(400);
       expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
       expectNoSecrets(res.body);
@@ -147,7 +182,8 @@ describe('AWS errors through HTTP', () => {
 });
 
 describe('classifyAwsError', () => {
-  const sdk = (name: string, extra: Record<string, unknown> = {}) => Object.assign(new Error(`${name} message`), { name, $metadata: { httpStatusCode: 400 }, $fault: 'client', ...extra });
+  const sdk = (name: string, extra: Record<string, unknown> = {}) =>
+    Object.assign(new Error(`${name} message`), { name, $metadata: { httpStatusCode: 400 }, $fault: 'client', ...extra });
 
   it.each([
     ['RepositoryNotFoundException', 404],
@@ -190,7 +226,9 @@ describe('classifyAwsError', () => {
   });
 
   it('scrubs keys and tokens but keeps repository names', () => {
-    const text = scrub(`repo spindev-00001/my-very-long-repository-name-for-tests key AKIAABCDEFGHIJKLMNOP secret ${BASE_SECRET} token ${STUB_SESSION_TOKEN}`);
+    const text = scrub(
+      `repo spindev-00001/my-very-long-repository-name-for-tests key AKIAABCDEFGHIJKLMNOP secret ${BASE_SECRET} token ${STUB_SESSION_TOKEN}`,
+    );
     expect(text).toContain('spindev-00001/my-very-long-repository-name-for-tests');
     expect(text).not.toContain('AKIAABCDEFGHIJKLMNOP');
     expect(text).not.toContain(BASE_SECRET);

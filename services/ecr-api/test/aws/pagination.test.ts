@@ -51,12 +51,18 @@ describe('paging to the end', () => {
         imageManifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
         artifactMediaType: 'application/vnd.oci.image.config.v1+json',
         imageScanStatus: { status: 'COMPLETE', description: 'The scan was completed successfully.' },
-        imageScanFindingsSummary: { imageScanCompletedAt: 1_700_000_100, vulnerabilitySourceUpdatedAt: 1_690_000_000, findingSeverityCounts: { HIGH: p } },
+        imageScanFindingsSummary: {
+          imageScanCompletedAt: 1_700_000_100,
+          vulnerabilitySourceUpdatedAt: 1_690_000_000,
+          findingSeverityCounts: { HIGH: p },
+        },
       })),
     );
     const stub = new StubAws({
       AssumeRole: () => assumeRoleXml(),
-      DescribeRepositories: () => ({ json: { repositories: [{ repositoryName: 'grp/app', repositoryArn: arn('grp/app'), registryId: account }] } }),
+      DescribeRepositories: () => ({
+        json: { repositories: [{ repositoryName: 'grp/app', repositoryArn: arn('grp/app'), registryId: account }] },
+      }),
       ListTagsForResource: () => ({ json: { tags: ownedTags('grp', 'app') } }),
       DescribeImages: paged(pages, 'imageDetails', 'nextToken', 'nextToken'),
     });
@@ -93,7 +99,12 @@ describe('paging to the end', () => {
         [
           [mapping('g1', 'zeta'), mapping('g2', 'alpha')],
           // Tagged for the org but filed under another group than its name: not addressable, not listed.
-          [mapping('g3', 'stray', [{ Key: 'spinup:org', Value: ORG }, { Key: 'spinup:spaceid', Value: 'g1' }])],
+          [
+            mapping('g3', 'stray', [
+              { Key: 'spinup:org', Value: ORG },
+              { Key: 'spinup:spaceid', Value: 'g1' },
+            ]),
+          ],
           [],
           [mapping('g1', 'beta')],
         ],
@@ -131,8 +142,14 @@ describe('paging to the end', () => {
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual(['g1/a', 'g1/b']);
     expect(stub.calls.filter((c) => c.operation === 'GetResources').map((c) => c.params.TagFilters)).toEqual([
-      [{ Key: 'spinup:org', Values: [ORG] }, { Key: 'spinup:spaceid', Values: ['g1'] }],
-      [{ Key: 'spinup:org', Values: [ORG] }, { Key: 'spinup:spaceid', Values: ['g1'] }],
+      [
+        { Key: 'spinup:org', Values: [ORG] },
+        { Key: 'spinup:spaceid', Values: ['g1'] },
+      ],
+      [
+        { Key: 'spinup:org', Values: [ORG] },
+        { Key: 'spinup:spaceid', Values: ['g1'] },
+      ],
     ]);
   });
 
@@ -140,7 +157,10 @@ describe('paging to the end', () => {
     const repo = (name: string) => ({ repositoryName: name, repositoryArn: arn(name), registryId: account });
     const tags: Record<string, { Key: string; Value: string }[]> = {
       [arn('g1/a')]: ownedTags('g1', 'a'),
-      [arn('g1/b')]: [{ Key: 'spinup:org', Value: 'otherorg' }, { Key: 'spinup:spaceid', Value: 'g1' }],
+      [arn('g1/b')]: [
+        { Key: 'spinup:org', Value: 'otherorg' },
+        { Key: 'spinup:spaceid', Value: 'g1' },
+      ],
       [arn('g2/c')]: ownedTags('g2', 'c'),
       [arn('g1/d')]: ownedTags('g1', 'd'),
     };

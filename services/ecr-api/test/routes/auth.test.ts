@@ -41,7 +41,12 @@ describe('X-Auth-Token', () => {
   it('rejects before validating or touching AWS: a bad account id without a token is 403, not 400', async () => {
     const res = await app.inject({ url: '/v1/ecr/not-an-account/repositories' });
     expect(res.statusCode).toBe(403);
-    const body = await app.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, payload: '{broken' , headers: { 'content-type': 'application/json' } });
+    const body = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      payload: '{broken',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(body.statusCode).toBe(403);
     expect(await metric(app, 'aws_api_calls_total')).toBe(0);
   });

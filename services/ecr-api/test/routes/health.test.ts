@@ -28,7 +28,9 @@ describe('public routes', () => {
     const res = await app.inject('/v1/ecr/metrics');
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
-    expect(res.body).toContain('http_request_duration_seconds_count{method="GET",route="/v1/ecr/:account/repositories",status_code="200"} 1');
+    expect(res.body).toContain(
+      'http_request_duration_seconds_count{method="GET",route="/v1/ecr/:account/repositories",status_code="200"} 1',
+    );
     expect(res.body).toContain('aws_api_calls_total{service="sts",operation="AssumeRole",outcome="success"} 1');
     expect(res.body).toContain('aws_api_calls_total{service="ecr",operation="DescribeRepositories",outcome="success"} 1');
     expect(res.body).toContain('sts_assume_role_total{outcome="success"} 1');

@@ -1,9 +1,4 @@
-import {
-  CreateRepositoryCommand,
-  DescribeRepositoriesCommand,
-  ListTagsForResourceCommand,
-  type ECRClient,
-} from '@aws-sdk/client-ecr';
+import { CreateRepositoryCommand, DescribeRepositoriesCommand, ListTagsForResourceCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auth, directEcr, newAccount, testApp } from '../support/app.js';
@@ -48,12 +43,24 @@ beforeAll(async () => {
     [orgB, acct2, 'g1', 'app'], // the same name as org A's, in the other account
   ];
   for (const [app, account, group, name] of setup) {
-    const res = await req(app, 'POST', `/v1/ecr/${account}/repositories/${group}`, { RepositoryName: name, ScanOnPush: 'true', Tags: [{ Key: 'owner', Value: 'me' }] });
+    const res = await req(app, 'POST', `/v1/ecr/${account}/repositories/${group}`, {
+      RepositoryName: name,
+      ScanOnPush: 'true',
+      Tags: [{ Key: 'owner', Value: 'me' }],
+    });
     expect(res.statusCode).toBe(200);
   }
   // Made outside the service: org A's tags but filed under another group than its name says,
   // and a repository with no tags at all.
-  await ecr1.send(new CreateRepositoryCommand({ repositoryName: 'g3/stray', tags: [{ Key: 'spinup:org', Value: 'orga' }, { Key: 'spinup:spaceid', Value: 'g1' }] }));
+  await ecr1.send(
+    new CreateRepositoryCommand({
+      repositoryName: 'g3/stray',
+      tags: [
+        { Key: 'spinup:org', Value: 'orga' },
+        { Key: 'spinup:spaceid', Value: 'g1' },
+      ],
+    }),
+  );
   await ecr1.send(new CreateRepositoryCommand({ repositoryName: 'g1/untagged' }));
 });
 afterAll(async () => {
@@ -104,8 +111,12 @@ describe('org isolation', () => {
     expect((await req(orgA, 'GET', `/v1/ecr/${acct1}/repositories/g3/stray`)).statusCode).toBe(404);
     expect((await req(orgA, 'DELETE', `/v1/ecr/${acct1}/repositories/g3/stray`)).statusCode).toBe(404);
     expect((await req(orgA, 'GET', `/v1/ecr/${acct1}/repositories/g1/untagged`)).statusCode).toBe(404);
-    expect((await req(orgA, 'PUT', `/v1/ecr/${acct1}/repositories/g1/untagged`, { Tags: [{ Key: 'a', Value: 'b' }] })).statusCode).toBe(404);
-    expect((await ecr1.send(new DescribeRepositoriesCommand({ repositoryNames: ['g3/stray', 'g1/untagged'] }))).repositories).toHaveLength(2);
+    expect((await req(orgA, 'PUT', `/v1/ecr/${acct1}/repositories/g1/untagged`, { Tags: [{ Key: 'a', Value: 'b' }] })).statusCode).toBe(
+      404,
+    );
+    expect((await ecr1.send(new DescribeRepositoriesCommand({ repositoryNames: ['g3/stray', 'g1/untagged'] }))).repositories).toHaveLength(
+      2,
+    );
     const untagged = (await ecr1.send(new DescribeRepositoriesCommand({ repositoryNames: ['g1/untagged'] }))).repositories![0]!;
     expect((await ecr1.send(new ListTagsForResourceCommand({ resourceArn: untagged.repositoryArn }))).tags).toEqual([]);
   });
@@ -118,14 +129,14 @@ describe('org isolation', () => {
     expect(b.json()).toMatchObject({ RegistryId: acct2, Tags: expect.arrayContaining([{ Key: 'spinup:org', Value: 'orgb' }]) });
   });
 
-  it("answers 409, changing nothing, when creating a name another org holds in the account", async () => {
+  it('answers 409, changing nothing, when creating a name another org holds in the account', async () => {
     const before = await snapshot(ecr1, 'g2/tool');
     const res = await req(orgA, 'POST', `/v1/ecr/${acct1}/repositories/g2`, { RepositoryName: 'tool' });
     expect(res.statusCode).toBe(409);
     expect(await snapshot(ecr1, 'g2/tool')).toEqual(before);
   });
 
-  it("still lets each org manage its own repositories", async () => {
+  it('still lets each org manage its own repositories', async () => {
     const put = await req(orgB, 'PUT', `/v1/ecr/${acct1}/repositories/g2/tool`, { ScanOnPush: 'false' });
     expect(put.statusCode).toBe(200);
     expect(put.json().ScanOnPush).toBe('false');

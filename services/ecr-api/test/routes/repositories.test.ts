@@ -46,8 +46,16 @@ describe('POST /v1/ecr/{account}/repositories/{group}', () => {
     expect(res.headers['content-type']).toMatch(/^application\/json/);
     const body = res.json();
     expect(Object.keys(body)).toEqual([
-      'CreatedAt', 'EncryptionType', 'KmsKeyId', 'ScanOnPush', 'ImageTagMutability',
-      'RegistryId', 'RepositoryArn', 'RepositoryName', 'RepositoryUri', 'Tags',
+      'CreatedAt',
+      'EncryptionType',
+      'KmsKeyId',
+      'ScanOnPush',
+      'ImageTagMutability',
+      'RegistryId',
+      'RepositoryArn',
+      'RepositoryName',
+      'RepositoryUri',
+      'Tags',
     ]);
     expect(body).toMatchObject({
       EncryptionType: 'AES256',
@@ -112,7 +120,12 @@ describe('POST /v1/ecr/{account}/repositories/{group}', () => {
     ['an unknown mutability', 'spindev-00001', { RepositoryName: 'ok', ImageTagMutability: 'SOMETIMES' }, 'body.ImageTagMutability'],
     ['a tag without a key', 'spindev-00001', { RepositoryName: 'ok', Tags: [{ Key: '', Value: 'x' }] }, 'body.Tags.0.Key'],
     ['tags as an object', 'spindev-00001', { RepositoryName: 'ok', Tags: { a: 'b' } }, 'body.Tags'],
-    ['51 tags', 'spindev-00001', { RepositoryName: 'ok', Tags: Array.from({ length: 51 }, (_, i) => ({ Key: `k${i}`, Value: 'v' })) }, 'body.Tags'],
+    [
+      '51 tags',
+      'spindev-00001',
+      { RepositoryName: 'ok', Tags: Array.from({ length: 51 }, (_, i) => ({ Key: `k${i}`, Value: 'v' })) },
+      'body.Tags',
+    ],
     ['AES256 with a KMS key', 'spindev-00001', { RepositoryName: 'ok', EncryptionType: 'AES256', KmsKeyId: 'alias/x' }, 'body.KmsKeyId'],
     ['a name longer than 256 in all', 'g'.repeat(200), { RepositoryName: 'n'.repeat(60) }, 'body.RepositoryName'],
   ])('answers 400 for %s, creating nothing', async (_what, group, body, field) => {
@@ -124,7 +137,12 @@ describe('POST /v1/ecr/{account}/repositories/{group}', () => {
   });
 
   it('answers 400 for a body that is not JSON', async () => {
-    const res = await app.inject({ method: 'POST', url: `${base()}/g`, headers: { ...auth, 'content-type': 'application/json' }, payload: '{"RepositoryName":' });
+    const res = await app.inject({
+      method: 'POST',
+      url: `${base()}/g`,
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: '{"RepositoryName":',
+    });
     expect(res.statusCode).toBe(400);
     expect(res.json().detail).toBe('The request body is not valid JSON.');
   });
@@ -140,8 +158,18 @@ describe('listing', () => {
   let listAccount: string;
   beforeAll(async () => {
     listAccount = newAccount();
-    for (const [group, name] of [['grp-b', 'vixen'], ['grp-a', 'dasher'], ['grp-a', 'comet'], ['grp-c', 'rudolph']]) {
-      const res = await app.inject({ method: 'POST', url: `/v1/ecr/${listAccount}/repositories/${group}`, headers: auth, payload: { RepositoryName: name } });
+    for (const [group, name] of [
+      ['grp-b', 'vixen'],
+      ['grp-a', 'dasher'],
+      ['grp-a', 'comet'],
+      ['grp-c', 'rudolph'],
+    ]) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/ecr/${listAccount}/repositories/${group}`,
+        headers: auth,
+        payload: { RepositoryName: name },
+      });
       expect(res.statusCode).toBe(200);
     }
   });
@@ -172,7 +200,11 @@ describe('GET, PUT and DELETE /v1/ecr/{account}/repositories/{group}/{name}', ()
   const url = () => `${base()}/spindev-00003/cupid`;
   let created: Record<string, unknown>;
   beforeAll(async () => {
-    const res = await create('spindev-00003', { RepositoryName: 'cupid', ScanOnPush: 'true', Tags: [{ Key: 'CreatedBy', Value: 'santa' }] });
+    const res = await create('spindev-00003', {
+      RepositoryName: 'cupid',
+      ScanOnPush: 'true',
+      Tags: [{ Key: 'CreatedBy', Value: 'santa' }],
+    });
     expect(res.statusCode).toBe(200);
     created = res.json();
   });
@@ -186,7 +218,12 @@ describe('GET, PUT and DELETE /v1/ecr/{account}/repositories/{group}/{name}', ()
   it('GET answers 404 for a repository that does not exist', async () => {
     const res = await app.inject({ url: `${base()}/spindev-00003/nobody`, headers: auth });
     expect(res.statusCode).toBe(404);
-    expect(res.json()).toEqual({ type: 'about:blank', title: 'Not Found', status: 404, detail: 'Repository spindev-00003/nobody not found.' });
+    expect(res.json()).toEqual({
+      type: 'about:blank',
+      title: 'Not Found',
+      status: 404,
+      detail: 'Repository spindev-00003/nobody not found.',
+    });
   });
 
   it('PUT changes ScanOnPush and merges tags; the org tags cannot be overwritten', async () => {
@@ -233,7 +270,10 @@ describe('GET, PUT and DELETE /v1/ecr/{account}/repositories/{group}/{name}', ()
   });
 
   it('PUT answers 404 for a repository that does not exist and 400 for a bad body', async () => {
-    expect((await app.inject({ method: 'PUT', url: `${base()}/spindev-00003/nobody`, headers: auth, payload: { ScanOnPush: 'true' } })).statusCode).toBe(404);
+    expect(
+      (await app.inject({ method: 'PUT', url: `${base()}/spindev-00003/nobody`, headers: auth, payload: { ScanOnPush: 'true' } }))
+        .statusCode,
+    ).toBe(404);
     const bad = await app.inject({ method: 'PUT', url: url(), headers: auth, payload: { ScanOnPush: 'maybe' } });
     expect(bad.statusCode).toBe(400);
     const unknown = await app.inject({ method: 'PUT', url: url(), headers: auth, payload: { RepositoryName: 'rename' } });
@@ -241,14 +281,23 @@ describe('GET, PUT and DELETE /v1/ecr/{account}/repositories/{group}/{name}', ()
   });
 
   it('GET .../images lists every image of the repository', async () => {
-    for (const [i, tag] of [[1, 'v1'], [2, 'v2'], [3, 'latest']] as const) {
+    for (const [i, tag] of [
+      [1, 'v1'],
+      [2, 'v2'],
+      [3, 'latest'],
+    ] as const) {
       await ecr.send(new PutImageCommand({ repositoryName: 'spindev-00003/cupid', imageManifest: manifest(i), imageTag: tag }));
     }
     const res = await app.inject({ url: `${url()}/images`, headers: auth });
     expect(res.statusCode).toBe(200);
     const images = res.json() as Record<string, unknown>[];
     expect(images).toHaveLength(3);
-    expect(images.map((i) => i.ImageTags).flat().sort()).toEqual(['latest', 'v1', 'v2']);
+    expect(
+      images
+        .map((i) => i.ImageTags)
+        .flat()
+        .sort(),
+    ).toEqual(['latest', 'v1', 'v2']);
     for (const image of images) {
       expect(image).toMatchObject({
         ImageDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
@@ -262,7 +311,9 @@ describe('GET, PUT and DELETE /v1/ecr/{account}/repositories/{group}/{name}', ()
       const keys = Object.keys(image);
       expect([...keys].sort()).toEqual(keys);
     }
-    const digests = (await ecr.send(new DescribeImagesCommand({ repositoryName: 'spindev-00003/cupid' }))).imageDetails!.map((d) => d.imageDigest);
+    const digests = (await ecr.send(new DescribeImagesCommand({ repositoryName: 'spindev-00003/cupid' }))).imageDetails!.map(
+      (d) => d.imageDigest,
+    );
     expect(images.map((i) => i.ImageDigest).sort()).toEqual(digests.sort());
   });
 

@@ -28,7 +28,9 @@ export function motoEndpoint(): string {
   return inject('motoEndpoint');
 }
 
-export function testConfig(opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number } = {}): Pick<Config, 'org' | 'token' | 'aws'> {
+export function testConfig(
+  opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number } = {},
+): Pick<Config, 'org' | 'token' | 'aws'> {
   return {
     org: opts.org ?? 'spindev',
     token: SHARED_KEY,
@@ -44,7 +46,9 @@ export function testConfig(opts: { org?: string; listStrategy?: ListStrategy; se
 }
 
 /** The service against moto (or against `aws.endpoint`/`aws.requestHandler` when given). */
-export function testApp(opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; aws?: AwsOverrides } = {}): Promise<App> {
+export function testApp(
+  opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; aws?: AwsOverrides } = {},
+): Promise<App> {
   return buildApp({
     config: testConfig(opts),
     logger: false,
@@ -83,7 +87,11 @@ export function manifest(seed: number): string {
   return JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-    config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 100 + seed, digest: `sha256:${seed.toString(16).padStart(64, '0')}` },
+    config: {
+      mediaType: 'application/vnd.docker.container.image.v1+json',
+      size: 100 + seed,
+      digest: `sha256:${seed.toString(16).padStart(64, '0')}`,
+    },
     layers: [],
   });
 }

@@ -34,10 +34,14 @@ async function answers(url: string): Promise<boolean> {
 /** Starts `moto_server -H 127.0.0.1 -p <free port>`, waits until it answers, stops it at teardown. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // MOTO_SERVER, else moto_server on PATH, else pyenv's shim (where the machines have it).
-  const candidates = [process.env.MOTO_SERVER, 'moto_server', `${homedir()}/.pyenv/shims/moto_server`].filter((c): c is string => Boolean(c));
+  const candidates = [process.env.MOTO_SERVER, 'moto_server', `${homedir()}/.pyenv/shims/moto_server`].filter((c): c is string =>
+    Boolean(c),
+  );
   const bin = candidates.find((c) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', c]).status === 0);
   if (!bin) {
-    throw new Error(`moto_server not found (tried ${candidates.join(', ')}): the ecr-api tests need moto (pip install 'moto[server]'), or MOTO_SERVER=/path/to/moto_server`);
+    throw new Error(
+      `moto_server not found (tried ${candidates.join(', ')}): the ecr-api tests need moto (pip install 'moto[server]'), or MOTO_SERVER=/path/to/moto_server`,
+    );
   }
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;

@@ -71,12 +71,21 @@ export class StubAws {
     const header = (name: string) => Object.entries(request.headers).find(([k]) => k.toLowerCase() === name)?.[1];
     // Read the bytes as Node's HTTP handler sends them (the SDK's body objects warn on string methods).
     const body = request.body;
-    const text = typeof body === 'string' ? body : body instanceof Uint8Array ? Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8') : '';
+    const text =
+      typeof body === 'string'
+        ? body
+        : body instanceof Uint8Array
+          ? Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')
+          : '';
     const target = header('x-amz-target');
     let call: StubCall;
     if (target) {
       const [prefix = '', operation = ''] = target.split('.');
-      call = { service: prefix.startsWith('ResourceGroupsTagging') ? 'tagging' : 'ecr', operation, params: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+      call = {
+        service: prefix.startsWith('ResourceGroupsTagging') ? 'tagging' : 'ecr',
+        operation,
+        params: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+      };
     } else {
       const params = Object.fromEntries(new URLSearchParams(text));
       call = { service: 'sts', operation: String(params.Action), params };
@@ -85,14 +94,21 @@ export class StubAws {
     const nth = (this.seen.get(call.operation) ?? 0) + 1;
     this.seen.set(call.operation, nth);
     const route = this.routes[call.operation];
-    const reply: StubReply = route ? route(call.params, call, nth) : { awsError: 'UnknownOperationException', message: `no stub for ${call.operation}`, status: 400 };
+    const reply: StubReply = route
+      ? route(call.params, call, nth)
+      : { awsError: 'UnknownOperationException', message: `no stub for ${call.operation}`, status: 400 };
 
     if ('networkError' in reply) throw Object.assign(new Error(`connect ${reply.networkError}`), { code: reply.networkError });
     if ('xml' in reply) return respond(reply.status ?? 200, 'text/xml', reply.xml);
     if ('awsError' in reply) {
-      return respond(reply.status ?? 400, 'application/x-amz-json-1.1', JSON.stringify({ __type: reply.awsError, message: reply.message ?? reply.awsError }), {
-        'x-amzn-errortype': reply.awsError,
-      });
+      return respond(
+        reply.status ?? 400,
+        'application/x-amz-json-1.1',
+        JSON.stringify({ __type: reply.awsError, message: reply.message ?? reply.awsError }),
+        {
+          'x-amzn-errortype': reply.awsError,
+        },
+      );
     }
     return respond(reply.status ?? 200, 'application/x-amz-json-1.1', JSON.stringify(reply.json));
   }

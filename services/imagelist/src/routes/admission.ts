@@ -16,58 +16,81 @@ const REVIEW_BODY_LIMIT = 8 * 1024 * 1024;
 export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy }): Promise<void> {
   const { policy } = opts;
 
-  app.post('/admission/imagereview', {
-    bodyLimit: REVIEW_BODY_LIMIT,
-    schema: {
-      summary: 'ImagePolicyWebhook backend: may these images run?',
-      body: ImageReview,
-      response: { 200: ImageReviewResponse, ...errors },
+  app.post(
+    '/admission/imagereview',
+    {
+      bodyLimit: REVIEW_BODY_LIMIT,
+      schema: {
+        summary: 'ImagePolicyWebhook backend: may these images run?',
+        body: ImageReview,
+        response: { 200: ImageReviewResponse, ...errors },
+      },
     },
-  }, (request) => {
-    const { spec } = request.body;
-    // The review lists a Pod's containers, then its initContainers, as one list that does not say
-    // which field an entry came from: a denial names the image only.
-    const images = spec.containers.map((c) => new ContainerImage(c.image));
-    const answer = (decision: Decision): ImageReviewResponse => {
-      const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
-      if (decision.denied.length) {
-        request.log.info({ namespace: spec.namespace, denied: decision.denied }, decision.allowed ? 'image review would deny' : 'image review denied');
-        if (!decision.allowed) status.reason = decision.message!;
-        // Without a prefix: the plugin adds `imagepolicywebhook.image-policy.k8s.io/` and rejects a key with a `/`.
-        if (decision.warnings.length) status.auditAnnotations = { 'would-deny': decision.message! };
-      }
-      return { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status };
-    };
-    return whenDecided(policy.decide(images, spec.namespace), answer);
-  });
+    (request) => {
+      const { spec } = request.body;
+      // The review lists a Pod's containers, then its initContainers, as one list that does not say
+      // which field an entry came from: a denial names the image only.
+      const images = spec.containers.map((c) => new ContainerImage(c.image));
+      const answer = (decision: Decision): ImageReviewResponse => {
+        const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
+        if (decision.denied.length) {
+          request.log.info(
+            { namespace: spec.namespace, denied: decision.denied },
+            decision.allowed ? 'image review would deny' : 'image review denied',
+          );
+          if (!decision.allowed) status.reason = decision.message!;
+          // Without a prefix: the plugin adds `imagepolicywebhook.image-policy.k8s.io/` and rejects a key with a `/`.
+          if (decision.warnings.length) status.auditAnnotations = { 'would-deny': decision.message! };
+        }
+        return { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status };
+      };
+      return whenDecided(policy.decide(images, spec.namespace), answer);
+    },
+  );
 
-  app.post('/admission/validate', {
-    bodyLimit: REVIEW_BODY_LIMIT,
-    schema: {
-      summary: 'ValidatingAdmissionWebhook: Pods (incl. ephemeral containers) and workload pod templates',
-      body: AdmissionReview,
-      response: { 200: AdmissionReviewResponse, ...errors },
+  app.post(
+    '/admission/validate',
+    {
+      bodyLimit: REVIEW_BODY_LIMIT,
+      schema: {
+        summary: 'ValidatingAdmissionWebhook: Pods (incl. ephemeral containers) and workload pod templates',
+        body: AdmissionReview,
+        response: { 200: AdmissionReviewResponse, ...errors },
+      },
     },
-  }, (request) => {
-    const { request: req } = request.body;
-    // Nothing new runs on DELETE or CONNECT.
-    if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return admissionResponse(req.uid, true);
-    const images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
-    if (images === undefined) {
-      // Fail closed: a webhook rule sent a kind whose images we cannot find.
-      return admissionResponse(req.uid, false, `imagelist cannot check images of kind ${kindName(req.kind)}; it knows ${SUPPORTED_KINDS.join(', ')}`);
-    }
-    const answer = (decision: Decision): AdmissionReviewResponse => {
-      if (decision.denied.length) {
-        request.log.info({
-          uid: req.uid, operation: req.operation, kind: req.kind.kind, namespace: req.namespace, name: objectName(req),
-          user: req.userInfo?.username, denied: decision.denied,
-        }, decision.allowed ? 'admission would deny' : 'admission denied');
+    (request) => {
+      const { request: req } = request.body;
+      // Nothing new runs on DELETE or CONNECT.
+      if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return admissionResponse(req.uid, true);
+      const images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
+      if (images === undefined) {
+        // Fail closed: a webhook rule sent a kind whose images we cannot find.
+        return admissionResponse(
+          req.uid,
+          false,
+          `imagelist cannot check images of kind ${kindName(req.kind)}; it knows ${SUPPORTED_KINDS.join(', ')}`,
+        );
       }
-      return admissionResponse(req.uid, decision.allowed, decision.allowed ? undefined : decision.message, decision.warnings);
-    };
-    return whenDecided(policy.decide(images, req.namespace), answer);
-  });
+      const answer = (decision: Decision): AdmissionReviewResponse => {
+        if (decision.denied.length) {
+          request.log.info(
+            {
+              uid: req.uid,
+              operation: req.operation,
+              kind: req.kind.kind,
+              namespace: req.namespace,
+              name: objectName(req),
+              user: req.userInfo?.username,
+              denied: decision.denied,
+            },
+            decision.allowed ? 'admission would deny' : 'admission denied',
+          );
+        }
+        return admissionResponse(req.uid, decision.allowed, decision.allowed ? undefined : decision.message, decision.warnings);
+      };
+      return whenDecided(policy.decide(images, req.namespace), answer);
+    },
+  );
 }
 
 /**

@@ -9,40 +9,52 @@ const Empty = Type.Null({ description: 'empty body' });
 
 export async function healthRoutes(app: App, opts: { store: ImageStore; live?: LiveIndex }): Promise<void> {
   // Readiness: the original's route, which checks the database.
-  app.get('/health/ping', {
-    schema: { summary: 'Ready: the database answers', response: { 200: Empty, 503: Problem } },
-    logLevel: 'warn',
-  }, async (_request, reply) => {
-    try {
-      await opts.store.ping();
-    } catch (err) {
-      throw unavailable('The database is unavailable.', err);
-    }
-    return reply.code(200).send(null);
-  });
-
-  // Readiness for the Service: this replica can answer admission, from memory (also from the last
-  // exact state during a database outage, within its grace) or from the database. A database
-  // outage alone must not take every replica out of the Service: that would stop every deploy.
-  app.get('/health/ready', {
-    schema: { summary: 'Ready: admission can be answered (from memory or the database)', response: { 200: Empty, 503: Problem } },
-    logLevel: 'warn',
-  }, async (_request, reply) => {
-    const source = opts.live?.source() ?? 'database';
-    if (source === 'unavailable') throw unavailable('The database is unreachable and the in-memory allowlist is too old to answer from.');
-    if (source === 'database') {
+  app.get(
+    '/health/ping',
+    {
+      schema: { summary: 'Ready: the database answers', response: { 200: Empty, 503: Problem } },
+      logLevel: 'warn',
+    },
+    async (_request, reply) => {
       try {
         await opts.store.ping();
       } catch (err) {
         throw unavailable('The database is unavailable.', err);
       }
-    }
-    return reply.code(200).send(null);
-  });
+      return reply.code(200).send(null);
+    },
+  );
+
+  // Readiness for the Service: this replica can answer admission, from memory (also from the last
+  // exact state during a database outage, within its grace) or from the database. A database
+  // outage alone must not take every replica out of the Service: that would stop every deploy.
+  app.get(
+    '/health/ready',
+    {
+      schema: { summary: 'Ready: admission can be answered (from memory or the database)', response: { 200: Empty, 503: Problem } },
+      logLevel: 'warn',
+    },
+    async (_request, reply) => {
+      const source = opts.live?.source() ?? 'database';
+      if (source === 'unavailable') throw unavailable('The database is unreachable and the in-memory allowlist is too old to answer from.');
+      if (source === 'database') {
+        try {
+          await opts.store.ping();
+        } catch (err) {
+          throw unavailable('The database is unavailable.', err);
+        }
+      }
+      return reply.code(200).send(null);
+    },
+  );
 
   // Liveness: the process serves HTTP; a database outage must not restart every replica.
-  app.get('/health/live', {
-    schema: { summary: 'Alive: the process serves requests', response: { 200: Empty } },
-    logLevel: 'warn',
-  }, async (_request, reply) => reply.code(200).send(null));
+  app.get(
+    '/health/live',
+    {
+      schema: { summary: 'Alive: the process serves requests', response: { 200: Empty } },
+      logLevel: 'warn',
+    },
+    async (_request, reply) => reply.code(200).send(null),
+  );
 }

@@ -21,7 +21,10 @@ const security = [{ bearer: [] }];
 /** Ids in the URL may be repodigests with slashes, encoded or not, so the route is a wildcard. */
 function idFromPath(raw: string): ImageId {
   const id = parseImageId(raw);
-  if (!id) throw badRequest('id must be a sha256 digest (64 lowercase hex digits, optionally "sha256:" or "name@sha256:" first)', [{ field: 'params.id', message: 'is not a valid image id' }]);
+  if (!id)
+    throw badRequest('id must be a sha256 digest (64 lowercase hex digits, optionally "sha256:" or "name@sha256:" first)', [
+      { field: 'params.id', message: 'is not a valid image id' },
+    ]);
   return id;
 }
 
@@ -29,7 +32,8 @@ function idFromPath(raw: string): ImageId {
 const WIRE_TIMESTAMP = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$/;
 
 /** The pattern, and a real calendar date (JavaScript would roll 2020-02-31 over to March). */
-const isWireTimestamp = (value: string) => WIRE_TIMESTAMP.test(value) && new Date(Date.parse(value)).toISOString().slice(0, 19) === value.slice(0, 19);
+const isWireTimestamp = (value: string) =>
+  WIRE_TIMESTAMP.test(value) && new Date(Date.parse(value)).toISOString().slice(0, 19) === value.slice(0, 19);
 
 /** Cursors are opaque to clients: base64url of [sort key, value, id]. */
 function encodeCursor(sort: SortKey, [value, id]: Cursor): string {
@@ -43,10 +47,14 @@ function decodeCursor(raw: string, sort: SortKey): Cursor {
   } catch {
     parsed = undefined;
   }
-  const ok = Array.isArray(parsed) && parsed.length === 3 && parsed.every((p) => typeof p === 'string') && /^[a-f0-9]{64}$/.test(String(parsed[2]));
+  const ok =
+    Array.isArray(parsed) && parsed.length === 3 && parsed.every((p) => typeof p === 'string') && /^[a-f0-9]{64}$/.test(String(parsed[2]));
   if (!ok) throw badRequest('query.cursor is not a cursor this service issued', [{ field: 'query.cursor', message: 'is not valid' }]);
   const [cursorSort, value, id] = parsed as [string, string, string];
-  if (cursorSort !== sort) throw badRequest(`query.cursor was issued for sort=${cursorSort}`, [{ field: 'query.cursor', message: `belongs to sort=${cursorSort}` }]);
+  if (cursorSort !== sort)
+    throw badRequest(`query.cursor was issued for sort=${cursorSort}`, [
+      { field: 'query.cursor', message: `belongs to sort=${cursorSort}` },
+    ]);
   // Each value exactly as this service issues it, so nothing crafted reaches the database.
   const valid = sort === 'id' ? value === id : sort === 'name' ? isName(value) : isWireTimestamp(value);
   if (!valid) throw badRequest('query.cursor is not a cursor this service issued', [{ field: 'query.cursor', message: 'is not valid' }]);
@@ -61,77 +69,98 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
   // onRequest: the token is checked before the body is even read.
   const guard = opts.authorize ? { onRequest: opts.authorize } : {};
 
-  app.get('/images', {
-    schema: {
-      summary: 'List images, descending by the sort key; all of them, or a page with ?limit=',
-      querystring: ListImagesQuery,
-      response: { 200: Type.Array(Image), ...errors },
+  app.get(
+    '/images',
+    {
+      schema: {
+        summary: 'List images, descending by the sort key; all of them, or a page with ?limit=',
+        querystring: ListImagesQuery,
+        response: { 200: Type.Array(Image), ...errors },
+      },
     },
-  }, async (request, reply) => {
-    const { name, limit } = request.query;
-    const sort = request.query.sort ?? 'updated_at';
-    const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor, sort);
-    const page = await store.list({ name, sort, limit, after });
-    if (page.next) {
-      const next = new URLSearchParams({ ...(name === undefined ? {} : { name }), sort, limit: String(limit), cursor: encodeCursor(sort, page.next) });
-      reply.header('link', `</images?${next}>; rel="next"`);
-    }
-    return reply.type(JSON_TYPE).send(page.json as never);
-  });
+    async (request, reply) => {
+      const { name, limit } = request.query;
+      const sort = request.query.sort ?? 'updated_at';
+      const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor, sort);
+      const page = await store.list({ name, sort, limit, after });
+      if (page.next) {
+        const next = new URLSearchParams({
+          ...(name === undefined ? {} : { name }),
+          sort,
+          limit: String(limit),
+          cursor: encodeCursor(sort, page.next),
+        });
+        reply.header('link', `</images?${next}>; rel="next"`);
+      }
+      return reply.type(JSON_TYPE).send(page.json as never);
+    },
+  );
 
-  app.get('/images/*', {
-    schema: {
-      summary: 'Get one image by digest or repodigest (URL-encoded or not)',
-      params: ImageIdParams,
-      response: { 200: Image, ...errors },
+  app.get(
+    '/images/*',
+    {
+      schema: {
+        summary: 'Get one image by digest or repodigest (URL-encoded or not)',
+        params: ImageIdParams,
+        response: { 200: Image, ...errors },
+      },
     },
-  }, async (request, reply) => {
-    const id = idFromPath(request.params['*']);
-    const image = await store.get(id.digest);
-    if (!image || !sameName(id, image.name)) throw notFound(`No image with id ${id.digest}${id.name ? ` named ${id.name}` : ''}.`);
-    return reply.type(JSON_TYPE).send(image.json as never);
-  });
-
-  app.put('/images', {
-    ...guard,
-    schema: {
-      summary: 'Create an image, or replace the tags of an existing one',
-      body: PutImageBody,
-      security,
-      response: { 200: Image, ...writeErrors },
-    },
-  }, async (request, reply) => {
-    const { body } = request;
-    const id = idFromPath(body.id);
-    if (id.name !== undefined && normalizeName(id.name) !== normalizeName(body.name)) {
-      throw badRequest(`body.id names ${id.name}, another image than body.name ${body.name}`, [
-        { field: 'body.id', message: 'names another image than body.name' },
-      ]);
-    }
-    const tags = body.tags == null ? body.tags : [...new Set(body.tags)];
-    const { json, row } = await store.upsert({ digest: id.digest, name: body.name, tags, by: request.principal ?? null });
-    request.log.info({ id: row.id, name: row.name, by: request.principal }, 'image written');
-    return reply.type(JSON_TYPE).send(json as never);
-  });
-
-  app.delete('/images/*', {
-    ...guard,
-    schema: {
-      summary: 'Delete an image; answers 204 whether or not it existed',
-      params: ImageIdParams,
-      security,
-      response: { 204: Type.Null(), ...writeErrors },
-    },
-  }, async (request, reply) => {
-    const id = idFromPath(request.params['*']);
-    let deleted: boolean;
-    if (id.name === undefined) {
-      deleted = await store.delete(id.digest);
-    } else {
+    async (request, reply) => {
+      const id = idFromPath(request.params['*']);
       const image = await store.get(id.digest);
-      deleted = image !== undefined && sameName(id, image.name) && (await store.delete(id.digest, image.name));
-    }
-    if (deleted) request.log.info({ id: id.digest, by: request.principal }, 'image deleted');
-    return reply.code(204).send(null);
-  });
+      if (!image || !sameName(id, image.name)) throw notFound(`No image with id ${id.digest}${id.name ? ` named ${id.name}` : ''}.`);
+      return reply.type(JSON_TYPE).send(image.json as never);
+    },
+  );
+
+  app.put(
+    '/images',
+    {
+      ...guard,
+      schema: {
+        summary: 'Create an image, or replace the tags of an existing one',
+        body: PutImageBody,
+        security,
+        response: { 200: Image, ...writeErrors },
+      },
+    },
+    async (request, reply) => {
+      const { body } = request;
+      const id = idFromPath(body.id);
+      if (id.name !== undefined && normalizeName(id.name) !== normalizeName(body.name)) {
+        throw badRequest(`body.id names ${id.name}, another image than body.name ${body.name}`, [
+          { field: 'body.id', message: 'names another image than body.name' },
+        ]);
+      }
+      const tags = body.tags == null ? body.tags : [...new Set(body.tags)];
+      const { json, row } = await store.upsert({ digest: id.digest, name: body.name, tags, by: request.principal ?? null });
+      request.log.info({ id: row.id, name: row.name, by: request.principal }, 'image written');
+      return reply.type(JSON_TYPE).send(json as never);
+    },
+  );
+
+  app.delete(
+    '/images/*',
+    {
+      ...guard,
+      schema: {
+        summary: 'Delete an image; answers 204 whether or not it existed',
+        params: ImageIdParams,
+        security,
+        response: { 204: Type.Null(), ...writeErrors },
+      },
+    },
+    async (request, reply) => {
+      const id = idFromPath(request.params['*']);
+      let deleted: boolean;
+      if (id.name === undefined) {
+        deleted = await store.delete(id.digest);
+      } else {
+        const image = await store.get(id.digest);
+        deleted = image !== undefined && sameName(id, image.name) && (await store.delete(id.digest, image.name));
+      }
+      if (deleted) request.log.info({ id: id.digest, by: request.principal }, 'image deleted');
+      return reply.code(204).send(null);
+    },
+  );
 }

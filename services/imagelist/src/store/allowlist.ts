@@ -31,17 +31,20 @@ export class IndexedAllowlist implements Allowlist {
 
   /** A boolean from memory; the database's promise otherwise. */
   allows(ref: ImageReference): boolean | Promise<boolean> {
-    return this.live.read((index) => {
-      if (this.generation !== index.generation || this.verdicts.size >= VERDICT_CACHE_SIZE) {
-        this.verdicts.clear();
-        this.generation = index.generation;
-      }
-      let verdict = this.verdicts.get(ref);
-      if (verdict === undefined) {
-        verdict = index.allows(ref);
-        this.verdicts.set(ref, verdict);
-      }
-      return verdict;
-    }, async () => this.fallback.allows(ref));
+    return this.live.read(
+      (index) => {
+        if (this.generation !== index.generation || this.verdicts.size >= VERDICT_CACHE_SIZE) {
+          this.verdicts.clear();
+          this.generation = index.generation;
+        }
+        let verdict = this.verdicts.get(ref);
+        if (verdict === undefined) {
+          verdict = index.allows(ref);
+          this.verdicts.set(ref, verdict);
+        }
+        return verdict;
+      },
+      async () => this.fallback.allows(ref),
+    );
   }
 }

@@ -106,10 +106,12 @@ export class ChangeFeed {
     const probe = conn
       ? withTimeout(conn`SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${Date.now()}`})`.execute(), this.connectTimeoutS * 1000)
       : this.images.ping();
-    probe.then(
-      () => this.listener.probed(),
-      (err: unknown) => this.listener.probed(err ?? new Error('heartbeat failed')),
-    ).finally(() => (this.probing = false));
+    probe
+      .then(
+        () => this.listener.probed(),
+        (err: unknown) => this.listener.probed(err ?? new Error('heartbeat failed')),
+      )
+      .finally(() => (this.probing = false));
   }
 
   /** The one reconnect loop: connect and LISTEN, serve until the connection is lost, pause, again. */

@@ -73,7 +73,11 @@ export class ImageIndex {
     const cacheBytes = opts.answerCacheBytes ?? 16 * 1024 * 1024;
     if (cacheBytes > 0) {
       this.byId = new LRUCache({ maxSize: cacheBytes / 4, sizeCalculation: (json) => json.length + 64 });
-      this.byName = new LRUCache({ maxSize: (cacheBytes * 3) / 4, maxEntrySize: cacheBytes / 16, sizeCalculation: (json) => json.length + 64 });
+      this.byName = new LRUCache({
+        maxSize: (cacheBytes * 3) / 4,
+        maxEntrySize: cacheBytes / 16,
+        sizeCalculation: (json) => json.length + 64,
+      });
     }
     this.grow(Math.max(opts.capacity ?? 0, 1024));
   }
@@ -170,7 +174,11 @@ export class ImageIndex {
     const key = `${sort} ${name}`;
     const cached = this.byName?.get(key);
     if (cached !== undefined) return cached;
-    const answer = Buffer.from(`[${this.namedSlots(name, sort).map((slot) => this.render(slot)).join(',')}]`);
+    const answer = Buffer.from(
+      `[${this.namedSlots(name, sort)
+        .map((slot) => this.render(slot))
+        .join(',')}]`,
+    );
     this.byName?.set(key, answer);
     return answer;
   }
@@ -190,7 +198,12 @@ export class ImageIndex {
     const rows = slots.map((slot) => {
       const id = this.hexOf(slot);
       const json = renderImage(this.created[slot]!, this.updated[slot]!, id, this.names[this.nameOf[slot]!]!, this.tags.get(slot));
-      const key = sort === 'id' ? id : sort === 'name' ? this.names[this.nameOf[slot]!]! : formatTimestamp((sort === 'created_at' ? this.created : this.updated)[slot]!);
+      const key =
+        sort === 'id'
+          ? id
+          : sort === 'name'
+            ? this.names[this.nameOf[slot]!]!
+            : formatTimestamp((sort === 'created_at' ? this.created : this.updated)[slot]!);
       return { json, key, id };
     });
     return name !== undefined ? rows : rows.sort((a, b) => (a.key !== b.key ? (a.key < b.key ? 1 : -1) : a.id < b.id ? 1 : -1));

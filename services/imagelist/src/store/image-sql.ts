@@ -76,7 +76,9 @@ export class ImageSql {
   }
 
   byIds(ids: readonly string[]): Promise<ImageRecord[]> {
-    return this.bounded(this.sql<ImageRecord[]>`SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id = ANY(${ids as string[]}::text[])`);
+    return this.bounded(
+      this.sql<ImageRecord[]>`SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id = ANY(${ids as string[]}::text[])`,
+    );
   }
 
   /** A page of the whole table in id order, for loading the index without holding it all at once. */
@@ -87,7 +89,9 @@ export class ImageSql {
 
   /** The planner's row estimate: enough to size the index before loading it. */
   async estimatedCount(): Promise<number> {
-    const [row] = await this.bounded(this.sql<{ n: number }[]>`SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'images'::regclass`);
+    const [row] = await this.bounded(
+      this.sql<{ n: number }[]>`SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'images'::regclass`,
+    );
     return row?.n ?? 0;
   }
 

@@ -56,17 +56,25 @@ export class ImageStore {
     private readonly live?: LiveIndex,
     opts: { maxBatch?: number; maxInFlight?: number } = {},
   ) {
-    this.batcher = new WriteBatcher((batch) => this.images.upsert(batch), (image) => image.digest, {
-      maxBatch: opts.maxBatch ?? 100,
-      maxInFlight: opts.maxInFlight ?? 4,
-    });
+    this.batcher = new WriteBatcher(
+      (batch) => this.images.upsert(batch),
+      (image) => image.digest,
+      {
+        maxBatch: opts.maxBatch ?? 100,
+        maxInFlight: opts.maxInFlight ?? 4,
+      },
+    );
   }
 
   list(opts: ListOptions): Promise<Page> {
     // Name lookups are cached answers in memory; any other list is sorted by the database, and
     // rendered from memory only while the database is unreachable.
     const cached = opts.name !== undefined && opts.limit === undefined && opts.after === undefined;
-    return this.read((index) => listFromMemory(index, opts), () => this.listFromDatabase(opts), { outageOnly: !cached });
+    return this.read(
+      (index) => listFromMemory(index, opts),
+      () => this.listFromDatabase(opts),
+      { outageOnly: !cached },
+    );
   }
 
   get(digest: string): Promise<Found | undefined> {
@@ -145,7 +153,8 @@ export class ImageStore {
 
 /** A list from the in-memory index: name lookups as cached bytes, anything else rendered now. */
 function listFromMemory(index: ImageIndex, opts: ListOptions): Page {
-  if (opts.name !== undefined && opts.limit === undefined && opts.after === undefined) return { json: index.namedJson(opts.name, opts.sort) };
+  if (opts.name !== undefined && opts.limit === undefined && opts.after === undefined)
+    return { json: index.namedJson(opts.name, opts.sort) };
   let rows = index.list(opts.sort, opts.name);
   if (opts.after) {
     const [value, id] = opts.after;

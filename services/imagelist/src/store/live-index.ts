@@ -194,9 +194,15 @@ export class LiveIndex implements ChangeFeedListener {
       this.outageLogged = state;
       const asOf = this.everLoaded ? new Date(this.exactAsOf).toISOString() : null;
       if (stale) {
-        this.opts.log?.warn({ exactAsOf: asOf, graceMs: this.opts.outageGraceMs, images: this.index.size }, 'database unreachable; answering from the last exact in-memory state');
+        this.opts.log?.warn(
+          { exactAsOf: asOf, graceMs: this.opts.outageGraceMs, images: this.index.size },
+          'database unreachable; answering from the last exact in-memory state',
+        );
       } else {
-        this.opts.log?.error({ exactAsOf: asOf, graceMs: this.opts.outageGraceMs }, 'database unreachable and the in-memory state is older than the outage grace; admission fails closed');
+        this.opts.log?.error(
+          { exactAsOf: asOf, graceMs: this.opts.outageGraceMs },
+          'database unreachable and the in-memory state is older than the outage grace; admission fails closed',
+        );
       }
     }
     return stale ? 'stale' : 'unavailable';
@@ -251,7 +257,10 @@ export class LiveIndex implements ChangeFeedListener {
     this.loaded = false;
     this.everLoaded = false;
     this.index = new ImageIndex(this.opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: this.opts.answerCacheBytes });
-    this.opts.log?.error({ images, maxImages: this.maxImages }, 'the allowlist is larger than --index-max-images: this replica answers from the database, without an in-memory index or outage grace; raise the limit together with the memory limit');
+    this.opts.log?.error(
+      { images, maxImages: this.maxImages },
+      'the allowlist is larger than --index-max-images: this replica answers from the database, without an in-memory index or outage grace; raise the limit together with the memory limit',
+    );
   }
 
   /** Re-reads the whole table into the index in pages; images no page returned are dropped. */
@@ -263,7 +272,7 @@ export class LiveIndex implements ChangeFeedListener {
     this.index.reserve(estimated);
     this.index.beginSweep();
     try {
-      for (let after = ''; ; ) {
+      for (let after = ''; ;) {
         const page = await this.sql.loadPage(after, this.pageSize);
         for (const row of page) this.index.put(row);
         if (this.index.size > this.maxImages) throw new TooLarge(this.index.size);

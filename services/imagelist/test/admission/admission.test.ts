@@ -58,7 +58,16 @@ const validate = (p: number, body: unknown) => httpsFetch(p, { method: 'POST', p
 
 describe('ValidatingAdmissionWebhook over HTTPS', () => {
   it('has a fixture for every workload kind and the ephemeral containers subresource', () => {
-    expect(workloadFixtures.sort()).toEqual(['cronjob', 'daemonset', 'deployment', 'job', 'pod', 'pod-ephemeralcontainers', 'replicaset', 'statefulset']);
+    expect(workloadFixtures.sort()).toEqual([
+      'cronjob',
+      'daemonset',
+      'deployment',
+      'job',
+      'pod',
+      'pod-ephemeralcontainers',
+      'replicaset',
+      'statefulset',
+    ]);
   });
 
   it.each(workloadFixtures)('allows a %s whose images are all allowlisted, echoing the uid', async (name) => {
@@ -66,7 +75,11 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     const res = await validate(port, review);
     expect(res.status).toBe(200);
     expect(res.cn).toBe('imagelist.imagelist.svc');
-    expect(res.json()).toEqual({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true } });
+    expect(res.json()).toEqual({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: { uid: review.request.uid, allowed: true },
+    });
   });
 
   it.each(workloadFixtures)('denies a %s running an image that is not allowlisted, naming it', async (name) => {
@@ -159,7 +172,10 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     await db.sql`TRUNCATE images`;
     const exempt = await serve({ exemptNamespaces: ['shop'] });
     expect((await validate(exempt, await fixture('pod'))).json().response).toMatchObject({ allowed: true });
-    expect((await validate(exempt, { ...(await fixture('pod')), request: { ...(await fixture('pod')).request, namespace: 'other' } })).json().response.allowed).toBe(false);
+    expect(
+      (await validate(exempt, { ...(await fixture('pod')), request: { ...(await fixture('pod')).request, namespace: 'other' } })).json()
+        .response.allowed,
+    ).toBe(false);
 
     const audit = await serve({ audit: true });
     const { response } = (await validate(audit, await fixture('pod'))).json();
@@ -174,8 +190,16 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     ['no request', (r: any) => delete r.request, 'body.request'],
     ['no uid', (r: any) => delete r.request.uid, 'body.request.uid'],
     ['an object that is a list', (r: any) => (r.request.object = [1]), 'body.request.object'],
-    ['containers that are not a list', (r: any) => (r.request.object.spec.template.spec.containers = 'nginx'), 'request.object.spec.template.spec.containers'],
-    ['a container image that is not a string', (r: any) => (r.request.object.spec.template.spec.initContainers[0].image = 7), 'request.object.spec.template.spec.initContainers[0].image'],
+    [
+      'containers that are not a list',
+      (r: any) => (r.request.object.spec.template.spec.containers = 'nginx'),
+      'request.object.spec.template.spec.containers',
+    ],
+    [
+      'a container image that is not a string',
+      (r: any) => (r.request.object.spec.template.spec.initContainers[0].image = 7),
+      'request.object.spec.template.spec.initContainers[0].image',
+    ],
     ['a Deployment without a pod template', (r: any) => delete r.request.object.spec.template, 'request.object.spec.template.spec'],
     // each of these was answered `allowed: true` before
     ['a lowercase operation', (r: any) => (r.request.operation = 'create'), 'body.request.operation'],
@@ -186,8 +210,16 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     ['no kind', (r: any) => delete r.request.kind, 'body.request.kind'],
     ['a CREATE without an object', (r: any) => delete r.request.object, 'request.object'],
     ['a CREATE whose object is null', (r: any) => (r.request.object = null), 'request.object'],
-    ['a pod template without containers', (r: any) => delete r.request.object.spec.template.spec.containers, 'request.object.spec.template.spec.containers'],
-    ['a pod template with an empty container list', (r: any) => (r.request.object.spec.template.spec.containers = []), 'request.object.spec.template.spec.containers'],
+    [
+      'a pod template without containers',
+      (r: any) => delete r.request.object.spec.template.spec.containers,
+      'request.object.spec.template.spec.containers',
+    ],
+    [
+      'a pod template with an empty container list',
+      (r: any) => (r.request.object.spec.template.spec.containers = []),
+      'request.object.spec.template.spec.containers',
+    ],
   ])('answers a review with %s with 400 naming the field', async (_what, mutate, field) => {
     const review = await fixture('deployment');
     mutate(review);
@@ -234,7 +266,11 @@ describe('ImagePolicyWebhook over HTTPS', () => {
   });
 
   it('answers a malformed review with 400', async () => {
-    const res = await imageReview(port, { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec: { containers: [{ name: 'x' }] } });
+    const res = await imageReview(port, {
+      apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+      kind: 'ImageReview',
+      spec: { containers: [{ name: 'x' }] },
+    });
     expect(res.status).toBe(400);
     expect(res.json().errors[0].field).toBe('body.spec.containers.0.image');
   });

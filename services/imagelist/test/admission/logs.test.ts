@@ -31,7 +31,12 @@ async function serve(audit: boolean): Promise<{ base: string; lines: () => any[]
   apps.push(app);
   return {
     base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
-    lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+    lines: () =>
+      out
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
   };
 }
 
@@ -77,26 +82,43 @@ describe('admission logs', () => {
     expect(messages).toContain('admission would deny');
     expect(messages).toContain('image review would deny');
     expect(messages.filter((m) => /denied/.test(m))).toEqual([]);
-    expect(lines().find((l) => l.msg === 'admission would deny')).toMatchObject({ kind: 'Pod', name: 'web-7d4b9c6f5-x2kq9', user: 'system:serviceaccount:argocd:argocd-application-controller' });
+    expect(lines().find((l) => l.msg === 'admission would deny')).toMatchObject({
+      kind: 'Pod',
+      name: 'web-7d4b9c6f5-x2kq9',
+      user: 'system:serviceaccount:argocd:argocd-application-controller',
+    });
   });
 });
 
 describe('imagelist start-up log', () => {
   it('states the admission mode and the exempt namespaces', async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const server = await startServer(['--listen', `127.0.0.1:${port}`, '--admission-audit', '--admission-exempt-namespaces', 'kube-system, monitoring'], {
-      DATABASE_URL: db.url,
-      IMAGELIST_LOG_LEVEL: 'info',
-    });
+    const server = await startServer(
+      ['--listen', `127.0.0.1:${port}`, '--admission-audit', '--admission-exempt-namespaces', 'kube-system, monitoring'],
+      {
+        DATABASE_URL: db.url,
+        IMAGELIST_LOG_LEVEL: 'info',
+      },
+    );
     try {
-      const line = server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.admission);
+      const line = server
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l))
+        .find((l) => l.admission);
       expect(line).toMatchObject({ level: 30, admission: { mode: 'audit', exemptNamespaces: ['kube-system', 'monitoring'] } });
     } finally {
       await server.stop();
     }
     const enforcing = await startServer(['--listen', `127.0.0.1:${port}`], { DATABASE_URL: db.url, IMAGELIST_LOG_LEVEL: 'info' });
     try {
-      const line = enforcing.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.admission);
+      const line = enforcing
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l))
+        .find((l) => l.admission);
       expect(line).toMatchObject({ admission: { mode: 'enforce', exemptNamespaces: [] } });
     } finally {
       await enforcing.stop();

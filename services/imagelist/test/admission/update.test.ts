@@ -49,11 +49,17 @@ async function update(name: string, change: (object: any, review: any) => void =
 }
 
 async function validate(review: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${base}/admission/validate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(review) });
+  const res = await fetch(`${base}/admission/validate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(review),
+  });
   return { status: res.status, body: await res.json() };
 }
 
-async function answer(review: unknown): Promise<{ uid: string; allowed: boolean; status?: { code: number; reason?: string; message: string } }> {
+async function answer(
+  review: unknown,
+): Promise<{ uid: string; allowed: boolean; status?: { code: number; reason?: string; message: string } }> {
   const { status, body } = await validate(review);
   expect(status).toBe(200);
   return body.response;
@@ -174,7 +180,11 @@ describe('UPDATE: only what the update introduces is checked', () => {
   it.each([
     ['an oldObject that is a list', (r: any) => (r.request.oldObject = [1]), 'body.request.oldObject'],
     ['an oldObject without a pod template', (r: any) => delete r.request.oldObject.spec.template, 'request.oldObject.spec.template.spec'],
-    ['an oldObject image that is not a string', (r: any) => (r.request.oldObject.spec.template.spec.containers[0].image = 7), 'request.oldObject.spec.template.spec.containers[0].image'],
+    [
+      'an oldObject image that is not a string',
+      (r: any) => (r.request.oldObject.spec.template.spec.containers[0].image = 7),
+      'request.oldObject.spec.template.spec.containers[0].image',
+    ],
   ])('answers an UPDATE with %s with 400 naming the field', async (_what, mutate, field) => {
     const review = await update('deployment');
     mutate(review);

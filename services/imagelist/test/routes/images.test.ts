@@ -47,7 +47,10 @@ describe('PUT /images', () => {
 
   it('leaves tags and updated_at alone when tags are absent or null, and clears them with []', async () => {
     const first = (await put({ id: DIGEST_A, name: 'a/b', tags: ['v1'] })).json();
-    for (const payload of [{ id: DIGEST_A, name: 'a/b' }, { id: DIGEST_A, name: 'a/b', tags: null }]) {
+    for (const payload of [
+      { id: DIGEST_A, name: 'a/b' },
+      { id: DIGEST_A, name: 'a/b', tags: null },
+    ]) {
       const body = (await put(payload)).json();
       expect(body.tags).toEqual(['v1']);
       expect(body.updated_at).toBe(first.updated_at);
@@ -262,7 +265,9 @@ describe('DELETE /images/:id', () => {
   });
 
   it('deletes by repodigest, encoded or not', async () => {
-    expect((await app.inject({ method: 'DELETE', url: `/images/${encodeURIComponent(`quay.io/foo/nginx@sha256:${DIGEST_A}`)}` })).statusCode).toBe(204);
+    expect(
+      (await app.inject({ method: 'DELETE', url: `/images/${encodeURIComponent(`quay.io/foo/nginx@sha256:${DIGEST_A}`)}` })).statusCode,
+    ).toBe(204);
     expect((await app.inject({ method: 'DELETE', url: `/images/quay.io/foo/proxy@sha256:${DIGEST_B}` })).statusCode).toBe(204);
     expect(await count()).toBe(0);
   });

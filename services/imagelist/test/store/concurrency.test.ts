@@ -68,7 +68,11 @@ describe('concurrent PUTs of one id', () => {
     await app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_B, name: 'quay.io/race/b', tags: ['keep'] } });
     const results = await Promise.all(
       Array.from({ length: 30 }, (_, i) =>
-        app.inject({ method: 'PUT', url: '/images', payload: i % 2 ? { id: DIGEST_B, name: 'quay.io/race/b' } : { id: DIGEST_B, name: 'quay.io/race/b', tags: ['keep'] } }),
+        app.inject({
+          method: 'PUT',
+          url: '/images',
+          payload: i % 2 ? { id: DIGEST_B, name: 'quay.io/race/b' } : { id: DIGEST_B, name: 'quay.io/race/b', tags: ['keep'] },
+        }),
       ),
     );
     expect(results.every((r) => r.statusCode === 200)).toBe(true);

@@ -6,13 +6,25 @@ import { formatTimestamp } from '../../src/store/image-json.js';
 // The in-memory index on its own: no database, no I/O.
 const US = Date.UTC(2017, 9, 27, 16, 51, 6) * 1000 + 698_062;
 const hex = (n: number) => n.toString(16).padStart(64, '0');
-const image = (n: number, name = 'quay.io/foo/app', tags = ['v1'], at = US + n): ImageRecord => ({ id: hex(n), name, tags, createdUs: at, updatedUs: at });
+const image = (n: number, name = 'quay.io/foo/app', tags = ['v1'], at = US + n): ImageRecord => ({
+  id: hex(n),
+  name,
+  tags,
+  createdUs: at,
+  updatedUs: at,
+});
 const ref = (s: string) => parseReference(s)!;
 
 describe('ImageIndex', () => {
   it('renders an image in the wire format and order of the original service', () => {
     const index = new ImageIndex();
-    index.put({ id: 'b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c', name: 'quay.io/foo/nginx', tags: ['latest', 'v1.0'], createdUs: US, updatedUs: US + 1 });
+    index.put({
+      id: 'b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c',
+      name: 'quay.io/foo/nginx',
+      tags: ['latest', 'v1.0'],
+      createdUs: US,
+      updatedUs: US + 1,
+    });
     expect(index.get('b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c')?.json).toBe(
       '{"created_at":"2017-10-27T16:51:06.698062Z","updated_at":"2017-10-27T16:51:06.698063Z","id":"b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","name":"quay.io/foo/nginx","tags":["latest","v1.0"]}',
     );
@@ -81,7 +93,7 @@ describe('ImageIndex', () => {
     expect(index.has(hex(4))).toBe(false);
   });
 
-  it('keeps every image\'s tags through many rewrites (the tag arena compacts)', () => {
+  it("keeps every image's tags through many rewrites (the tag arena compacts)", () => {
     const index = new ImageIndex({ answerCacheBytes: 0 });
     for (let round = 0; round < 20; round++) for (let n = 0; n < 5000; n++) index.put(image(n, 'quay.io/foo/app', [`r${round}`, `n${n}`]));
     for (let n = 0; n < 5000; n += 250) {

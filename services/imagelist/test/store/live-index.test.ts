@@ -103,7 +103,8 @@ describe('in-memory index across replicas', () => {
   });
 
   it('never answers a name lookup from a rendered answer older than the last change', async () => {
-    const tagsOnB = async () => (await b.app.inject('/images?name=quay.io/team/web&sort=id')).json().map((i: { tags: string[] }) => i.tags.join());
+    const tagsOnB = async () =>
+      (await b.app.inject('/images?name=quay.io/team/web&sort=id')).json().map((i: { tags: string[] }) => i.tags.join());
     const before = await tagsOnB(); // rendered and cached now
     await a.app.inject({ method: 'PUT', url: '/images', payload: { id: 'c'.repeat(64), name: 'quay.io/team/web', tags: ['changed'] } });
     await within(1000, async () => (await tagsOnB()).includes('changed'));
@@ -129,7 +130,13 @@ describe('in-memory index across replicas', () => {
     const body = {
       apiVersion: 'admission.k8s.io/v1',
       kind: 'AdmissionReview',
-      request: { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, namespace: 'default', operation: 'CREATE', object: { spec: { containers } } },
+      request: {
+        uid: 'u-1',
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        namespace: 'default',
+        operation: 'CREATE',
+        object: { spec: { containers } },
+      },
     };
     const ask = async (app: App) => (await app.inject({ method: 'POST', url: '/admission/validate', payload: body })).json().response;
     const fromMemory = await ask(a.app);
@@ -172,7 +179,11 @@ describe('in-memory index across replicas', () => {
   });
 
   it('a replica whose allowlist outgrows --index-max-images answers from the database instead', async () => {
-    for (const [id, tag] of [['1'.repeat(64), 'big1'], ['2'.repeat(64), 'big2'], ['3'.repeat(64), 'big3']] as const) {
+    for (const [id, tag] of [
+      ['1'.repeat(64), 'big1'],
+      ['2'.repeat(64), 'big2'],
+      ['3'.repeat(64), 'big3'],
+    ] as const) {
       await a.app.inject({ method: 'PUT', url: '/images', payload: { id, name: 'quay.io/team/big', tags: [tag] } });
     }
     const errors: string[] = [];

@@ -7,11 +7,29 @@ import type { TLSSocket } from 'node:tls';
 export function makeCert(dir: string, name: string, cn: string): { certfile: string; keyfile: string } {
   const certfile = path.join(dir, `${name}.crt`);
   const keyfile = path.join(dir, `${name}.key`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout', keyfile, '-out', certfile,
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      keyfile,
+      '-out',
+      certfile,
+    ],
+    { stdio: 'ignore' },
+  );
   return { certfile, keyfile };
 }
 
@@ -29,7 +47,12 @@ export function httpsFetch(port: number, opts: { method?: string; path: string; 
     const payload = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
     const req = httpsRequest(
       {
-        host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path, rejectUnauthorized: false, agent: false,
+        host: '127.0.0.1',
+        port,
+        method: opts.method ?? 'GET',
+        path: opts.path,
+        rejectUnauthorized: false,
+        agent: false,
         headers: {
           ...(payload ? { 'content-type': 'application/json' } : {}),
           ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
