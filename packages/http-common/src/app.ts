@@ -7,7 +7,7 @@ import { answerUnsupportedExpect, clientErrorHandler } from './client-errors.js'
 import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 import { HttpProblem } from './problem.js';
 import { metricsPlugin } from './metrics.js';
-import { lazyChildLogger } from './request-logger.js';
+import { AccessLog } from './access-log.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
 
@@ -33,6 +33,8 @@ export interface CreateAppOptions {
   docsPath?: string;
   /** Server timeouts; the defaults (SERVER_TIMEOUTS) suit both services. */
   timeouts?: Partial<ServerTimeouts>;
+  /** A request slower than this is logged at `warn` (default 1000 ms). */
+  slowRequestMs?: number;
   /** Turns dependency errors (database down, AWS faults) into HTTP problems. */
   classifyError?: (error: unknown) => HttpProblem | undefined;
 }
@@ -67,9 +69,8 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   const timeouts = { ...SERVER_TIMEOUTS, ...opts.timeouts };
   const isInstance = typeof logger === 'object' && logger !== null && 'child' in logger;
   const app = Fastify({
-    ...(isInstance ? { loggerInstance: logger as FastifyBaseLogger } : { logger: logger as FastifyServerOptions['logger'] }),
-    // Without a logger Fastify makes no children at all, but only with its own factory.
-    ...(logger ? { childLoggerFactory: lazyChildLogger } : {}),
+    ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
+    logController: new AccessLog(opts.slowRequestMs ?? 1000),
     // Node answers a missing Host with a bare 400 of its own; the hook below answers it as a problem.
     // Node checks request timeouts every connectionsCheckingInterval (default 30 s): check each second.
     ...(opts.tls
@@ -91,7 +92,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
       );
     },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
-  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+  }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.server.headersTimeout = timeouts.headersMs;
   answerUnsupportedExpect(app.server);
@@ -111,7 +112,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   app.removeContentTypeParser('text/plain');
   installErrorHandler(app, opts.classifyError);
   await app.register(metricsPlugin, { path: opts.metricsPath, defaultMetrics: opts.defaultMetrics ?? true });
-  await installNotFoundHandler(app, { onResponse: app.unmatchedLatencyHook });
+  installNotFoundHandler(app);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

@@ -39,7 +39,7 @@ export class HelpRequested extends ConfigError {
 const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 function entries(schema: TObject): [string, TSchema & ConfigMeta][] {
-  return Object.entries(schema.properties) as [string, TSchema & ConfigMeta][];
+  return Object.entries(schema.properties);
 }
 
 function isBoolean(prop: TSchema): boolean {
@@ -76,7 +76,7 @@ export function loadConfig<T extends TObject>(
 
   let flags: Record<string, string | boolean | undefined>;
   try {
-    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as typeof flags;
+    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
     throw new ConfigError(`${(err as Error).message}\n\n${usage(opts.name, opts.summary, schema)}`);
   }
@@ -100,5 +100,5 @@ export function loadConfig<T extends TObject>(
     });
     throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
   }
-  return value as Static<T>;
+  return value;
 }

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HttpProblem, statusTitle, type FieldError, type ProblemBody } from './problem.js';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
@@ -31,7 +31,7 @@ export function fieldErrors(issues: ValidationIssue[], context: string | undefin
 
 function problemFromFastify(error: FastifyError): HttpProblem {
   if (error.validation) {
-    const errors = fieldErrors(error.validation as ValidationIssue[], error.validationContext);
+    const errors = fieldErrors(error.validation, error.validationContext);
     return new HttpProblem(400, errors.map((e) => `${e.field} ${e.message}`).join('; '), { errors });
   }
   const status = error.statusCode ?? 500;
@@ -74,17 +74,11 @@ export function installErrorHandler(app: FastifyInstance, classify?: (error: unk
   });
 }
 
-/**
- * 404 for requests that match no route, registered in a scope of its own: the hooks given here
- * (the metrics' recorder) see unmatched requests only, matched routes having hooks of their own.
- */
-export async function installNotFoundHandler(app: FastifyInstance, hooks: { onResponse?: onResponseHookHandler } = {}): Promise<void> {
-  await app.register(async (scope) => {
-    if (hooks.onResponse) scope.addHook('onResponse', hooks.onResponse);
-    scope.setNotFoundHandler((request, reply) =>
-      sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${request.url.split('?')[0]}.`)),
-    );
-  });
+/** 404 problems for requests that match no route. */
+export function installNotFoundHandler(app: FastifyInstance): void {
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${request.url.split('?')[0]}.`)),
+  );
 }
 
 export type { ProblemBody };

@@ -26,7 +26,7 @@ async function raw(parts: string[], gapMs = 0): Promise<{ status: number; type: 
   const socket = net.connect(port, '127.0.0.1');
   const started = Date.now();
   let got = '';
-  socket.on('data', (d) => (got += d));
+  socket.on('data', (d: Buffer) => (got += d.toString()));
   socket.on('error', () => {});
   const closed = new Promise((r) => socket.on('close', r));
   for (const part of parts) {

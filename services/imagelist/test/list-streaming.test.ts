@@ -51,7 +51,7 @@ afterAll(async () => {
 
 describe.skipIf(!process.env.DATABASE_URL)('streamed lists (needs a PostgreSQL server: DATABASE_URL)', () => {
   it('20 concurrent full lists of 100,000 images complete, whole, while lookups by id keep answering', async () => {
-    const [{ id }] = await db.sql<{ id: string }[]>`SELECT id FROM images LIMIT 1`;
+    const [{ id }] = await db.sql<[{ id: string }]>`SELECT id FROM images LIMIT 1`;
     for (let fresh = false; !fresh; await new Promise((r) => setTimeout(r, 50))) {
       fresh = /^imagelist_index_fresh 1$/m.test(await (await fetch(`${base}/metrics`)).text());
     }

@@ -51,7 +51,9 @@ describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs 
       expect((JSON.parse(a.body) as unknown[]).length).toBe(20_000);
     }
     expect(answers.some((a) => a.connection === 'close')).toBe(true);
+    // exit 0 means the close finished before the 10 s grace (which exits 1); the time is mostly the
+    // lists' own, a second or two on a quiet machine, more while other test files load its 2 cores
     expect(code).toBe(0);
-    expect(took).toBeLessThan(5000);
+    expect(took).toBeLessThan(8000);
   }, 60_000);
 });

@@ -90,7 +90,7 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
           limit: String(limit),
           cursor: encodeCursor(sort, page.next),
         });
-        reply.header('link', `</images?${next}>; rel="next"`);
+        reply.header('link', `</images?${next.toString()}>; rel="next"`);
       }
       return reply.type(JSON_TYPE).send(page.json as never);
     },

@@ -55,7 +55,7 @@ export class TagArena {
     for (let slot = 0; slot < this.length.length; slot++) {
       const n = this.length[slot]!;
       if (n === 0) continue;
-      this.bytes.copy(next, end, this.start[slot]!, this.start[slot]! + n);
+      this.bytes.copy(next, end, this.start[slot], this.start[slot]! + n);
       this.start[slot] = end;
       end += n;
     }

@@ -47,7 +47,7 @@ describe('admission logs', () => {
   it('a denial names the object, its namespace and the requesting user', async () => {
     const { base, lines } = await serve(false);
     const res = await post(base, 'validate', await fixture('replicaset'));
-    expect((await res.json()).response.allowed).toBe(false);
+    expect(((await res.json()) as { response: { allowed: boolean } }).response.allowed).toBe(false);
     const line = lines().find((l) => l.msg === 'admission denied');
     expect(line).toMatchObject({
       level: 30,
@@ -76,8 +76,8 @@ describe('admission logs', () => {
 
   it('audit mode says "would deny", not "denied"', async () => {
     const { base, lines } = await serve(true);
-    expect((await (await post(base, 'validate', await fixture('pod'))).json()).response.allowed).toBe(true);
-    expect((await (await post(base, 'imagereview', await fixture('imagereview'))).json()).status.allowed).toBe(true);
+    expect(((await (await post(base, 'validate', await fixture('pod'))).json()) as { response: { allowed: boolean } }).response.allowed).toBe(true);
+    expect(((await (await post(base, 'imagereview', await fixture('imagereview'))).json()) as { status: { allowed: boolean } }).status.allowed).toBe(true);
     const messages = lines().map((l) => l.msg);
     expect(messages).toContain('admission would deny');
     expect(messages).toContain('image review would deny');

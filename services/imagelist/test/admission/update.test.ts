@@ -157,7 +157,7 @@ describe('UPDATE: only what the update introduces is checked', () => {
   it('checks a new ephemeral container even when the Pod already runs its image', async () => {
     const review = await update('pod-ephemeralcontainers', (_pod, r) => delete r.request.oldObject.spec.ephemeralContainers);
     // the debugger runs docker.io/library/busybox:1.36, as the Pod's init container did: still a new container
-    let res = await answer(review);
+    const res = await answer(review);
     expect(res.allowed).toBe(false);
     expect(res.status!.message).toContain('ephemeralContainers[0] (debugger-8xk2p)');
 

@@ -177,7 +177,7 @@ describe('GET /images', () => {
       const seen: string[] = [];
       let url: string | undefined = `/images?sort=${sort}&limit=2`;
       while (url) {
-        const res = await app.inject(url);
+        const res: Awaited<ReturnType<typeof app.inject>> = await app.inject(url);
         expect(res.statusCode).toBe(200);
         const page = res.json();
         expect(page.length).toBeLessThanOrEqual(2);

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, loggerOptions, type App } from '../src/index.js';
 
 /** An app whose log lines land in `lines`, parsed. */
-async function appLoggingAt(level: string): Promise<{ app: App; lines: Record<string, unknown>[] }> {
+async function appLoggingAt(level: string, slowRequestMs = 1000): Promise<{ app: App; lines: Record<string, unknown>[] }> {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -15,6 +15,7 @@ async function appLoggingAt(level: string): Promise<{ app: App; lines: Record<st
   const app = await createApp({
     logger: pino(loggerOptions(level, { pretty: false }), sink),
     metricsPath: '/metrics',
+    slowRequestMs,
     defaultMetrics: false,
     openapi: { title: 'test', version: '1.0.0' },
   });
@@ -34,6 +35,10 @@ async function appLoggingAt(level: string): Promise<{ app: App; lines: Record<st
     request.log.debug('now verbose');
     return { level: request.log.level };
   });
+  app.get('/slow', async () => {
+    await new Promise((r) => setTimeout(r, 60));
+    return { ok: true };
+  });
   app.get('/boom', async () => {
     throw new Error('kaput');
   });
@@ -47,13 +52,15 @@ afterEach(async () => {
   open = undefined;
 });
 
-describe('per-request logging', () => {
-  it('at info, writes Fastify request lines and the route lines, all with the request id', async () => {
+describe('per-request logging (access log)', () => {
+  it('at info, writes no line for a request that went well, and the route lines, all with the request id', async () => {
     const { app, lines } = await appLoggingAt('info');
     open = app;
+    await app.inject('/quiet');
+    expect(lines).toEqual([]);
     await app.inject('/says');
     const msgs = lines.map((l) => l.msg);
-    expect(msgs).toEqual(['incoming request', 'route info', 'route warn', 'child warn', 'request completed']);
+    expect(msgs).toEqual(['route info', 'route warn', 'child warn']);
     const ids = new Set(lines.map((l) => l.reqId));
     expect(ids.size).toBe(1);
     expect([...ids][0]).toMatch(/^req-/);
@@ -80,6 +87,26 @@ describe('per-request logging', () => {
     expect(line).toMatchObject({ reqId: expect.stringMatching(/^req-/), err: { message: 'kaput' } });
   });
 
+  it('at debug, writes one line per request with its method, URL, status and time', async () => {
+    const { app, lines } = await appLoggingAt('debug');
+    open = app;
+    await app.inject('/quiet?x=1');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ msg: 'request completed', req: { method: 'GET', url: '/quiet?x=1' }, res: { statusCode: 200 } });
+    expect(typeof lines[0]!.responseTime).toBe('number');
+  });
+
+  it('writes a slow request at warn, with its time', async () => {
+    const { app, lines } = await appLoggingAt('warn', 50);
+    open = app;
+    await app.inject('/quiet');
+    expect(lines).toEqual([]);
+    await app.inject('/slow');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 40, msg: 'slow request', req: { url: '/slow' }, res: { statusCode: 200 } });
+    expect(lines[0]!.responseTime).toBeGreaterThanOrEqual(50);
+  });
+
   it("honours a route's own log level", async () => {
     const { app, lines } = await appLoggingAt('warn');
     open = app;
@@ -93,7 +120,7 @@ describe('a request raising its own log level', () => {
     const { app, lines } = await appLoggingAt('warn');
     open = app;
     expect((await app.inject('/verbose')).json()).toEqual({ level: 'debug' });
-    // Fastify's own line for that request goes through the same logger
+    // the access line for that request goes through the same logger
     expect(lines.map((l) => l.msg)).toEqual(['now verbose', 'request completed']);
     await app.inject('/says');
     expect(lines.map((l) => l.msg)).toEqual(['now verbose', 'request completed', 'route warn', 'child warn']);
