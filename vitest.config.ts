@@ -5,5 +5,12 @@ export default defineConfig({
   test: {
     projects: ['{packages/*,services/*,deploy}/vitest.config.ts'],
     reporters: ['default', './scripts/summary-reporter.ts'],
+    coverage: {
+      provider: 'v8',
+      // what the test processes run; services started as child processes are not counted
+      include: ['packages/*/src/**/*.ts', 'services/*/src/**/*.ts'],
+      reporter: ['text', 'json-summary'],
+      reportsDirectory: 'coverage',
+    },
   },
 });
