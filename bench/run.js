@@ -13,14 +13,14 @@ import { parseArgs } from 'node:util';
 import { benchEcrApi } from './lib/ecr-api.js';
 import { benchScale } from './lib/scale.js';
 import { summarize } from './lib/profile.js';
-import { heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
+import { DEPLOYED, heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
 import { cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, memory, start, stop } from './lib/procs.js';
 import { REFERENCES, SCENARIOS } from './lib/scenarios.js';
 
 const env = process.env;
 const loadAvgAtStart = os.loadavg();
 let idleCheckBusyPct;
-const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api'].join(',')}]`;
+const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api', 'logging'].join(',')}] [--scale N,N|none]`;
 let values;
 try {
   ({ values } = parseArgs({
@@ -83,7 +83,7 @@ if (opts.loader === 'wrk' && spawnSync(env.WRK ?? 'wrk', ['--version']).error) {
   process.exit(2);
 }
 for (const s of opts.only ?? []) {
-  if (![...SCENARIOS, 'ecr-api'].includes(s)) {
+  if (![...SCENARIOS, 'ecr-api', 'logging'].includes(s)) {
     console.error(`unknown scenario ${s}\n${USAGE}`);
     process.exit(2);
   }
@@ -230,6 +230,36 @@ async function measure(scenario, service, child, url) {
   );
 }
 
+/**
+ * What the deployed log level costs: the same binary and data with request logging off
+ * (`--log-level fatal`), in rounds alternating with the deployed instance.
+ */
+async function measureLoggingCost(databaseUrl, deployed, deployedUrl) {
+  const quiet = await startImagelist(databaseUrl, { logLevel: 'fatal' });
+  const rows = [];
+  try {
+    await waitForIndex(quiet.base, opts.rows);
+    for (const scenario of ['get-by-id', 'admission-validate'].filter((x) => imagelistScenarios.includes(x))) {
+      await warmUp(quiet.base, scenario);
+      const seconds = Math.max(1, Math.round(opts.duration / opts.rounds));
+      const ratios = [];
+      for (let i = 0; i < opts.rounds; i++) {
+        const a = await slice(scenario, deployed, deployedUrl, seconds);
+        const b = await slice(scenario, quiet.child, quiet.base, seconds);
+        ratios.push(a.requests / a.durationS / (b.requests / b.durationS));
+      }
+      rows.push({ scenario, ratio: median(ratios), roundRatios: ratios });
+      log(
+        `  ${scenario} at log level ${DEPLOYED.logLevel} vs request logging off: ${median(ratios).toFixed(3)}x (rounds ${ratios.map((q) => q.toFixed(2)).join(' ')})`,
+      );
+    }
+  } finally {
+    await stop(quiet.child);
+  }
+  return rows;
+}
+
+let loggingCost = [];
 let imagelistInfo = { selected: imagelistScenarios.length > 0 };
 let ecr = { available: false, reason: 'not selected' };
 try {
@@ -322,6 +352,7 @@ try {
         }
       }
       imagelistInfo.end = { ...memory(child.pid), ...(await heapStats(base)) };
+      if (selected('logging')) loggingCost = await measureLoggingCost(databaseUrl, child, base);
     } finally {
       await stop(child, 15_000);
     }
@@ -460,6 +491,10 @@ if (beforePut.length) {
   target(`imagelist peak RSS < 200 MB, reads (${opts.rows} images)`, peak < 200, `${Math.round(peak)} MB`);
 }
 
+for (const { scenario, ratio } of loggingCost) {
+  target(`${scenario} at log level ${DEPLOYED.logLevel} >= 0.95x of request logging off`, ratio >= 0.95, `${ratio.toFixed(3)}x`);
+}
+
 let scale = [];
 if (opts.scale.length) {
   log(`\nscale: ${opts.scale.join(', ')} images, as deployed`);
@@ -565,6 +600,7 @@ const report = {
   imagelist: imagelistInfo,
   imagelistPeakRssMb: r1(imagelistPeak),
   targets,
+  loggingCost,
   scale,
   ecrApi: ecr,
   harnessErrors,

@@ -7,7 +7,7 @@ import { fetchT, freePort, sleep, start } from './procs.js';
 
 const root = new URL('../../', import.meta.url);
 const postgres = createRequire(new URL('services/imagelist/package.json', root))('postgres');
-export const SERVER = new URL('services/imagelist/dist/server.js', root).pathname;
+const SERVER = new URL('services/imagelist/dist/server.js', root).pathname;
 const DB = 'imagelist_bench';
 
 /** Drops and creates the database imagelist_bench next to the admin URL's; returns its URL. */
@@ -24,21 +24,26 @@ export async function prepareDatabase(adminUrl) {
   return url.toString();
 }
 
-/** Starts imagelist on a free port of 127.0.0.1; ready once /health/ping answers (schema migrated). */
-export async function startImagelist(databaseUrl, { nodeArgs = [] } = {}) {
+/** How deploy/imagelist/base/deployment.yaml runs imagelist (IMAGELIST_LOG_LEVEL, NODE_OPTIONS). */
+export const DEPLOYED = { logLevel: 'info', nodeOptions: '--max-semi-space-size=4 --max-old-space-size=256' };
+
+/**
+ * Starts imagelist on a free port of 127.0.0.1 as the Deployment runs it (its log level and
+ * NODE_OPTIONS); ready once /health/ping answers (schema migrated).
+ */
+export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DEPLOYED.logLevel } = {}) {
   if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: run pnpm build`);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const child = await start(
     process.execPath,
-    // warn: per-request info logs would measure the log pipe (see README)
-    [...nodeArgs, SERVER, '--listen', `127.0.0.1:${port}`, '--database-url', databaseUrl, '--log-level', 'warn'],
+    [...nodeArgs, SERVER, '--listen', `127.0.0.1:${port}`, '--database-url', databaseUrl, '--log-level', logLevel],
     {
       name: 'imagelist',
-      // as deploy/imagelist/base/deployment.yaml runs it; IMAGELIST_NODE_OPTIONS='' measures V8's defaults
+      // IMAGELIST_NODE_OPTIONS='' measures V8's defaults
       env: {
         NODE_ENV: 'production',
-        NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? '--max-semi-space-size=4 --max-old-space-size=256',
+        NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? DEPLOYED.nodeOptions,
       },
       ready: async () => (await fetchT(`${base}/health/ping`, {}, 2000)).ok,
       timeoutMs: 90_000,

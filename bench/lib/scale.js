@@ -3,7 +3,7 @@
 // notifications), start the service, time its index load, and measure lookups by id and
 // admission under load, with the peak RSS of the process.
 import { createRequire } from 'node:module';
-import { digest, imageReview, SEED_SQL } from './scenarios.js';
+import { SEED_SQL } from './scenarios.js';
 import { prepareDatabase, startImagelist, waitForIndex } from './imagelist.js';
 import { load, memory, stop } from './procs.js';
 
@@ -48,5 +48,3 @@ export async function benchScale({ adminUrl, sizes, connections, duration, loade
   }
   return rows;
 }
-
-export { digest, imageReview };

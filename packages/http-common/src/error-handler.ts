@@ -81,5 +81,3 @@ export function installNotFoundHandler(app: FastifyInstance): void {
   );
 }
 
-export type { ProblemBody };
-export { statusTitle };

@@ -1,22 +1,22 @@
 import Type, { type Static } from 'typebox';
 import { ID_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, TAG_PATTERN } from '../reference.js';
 
-export const MAX_TAGS = 256;
+const MAX_TAGS = 256;
 
-export const ImageId = Type.String({
+const ImageId = Type.String({
   pattern: ID_PATTERN,
   maxLength: NAME_MAX_LENGTH + 72,
   description: 'a sha256 digest: 64 lowercase hex digits, optionally prefixed by "sha256:" or by "name@" (a repodigest)',
   examples: ['b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c'],
 });
 
-export const ImageName = Type.String({
+const ImageName = Type.String({
   pattern: NAME_PATTERN,
   maxLength: NAME_MAX_LENGTH,
   description: 'an image name such as "quay.io/foo/nginx" (lowercase path components, optional registry domain)',
 });
 
-export const ImageTag = Type.String({
+const ImageTag = Type.String({
   pattern: TAG_PATTERN,
   description: 'a tag: letters, digits, "_", "." and "-", at most 128, not starting with "." or "-"',
 });
@@ -45,7 +45,7 @@ export const PutImageBody = Type.Object({
 });
 export type PutImageBody = Static<typeof PutImageBody>;
 
-export const SORT_KEYS = ['created_at', 'updated_at', 'name', 'id'] as const;
+const SORT_KEYS = ['created_at', 'updated_at', 'name', 'id'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
 
 export const ListImagesQuery = Type.Object({

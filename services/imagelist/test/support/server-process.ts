@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-export const SERVER_JS = fileURLToPath(new URL('../../dist/server.js', import.meta.url));
+const SERVER_JS = fileURLToPath(new URL('../../dist/server.js', import.meta.url));
 
 export interface RunningServer {
   child: ChildProcess;
