@@ -46,6 +46,25 @@ function isBoolean(prop: TSchema): boolean {
   return (prop as { type?: unknown }).type === 'boolean';
 }
 
+/** The values a property allows, when it is a choice (an enum, or a union of literals). */
+function choices(prop: TSchema): unknown[] | undefined {
+  const p = prop as { enum?: unknown[]; anyOf?: { const?: unknown }[] };
+  if (Array.isArray(p.enum)) return p.enum;
+  if (Array.isArray(p.anyOf) && p.anyOf.every((s) => 'const' in s)) return p.anyOf.map((s) => s.const);
+  return undefined;
+}
+
+/** Edit distance, for "did you mean" on a mistyped environment variable. */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
 export function usage(name: string, summary: string, schema: TObject): string {
   const lines = [`Usage: ${name} [flags]`, '', summary, '', 'Flags:'];
   for (const [key, prop] of entries(schema)) {
@@ -57,19 +76,36 @@ export function usage(name: string, summary: string, schema: TObject): string {
     ].filter(Boolean);
     lines.push(`  ${flag.padEnd(30)} ${prop.description ?? ''}${extras.length ? ` (${extras.join(', ')})` : ''}`);
   }
-  lines.push(`  ${'--help'.padEnd(30)} Show this help and exit.`);
+  lines.push(`  ${'-h, --help'.padEnd(30)} Show this help and exit.`);
+  lines.push(`  ${'--version'.padEnd(30)} Print the version and exit.`);
   return lines.join('\n');
 }
 
 export function loadConfig<T extends TObject>(
   schema: T,
-  opts: { name: string; summary: string; argv?: string[]; env?: NodeJS.ProcessEnv },
+  opts: {
+    name: string;
+    summary: string;
+    /** Printed by --version. */
+    version?: string;
+    argv?: string[];
+    env?: NodeJS.ProcessEnv;
+    /**
+     * Receives a warning for each environment variable with the service's prefix (the one its
+     * own variables share, e.g. `IMAGELIST_`) that sets nothing: a mistyped name is otherwise
+     * silently ignored.
+     */
+    warn?: (message: string) => void;
+  },
 ): Static<T> {
   // `pnpm start -- --flag` hands the `--` through; it separates nothing here.
   const given = opts.argv ?? process.argv.slice(2);
   const argv = given[0] === '--' ? given.slice(1) : given;
   const env = opts.env ?? process.env;
-  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean' },
+  };
   for (const [key, prop] of entries(schema)) {
     options[prop.flag ?? kebab(key)] = { type: isBoolean(prop) ? 'boolean' : 'string' };
   }
@@ -81,6 +117,8 @@ export function loadConfig<T extends TObject>(
     throw new ConfigError(`${(err as Error).message}\n\n${usage(opts.name, opts.summary, schema)}`);
   }
   if (flags.help) throw new HelpRequested(usage(opts.name, opts.summary, schema));
+  if (flags.version) throw new HelpRequested(`${opts.name} ${opts.version ?? 'unknown'}`);
+  if (opts.warn) warnUnknownEnv(schema, env, opts.warn);
 
   const raw: Record<string, unknown> = {};
   for (const [key, prop] of entries(schema)) {
@@ -92,13 +130,36 @@ export function loadConfig<T extends TObject>(
 
   const value = Value.Convert(schema, Value.Default(schema, raw));
   if (!Value.Check(schema, value)) {
-    const problems = Value.Errors(schema, value).map((e) => {
-      const key = e.instancePath.replace(/^\//, '') || String((e.params as { requiredProperties?: string[] }).requiredProperties ?? '');
+    // One line per setting, naming the allowed values of a choice rather than AJV's one line per
+    // alternative ("must be equal to constant", four times).
+    const byKey = new Map<string, Set<string>>();
+    for (const e of Value.Errors(schema, value)) {
+      const key =
+        e.instancePath.replace(/^\//, '').split('/')[0] || String((e.params as { requiredProperties?: string[] }).requiredProperties ?? '');
+      const prop = (schema.properties as Record<string, TSchema>)[key];
+      const allowed = prop && choices(prop);
+      const message = allowed ? `must be one of ${allowed.map(String).join(', ')} (got ${JSON.stringify(raw[key])})` : e.message;
+      byKey.set(key, (byKey.get(key) ?? new Set()).add(message));
+    }
+    const problems = [...byKey].map(([key, messages]) => {
       const prop = (schema.properties as Record<string, ConfigMeta>)[key];
       const where = prop ? `--${prop.flag ?? kebab(key)}${prop.env ? ` / ${prop.env}` : ''}` : key;
-      return `  ${where}: ${e.message}`;
+      return `  ${where}: ${[...messages].join('; ')}`;
     });
     throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
   }
   return value;
+}
+
+function warnUnknownEnv(schema: TObject, env: NodeJS.ProcessEnv, warn: (message: string) => void): void {
+  const known = entries(schema)
+    .map(([, prop]) => prop.env)
+    .filter((v): v is string => v !== undefined);
+  const prefixes = new Set(known.map((v) => /^[A-Z0-9]+_/.exec(v)?.[0]).filter((p): p is string => p !== undefined));
+  for (const name of Object.keys(env)) {
+    if (known.includes(name) || ![...prefixes].some((p) => name.startsWith(p))) continue;
+    const nearest = known.reduce((best, k) => (distance(name, k) < distance(name, best) ? k : best), known[0]!);
+    const hint = distance(name, nearest) <= 3 ? `; did you mean ${nearest}?` : '';
+    warn(`environment variable ${name} is not a setting of this service and is ignored${hint}`);
+  }
 }

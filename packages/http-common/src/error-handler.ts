@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { HttpProblem, statusTitle, type FieldError, type ProblemBody } from './problem.js';
+import { HttpProblem, type FieldError } from './problem.js';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -80,4 +80,3 @@ export function installNotFoundHandler(app: FastifyInstance): void {
     sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${request.url.split('?')[0]}.`)),
   );
 }
-

@@ -11,9 +11,14 @@ export interface TlsFiles {
 }
 
 export function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
-  const pair = { cert: readFileSync(files.certfile), key: readFileSync(files.keyfile) };
-  createSecureContext(pair); // throws when the key does not match the certificate
-  return pair;
+  try {
+    const pair = { cert: readFileSync(files.certfile), key: readFileSync(files.keyfile) };
+    createSecureContext(pair); // throws when the key does not match the certificate
+    return pair;
+  } catch (err) {
+    // OpenSSL's messages ("PEM routines::no start line") name no file
+    throw new Error(`TLS certificate ${files.certfile} with key ${files.keyfile}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**

@@ -26,6 +26,35 @@ describe('loadConfig', () => {
     expect(() => load([], { APP_POOL_SIZE: '0' })).toThrow(ConfigError);
   });
 
+  it('names the allowed values of a choice in one line', () => {
+    const Choice = Type.Object({ mode: Type.Union([Type.Literal('a'), Type.Literal('b')], { default: 'a', env: 'APP_MODE' }) });
+    expect(() => loadConfig(Choice, { name: 'app', summary: '', argv: ['--mode', 'c'], env: {} })).toThrow(
+      'invalid configuration:\n  --mode / APP_MODE: must be one of a, b (got "c")',
+    );
+  });
+
+  it('warns of a variable with the service prefix that sets nothing, suggesting the nearest', () => {
+    const warnings: string[] = [];
+    loadConfig(Schema, {
+      name: 'app',
+      summary: '',
+      argv: [],
+      env: { APP_POOLSIZE: '3', APP_X: '1', OTHER_THING: '1' },
+      warn: (w) => warnings.push(w),
+    });
+    expect(warnings).toEqual([
+      'environment variable APP_POOLSIZE is not a setting of this service and is ignored; did you mean APP_POOL_SIZE?',
+      'environment variable APP_X is not a setting of this service and is ignored',
+    ]);
+  });
+
+  it('answers --version and -h', () => {
+    expect(() => loadConfig(Schema, { name: 'app', summary: '', version: '1.2.3', argv: ['--version'], env: {} })).toThrow(
+      new HelpRequested('app 1.2.3'),
+    );
+    expect(() => load(['-h'])).toThrow(HelpRequested);
+  });
+
   it('ignores a leading -- as package managers pass it through', () => {
     expect(load(['--', '--pool-size', '4']).poolSize).toBe(4);
   });

@@ -16,14 +16,15 @@ const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 /** Replicas may start before the database does: retry while it is unreachable, up to a minute. */
-async function migrateWhenReachable(sql: Sql, log: Logger): Promise<void> {
+async function migrateWhenReachable(sql: Sql, where: string, log: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       const applied = await migrate(sql);
       log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
       return;
     } catch (err) {
-      if (!isDatabaseUnavailable(err) || attempt >= 12) throw err;
+      if (!isDatabaseUnavailable(err)) throw err;
+      if (attempt >= 12) throw new Error(`database ${where} unreachable after ${attempt} attempts`, { cause: err });
       log.warn({ attempt, code: (err as { code?: string }).code }, 'database unreachable; retrying');
       await sleep(Math.min(1000 * attempt, 5000));
     }
@@ -31,10 +32,12 @@ async function migrateWhenReachable(sql: Sql, log: Logger): Promise<void> {
 }
 
 runMain(async () => {
-  const config = loadConfig(ConfigSchema, { name: 'imagelist', summary: SUMMARY });
+  const warnings: string[] = [];
+  const config = loadConfig(ConfigSchema, { name: 'imagelist', summary: SUMMARY, version, warn: (w) => warnings.push(w) });
   if (Boolean(config.certfile) !== Boolean(config.keyfile)) throw new ConfigError('--certfile and --keyfile must be given together');
   const where = parseListen(config.listen);
   const log = createLogger(config.debug ? 'debug' : config.logLevel);
+  for (const warning of warnings) log.warn(warning);
 
   let url = databaseUrl(config);
   let embedded: EmbeddedDatabase | undefined;
@@ -46,7 +49,7 @@ runMain(async () => {
   }
   const sql = connect({ url, max: embedded ? 1 : config.dbPoolSize, connectTimeout: config.dbTimeout });
   const dbDeadlineMs = config.dbTimeout * 1000;
-  await migrateWhenReachable(sql, log);
+  await migrateWhenReachable(sql, embedded ? 'embedded' : new URL(url).host, log);
 
   const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
   if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');

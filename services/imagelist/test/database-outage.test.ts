@@ -1,9 +1,8 @@
-import net from 'node:net';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { PrivatePostgres, privatePostgresUnavailable } from './support/private-postgres.js';
-import { startServer, type RunningServer } from './support/server-process.js';
+import { freePort, startServer, type RunningServer } from './support/server-process.js';
 import { TcpProxy, viaProxy } from './support/tcp-proxy.js';
 
 // The imagelist process, as deployed, against a PostgreSQL server of this file's own that the
@@ -24,14 +23,6 @@ afterEach(async () => {
 afterAll(async () => {
   await pg?.stop();
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Starts imagelist on `url`; returns a client for it. */
 async function imagelist(url: string, flags: string[]) {

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { startServer, type RunningServer } from './support/server-process.js';
+import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // GET /images without `limit` on a big allowlist, in the Deployment's memory settings.
 const IMAGES = 100_000;
@@ -34,10 +33,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   await db.sql`INSERT INTO images (id, name, tags)
     SELECT md5(n::text) || md5((n + 1)::text), 'quay.io/bulk/app-' || (n % 2000), ARRAY['v' || n, 'latest'] FROM generate_series(1, ${IMAGES}) n`;
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
+  const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info'], {
     DATABASE_URL: db.url,

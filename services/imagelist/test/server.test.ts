@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { httpsFetch as fetchTls, makeCert } from './support/https.js';
-import { runCli, startServer } from './support/server-process.js';
+import { freePort, runCli, startServer } from './support/server-process.js';
 
 let db: TestDatabase;
 let dir: string;
@@ -57,6 +57,37 @@ describe('imagelist CLI', () => {
     expect(tls.code).toBe(2);
     expect(tls.stderr).toMatch(/--certfile and --keyfile/);
   });
+
+  it('names the allowed values of a choice once, answers --version and -h, and warns of a mistyped variable', async () => {
+    const level = await runCli(['--log-level', 'loud']);
+    expect(level.code).toBe(2);
+    expect(level.stderr).toContain('--log-level / IMAGELIST_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace (got "loud")');
+    expect(level.stderr.match(/--log-level/g)).toHaveLength(1);
+    const version = await runCli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toMatch(/^imagelist \d+\.\d+\.\d+$/);
+    const help = await runCli(['-h']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--listen');
+  });
+});
+
+describe.skipIf(!process.env.DATABASE_URL)('imagelist start-up errors (needs a PostgreSQL server: DATABASE_URL)', () => {
+  it('a port in use or a bad TLS file is one line naming it, exit 1; a mistyped variable is a warning naming it', async () => {
+    const taken = new URL(process.env.DATABASE_URL!).port || '5432';
+    const inUse = await runCli(['--listen', `127.0.0.1:${taken}`], { DATABASE_URL: db.url, IMAGELIST_LOGLEVEL: 'debug' });
+    expect(inUse.code).toBe(1);
+    expect(inUse.stderr.trim()).toBe(`fatal: listen EADDRINUSE: address already in use 127.0.0.1:${taken}`);
+    expect(inUse.stdout).toContain(
+      'environment variable IMAGELIST_LOGLEVEL is not a setting of this service and is ignored; did you mean IMAGELIST_LOG_LEVEL?',
+    );
+    const bad = path.join(dir, 'bad.pem');
+    await writeFile(bad, 'not a certificate');
+    const tls = await runCli(['--listen', '127.0.0.1:0', '--certfile', bad, '--keyfile', bad], { DATABASE_URL: db.url });
+    expect(tls.code).toBe(1);
+    expect(tls.stderr.trim().split('\n')).toHaveLength(1);
+    expect(tls.stderr).toContain(`fatal: TLS certificate ${bad} with key ${bad}:`);
+  });
 });
 
 // The process opens connections of its own: embedded PGlite takes one client only.
@@ -65,7 +96,7 @@ describe.skipIf(!process.env.DATABASE_URL)('imagelist server (needs a PostgreSQL
     makeCert(dir, 'serving', 'first');
     const tokensFile = path.join(dir, 'tokens.yaml');
     await writeFile(tokensFile, "tokens:\n  - name: ci\n    token: 'tok-one'\n");
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort();
     const server = await startServer(
       [
         '--listen',

@@ -1,8 +1,7 @@
 import http from 'node:http';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { startServer } from './support/server-process.js';
+import { freePort, startServer } from './support/server-process.js';
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -10,14 +9,6 @@ beforeAll(async () => {
   await db.sql`INSERT INTO images (id, name, tags) SELECT md5(n::text) || md5((n + 7)::text), 'quay.io/bulk/app', ARRAY['v' || n] FROM generate_series(1, 20000) n`;
 });
 afterAll(() => db?.close());
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs a PostgreSQL server: DATABASE_URL)', () => {
   it('finishes in-flight lists whole, closes kept-alive connections after their response, and exits 0 within seconds', async () => {

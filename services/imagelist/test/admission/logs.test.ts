@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { startServer } from '../support/server-process.js';
+import { freePort, startServer } from '../support/server-process.js';
 
 /** The log lines an operator reads about admission, from a real pino logger. */
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
@@ -97,7 +97,7 @@ describe('admission logs', () => {
 // The process opens connections of its own: embedded PGlite takes one client only.
 describe.skipIf(!process.env.DATABASE_URL)('imagelist start-up log (needs a PostgreSQL server: DATABASE_URL)', () => {
   it('states the admission mode and the exempt namespaces', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort();
     const server = await startServer(
       ['--listen', `127.0.0.1:${port}`, '--admission-audit', '--admission-exempt-namespaces', 'kube-system, monitoring'],
       {
