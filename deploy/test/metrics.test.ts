@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { only, render, ROOT, type K8sObject } from './support/kustomize.js';
-import { analyse, exposition, withoutGrafanaVariables, type PromqlUse } from './support/promql.js';
+import { analyse, expressionsOf, exposition, withoutGrafanaVariables, type PromqlUse } from './support/promql.js';
 import { startMoto, startService, type Running } from './support/services.js';
 
 // Every metric the alerts and dashboards read must be one the built service really exposes: each
@@ -16,29 +16,6 @@ import { startMoto, startService, type Running } from './support/services.js';
 const EXTERNAL = (metric: string) => metric === 'up' || metric.startsWith('kube_');
 /** Labels Prometheus attaches to every series of a ServiceMonitor target. */
 const TARGET_LABELS = ['job', 'instance', 'namespace', 'service', 'pod', 'container', 'endpoint'];
-
-interface Expressions {
-  where: string;
-  expr: string;
-}
-
-/** Every PromQL expression of a service's monitoring: its alerting rules and its dashboard's targets. */
-export function expressionsOf(objects: K8sObject[]): Expressions[] {
-  const rules = only(objects, 'PrometheusRule').spec.groups.flatMap((g: any) =>
-    g.rules.map((r: any) => ({ where: `alert ${r.alert ?? r.record}`, expr: String(r.expr) })),
-  );
-  const dashboards = objects
-    .filter((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard)
-    .flatMap((cm) => Object.values(cm.data as Record<string, string>).map((json) => JSON.parse(json)));
-  const panels = (list: any[]): any[] => list.flatMap((p) => [p, ...panels(p.panels ?? [])]);
-  const targets = dashboards.flatMap((d) => [
-    ...panels(d.panels).flatMap((p) => (p.targets ?? []).map((t: any) => ({ where: `panel ${p.title}`, expr: String(t.expr) }))),
-    ...d.templating.list
-      .filter((v: any) => v.type === 'query')
-      .map((v: any) => ({ where: `variable ${v.name}`, expr: String(v.query.query).replace(/^label_values\((.*), *\w+\)$/, '$1') })),
-  ]);
-  return [...rules, ...targets];
-}
 
 function uses(objects: K8sObject[]): { where: string; use: PromqlUse }[] {
   return expressionsOf(objects).map(({ where, expr }) => ({ where, use: analyse(withoutGrafanaVariables(expr)) }));

@@ -1,4 +1,5 @@
 import { parser } from '@prometheus-io/lezer-promql';
+import { only, type K8sObject } from './kustomize.js';
 
 /** What a PromQL expression reads: its metric names, and the label names it matches or groups on. */
 export interface PromqlUse {
@@ -62,4 +63,27 @@ export function exposition(text: string): Map<string, { labels: Set<string>; sam
     out.set(m[1]!, entry);
   }
   return out;
+}
+
+interface Expressions {
+  where: string;
+  expr: string;
+}
+
+/** Every PromQL expression of a service's monitoring: its alerting rules and its dashboard's targets. */
+export function expressionsOf(objects: K8sObject[]): Expressions[] {
+  const rules = only(objects, 'PrometheusRule').spec.groups.flatMap((g: any) =>
+    g.rules.map((r: any) => ({ where: `alert ${r.alert ?? r.record}`, expr: String(r.expr) })),
+  );
+  const dashboards = objects
+    .filter((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard)
+    .flatMap((cm) => Object.values(cm.data as Record<string, string>).map((json) => JSON.parse(json)));
+  const panels = (list: any[]): any[] => list.flatMap((p) => [p, ...panels(p.panels ?? [])]);
+  const targets = dashboards.flatMap((d) => [
+    ...panels(d.panels).flatMap((p) => (p.targets ?? []).map((t: any) => ({ where: `panel ${p.title}`, expr: String(t.expr) }))),
+    ...d.templating.list
+      .filter((v: any) => v.type === 'query')
+      .map((v: any) => ({ where: `variable ${v.name}`, expr: String(v.query.query).replace(/^label_values\((.*), *\w+\)$/, '$1') })),
+  ]);
+  return [...rules, ...targets];
 }
