@@ -174,6 +174,14 @@ describe('standard labels', () => {
   });
 });
 
+describe.each(SERVICES)('%s example overlay', (svc) => {
+  it('labels every object with the version of the image it sets', () => {
+    const objects = render(`${svc}/overlays/example`);
+    const tag = /:([^:@]+)$/.exec(only(objects, 'Deployment').spec.template.spec.containers[0].image)![1];
+    for (const o of objects) expect(o.metadata.labels?.['app.kubernetes.io/version'], id(o)).toBe(tag);
+  });
+});
+
 describe('imagelist keeps running under node pressure', () => {
   it('is system-cluster-critical, which a ResourceQuota admits in its namespace', () => {
     const objects = render('imagelist/base');

@@ -49,6 +49,12 @@ function globMatches(pattern: string, file: string): boolean {
 }
 const triggers = (paths: string[], file: string) => paths.some((p) => globMatches(p, file));
 
+/** [action, sha, version] of a `uses:` line pinned by full commit SHA with its version in a comment. */
+function pinned(line: string): [string, string, string] | null {
+  const m = /^(?:- )?uses: ([\w.-]+\/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)$/.exec(line.trim());
+  return m ? [m[1]!, m[2]!, m[3]!] : null;
+}
+
 describe('GitHub workflows', () => {
   it('are CI and release per service, plus the deploy checks', () => {
     expect(FILES).toEqual(['deploy-ci.yml', 'ecr-api-ci.yml', 'ecr-api-release.yml', 'imagelist-ci.yml', 'imagelist-release.yml']);
@@ -105,6 +111,22 @@ describe('GitHub workflows', () => {
     expect(shellcheck('version=$1\nif [ $version = 1 ]; then echo ok; fi\n').join('\n')).toMatch(/SC2086/);
   });
 
+  it('the pin check refuses a tag, a short SHA, or a SHA without its version', () => {
+    expect(pinned('      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2')).toEqual([
+      'actions/checkout',
+      '11bd71901bbe5b1630ceea73d27597364c9af683',
+      'v4.2.2',
+    ]);
+    for (const bad of [
+      '- uses: actions/checkout@v4',
+      '- uses: actions/checkout@v4.2.2 # v4.2.2',
+      '- uses: actions/checkout@11bd719 # v4.2.2',
+      '- uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683',
+      '- uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4',
+    ])
+      expect(pinned(bad), bad).toBeNull();
+  });
+
   it('pin every third-party action by full commit SHA, with its version in a comment, the same one everywhere', () => {
     const pins = new Map<string, string>();
     for (const file of FILES) {
@@ -114,12 +136,12 @@ describe('GitHub workflows', () => {
       const uses = Object.values(workflow(file).jobs).flatMap((j: any) => (j.steps ?? []).map((s: any) => s.uses).filter(Boolean));
       expect(lines.length, file).toBe(uses.length);
       for (const line of lines) {
-        const m = /^(?:- )?uses: ([\w.-]+\/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)$/.exec(line.trim());
+        const m = pinned(line);
         expect(m, `${file}: ${line.trim()}`).not.toBeNull();
-        const [, action, sha, version] = m!;
+        const [action, sha, version] = m!;
         const pin = `${sha} # ${version}`;
-        expect(pins.get(action!) ?? pin, `${file}: ${action} pinned differently elsewhere`).toBe(pin);
-        pins.set(action!, pin);
+        expect(pins.get(action) ?? pin, `${file}: ${action} pinned differently elsewhere`).toBe(pin);
+        pins.set(action, pin);
       }
     }
     expect(pins.size).toBeGreaterThanOrEqual(10);
