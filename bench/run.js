@@ -20,7 +20,7 @@ import { REFERENCES, SCENARIOS } from './lib/scenarios.js';
 const env = process.env;
 const loadAvgAtStart = os.loadavg();
 let idleCheckBusyPct;
-const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api', 'logging'].join(',')}] [--scale N,N|none]`;
+const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api', 'logging', 'scale'].join(',')}] [--scale N,N|none]`;
 let values;
 try {
   ({ values } = parseArgs({
@@ -83,7 +83,7 @@ if (opts.loader === 'wrk' && spawnSync(env.WRK ?? 'wrk', ['--version']).error) {
   process.exit(2);
 }
 for (const s of opts.only ?? []) {
-  if (![...SCENARIOS, 'ecr-api', 'logging'].includes(s)) {
+  if (![...SCENARIOS, 'ecr-api', 'logging', 'scale'].includes(s)) {
     console.error(`unknown scenario ${s}\n${USAGE}`);
     process.exit(2);
   }
@@ -496,7 +496,7 @@ for (const { scenario, ratio } of loggingCost) {
 }
 
 let scale = [];
-if (opts.scale.length) {
+if (opts.scale.length && selected('scale')) {
   log(`\nscale: ${opts.scale.join(', ')} images, as deployed`);
   try {
     scale = await benchScale({
