@@ -67,8 +67,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     );
   }
   const authorize = opts.tokens ? bearerAuth(opts.tokens, 'imagelist') : undefined;
-  await app.register(imageRoutes, { store, ...(authorize ? { authorize } : {}) });
-  await app.register(healthRoutes, { store, ...(live ? { live } : {}) });
+  await app.register(imageRoutes, { store, authorize });
+  await app.register(healthRoutes, { store, live });
   const fromDatabase = new DatabaseAllowlist(images);
   const allowlist = live ? new IndexedAllowlist(live, fromDatabase) : fromDatabase;
   const policy = new AdmissionPolicy(allowlist, opts.admission);

@@ -77,7 +77,7 @@ runMain(async () => {
   );
   const app = await buildApp({
     sql,
-    ...(live ? { live } : {}),
+    live,
     dbDeadlineMs,
     tokens,
     logger: log,

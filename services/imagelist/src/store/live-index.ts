@@ -65,7 +65,7 @@ export class LiveIndex implements ChangeFeedListener {
     this.pageSize = opts.loadPageSize ?? 5000;
     this.maxImages = opts.maxImages ?? Number.POSITIVE_INFINITY;
     this.index = new ImageIndex(opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: opts.answerCacheBytes });
-    this.feed = new ChangeFeed(url, sql, this, { ...opts.feed, ...(opts.log ? { log: opts.log } : {}) });
+    this.feed = new ChangeFeed(url, sql, this, { ...opts.feed, log: opts.log });
   }
 
   start(): this {
