@@ -6,6 +6,7 @@ import { Image } from '../schemas/image.js';
 import {
   AccountParams,
   CreateRepositoryBody,
+  DeletedRepository,
   GroupParams,
   parseScanOnPush,
   Repository,
@@ -68,6 +69,7 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
         imageTagMutability: body.ImageTagMutability ?? 'MUTABLE',
         encryption: kms ? { type: 'KMS', ...(body.KmsKeyId ? { kmsKey: body.KmsKeyId } : {}) } : { type: 'AES256' },
         tags: body.Tags,
+        groups: body.Groups,
       });
     },
   );
@@ -105,7 +107,8 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
     '/v1/ecr/:account/repositories/:group/:name',
     {
       schema: {
-        summary: 'Change ScanOnPush and merge tags (Name, spinup:org and spinup:spaceid stay as they are)',
+        summary:
+          'Change ScanOnPush, the groups that may pull, and merge tags (Name, spinup:org and spinup:spaceid stay as they are); a failed change rolls back the earlier ones',
         params: RepositoryParams,
         body: UpdateRepositoryBody,
         security,
@@ -118,6 +121,7 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
       return store.update(account, group, name, {
         ...(body.ScanOnPush !== undefined ? { scanOnPush: parseScanOnPush(body.ScanOnPush) } : {}),
         ...(body.Tags ? { tags: body.Tags } : {}),
+        ...(body.Groups ? { groups: body.Groups } : {}),
       });
     },
   );
@@ -126,10 +130,10 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
     '/v1/ecr/:account/repositories/:group/:name',
     {
       schema: {
-        summary: 'Delete a repository and all its images; answers the deleted repository',
+        summary: 'Delete a repository, all its images and its users; answers the deleted repository and users',
         params: RepositoryParams,
         security,
-        response: { 200: Repository, ...awsErrors },
+        response: { 200: DeletedRepository, ...awsErrors },
       },
     },
     async (request) => {
