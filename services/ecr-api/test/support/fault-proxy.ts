@@ -8,6 +8,8 @@ export interface Fault {
   status?: number;
   /** Fail this many matching calls, then let them through (default: every one). */
   times?: number;
+  /** Let this many matching calls through before failing (default 0). */
+  skip?: number;
 }
 
 /**
@@ -17,14 +19,14 @@ export interface Fault {
  */
 export class FaultProxy {
   readonly operations: string[] = [];
-  private readonly faults = new Map<string, Fault & { left: number }>();
+  private readonly faults = new Map<string, Fault & { left: number; skip: number }>();
   private server: Server | undefined;
   endpoint = '';
 
   constructor(private readonly upstream: string) {}
 
   fail(operation: string, fault: Fault): void {
-    this.faults.set(operation, { ...fault, left: fault.times ?? Number.POSITIVE_INFINITY });
+    this.faults.set(operation, { ...fault, left: fault.times ?? Number.POSITIVE_INFINITY, skip: fault.skip ?? 0 });
   }
 
   clear(): void {
@@ -48,7 +50,8 @@ export class FaultProxy {
         const operation = json ? (target.split('.').pop() ?? target) : (new URLSearchParams(body.toString('utf8')).get('Action') ?? '');
         this.operations.push(operation);
         const fault = this.faults.get(operation);
-        if (fault && fault.left > 0) {
+        if (fault && fault.skip > 0) fault.skip--;
+        else if (fault && fault.left > 0) {
           fault.left--;
           const message = fault.message ?? `${fault.code} (injected)`;
           if (json) {
