@@ -20,7 +20,12 @@ export async function describeFindings(
   ecr: ECRClient,
   repositoryName: string,
   imageId: ImageIdentifier,
-): Promise<{ findings: ScanFindings; status: ImageScanStatus | undefined; imageId: ImageIdentifier | undefined; registryId: string | undefined }> {
+): Promise<{
+  findings: ScanFindings;
+  status: ImageScanStatus | undefined;
+  imageId: ImageIdentifier | undefined;
+  registryId: string | undefined;
+}> {
   const findings: ScanFindings = { FindingSeverityCounts: {}, Findings: [] };
   let status: ImageScanStatus | undefined;
   let answeredId: ImageIdentifier | undefined;

@@ -66,7 +66,10 @@ export class ImageStore {
     if (!deleted.length) {
       const failure = out.failures?.[0];
       if (!failure || TAG_MISSING.has(failure.failureCode ?? '')) throw this.notFound(group, name, tag);
-      throw new HttpProblem(409, `Could not delete ${group}/${name}:${tag}: ${failure.failureCode ?? 'failure'} ${failure.failureReason ?? ''}`.trim());
+      throw new HttpProblem(
+        409,
+        `Could not delete ${group}/${name}:${tag}: ${failure.failureCode ?? 'failure'} ${failure.failureReason ?? ''}`.trim(),
+      );
     }
     return { Failures: failures, ImageIds: deleted };
   }

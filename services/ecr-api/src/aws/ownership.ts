@@ -1,4 +1,10 @@
-import { DescribeRepositoriesCommand, ListTagsForResourceCommand, type ECRClient, type Repository, type Tag as EcrTag } from '@aws-sdk/client-ecr';
+import {
+  DescribeRepositoriesCommand,
+  ListTagsForResourceCommand,
+  type ECRClient,
+  type Repository,
+  type Tag as EcrTag,
+} from '@aws-sdk/client-ecr';
 import { HttpProblem } from '@platform/http-common';
 import type { Tag } from '../schemas/common.js';
 

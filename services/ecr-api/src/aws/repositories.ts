@@ -76,9 +76,10 @@ export function toRepository(r: EcrRepository, tags: Tag[], groups: string[]): R
 /** 400 unless `count` tags, the service's three included, fit on a repository. */
 export function checkTagCount(count: number, field: string): void {
   if (count > MAX_TAGS) {
-    throw badRequest(`A repository holds at most ${MAX_TAGS} tags, Name, spinup:org and spinup:spaceid included; this would make ${count}.`, [
-      { field, message: `makes ${count} tags on the repository, more than ${MAX_TAGS} (3 of them are the service's)` },
-    ]);
+    throw badRequest(
+      `A repository holds at most ${MAX_TAGS} tags, Name, spinup:org and spinup:spaceid included; this would make ${count}.`,
+      [{ field, message: `makes ${count} tags on the repository, more than ${MAX_TAGS} (3 of them are the service's)` }],
+    );
   }
 }
 

@@ -41,8 +41,7 @@ export function groupsFromPolicy(text: string | undefined): string[] {
   const statements = (policy as { Statement?: unknown }).Statement;
   const list = Array.isArray(statements) ? statements : [statements];
   const statement = list.find((s) => (s as { Sid?: unknown } | undefined)?.Sid === PULL_SID) as
-    | { Condition?: { StringEqualsIgnoreCase?: Record<string, unknown> } }
-    | undefined;
+    { Condition?: { StringEqualsIgnoreCase?: Record<string, unknown> } } | undefined;
   const values = statement?.Condition?.StringEqualsIgnoreCase?.[SPACE_KEY];
   const groups = Array.isArray(values) ? values : values === undefined ? [] : [values];
   return groups.filter((g): g is string => typeof g === 'string' && g !== OWN_GROUP);

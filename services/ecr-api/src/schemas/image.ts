@@ -60,7 +60,9 @@ export const ImageWithFindings = Type.Object(
   {
     imageDetail: Image,
     scanFindings: Type.Optional(ScanFindings),
-    scanError: Type.Optional(Type.String({ description: 'why the findings could not be read (never scanned, ...); the image is still answered' })),
+    scanError: Type.Optional(
+      Type.String({ description: 'why the findings could not be read (never scanned, ...); the image is still answered' }),
+    ),
   },
   { $id: 'ImageWithFindings' },
 );
@@ -69,9 +71,7 @@ export type ImageWithFindings = Static<typeof ImageWithFindings>;
 /** DELETE .../images/{tag}: BatchDeleteImage's answer, PascalCase. */
 export const DeletedImageTag = Type.Object(
   {
-    Failures: Type.Array(
-      Type.Object({ FailureCode: Type.Optional(Type.String()), FailureReason: Type.Optional(Type.String()), ImageId }),
-    ),
+    Failures: Type.Array(Type.Object({ FailureCode: Type.Optional(Type.String()), FailureReason: Type.Optional(Type.String()), ImageId })),
     ImageIds: Type.Array(ImageId),
   },
   { $id: 'DeletedImageTag' },

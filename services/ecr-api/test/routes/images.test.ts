@@ -1,4 +1,10 @@
-import { CreateRepositoryCommand, DescribeImagesCommand, PutImageCommand, StartImageScanCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import {
+  CreateRepositoryCommand,
+  DescribeImagesCommand,
+  PutImageCommand,
+  StartImageScanCommand,
+  type ECRClient,
+} from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auth, directEcr, newAccount, testApp } from '../support/app.js';
@@ -28,7 +34,12 @@ beforeAll(async () => {
   app = await testApp({ org: ORG });
   account = newAccount();
   ecr = await directEcr(account);
-  const res = await app.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, headers: auth, payload: { RepositoryName: 'app' } });
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/ecr/${account}/repositories/grp`,
+    headers: auth,
+    payload: { RepositoryName: 'app' },
+  });
   expect(res.statusCode).toBe(200);
   await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: layered(1), imageTag: 'v1' }));
   await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: layered(2), imageTag: 'v2' }));
@@ -54,7 +65,12 @@ describe('GET .../images/{tag}', () => {
     expect(res.statusCode).toBe(200);
     const body = res.json();
     expect(Object.keys(body)).toEqual(['imageDetail', 'scanError']);
-    expect(body.imageDetail).toMatchObject({ ImageTags: ['v1'], RepositoryName: 'grp/app', RegistryId: account, ImageDigest: expect.stringMatching(/^sha256:/) });
+    expect(body.imageDetail).toMatchObject({
+      ImageTags: ['v1'],
+      RepositoryName: 'grp/app',
+      RegistryId: account,
+      ImageDigest: expect.stringMatching(/^sha256:/),
+    });
     expect(body.scanError).toMatch(/^Unable to retrieve scan findings: Not found: Image scan does not exist/);
   });
 

@@ -1,9 +1,4 @@
-import {
-  DescribeRepositoriesCommand,
-  GetRepositoryPolicyCommand,
-  ListTagsForResourceCommand,
-  type ECRClient,
-} from '@aws-sdk/client-ecr';
+import { DescribeRepositoriesCommand, GetRepositoryPolicyCommand, ListTagsForResourceCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
@@ -34,7 +29,11 @@ const policyOf = async (name: string) => {
 const snapshot = async (name: string) => {
   const repo = (await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [name] }))).repositories![0]!;
   const tags = (await ecr.send(new ListTagsForResourceCommand({ resourceArn: repo.repositoryArn }))).tags!;
-  return { scanOnPush: repo.imageScanningConfiguration?.scanOnPush, policy: await policyOf(name), tags: [...tags].sort((a, b) => (a.Key! < b.Key! ? -1 : 1)) };
+  return {
+    scanOnPush: repo.imageScanningConfiguration?.scanOnPush,
+    policy: await policyOf(name),
+    tags: [...tags].sort((a, b) => (a.Key! < b.Key! ? -1 : 1)),
+  };
 };
 const manyTags = (n: number, prefix = 'k') => Array.from({ length: n }, (_, i) => ({ Key: `${prefix}${i}`, Value: 'v' }));
 
@@ -63,16 +62,17 @@ describe('Groups', () => {
     const res = await req('POST', `${base()}/grp`, { RepositoryName: 'alone' });
     expect(res.json().Groups).toEqual([]);
     const policy = JSON.parse((await policyOf('grp/alone'))!);
-    expect(policy.Statement[0].Condition.StringEqualsIgnoreCase['aws:PrincipalTag/spinup:spaceid']).toEqual(['${aws:ResourceTag/spinup:spaceid}']);
+    expect(policy.Statement[0].Condition.StringEqualsIgnoreCase['aws:PrincipalTag/spinup:spaceid']).toEqual([
+      '${aws:ResourceTag/spinup:spaceid}',
+    ]);
     expect((await req('GET', `${base()}/grp/alone`)).json().Groups).toEqual([]);
   });
 
   it('update replaces the groups; [] resets to the own group; absent leaves them', async () => {
     expect((await req('PUT', `${base()}/grp/shared`, { Groups: ['qux'] })).json().Groups).toEqual(['qux']);
-    expect(JSON.parse((await policyOf('grp/shared'))!).Statement[0].Condition.StringEqualsIgnoreCase['aws:PrincipalTag/spinup:spaceid']).toEqual([
-      '${aws:ResourceTag/spinup:spaceid}',
-      'qux',
-    ]);
+    expect(
+      JSON.parse((await policyOf('grp/shared'))!).Statement[0].Condition.StringEqualsIgnoreCase['aws:PrincipalTag/spinup:spaceid'],
+    ).toEqual(['${aws:ResourceTag/spinup:spaceid}', 'qux']);
     expect((await req('PUT', `${base()}/grp/shared`, { ScanOnPush: true })).json().Groups).toEqual(['qux']);
     expect((await req('PUT', `${base()}/grp/shared`, { Groups: [] })).json().Groups).toEqual([]);
     expect((await req('GET', `${base()}/grp/shared`)).json().Groups).toEqual([]);
@@ -96,7 +96,9 @@ describe('Groups', () => {
     const res = await req('POST', `${base()}/grp`, { RepositoryName: 'halfmade', Groups: ['foo'] });
     proxy.clear();
     expect(res.statusCode).toBe(502);
-    expect(res.json().detail).toMatch(/Could not set the repository policy of grp\/halfmade; nothing was changed \(rolled back: create the repository grp\/halfmade\)/);
+    expect(res.json().detail).toMatch(
+      /Could not set the repository policy of grp\/halfmade; nothing was changed \(rolled back: create the repository grp\/halfmade\)/,
+    );
     await expect(ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/halfmade'] }))).rejects.toThrow(/does not exist/);
   });
 });
@@ -111,7 +113,10 @@ describe('the 50-tag limit counts the service tags', () => {
   });
 
   it('create with 47 tags works; the service tags make 50', async () => {
-    const res = await req('POST', `${base()}/grp`, { RepositoryName: 'tagged', Tags: [...manyTags(47), { Key: 'spinup:org', Value: 'x' }] });
+    const res = await req('POST', `${base()}/grp`, {
+      RepositoryName: 'tagged',
+      Tags: [...manyTags(47), { Key: 'spinup:org', Value: 'x' }],
+    });
     expect(res.statusCode).toBe(200);
     expect((await snapshot('grp/tagged')).tags).toHaveLength(50);
   });
@@ -139,13 +144,17 @@ describe('the 50-tag limit counts the service tags', () => {
 
 describe('an update whose later call fails', () => {
   it('rolls ScanOnPush and the groups back when tagging fails, and says so', async () => {
-    expect((await req('POST', `${base()}/grp`, { RepositoryName: 'rollback', Groups: ['foo'], Tags: [{ Key: 'a', Value: '1' }] })).statusCode).toBe(200);
+    expect(
+      (await req('POST', `${base()}/grp`, { RepositoryName: 'rollback', Groups: ['foo'], Tags: [{ Key: 'a', Value: '1' }] })).statusCode,
+    ).toBe(200);
     const before = await snapshot('grp/rollback');
     proxy.fail('TagResource', { code: 'ServerException', status: 500, times: 1 });
     const res = await req('PUT', `${base()}/grp/rollback`, { ScanOnPush: true, Groups: ['bar'], Tags: [{ Key: 'a', Value: '2' }] });
     proxy.clear();
     expect(res.statusCode).toBe(502);
-    expect(res.json().detail).toMatch(/Could not merge the tags; nothing was changed \(rolled back: set the groups that may pull; set ScanOnPush to true\)/);
+    expect(res.json().detail).toMatch(
+      /Could not merge the tags; nothing was changed \(rolled back: set the groups that may pull; set ScanOnPush to true\)/,
+    );
     expect(await snapshot('grp/rollback')).toEqual(before);
   });
 

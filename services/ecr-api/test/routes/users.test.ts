@@ -33,12 +33,18 @@ const base = (group = 'grp', name = 'app') => `/v1/ecr/${account}/repositories/$
 const req = (method: string, url: string, payload?: Record<string, unknown>) =>
   app.inject({ method: method as 'GET', url, headers: auth, ...(payload === undefined ? {} : { payload }) });
 const policyArn = () => `arn:aws:iam::${account}:policy/spinup/${ORG}/SpinupECRAdminPolicy-${ORG}`;
-const noSuchUser = (name: string) => expect(iam.send(new GetUserCommand({ UserName: name }))).rejects.toMatchObject({ name: 'NoSuchEntityException' });
+const noSuchUser = (name: string) =>
+  expect(iam.send(new GetUserCommand({ UserName: name }))).rejects.toMatchObject({ name: 'NoSuchEntityException' });
 const groupMembers = async () =>
   ((await iam.send(new GetGroupCommand({ GroupName: `SpinupECRAdminGroup-${ORG}` }))).Users ?? []).map((u) => u.UserName);
 
 async function createRepository(group: string, name: string) {
-  const res = await app.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/${group}`, headers: auth, payload: { RepositoryName: name } });
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/ecr/${account}/repositories/${group}`,
+    headers: auth,
+    payload: { RepositoryName: name },
+  });
   expect(res.statusCode).toBe(200);
 }
 
@@ -59,7 +65,14 @@ afterAll(async () => {
 
 describe('POST .../users', () => {
   it('creates the IAM user {name}-{user} at the repository path, tagged for the shared policy, in the org group', async () => {
-    const res = await req('POST', base(), { UserName: 'ci', Groups: ['SpinupECRAdminGroup'], Tags: [{ Key: 'team', Value: 'a' }, { Key: 'ResourceName', Value: 'grp/evil' }] });
+    const res = await req('POST', base(), {
+      UserName: 'ci',
+      Groups: ['SpinupECRAdminGroup'],
+      Tags: [
+        { Key: 'team', Value: 'a' },
+        { Key: 'ResourceName', Value: 'grp/evil' },
+      ],
+    });
     expect(res.statusCode).toBe(200);
     const expectedTags = [
       { Key: 'team', Value: 'a' },
@@ -87,7 +100,8 @@ describe('POST .../users', () => {
     const attached = (await iam.send(new ListAttachedGroupPoliciesCommand({ GroupName: group.GroupName }))).AttachedPolicies;
     expect(attached?.map((p) => p.PolicyArn)).toEqual([policyArn()]);
     const policy = (await iam.send(new GetPolicyCommand({ PolicyArn: policyArn() }))).Policy!;
-    const version = (await iam.send(new GetPolicyVersionCommand({ PolicyArn: policyArn(), VersionId: policy.DefaultVersionId }))).PolicyVersion!;
+    const version = (await iam.send(new GetPolicyVersionCommand({ PolicyArn: policyArn(), VersionId: policy.DefaultVersionId })))
+      .PolicyVersion!;
     const document = JSON.parse(decodeURIComponent(version.Document!)) as { Statement: Record<string, unknown>[] };
     expect(document.Statement[0]).toMatchObject({
       Effect: 'Allow',
@@ -101,7 +115,12 @@ describe('POST .../users', () => {
       },
     });
     expect(document.Statement[0]!.Action).toEqual(expect.arrayContaining(['ecr:PutImage', 'ecr:BatchGetImage', 'ecr:InitiateLayerUpload']));
-    expect(document.Statement[1]).toEqual({ Sid: 'AllowDockerLogin', Effect: 'Allow', Action: ['ecr:GetAuthorizationToken'], Resource: '*' });
+    expect(document.Statement[1]).toEqual({
+      Sid: 'AllowDockerLogin',
+      Effect: 'Allow',
+      Action: ['ecr:GetAuthorizationToken'],
+      Resource: '*',
+    });
   });
 
   it('a second user reuses the policy and group without a new policy version', async () => {
@@ -122,7 +141,11 @@ describe('POST .../users', () => {
     ['no UserName', {}, 'body.UserName'],
     ['a UserName with a slash', { UserName: 'a/b' }, 'body.UserName'],
     ['another group', { UserName: 'x', Groups: ['Admins'] }, 'body.Groups.0'],
-    ['47 tags (4 are the service\'s)', { UserName: 'x', Tags: Array.from({ length: 47 }, (_, i) => ({ Key: `k${i}`, Value: 'v' })) }, 'body.Tags'],
+    [
+      "47 tags (4 are the service's)",
+      { UserName: 'x', Tags: Array.from({ length: 47 }, (_, i) => ({ Key: `k${i}`, Value: 'v' })) },
+      'body.Tags',
+    ],
   ])('answers 400 for %s, creating nothing', async (_what, body, field) => {
     proxy.clear();
     const res = await req('POST', base(), body);
@@ -142,7 +165,9 @@ describe('POST .../users', () => {
     const res = await req('POST', base(), { UserName: 'half' });
     proxy.clear();
     expect(res.statusCode).toBe(502);
-    expect(res.json().detail).toMatch(/Could not add app-half to the group .*nothing was changed \(rolled back: create the IAM user app-half\)/);
+    expect(res.json().detail).toMatch(
+      /Could not add app-half to the group .*nothing was changed \(rolled back: create the IAM user app-half\)/,
+    );
     await noSuchUser('app-half');
   });
 });
@@ -195,7 +220,12 @@ describe('PUT .../users/{user}', () => {
     expect(res.statusCode).toBe(200);
     const body = res.json();
     expect(body.UserName).toBe('ci');
-    expect(body.AccessKey).toMatchObject({ AccessKeyId: expect.any(String), SecretAccessKey: expect.any(String), Status: 'Active', UserName: 'app-ci' });
+    expect(body.AccessKey).toMatchObject({
+      AccessKeyId: expect.any(String),
+      SecretAccessKey: expect.any(String),
+      Status: 'Active',
+      UserName: 'app-ci',
+    });
     expect([...body.DeletedAccessKeys].sort()).toEqual([k1, k2].sort());
     const keys = (await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId);
     expect(keys).toEqual([body.AccessKey.AccessKeyId]);
@@ -242,11 +272,19 @@ describe('PUT .../users/{user}', () => {
     const before = (await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId);
     const tagsBefore = (await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags;
     proxy.fail('DeleteAccessKey', { code: 'ServiceFailure', status: 500, times: 1 });
-    const res = await req('PUT', `${base()}/ci`, { ResetKey: true, Tags: [{ Key: 'team', Value: 'c' }, { Key: 'fresh', Value: 'x' }] });
+    const res = await req('PUT', `${base()}/ci`, {
+      ResetKey: true,
+      Tags: [
+        { Key: 'team', Value: 'c' },
+        { Key: 'fresh', Value: 'x' },
+      ],
+    });
     proxy.clear();
     expect(res.statusCode).toBe(502);
     expect(res.json().detail).toMatch(/nothing was changed \(rolled back: create a new access key for app-ci; merge the tags of app-ci\)/);
-    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId)).toEqual(before);
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId)).toEqual(
+      before,
+    );
     expect((await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags).toEqual(expect.arrayContaining(tagsBefore!));
     expect((await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags).toHaveLength(tagsBefore!.length);
   });
@@ -335,9 +373,13 @@ describe('the shared policy', () => {
     const iam2 = await directIam(acct);
     const ecr2 = await directEcr(acct);
     const arn = `arn:aws:iam::${acct}:policy/spinup/${ORG}/SpinupECRAdminPolicy-${ORG}`;
-    const old = (n: number) => JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: [`ecr:Old${n}`], Resource: '*' }] });
-    await iam2.send(new CreatePolicyCommand({ PolicyName: `SpinupECRAdminPolicy-${ORG}`, Path: `/spinup/${ORG}/`, PolicyDocument: old(1) }));
-    for (const n of [2, 3, 4, 5]) await iam2.send(new CreatePolicyVersionCommand({ PolicyArn: arn, PolicyDocument: old(n), SetAsDefault: n === 3 }));
+    const old = (n: number) =>
+      JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: [`ecr:Old${n}`], Resource: '*' }] });
+    await iam2.send(
+      new CreatePolicyCommand({ PolicyName: `SpinupECRAdminPolicy-${ORG}`, Path: `/spinup/${ORG}/`, PolicyDocument: old(1) }),
+    );
+    for (const n of [2, 3, 4, 5])
+      await iam2.send(new CreatePolicyVersionCommand({ PolicyArn: arn, PolicyDocument: old(n), SetAsDefault: n === 3 }));
     expect((await iam2.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))).Versions).toHaveLength(5);
     await ecr2.send(
       new CreateRepositoryCommand({
@@ -349,7 +391,12 @@ describe('the shared policy', () => {
         ],
       }),
     );
-    const res = await app.inject({ method: 'POST', url: `/v1/ecr/${acct}/repositories/grp/app/users`, headers: auth, payload: { UserName: 'ci' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${acct}/repositories/grp/app/users`,
+      headers: auth,
+      payload: { UserName: 'ci' },
+    });
     expect(res.statusCode).toBe(200);
     const versions = (await iam2.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))).Versions!;
     expect(versions).toHaveLength(5);
