@@ -2,7 +2,7 @@ import { XAuthTokenVerifier } from '@platform/auth';
 import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Config } from './config.js';
 import { AwsClientFactory, type RequestHandler } from './aws/clients.js';
-import { AccountSessions } from './aws/credentials.js';
+import { AccountSessions, partitionOf } from './aws/credentials.js';
 import { classifyAwsError } from './aws/errors.js';
 import { createAwsMetrics } from './aws/metrics.js';
 import { ImageStore } from './aws/images.js';
@@ -86,7 +86,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     log: app.log,
   });
   const ownership = new Ownership(config.org);
-  const users = new RepositoryUsers(sessions, ownership);
+  const users = new RepositoryUsers(sessions, ownership, partitionOf(config.aws.region));
   const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy, users);
   const images = new ImageStore(sessions, ownership);
   const scans = new ScanStore(sessions, store);

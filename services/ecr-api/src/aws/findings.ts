@@ -3,7 +3,7 @@ import type { ScanFindings } from '../schemas/image.js';
 import { rfc3339 } from './repositories.js';
 
 /** AWS SDK v3 camelCase (and Dates) → the original's Go JSON: PascalCase keys, RFC 3339 times. */
-export function pascalCase(value: unknown): unknown {
+function pascalCase(value: unknown): unknown {
   if (value instanceof Date) return rfc3339(value);
   if (Array.isArray(value)) return value.map(pascalCase);
   if (value && typeof value === 'object') {

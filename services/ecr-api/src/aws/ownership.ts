@@ -14,7 +14,7 @@ export const NAME_TAG = 'Name';
 
 export const toTags = (tags: EcrTag[] | undefined): Tag[] => (tags ?? []).map((t) => ({ Key: t.Key ?? '', Value: t.Value ?? '' }));
 
-export function repositoryNotFound(group: string, name: string): HttpProblem {
+function repositoryNotFound(group: string, name: string): HttpProblem {
   return new HttpProblem(404, `Repository ${group}/${name} not found.`);
 }
 

@@ -28,7 +28,6 @@ import { classifyAwsError } from './errors.js';
 import { applySteps, type Step } from './steps.js';
 import type { RepositoryUsers } from './users.js';
 
-export { GROUP_TAG, NAME_TAG, ORG_TAG };
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
 
 /** Time as the original's Go JSON wrote it: RFC 3339, fractional seconds only when there are some. */
@@ -74,7 +73,7 @@ export function toRepository(r: EcrRepository, tags: Tag[], groups: string[]): R
 }
 
 /** 400 unless `count` tags, the service's three included, fit on a repository. */
-export function checkTagCount(count: number, field: string): void {
+function checkTagCount(count: number, field: string): void {
   if (count > MAX_TAGS) {
     throw badRequest(
       `A repository holds at most ${MAX_TAGS} tags, Name, spinup:org and spinup:spaceid included; this would make ${count}.`,

@@ -4,7 +4,7 @@
  * A principal may pull when its `spinup:org` tag is the repository's and its `spinup:spaceid` tag
  * is the repository's group or one of `groups`.
  */
-export const PULL_SID = 'AllowPullImagesFromSpaceAndOrg';
+const PULL_SID = 'AllowPullImagesFromSpaceAndOrg';
 const OWN_GROUP = '${aws:ResourceTag/spinup:spaceid}';
 const SPACE_KEY = 'aws:PrincipalTag/spinup:spaceid';
 

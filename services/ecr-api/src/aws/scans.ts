@@ -9,13 +9,13 @@ import type { RepositoryStore } from './repositories.js';
 /** Repositories worked on at once: bounds the ECR calls in flight per request (ECR throttles per account). */
 export const SCAN_CONCURRENCY = 8;
 /** Basic scanning allows one scan per image per 24 hours. */
-export const RESCAN_AFTER_MS = 24 * 3600_000;
+const RESCAN_AFTER_MS = 24 * 3600_000;
 
 /** The repository or image went away while we worked on it, or the image was never scanned. */
 const GONE = new Set(['RepositoryNotFoundException', 'ImageNotFoundException']);
 
 /** The most recently pushed image of a repository, over every DescribeImages page. */
-export async function latestImage(ecr: ECRClient, repositoryName: string): Promise<ImageDetail | undefined> {
+async function latestImage(ecr: ECRClient, repositoryName: string): Promise<ImageDetail | undefined> {
   let latest: ImageDetail | undefined;
   for await (const page of paginateDescribeImages({ client: ecr, pageSize: 1000 }, { repositoryName })) {
     for (const d of page.imageDetails ?? []) {

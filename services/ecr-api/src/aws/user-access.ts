@@ -20,10 +20,10 @@ import {
  * which the service sets and never lets a caller change, on the repository and on the user.
  */
 export const ADMIN_GROUP = 'SpinupECRAdminGroup';
-export const ADMIN_POLICY = 'SpinupECRAdminPolicy';
+const ADMIN_POLICY = 'SpinupECRAdminPolicy';
 export const RESOURCE_NAME_TAG = 'ResourceName';
 /** IAM keeps at most 5 versions of a managed policy. */
-export const MAX_POLICY_VERSIONS = 5;
+const MAX_POLICY_VERSIONS = 5;
 
 export function adminPolicyDocument(): Record<string, unknown> {
   return {

@@ -70,8 +70,9 @@ export class RepositoryUsers {
   constructor(
     private readonly sessions: AccountSessions,
     private readonly ownership: Ownership,
+    /** The IAM partition of the service's region (aws, aws-cn, ...), for policy ARNs. */
+    partition: string,
   ) {
-    const partition = sessions.roleArn('000000000000').split(':')[1] ?? 'aws';
     this.access = new UserAccess(ownership.org, partition);
   }
 

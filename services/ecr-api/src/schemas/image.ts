@@ -32,7 +32,7 @@ export const ImageTag = Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,12
 
 const ImageId = Type.Object({ ImageDigest: Type.Optional(Type.String()), ImageTag: Type.Optional(Type.String()) });
 
-export const Finding = Type.Object({
+const Finding = Type.Object({
   Attributes: Type.Array(Type.Object({ Key: Type.String(), Value: Type.String() })),
   Description: Type.Optional(Type.String()),
   Name: Type.Optional(Type.String()),

@@ -3,10 +3,10 @@ import { MAX_TAGS, Tag } from './common.js';
 import { AccountId, GroupName, RepositoryShortName } from './repository.js';
 
 /** IAM user names are `[\w+=,.@-]`, at most 64 characters; the service names them `{name}-{user}`. */
-export const USER_PATTERN = '^[A-Za-z0-9+=,.@_-]+$';
+const USER_PATTERN = '^[A-Za-z0-9+=,.@_-]+$';
 export const MAX_IAM_USER_NAME = 64;
 
-export const ShortUserName = Type.String({
+const ShortUserName = Type.String({
   pattern: USER_PATTERN,
   minLength: 1,
   maxLength: MAX_IAM_USER_NAME - 2,
