@@ -312,8 +312,14 @@ describe('DELETE', () => {
     await createRepository('grp', 'gone');
     for (const user of ['a', 'b']) expect((await req('POST', base('grp', 'gone'), { UserName: user })).statusCode).toBe(200);
     await iam.send(new CreateAccessKeyCommand({ UserName: 'gone-a' }));
+    proxy.clear();
     const res = await req('DELETE', `/v1/ecr/${account}/repositories/grp/gone`);
     expect(res.statusCode).toBe(200);
+    expect(proxy.operations.filter((o) => o === 'DeleteUser' || o === 'DeleteRepository')).toEqual([
+      'DeleteUser',
+      'DeleteUser',
+      'DeleteRepository',
+    ]);
     expect(res.json().Users).toEqual(['a', 'b']);
     await noSuchUser('gone-a');
     await noSuchUser('gone-b');
