@@ -2,12 +2,20 @@ import { XAuthTokenVerifier } from '@platform/auth';
 import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Config } from './config.js';
 import { AwsClientFactory, type RequestHandler } from './aws/clients.js';
-import { AccountSessions } from './aws/credentials.js';
+import { AccountSessions, partitionOf } from './aws/credentials.js';
 import { classifyAwsError } from './aws/errors.js';
 import { createAwsMetrics } from './aws/metrics.js';
+import { ImageStore } from './aws/images.js';
+import { Ownership } from './aws/ownership.js';
 import { RepositoryStore } from './aws/repositories.js';
+import { ScanStore } from './aws/scans.js';
+import { RepositoryUsers } from './aws/users.js';
+import { corsRoutes } from './routes/cors.js';
 import { healthRoutes } from './routes/health.js';
+import { imageRoutes } from './routes/images.js';
 import { repositoryRoutes } from './routes/repositories.js';
+import { scanRoutes } from './routes/scans.js';
+import { userRoutes } from './routes/users.js';
 import type { Version } from './schemas/version.js';
 
 export const BASE_PATH = '/v1/ecr';
@@ -77,12 +85,21 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     metrics,
     log: app.log,
   });
-  const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy);
+  const ownership = new Ownership(config.org);
+  const users = new RepositoryUsers(sessions, ownership, partitionOf(config.aws.region));
+  const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy, users);
+  const images = new ImageStore(sessions, ownership);
+  const scans = new ScanStore(sessions, store);
   app.addHook('onClose', async () => clients.destroy());
 
   await app.register(healthRoutes, { version });
-  // Everything but ping, version, metrics and the docs needs a valid X-Auth-Token.
+  await app.register(corsRoutes);
+  // Everything but ping, version, metrics, the docs and CORS preflights needs a valid X-Auth-Token.
   const verifier = new XAuthTokenVerifier(config.token);
-  await app.register(repositoryRoutes, { store, authorize: verifier.hook() });
+  const authorize = verifier.hook();
+  await app.register(repositoryRoutes, { store, authorize });
+  await app.register(imageRoutes, { images, authorize });
+  await app.register(userRoutes, { users, authorize });
+  await app.register(scanRoutes, { scans, authorize });
   return app;
 }

@@ -1,4 +1,5 @@
 import { ECRClient, type ECRClientConfig } from '@aws-sdk/client-ecr';
+import { IAMClient } from '@aws-sdk/client-iam';
 import { ResourceGroupsTaggingAPIClient } from '@aws-sdk/client-resource-groups-tagging-api';
 import { STSClient } from '@aws-sdk/client-sts';
 import { Agent as HttpAgent } from 'node:http';
@@ -32,6 +33,8 @@ export interface AwsClientOptions {
 export interface AccountClients {
   ecr: ECRClient;
   tagging: ResourceGroupsTaggingAPIClient;
+  /** Repository users (IAM is global; the region only picks the partition's endpoint). */
+  iam: IAMClient;
 }
 
 interface Instrumentable {
@@ -100,7 +103,9 @@ export class AwsClientFactory {
     const tagging = new ResourceGroupsTaggingAPIClient({ ...this.common(), credentials });
     instrument(ecr as unknown as Instrumentable, 'ecr', this.opts.metrics);
     instrument(tagging as unknown as Instrumentable, 'tagging', this.opts.metrics);
-    return { ecr, tagging };
+    const iam = new IAMClient({ ...this.common(), credentials });
+    instrument(iam as unknown as Instrumentable, 'iam', this.opts.metrics);
+    return { ecr, tagging, iam };
   }
 
   /** Closes the shared connection pools (app shutdown). */

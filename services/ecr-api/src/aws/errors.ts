@@ -17,6 +17,7 @@ const NOT_FOUND = new Set([
   'ScanNotFoundException',
   'UploadNotFoundException',
   'ReferencedImagesNotFoundException',
+  'NoSuchEntityException', // IAM
 ]);
 const CONFLICT = new Set([
   'RepositoryAlreadyExistsException',
@@ -26,6 +27,10 @@ const CONFLICT = new Set([
   'LayerAlreadyExistsException',
   'LifecyclePolicyPreviewInProgressException',
   'ConcurrentModificationException',
+  // IAM
+  'EntityAlreadyExistsException',
+  'DeleteConflictException',
+  'EntityTemporarilyUnmodifiableException',
 ]);
 const INVALID = new Set([
   'InvalidParameterException',
@@ -35,6 +40,13 @@ const INVALID = new Set([
   'KmsException',
   'UnsupportedImageTypeException',
   'PaginationTokenExpiredException',
+  // A repository cannot hold more tags: retrying does not help (the service checks the count first).
+  'TooManyTagsException',
+  // IAM
+  'InvalidInputException',
+  'MalformedPolicyDocumentException',
+  'PolicyNotAttachableException',
+  'UnmodifiableEntityException',
 ]);
 const THROTTLED = new Set([
   'ThrottlingException',
@@ -46,7 +58,7 @@ const THROTTLED = new Set([
   'RequestThrottledException',
   'SlowDown',
 ]);
-const LIMITS = new Set(['LimitExceededException', 'TooManyTagsException']);
+const LIMITS = new Set(['LimitExceededException']);
 const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation']);
 /** Our own credentials were refused: a server misconfiguration, not the caller's fault. */
 const OWN_CREDENTIALS = new Set([

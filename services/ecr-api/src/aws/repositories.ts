@@ -1,28 +1,33 @@
 import {
   CreateRepositoryCommand,
   DeleteRepositoryCommand,
-  DescribeRepositoriesCommand,
-  ListTagsForResourceCommand,
+  DeleteRepositoryPolicyCommand,
+  GetRepositoryPolicyCommand,
   paginateDescribeImages,
   paginateDescribeRepositories,
   PutImageScanningConfigurationCommand,
+  SetRepositoryPolicyCommand,
+  ListTagsForResourceCommand,
   TagResourceCommand,
+  UntagResourceCommand,
   type ECRClient,
   type ImageDetail,
   type Repository as EcrRepository,
-  type Tag as EcrTag,
 } from '@aws-sdk/client-ecr';
 import { paginateGetResources, type ResourceGroupsTaggingAPIClient } from '@aws-sdk/client-resource-groups-tagging-api';
 import { badRequest, HttpProblem } from '@platform/http-common';
 import type { ListStrategy } from '../config.js';
-import type { Tag } from '../schemas/common.js';
+import { MAX_TAGS, type Tag } from '../schemas/common.js';
 import type { Image } from '../schemas/image.js';
-import { MAX_REPOSITORY_NAME, type Repository } from '../schemas/repository.js';
+import { MAX_REPOSITORY_NAME, type DeletedRepository, type Repository } from '../schemas/repository.js';
 import type { AccountSessions } from './credentials.js';
+import { mapLimit } from './map-limit.js';
+import { GROUP_TAG, NAME_TAG, ORG_TAG, Ownership, toTags } from './ownership.js';
+import { groupsFromPolicy, repositoryPolicy } from './repository-policy.js';
+import { classifyAwsError } from './errors.js';
+import { applySteps, type Step } from './steps.js';
+import type { RepositoryUsers } from './users.js';
 
-export const ORG_TAG = 'spinup:org';
-export const GROUP_TAG = 'spinup:spaceid';
-export const NAME_TAG = 'Name';
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
 
 /** Time as the original's Go JSON wrote it: RFC 3339, fractional seconds only when there are some. */
@@ -51,12 +56,11 @@ export function mergeTags(existing: Tag[], changes: Tag[]): Tag[] {
   return [...merged].map(([Key, Value]) => ({ Key, Value }));
 }
 
-const toTags = (tags: EcrTag[] | undefined): Tag[] => (tags ?? []).map((t) => ({ Key: t.Key ?? '', Value: t.Value ?? '' }));
-
-export function toRepository(r: EcrRepository, tags: Tag[]): Repository {
+export function toRepository(r: EcrRepository, tags: Tag[], groups: string[]): Repository {
   return {
     CreatedAt: rfc3339(r.createdAt) ?? '',
     EncryptionType: r.encryptionConfiguration?.encryptionType ?? '',
+    Groups: groups,
     KmsKeyId: r.encryptionConfiguration?.kmsKey ?? '',
     ScanOnPush: String(r.imageScanningConfiguration?.scanOnPush ?? false),
     ImageTagMutability: r.imageTagMutability ?? '',
@@ -66,6 +70,16 @@ export function toRepository(r: EcrRepository, tags: Tag[]): Repository {
     RepositoryUri: r.repositoryUri ?? '',
     Tags: tags,
   };
+}
+
+/** 400 unless `count` tags, the service's three included, fit on a repository. */
+function checkTagCount(count: number, field: string): void {
+  if (count > MAX_TAGS) {
+    throw badRequest(
+      `A repository holds at most ${MAX_TAGS} tags, Name, spinup:org and spinup:spaceid included; this would make ${count}.`,
+      [{ field, message: `makes ${count} tags on the repository, more than ${MAX_TAGS} (3 of them are the service's)` }],
+    );
+  }
 }
 
 export function toImage(d: ImageDetail): Image {
@@ -106,77 +120,42 @@ export interface CreateInput {
   imageTagMutability: 'MUTABLE' | 'IMMUTABLE';
   encryption: { type: 'AES256' } | { type: 'KMS'; kmsKey?: string };
   tags: Tag[] | undefined;
+  /** Other groups (spaces) of the org that may pull. */
+  groups: string[] | undefined;
 }
 
 export interface UpdateInput {
   scanOnPush?: boolean;
   tags?: Tag[];
+  groups?: string[];
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight, keeping the order of `items`. */
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+/** The repository's policy text, or undefined when it has none. */
+async function readPolicy(ecr: ECRClient, repositoryName: string): Promise<string | undefined> {
+  try {
+    return (await ecr.send(new GetRepositoryPolicyCommand({ repositoryName }))).policyText;
+  } catch (err) {
+    if ((err as Error).name === 'RepositoryPolicyNotFoundException') return undefined;
+    throw err;
+  }
 }
 
 /**
  * ECR repositories of one organisation, in any account the service can assume its role in.
- * The service enforces ownership itself: it creates repositories only with its org tags, lists
- * only repositories carrying them, and reads a repository's tags before anything else it does to
- * it, answering 404 (the same 404 as for a missing one) when the org or group does not match.
+ * The service enforces ownership itself (ownership.ts): it creates repositories only with its org
+ * tags, lists only repositories carrying them, and reads a repository's tags before anything else
+ * it does to it, answering 404 (the same 404 as for a missing one) when the org or group does not match.
  */
 export class RepositoryStore {
+  private readonly ownership: Ownership;
+
   constructor(
     private readonly sessions: AccountSessions,
     private readonly org: string,
     private readonly listStrategy: ListStrategy,
-  ) {}
-
-  private notFound(group: string, name: string): HttpProblem {
-    return new HttpProblem(404, `Repository ${group}/${name} not found.`);
-  }
-
-  /** The repository and its tags, when it exists and belongs to this org and group; 404 otherwise. */
-  private async owned(ecr: ECRClient, group: string, name: string): Promise<{ repository: EcrRepository; tags: Tag[] }> {
-    const repositoryName = `${group}/${name}`;
-    try {
-      const out = await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
-      const repository = out.repositories?.find((r) => r.repositoryName === repositoryName);
-      if (!repository?.repositoryArn) throw this.notFound(group, name);
-      const tags = toTags((await ecr.send(new ListTagsForResourceCommand({ resourceArn: repository.repositoryArn }))).tags);
-      if (!this.isOwned(repositoryName, tags, group)) throw this.notFound(group, name);
-      return { repository, tags };
-    } catch (err) {
-      if ((err as Error).name === 'RepositoryNotFoundException') throw this.notFound(group, name);
-      throw err;
-    }
-  }
-
-  /**
-   * Whether a repository is this org's and addressable here: tagged with the org, and named
-   * `{group}/{name}` where `{group}` is its spinup:spaceid tag. The same rule as GET's, so every
-   * listed name can be fetched, and nothing listed answers 404.
-   */
-  private isOwned(repositoryName: string, tags: Tag[], group?: string): boolean {
-    const tag = (key: string) => tags.find((t) => t.Key === key)?.Value;
-    const spaceId = tag(GROUP_TAG);
-    const [prefix, name, ...rest] = repositoryName.split('/');
-    return (
-      tag(ORG_TAG) === this.org &&
-      spaceId !== undefined &&
-      prefix === spaceId &&
-      name !== undefined &&
-      rest.length === 0 &&
-      (group === undefined || spaceId === group)
-    );
+    private readonly users: RepositoryUsers,
+  ) {
+    this.ownership = new Ownership(org);
   }
 
   /** Names of this org's repositories in the account, optionally of one group only, sorted. */
@@ -199,7 +178,7 @@ export class RepositoryStore {
     )) {
       for (const r of page.ResourceTagMappingList ?? []) {
         const name = r.ResourceARN && repositoryNameFromArn(r.ResourceARN);
-        if (name && this.isOwned(name, toTags(r.Tags), group)) names.push(name);
+        if (name && this.ownership.isOwned(name, toTags(r.Tags), group)) names.push(name);
       }
     }
     return names;
@@ -220,7 +199,7 @@ export class RepositoryStore {
     const owned = await mapLimit(candidates, 8, async (r) => {
       try {
         const tags = toTags((await ecr.send(new ListTagsForResourceCommand({ resourceArn: r.repositoryArn }))).tags);
-        return this.isOwned(r.repositoryName!, tags, group) ? r.repositoryName! : undefined;
+        return this.ownership.isOwned(r.repositoryName!, tags, group) ? r.repositoryName! : undefined;
       } catch (err) {
         if ((err as Error).name === 'RepositoryNotFoundException') return undefined; // deleted meanwhile
         throw err;
@@ -229,6 +208,10 @@ export class RepositoryStore {
     return owned.filter((n): n is string => n !== undefined);
   }
 
+  /**
+   * CreateRepository, then SetRepositoryPolicy (the groups that may pull). A repository whose
+   * policy could not be set is deleted again, so a failed create leaves nothing behind.
+   */
   async create(account: string, group: string, input: CreateInput): Promise<Repository> {
     const repositoryName = `${group}/${input.name}`;
     if (repositoryName.length > MAX_REPOSITORY_NAME) {
@@ -237,59 +220,133 @@ export class RepositoryStore {
       ]);
     }
     const tags = normalizeTags(this.org, group, repositoryName, input.tags);
+    checkTagCount(tags.length, 'body.Tags');
+    const groups = [...new Set(input.groups ?? [])];
     const { ecr } = await this.sessions.get(account);
-    const out = await ecr.send(
-      new CreateRepositoryCommand({
-        repositoryName,
-        imageTagMutability: input.imageTagMutability,
-        imageScanningConfiguration: { scanOnPush: input.scanOnPush },
-        encryptionConfiguration:
-          input.encryption.type === 'KMS'
-            ? { encryptionType: 'KMS', ...(input.encryption.kmsKey ? { kmsKey: input.encryption.kmsKey } : {}) }
-            : { encryptionType: 'AES256' },
-        tags,
-      }),
-    );
-    if (!out.repository) throw new HttpProblem(502, 'AWS answered CreateRepository without a repository.');
-    return toRepository(out.repository, tags);
+    let created: EcrRepository | undefined;
+    await applySteps([
+      {
+        what: `create the repository ${repositoryName}`,
+        apply: async () => {
+          const out = await ecr.send(
+            new CreateRepositoryCommand({
+              repositoryName,
+              imageTagMutability: input.imageTagMutability,
+              imageScanningConfiguration: { scanOnPush: input.scanOnPush },
+              encryptionConfiguration:
+                input.encryption.type === 'KMS'
+                  ? { encryptionType: 'KMS', ...(input.encryption.kmsKey ? { kmsKey: input.encryption.kmsKey } : {}) }
+                  : { encryptionType: 'AES256' },
+              tags,
+            }),
+          );
+          if (!out.repository) throw new HttpProblem(502, 'AWS answered CreateRepository without a repository.');
+          created = out.repository;
+        },
+        // Not forced: an image pushed in the meantime is not deleted with it.
+        undo: async () => void (await ecr.send(new DeleteRepositoryCommand({ repositoryName }))),
+      },
+      {
+        what: `set the repository policy of ${repositoryName}`,
+        apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: repositoryPolicy(groups) }))),
+      },
+    ]);
+    return toRepository(created!, tags, groups);
   }
 
   async get(account: string, group: string, name: string): Promise<Repository> {
     const { ecr } = await this.sessions.get(account);
-    const { repository, tags } = await this.owned(ecr, group, name);
-    return toRepository(repository, tags);
+    const { repository, tags } = await this.ownership.require(ecr, group, name);
+    const groups = groupsFromPolicy(await readPolicy(ecr, `${group}/${name}`));
+    return toRepository(repository, tags, groups);
   }
 
+  /**
+   * Up to three changes (ScanOnPush, the groups' policy, tags), each a separate AWS call: when one
+   * fails, the ones before it are rolled back, and the answer says so (steps.ts).
+   */
   async update(account: string, group: string, name: string, input: UpdateInput): Promise<Repository> {
     const { ecr } = await this.sessions.get(account);
-    const { repository, tags } = await this.owned(ecr, group, name);
+    const { repository, tags } = await this.ownership.require(ecr, group, name);
     const repositoryName = `${group}/${name}`;
-    let updated = repository;
-    if (input.scanOnPush !== undefined) {
-      const out = await ecr.send(
-        new PutImageScanningConfigurationCommand({ repositoryName, imageScanningConfiguration: { scanOnPush: input.scanOnPush } }),
-      );
-      updated = { ...updated, imageScanningConfiguration: out.imageScanningConfiguration ?? { scanOnPush: input.scanOnPush } };
-    }
-    let merged = tags;
     const changes = userTags(input.tags ?? []);
-    if (changes.length) {
-      await ecr.send(new TagResourceCommand({ resourceArn: repository.repositoryArn, tags: changes }));
-      merged = mergeTags(tags, changes);
+    const merged = changes.length ? mergeTags(tags, changes) : tags;
+    checkTagCount(merged.length, 'body.Tags');
+    const oldPolicy = await readPolicy(ecr, repositoryName);
+    const steps: Step[] = [];
+    let updated = repository;
+
+    const oldScan = repository.imageScanningConfiguration?.scanOnPush ?? false;
+    if (input.scanOnPush !== undefined && input.scanOnPush !== oldScan) {
+      const scanOnPush = input.scanOnPush;
+      const put = (value: boolean) =>
+        ecr.send(new PutImageScanningConfigurationCommand({ repositoryName, imageScanningConfiguration: { scanOnPush: value } }));
+      steps.push({
+        what: `set ScanOnPush to ${scanOnPush}`,
+        apply: async () => {
+          const out = await put(scanOnPush);
+          updated = { ...updated, imageScanningConfiguration: out.imageScanningConfiguration ?? { scanOnPush } };
+        },
+        undo: async () => void (await put(oldScan)),
+      });
     }
-    return toRepository(updated, merged);
+    if (input.groups !== undefined) {
+      const policyText = repositoryPolicy(input.groups);
+      steps.push({
+        what: 'set the groups that may pull',
+        apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText }))),
+        undo: async () => {
+          if (oldPolicy === undefined) await ecr.send(new DeleteRepositoryPolicyCommand({ repositoryName }));
+          else await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: oldPolicy }));
+        },
+      });
+    }
+    if (changes.length) {
+      const previous = new Map(tags.map((t) => [t.Key, t.Value]));
+      const added = changes.filter((t) => !previous.has(t.Key)).map((t) => t.Key);
+      const overwritten = changes.filter((t) => previous.has(t.Key)).map((t) => ({ Key: t.Key, Value: previous.get(t.Key)! }));
+      steps.push({
+        what: 'merge the tags',
+        apply: async () => void (await ecr.send(new TagResourceCommand({ resourceArn: repository.repositoryArn, tags: changes }))),
+        undo: async () => {
+          if (added.length) await ecr.send(new UntagResourceCommand({ resourceArn: repository.repositoryArn, tagKeys: added }));
+          if (overwritten.length) await ecr.send(new TagResourceCommand({ resourceArn: repository.repositoryArn, tags: overwritten }));
+        },
+      });
+    }
+    await applySteps(steps);
+    const groups = input.groups !== undefined ? [...new Set(input.groups)] : groupsFromPolicy(oldPolicy);
+    return toRepository(updated, merged, groups);
   }
 
-  async delete(account: string, group: string, name: string): Promise<Repository> {
-    const { ecr } = await this.sessions.get(account);
-    const { repository, tags } = await this.owned(ecr, group, name);
-    const out = await ecr.send(new DeleteRepositoryCommand({ repositoryName: `${group}/${name}`, force: true }));
-    return toRepository(out.repository ?? repository, tags);
+  /**
+   * Deletes the repository's IAM users first, then the repository with its images: a user must not
+   * outlive its repository (a new repository of the same name would give it access again), and
+   * when deleting a user fails the repository is still there to retry on.
+   */
+  async delete(account: string, group: string, name: string): Promise<DeletedRepository> {
+    const session = await this.sessions.get(account);
+    const { ecr } = session;
+    const { repository, tags } = await this.ownership.require(ecr, group, name);
+    const groups = groupsFromPolicy(await readPolicy(ecr, `${group}/${name}`));
+    const users = await this.users.deleteAll(session.iam, group, name);
+    try {
+      const out = await ecr.send(new DeleteRepositoryCommand({ repositoryName: `${group}/${name}`, force: true }));
+      return { ...toRepository(out.repository ?? repository, tags, groups), Users: users };
+    } catch (err) {
+      if (!users.length) throw err;
+      const problem = classifyAwsError(err) ?? new HttpProblem(500, 'An internal error occurred.', { cause: err });
+      throw new HttpProblem(
+        problem.statusCode,
+        `${problem.message.replace(/\.?$/, '.')} The repository was not deleted, but its users were: ${users.join(', ')}.`,
+        { headers: problem.headers, cause: err },
+      );
+    }
   }
 
   async images(account: string, group: string, name: string): Promise<Image[]> {
     const { ecr } = await this.sessions.get(account);
-    await this.owned(ecr, group, name);
+    await this.ownership.require(ecr, group, name);
     const images: Image[] = [];
     for await (const page of paginateDescribeImages({ client: ecr, pageSize: 1000 }, { repositoryName: `${group}/${name}` })) {
       for (const d of page.imageDetails ?? []) images.push(toImage(d));

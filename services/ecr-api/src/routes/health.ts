@@ -3,6 +3,7 @@ import Type from 'typebox';
 import { Version } from '../schemas/version.js';
 
 /** Public routes: liveness and build information, as the original answered them. */
+// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function healthRoutes(app: App, opts: { version: Version }): Promise<void> {
   app.get(
     '/v1/ecr/ping',
@@ -10,7 +11,8 @@ export async function healthRoutes(app: App, opts: { version: Version }): Promis
       schema: { summary: 'Liveness: answers "pong"', response: { 200: Type.String() } },
       logLevel: 'warn',
     },
-    async (_request, reply) => reply.type('text/plain; charset=utf-8').send('pong'),
+    // The original let browsers read ping and version from any origin.
+    async (_request, reply) => reply.type('text/plain; charset=utf-8').header('access-control-allow-origin', '*').send('pong'),
   );
 
   app.get(
@@ -19,6 +21,6 @@ export async function healthRoutes(app: App, opts: { version: Version }): Promis
       schema: { summary: 'Version, git hash and build time of this build', response: { 200: Version } },
       logLevel: 'warn',
     },
-    async () => opts.version,
+    async (_request, reply) => reply.header('access-control-allow-origin', '*').send(opts.version),
   );
 }

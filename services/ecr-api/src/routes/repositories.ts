@@ -6,6 +6,7 @@ import { Image } from '../schemas/image.js';
 import {
   AccountParams,
   CreateRepositoryBody,
+  DeletedRepository,
   GroupParams,
   parseScanOnPush,
   Repository,
@@ -24,6 +25,7 @@ export interface RepositoryRoutesOptions {
 const security = [{ xAuthToken: [] }];
 const writeErrors = { ...awsErrors, 413: Problem, 415: Problem };
 
+// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions): Promise<void> {
   const { store } = opts;
   // Every route of this plugin needs a valid X-Auth-Token; the hook is scoped to this plugin.
@@ -68,6 +70,7 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
         imageTagMutability: body.ImageTagMutability ?? 'MUTABLE',
         encryption: kms ? { type: 'KMS', ...(body.KmsKeyId ? { kmsKey: body.KmsKeyId } : {}) } : { type: 'AES256' },
         tags: body.Tags,
+        groups: body.Groups,
       });
     },
   );
@@ -105,7 +108,8 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
     '/v1/ecr/:account/repositories/:group/:name',
     {
       schema: {
-        summary: 'Change ScanOnPush and merge tags (Name, spinup:org and spinup:spaceid stay as they are)',
+        summary:
+          'Change ScanOnPush, the groups that may pull, and merge tags (Name, spinup:org and spinup:spaceid stay as they are); a failed change rolls back the earlier ones',
         params: RepositoryParams,
         body: UpdateRepositoryBody,
         security,
@@ -118,6 +122,7 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
       return store.update(account, group, name, {
         ...(body.ScanOnPush !== undefined ? { scanOnPush: parseScanOnPush(body.ScanOnPush) } : {}),
         ...(body.Tags ? { tags: body.Tags } : {}),
+        ...(body.Groups ? { groups: body.Groups } : {}),
       });
     },
   );
@@ -126,10 +131,10 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
     '/v1/ecr/:account/repositories/:group/:name',
     {
       schema: {
-        summary: 'Delete a repository and all its images; answers the deleted repository',
+        summary: 'Delete a repository, all its images and its users; answers the deleted repository and users',
         params: RepositoryParams,
         security,
-        response: { 200: Repository, ...awsErrors },
+        response: { 200: DeletedRepository, ...awsErrors },
       },
     },
     async (request) => {

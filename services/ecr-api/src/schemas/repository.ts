@@ -37,6 +37,12 @@ export function parseScanOnPush(value: ScanOnPush): boolean {
   return typeof value === 'boolean' ? value : ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value);
 }
 
+/** Other groups (spaces) of the org whose principals may pull from the repository. */
+const Groups = Type.Array(GroupName, {
+  maxItems: 100,
+  description: "other groups (spaces) of the org that may pull (the repository policy's AllowPullImagesFromSpaceAndOrg statement)",
+});
+
 const Tags = Type.Array(Tag, {
   maxItems: MAX_TAGS,
   description: 'tags; Name, spinup:org and spinup:spaceid are set by the service and cannot be given',
@@ -51,6 +57,7 @@ export const CreateRepositoryBody = Type.Object(
       Type.Union([Type.Literal('AES256'), Type.Literal('KMS')], { description: 'default AES256, or KMS when KmsKeyId is given' }),
     ),
     KmsKeyId: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'KMS key (id, ARN or alias): encrypts with KMS' })),
+    Groups: Type.Optional(Groups),
     Tags: Type.Optional(Tags),
   },
   { additionalProperties: false },
@@ -60,6 +67,7 @@ export type CreateRepositoryBody = Static<typeof CreateRepositoryBody>;
 export const UpdateRepositoryBody = Type.Object(
   {
     ScanOnPush: Type.Optional(ScanOnPush),
+    Groups: Type.Optional(Groups),
     Tags: Type.Optional(
       Type.Array(Tag, { maxItems: MAX_TAGS, description: 'merged into the existing tags; the org tags cannot be changed' }),
     ),
@@ -68,22 +76,29 @@ export const UpdateRepositoryBody = Type.Object(
 );
 export type UpdateRepositoryBody = Static<typeof UpdateRepositoryBody>;
 
+const repositoryFields = {
+  CreatedAt: Type.String({ description: 'RFC 3339 time' }),
+  EncryptionType: Type.String(),
+  Groups: Type.Array(Type.String(), { description: 'other groups (spaces) of the org that may pull' }),
+  KmsKeyId: Type.String(),
+  ScanOnPush: Type.String({ description: '"true" or "false"' }),
+  ImageTagMutability: Type.String(),
+  RegistryId: Type.String(),
+  RepositoryArn: Type.String(),
+  RepositoryName: Type.String(),
+  RepositoryUri: Type.String(),
+  Tags: Type.Array(Type.Object({ Key: Type.String(), Value: Type.String() })),
+};
+
 /** A repository as answered; the field order is the original's wire order. */
-export const Repository = Type.Object(
-  {
-    CreatedAt: Type.String({ description: 'RFC 3339 time' }),
-    EncryptionType: Type.String(),
-    KmsKeyId: Type.String(),
-    ScanOnPush: Type.String({ description: '"true" or "false"' }),
-    ImageTagMutability: Type.String(),
-    RegistryId: Type.String(),
-    RepositoryArn: Type.String(),
-    RepositoryName: Type.String(),
-    RepositoryUri: Type.String(),
-    Tags: Type.Array(Type.Object({ Key: Type.String(), Value: Type.String() })),
-  },
-  { $id: 'Repository' },
-);
+export const Repository = Type.Object(repositoryFields, { $id: 'Repository' });
 export type Repository = Static<typeof Repository>;
+
+/** DELETE's answer: the repository, and the IAM users deleted with it. */
+export const DeletedRepository = Type.Object(
+  { ...repositoryFields, Users: Type.Array(Type.String(), { description: 'the repository users deleted with it' }) },
+  { $id: 'DeletedRepository' },
+);
+export type DeletedRepository = Static<typeof DeletedRepository>;
 
 export const RepositoryNames = Type.Array(Type.String(), { description: 'repository names, "{group}/{name}"' });

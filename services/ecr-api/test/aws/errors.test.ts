@@ -24,7 +24,11 @@ const owned = [
 ];
 
 async function stubbed(routes: Record<string, StubRoute>, maxAttempts = 1) {
-  const stub = new StubAws({ AssumeRole: () => assumeRoleXml(), ...routes });
+  const stub = new StubAws({
+    AssumeRole: () => assumeRoleXml(),
+    GetRepositoryPolicy: () => ({ awsError: 'RepositoryPolicyNotFoundException', message: 'no policy' }),
+    ...routes,
+  });
   app = await testApp({
     org: ORG,
     listStrategy: 'tagging',
@@ -81,7 +85,7 @@ describe('AWS errors through HTTP', () => {
     expect(res.json().status).toBe(status);
   });
 
-  it('maps TooManyTagsException on update to 429 and InvalidTagParameterException to 400', async () => {
+  it('maps TooManyTagsException on update to 400 (not a retryable 429) and InvalidTagParameterException to 400', async () => {
     const routes = (tagError: string): Record<string, StubRoute> => ({
       DescribeRepositories: () => ({ json: { repositories: [repo] } }),
       ListTagsForResource: () => ({ json: { tags: owned } }),
@@ -95,7 +99,8 @@ describe('AWS errors through HTTP', () => {
         headers: auth,
         payload: { Tags: [{ Key: 'x', Value: 'y' }] },
       });
-    expect((await put(a)).statusCode).toBe(429);
+    expect((await put(a)).statusCode).toBe(400);
+    expect((await put(a)).headers['retry-after']).toBeUndefined();
     await a.close();
     ({ app: a } = await stubbed(routes('InvalidTagParameterException')));
     expect((await put(a)).statusCode).toBe(400);
@@ -194,7 +199,12 @@ describe('classifyAwsError', () => {
     ['InvalidTagParameterException', 400],
     ['ValidationException', 400],
     ['LimitExceededException', 429],
-    ['TooManyTagsException', 429],
+    ['TooManyTagsException', 400],
+    ['NoSuchEntityException', 404],
+    ['EntityAlreadyExistsException', 409],
+    ['DeleteConflictException', 409],
+    ['MalformedPolicyDocumentException', 400],
+    ['InvalidInputException', 400],
     ['ThrottlingException', 429],
     ['ThrottledException', 429],
     ['AccessDeniedException', 403],

@@ -48,6 +48,7 @@ describe('POST /v1/ecr/{account}/repositories/{group}', () => {
     expect(Object.keys(body)).toEqual([
       'CreatedAt',
       'EncryptionType',
+      'Groups',
       'KmsKeyId',
       'ScanOnPush',
       'ImageTagMutability',

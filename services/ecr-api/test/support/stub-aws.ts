@@ -18,7 +18,7 @@ export type StubReply =
   | { xml: string; status?: number }
   | { networkError: string };
 
-export type StubRoute = (params: Record<string, unknown>, call: StubCall, nth: number) => StubReply;
+export type StubRoute = (params: Record<string, unknown>, call: StubCall, nth: number) => StubReply | Promise<StubReply>;
 
 export const STUB_SECRET = 'StubSecretAccessKey/Assumed+0123456789abcdefABCD';
 export const STUB_SESSION_TOKEN = 'FQoGZXIvYXdzEStubSessionToken0123456789abcdefABCDEFGHIJKLMNOPQRSTUVWXYZ+/=';
@@ -95,7 +95,7 @@ export class StubAws {
     this.seen.set(call.operation, nth);
     const route = this.routes[call.operation];
     const reply: StubReply = route
-      ? route(call.params, call, nth)
+      ? await route(call.params, call, nth)
       : { awsError: 'UnknownOperationException', message: `no stub for ${call.operation}`, status: 400 };
 
     if ('networkError' in reply) throw Object.assign(new Error(`connect ${reply.networkError}`), { code: reply.networkError });

@@ -1,0 +1,325 @@
+import {
+  AddUserToGroupCommand,
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  DeleteAccessKeyCommand,
+  DeleteUserCommand,
+  GetUserCommand,
+  paginateListAccessKeys,
+  paginateListGroupsForUser,
+  paginateListUsers,
+  RemoveUserFromGroupCommand,
+  TagUserCommand,
+  UntagUserCommand,
+  type AccessKeyMetadata,
+  type IAMClient,
+  type User as IamUser,
+} from '@aws-sdk/client-iam';
+import { badRequest, HttpProblem } from '@platform/http-common';
+import { MAX_TAGS, type Tag } from '../schemas/common.js';
+import { MAX_IAM_USER_NAME, type DeletedUser, type UpdatedUser, type User } from '../schemas/user.js';
+import type { AccountSessions } from './credentials.js';
+import { classifyAwsError } from './errors.js';
+import { GROUP_TAG, NAME_TAG, ORG_TAG, type Ownership } from './ownership.js';
+import { rfc3339 } from './repositories.js';
+import { applySteps, type Step } from './steps.js';
+import { ADMIN_GROUP, RESOURCE_NAME_TAG, UserAccess } from './user-access.js';
+
+const RESERVED = new Set([NAME_TAG, RESOURCE_NAME_TAG, ORG_TAG, GROUP_TAG]);
+
+function callerTags(tags: Tag[]): Tag[] {
+  const byKey = new Map<string, string>();
+  for (const t of tags) if (!RESERVED.has(t.Key)) byKey.set(t.Key, t.Value);
+  return [...byKey].map(([Key, Value]) => ({ Key, Value }));
+}
+
+const toTags = (tags: { Key?: string; Value?: string }[] | undefined): Tag[] =>
+  (tags ?? []).map((t) => ({ Key: t.Key ?? '', Value: t.Value ?? '' }));
+
+function checkTagCount(count: number): void {
+  if (count > MAX_TAGS) {
+    throw badRequest(`An IAM user holds at most ${MAX_TAGS} tags, the service's four included; this would make ${count}.`, [
+      { field: 'body.Tags', message: `makes ${count} tags on the user, more than ${MAX_TAGS} (4 of them are the service's)` },
+    ]);
+  }
+}
+
+const keyMeta = (k: AccessKeyMetadata) => ({
+  AccessKeyId: k.AccessKeyId ?? '',
+  CreateDate: rfc3339(k.CreateDate) ?? '',
+  Status: k.Status ?? '',
+  UserName: k.UserName ?? '',
+});
+
+/** Re-throws `err` as its HTTP problem with `detail` in front of what AWS said. */
+function explain(err: unknown, detail: string): HttpProblem {
+  const problem = classifyAwsError(err) ?? new HttpProblem(500, 'An internal error occurred.', { cause: err });
+  return new HttpProblem(problem.statusCode, `${detail} ${problem.message}`, { headers: problem.headers, cause: err });
+}
+
+/**
+ * Repository users: an IAM user per repository and user, `{name}-{user}` at the path
+ * `/spinup/{org}/{group}/{name}/`, tagged so that the org's shared policy (user-access.ts) lets it
+ * push and pull that repository only, the way CI pushes without OIDC. Every route first checks that
+ * the repository is this org's and group's, and a user outside the repository's path is the same
+ * 404 as a missing one.
+ */
+export class RepositoryUsers {
+  private readonly access: UserAccess;
+
+  constructor(
+    private readonly sessions: AccountSessions,
+    private readonly ownership: Ownership,
+    /** The IAM partition of the service's region (aws, aws-cn, ...), for policy ARNs. */
+    partition: string,
+  ) {
+    this.access = new UserAccess(ownership.org, partition);
+  }
+
+  private path(group: string, name: string): string {
+    return `/spinup/${this.ownership.org}/${group}/${name}/`;
+  }
+
+  private iamName(name: string, user: string): string {
+    const iamName = `${name}-${user}`;
+    if (iamName.length > MAX_IAM_USER_NAME) {
+      throw badRequest(`The IAM user name ${iamName} is longer than ${MAX_IAM_USER_NAME} characters.`, [
+        { field: 'user', message: `makes the IAM user name "{name}-{user}" longer than ${MAX_IAM_USER_NAME} characters` },
+      ]);
+    }
+    return iamName;
+  }
+
+  private notFound(group: string, name: string, user: string): HttpProblem {
+    return new HttpProblem(404, `User ${user} of repository ${group}/${name} not found.`);
+  }
+
+  private serviceTags(group: string, name: string, iamName: string): Tag[] {
+    return [
+      { Key: NAME_TAG, Value: iamName },
+      { Key: RESOURCE_NAME_TAG, Value: `${group}/${name}` },
+      { Key: ORG_TAG, Value: this.ownership.org },
+      { Key: GROUP_TAG, Value: group },
+    ];
+  }
+
+  /** The session of the account, after checking that the repository is this org's and group's. */
+  private async session(account: string, group: string, name: string) {
+    const session = await this.sessions.get(account);
+    await this.ownership.require(session.ecr, group, name);
+    return session;
+  }
+
+  /** The IAM user, when it exists at the repository's path; 404 otherwise. */
+  private async owned(iam: IAMClient, group: string, name: string, user: string): Promise<IamUser & { UserName: string }> {
+    const UserName = this.iamName(name, user);
+    try {
+      const found = (await iam.send(new GetUserCommand({ UserName }))).User;
+      if (!found || found.Path !== this.path(group, name)) throw this.notFound(group, name, user);
+      return { ...found, UserName };
+    } catch (err) {
+      if ((err as Error).name === 'NoSuchEntityException') throw this.notFound(group, name, user);
+      throw err;
+    }
+  }
+
+  private async iamUsers(iam: IAMClient, group: string, name: string): Promise<string[]> {
+    const names: string[] = [];
+    // The trailing slash matters: without it, repository "app" would also list the users of "app2".
+    for await (const page of paginateListUsers({ client: iam }, { PathPrefix: this.path(group, name) })) {
+      for (const u of page.Users ?? []) if (u.UserName && u.Path === this.path(group, name)) names.push(u.UserName);
+    }
+    return names.sort();
+  }
+
+  private shortName(name: string, iamName: string): string {
+    return iamName.startsWith(`${name}-`) ? iamName.slice(name.length + 1) : iamName;
+  }
+
+  async list(account: string, group: string, name: string): Promise<string[]> {
+    const { iam } = await this.session(account, group, name);
+    return (await this.iamUsers(iam, group, name)).map((u) => this.shortName(name, u));
+  }
+
+  /**
+   * Makes sure the org's policy and group exist, then CreateUser and AddUserToGroup; a user that
+   * could not be added to the group is deleted again. No access key yet: PUT with ResetKey issues one.
+   */
+  async create(account: string, group: string, name: string, input: { user: string; tags: Tag[] | undefined }): Promise<User> {
+    const UserName = this.iamName(name, input.user);
+    const tags = [...callerTags(input.tags ?? []), ...this.serviceTags(group, name, UserName)];
+    checkTagCount(tags.length);
+    const { iam } = await this.session(account, group, name);
+    await this.access.ensure(iam, account);
+    await applySteps([
+      {
+        what: `create the IAM user ${UserName}`,
+        apply: async () => {
+          try {
+            await iam.send(new CreateUserCommand({ UserName, Path: this.path(group, name), Tags: tags }));
+          } catch (err) {
+            if ((err as Error).name !== 'EntityAlreadyExistsException') throw err;
+            // IAM user names are unique per account: "app-ci" may belong to another group's "app".
+            throw new HttpProblem(409, `The IAM user ${UserName} already exists in account ${account} (user names are {name}-{user}).`, {
+              cause: err,
+            });
+          }
+        },
+        undo: async () => void (await iam.send(new DeleteUserCommand({ UserName }))),
+      },
+      {
+        what: `add ${UserName} to the group ${this.access.groupName}`,
+        apply: async () => void (await iam.send(new AddUserToGroupCommand({ UserName, GroupName: this.access.groupName }))),
+      },
+    ]);
+    return { UserName: input.user, AccessKeys: [], Groups: [ADMIN_GROUP], Tags: tags };
+  }
+
+  async get(account: string, group: string, name: string, user: string): Promise<User> {
+    const { iam } = await this.session(account, group, name);
+    const found = await this.owned(iam, group, name, user);
+    const [keys, groups] = await Promise.all([this.accessKeys(iam, found.UserName), this.groupsOf(iam, found.UserName)]);
+    return {
+      UserName: user,
+      AccessKeys: keys.map(keyMeta),
+      Groups: groups.map((g) => g.replace(new RegExp(`-${escapeRegExp(this.ownership.org)}$`), '')),
+      Tags: toTags(found.Tags),
+    };
+  }
+
+  private async accessKeys(iam: IAMClient, UserName: string): Promise<AccessKeyMetadata[]> {
+    const keys: AccessKeyMetadata[] = [];
+    for await (const page of paginateListAccessKeys({ client: iam }, { UserName })) keys.push(...(page.AccessKeyMetadata ?? []));
+    return keys.sort((a, b) => (a.CreateDate?.getTime() ?? 0) - (b.CreateDate?.getTime() ?? 0));
+  }
+
+  private async groupsOf(iam: IAMClient, UserName: string): Promise<string[]> {
+    const groups: string[] = [];
+    for await (const page of paginateListGroupsForUser({ client: iam }, { UserName })) {
+      for (const g of page.Groups ?? []) if (g.GroupName) groups.push(g.GroupName);
+    }
+    return groups;
+  }
+
+  /**
+   * Merges tags (TagUser), then, with ResetKey, issues a new access key and deletes the old ones.
+   * IAM allows two keys per user: with two already, the oldest is deleted first to make room.
+   * When a step fails, the earlier ones are rolled back where they can be (a new key is deleted
+   * again, so its secret is never lost while the key works) and the answer names what stays done.
+   */
+  async update(
+    account: string,
+    group: string,
+    name: string,
+    user: string,
+    input: { resetKey: boolean; tags: Tag[] | undefined },
+  ): Promise<UpdatedUser> {
+    const { iam } = await this.session(account, group, name);
+    const found = await this.owned(iam, group, name, user);
+    const UserName = found.UserName;
+    const current = toTags(found.Tags);
+    const changes = callerTags(input.tags ?? []);
+    const merged = new Map(current.map((t) => [t.Key, t.Value]));
+    for (const t of changes) merged.set(t.Key, t.Value);
+    checkTagCount(merged.size);
+    const steps: Step[] = [];
+    if (changes.length) {
+      const previous = new Map(current.map((t) => [t.Key, t.Value]));
+      const added = changes.filter((t) => !previous.has(t.Key)).map((t) => t.Key);
+      const overwritten = changes.filter((t) => previous.has(t.Key)).map((t) => ({ Key: t.Key, Value: previous.get(t.Key)! }));
+      steps.push({
+        what: `merge the tags of ${UserName}`,
+        apply: async () => void (await iam.send(new TagUserCommand({ UserName, Tags: changes }))),
+        undo: async () => {
+          if (added.length) await iam.send(new UntagUserCommand({ UserName, TagKeys: added }));
+          if (overwritten.length) await iam.send(new TagUserCommand({ UserName, Tags: overwritten }));
+        },
+      });
+    }
+    let created: UpdatedUser['AccessKey'];
+    const deleted: string[] = [];
+    if (input.resetKey) {
+      const old = await this.accessKeys(iam, UserName);
+      const deleteKey = (id: string): Step => ({
+        what: `delete the access key ${id}`,
+        apply: async () => {
+          await iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: id }));
+          deleted.push(id);
+        },
+      });
+      const room = old.length >= 2 ? old.slice(0, old.length - 1) : [];
+      const rest = old.slice(room.length);
+      steps.push(...room.map((k) => deleteKey(k.AccessKeyId!)));
+      steps.push({
+        what: `create a new access key for ${UserName}`,
+        apply: async () => {
+          const key = (await iam.send(new CreateAccessKeyCommand({ UserName }))).AccessKey;
+          if (!key?.AccessKeyId || !key.SecretAccessKey) throw new HttpProblem(502, 'AWS answered CreateAccessKey without a key.');
+          created = {
+            AccessKeyId: key.AccessKeyId,
+            CreateDate: rfc3339(key.CreateDate) ?? '',
+            SecretAccessKey: key.SecretAccessKey,
+            Status: key.Status ?? '',
+            UserName: key.UserName ?? UserName,
+          };
+        },
+        undo: async () => void (await iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: created!.AccessKeyId }))),
+      });
+      steps.push(...rest.map((k) => deleteKey(k.AccessKeyId!)));
+    }
+    await applySteps(steps);
+    return {
+      UserName: user,
+      ...(created ? { AccessKey: created, DeletedAccessKeys: deleted } : {}),
+      Tags: [...merged].map(([Key, Value]) => ({ Key, Value })),
+    };
+  }
+
+  async delete(account: string, group: string, name: string, user: string): Promise<DeletedUser> {
+    const { iam } = await this.session(account, group, name);
+    const found = await this.owned(iam, group, name, user);
+    return { UserName: user, ...(await this.remove(iam, found.UserName)) };
+  }
+
+  /**
+   * RemoveUserFromGroup for each group, DeleteAccessKey for each key, then DeleteUser (IAM refuses
+   * to delete a user that still has either). None of it can be undone: a failure answers what was done.
+   */
+  private async remove(iam: IAMClient, UserName: string): Promise<Omit<DeletedUser, 'UserName'>> {
+    const [groups, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
+    await applySteps([
+      ...groups.map((GroupName) => ({
+        what: `remove ${UserName} from the group ${GroupName}`,
+        apply: async () => void (await iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName }))),
+      })),
+      ...keys.map((k) => ({
+        what: `delete the access key ${k.AccessKeyId}`,
+        apply: async () => void (await iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: k.AccessKeyId }))),
+      })),
+      { what: `delete the IAM user ${UserName}`, apply: async () => void (await iam.send(new DeleteUserCommand({ UserName }))) },
+    ]);
+    return { DeletedAccessKeys: keys.map((k) => k.AccessKeyId!), RemovedFromGroups: groups };
+  }
+
+  /**
+   * Deletes every user of a repository (the repository's ownership already checked), one after
+   * the other; answers their names. A failure names the users already deleted.
+   */
+  async deleteAll(iam: IAMClient, group: string, name: string): Promise<string[]> {
+    const done: string[] = [];
+    for (const iamName of await this.iamUsers(iam, group, name)) {
+      try {
+        await this.remove(iam, iamName);
+      } catch (err) {
+        const already = done.length ? ` Users deleted before: ${done.join(', ')}.` : '';
+        throw explain(err, `Could not delete the user ${iamName} of ${group}/${name}, so the repository was not deleted.${already}`);
+      }
+      done.push(this.shortName(name, iamName));
+    }
+    return done;
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,182 @@
+import { DescribeRepositoriesCommand, GetRepositoryPolicyCommand, ListTagsForResourceCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import type { App } from '@platform/http-common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+
+/** Groups (the pull policy), the 50-tag limit, and updates that fail half-way. */
+const ORG = 'spindev';
+let app: App;
+let proxy: FaultProxy;
+let account: string;
+let ecr: ECRClient;
+
+/** The original's policy text for groups foo, bar, baz (its policy_test.go), byte for byte. */
+const ORIGINAL_POLICY =
+  '{"Version":"2012-10-17","Statement":[{"Sid":"AllowPullImagesFromSpaceAndOrg","Effect":"Allow","Principal":{"AWS":["*"]},"Action":["ecr:GetAuthorizationToken","ecr:BatchCheckLayerAvailability","ecr:GetDownloadUrlForLayer","ecr:BatchGetImage"],"Condition":{"StringEqualsIgnoreCase":{"aws:PrincipalTag/spinup:org":["${aws:ResourceTag/spinup:org}"],"aws:PrincipalTag/spinup:spaceid":["${aws:ResourceTag/spinup:spaceid}","foo","bar","baz"]}}}]}';
+
+const base = () => `/v1/ecr/${account}/repositories`;
+const req = (method: string, url: string, payload?: Record<string, unknown>) =>
+  app.inject({ method: method as 'GET', url, headers: auth, ...(payload === undefined ? {} : { payload }) });
+const policyOf = async (name: string) => {
+  try {
+    return (await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: name }))).policyText;
+  } catch (err) {
+    if ((err as Error).name === 'RepositoryPolicyNotFoundException') return undefined;
+    throw err;
+  }
+};
+const snapshot = async (name: string) => {
+  const repo = (await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [name] }))).repositories![0]!;
+  const tags = (await ecr.send(new ListTagsForResourceCommand({ resourceArn: repo.repositoryArn }))).tags!;
+  return {
+    scanOnPush: repo.imageScanningConfiguration?.scanOnPush,
+    policy: await policyOf(name),
+    tags: [...tags].sort((a, b) => (a.Key! < b.Key! ? -1 : 1)),
+  };
+};
+const manyTags = (n: number, prefix = 'k') => Array.from({ length: n }, (_, i) => ({ Key: `${prefix}${i}`, Value: 'v' }));
+
+beforeAll(async () => {
+  proxy = await new FaultProxy(motoEndpoint()).start();
+  app = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
+  account = newAccount();
+  ecr = await directEcr(account);
+});
+afterAll(async () => {
+  await app?.close();
+  await proxy?.stop();
+});
+
+describe('Groups', () => {
+  it("create sets the original's AllowPullImagesFromSpaceAndOrg policy, and show reads the groups back", async () => {
+    const res = await req('POST', `${base()}/grp`, { RepositoryName: 'shared', Groups: ['foo', 'bar', 'baz'] });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().Groups).toEqual(['foo', 'bar', 'baz']);
+    expect(await policyOf('grp/shared')).toBe(ORIGINAL_POLICY);
+    const show = await req('GET', `${base()}/grp/shared`);
+    expect(show.json().Groups).toEqual(['foo', 'bar', 'baz']);
+  });
+
+  it('create without Groups lets the own group pull only', async () => {
+    const res = await req('POST', `${base()}/grp`, { RepositoryName: 'alone' });
+    expect(res.json().Groups).toEqual([]);
+    const policy = JSON.parse((await policyOf('grp/alone'))!);
+    expect(policy.Statement[0].Condition.StringEqualsIgnoreCase['aws:PrincipalTag/spinup:spaceid']).toEqual([
+      '${aws:ResourceTag/spinup:spaceid}',
+    ]);
+    expect((await req('GET', `${base()}/grp/alone`)).json().Groups).toEqual([]);
+  });
+
+  it('update replaces the groups; [] resets to the own group; absent leaves them', async () => {
+    expect((await req('PUT', `${base()}/grp/shared`, { Groups: ['qux'] })).json().Groups).toEqual(['qux']);
+    expect(
+      JSON.parse((await policyOf('grp/shared'))!).Statement[0].Condition.StringEqualsIgnoreCase['aws:PrincipalTag/spinup:spaceid'],
+    ).toEqual(['${aws:ResourceTag/spinup:spaceid}', 'qux']);
+    expect((await req('PUT', `${base()}/grp/shared`, { ScanOnPush: true })).json().Groups).toEqual(['qux']);
+    expect((await req('PUT', `${base()}/grp/shared`, { Groups: [] })).json().Groups).toEqual([]);
+    expect((await req('GET', `${base()}/grp/shared`)).json().Groups).toEqual([]);
+  });
+
+  it('a repository without a policy shows no groups', async () => {
+    expect((await req('POST', `${base()}/grp`, { RepositoryName: 'nopolicy' })).statusCode).toBe(200);
+    const { DeleteRepositoryPolicyCommand } = await import('@aws-sdk/client-ecr');
+    await ecr.send(new DeleteRepositoryPolicyCommand({ repositoryName: 'grp/nopolicy' }));
+    const res = await req('GET', `${base()}/grp/nopolicy`);
+    expect(res.statusCode).toBe(200);
+    expect(res.json().Groups).toEqual([]);
+  });
+
+  it('answers 400 for a group that is not a group name', async () => {
+    expect((await req('POST', `${base()}/grp`, { RepositoryName: 'bad', Groups: ['Not A Group'] })).statusCode).toBe(400);
+  });
+
+  it('deletes the new repository again when its policy cannot be set, and says so', async () => {
+    proxy.fail('SetRepositoryPolicy', { code: 'ServerException', status: 500, times: 1 });
+    const res = await req('POST', `${base()}/grp`, { RepositoryName: 'halfmade', Groups: ['foo'] });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(
+      /Could not set the repository policy of grp\/halfmade; nothing was changed \(rolled back: create the repository grp\/halfmade\)/,
+    );
+    await expect(ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/halfmade'] }))).rejects.toThrow(/does not exist/);
+  });
+});
+
+describe('the 50-tag limit counts the service tags', () => {
+  it('create with 48 tags (51 with Name, spinup:org, spinup:spaceid) is a 400 before AWS is called', async () => {
+    proxy.clear();
+    const res = await req('POST', `${base()}/grp`, { RepositoryName: 'tagged', Tags: manyTags(48) });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors).toEqual([{ field: 'body.Tags', message: expect.stringMatching(/51 tags/) }]);
+    expect(proxy.operations).toEqual([]);
+  });
+
+  it('create with 47 tags works; the service tags make 50', async () => {
+    const res = await req('POST', `${base()}/grp`, {
+      RepositoryName: 'tagged',
+      Tags: [...manyTags(47), { Key: 'spinup:org', Value: 'x' }],
+    });
+    expect(res.statusCode).toBe(200);
+    expect((await snapshot('grp/tagged')).tags).toHaveLength(50);
+  });
+
+  it("update's merge past 50 is a 400 before any change; overwriting existing keys is fine", async () => {
+    const before = await snapshot('grp/tagged');
+    proxy.clear();
+    const res = await req('PUT', `${base()}/grp/tagged`, { ScanOnPush: true, Tags: [{ Key: 'one-more', Value: 'x' }] });
+    expect(res.statusCode).toBe(400);
+    expect(proxy.operations.filter((o) => !['DescribeRepositories', 'ListTagsForResource'].includes(o))).toEqual([]);
+    expect(await snapshot('grp/tagged')).toEqual(before);
+    const overwrite = await req('PUT', `${base()}/grp/tagged`, { Tags: [{ Key: 'k0', Value: 'new' }] });
+    expect(overwrite.statusCode).toBe(200);
+    expect((await snapshot('grp/tagged')).tags).toContainEqual({ Key: 'k0', Value: 'new' });
+  });
+
+  it('TooManyTagsException from AWS is a 400 without Retry-After', async () => {
+    proxy.fail('TagResource', { code: 'TooManyTagsException', message: 'too many', times: 1 });
+    const res = await req('PUT', `${base()}/grp/alone`, { Tags: [{ Key: 'a', Value: 'b' }] });
+    proxy.clear();
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['retry-after']).toBeUndefined();
+  });
+});
+
+describe('an update whose later call fails', () => {
+  it('rolls ScanOnPush and the groups back when tagging fails, and says so', async () => {
+    expect(
+      (await req('POST', `${base()}/grp`, { RepositoryName: 'rollback', Groups: ['foo'], Tags: [{ Key: 'a', Value: '1' }] })).statusCode,
+    ).toBe(200);
+    const before = await snapshot('grp/rollback');
+    proxy.fail('TagResource', { code: 'ServerException', status: 500, times: 1 });
+    const res = await req('PUT', `${base()}/grp/rollback`, { ScanOnPush: true, Groups: ['bar'], Tags: [{ Key: 'a', Value: '2' }] });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(
+      /Could not merge the tags; nothing was changed \(rolled back: set the groups that may pull; set ScanOnPush to true\)/,
+    );
+    expect(await snapshot('grp/rollback')).toEqual(before);
+  });
+
+  it('rolls ScanOnPush back when setting the policy fails', async () => {
+    const before = await snapshot('grp/rollback');
+    proxy.fail('SetRepositoryPolicy', { code: 'ServerException', status: 500, times: 1 });
+    const res = await req('PUT', `${base()}/grp/rollback`, { ScanOnPush: true, Groups: ['bar'] });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(/rolled back: set ScanOnPush to true/);
+    expect(await snapshot('grp/rollback')).toEqual(before);
+  });
+
+  it('says what stays applied when the rollback fails too', async () => {
+    // ScanOnPush goes true, tagging fails, and putting ScanOnPush back (the second call) fails.
+    proxy.fail('TagResource', { code: 'ServerException', status: 500, times: 1 });
+    proxy.fail('PutImageScanningConfiguration', { code: 'ServerException', status: 500, skip: 1, times: 1 });
+    const res = await req('PUT', `${base()}/grp/rollback`, { ScanOnPush: true, Tags: [{ Key: 'a', Value: '3' }] });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(/STILL APPLIED: set ScanOnPush to true \(rolling it back failed: ServerException\)/);
+    expect((await snapshot('grp/rollback')).scanOnPush).toBe(true);
+    expect((await snapshot('grp/rollback')).tags).toContainEqual({ Key: 'a', Value: '1' });
+  });
+});

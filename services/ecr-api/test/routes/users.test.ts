@@ -1,0 +1,416 @@
+import { CreateRepositoryCommand, DescribeRepositoriesCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import {
+  CreateAccessKeyCommand,
+  CreatePolicyCommand,
+  CreatePolicyVersionCommand,
+  CreateUserCommand,
+  GetGroupCommand,
+  GetPolicyCommand,
+  GetPolicyVersionCommand,
+  GetUserCommand,
+  ListAccessKeysCommand,
+  ListAttachedGroupPoliciesCommand,
+  ListGroupsForUserCommand,
+  ListPolicyVersionsCommand,
+  ListUserTagsCommand,
+  type IAMClient,
+} from '@aws-sdk/client-iam';
+import type { App } from '@platform/http-common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminPolicyDocument, canonicalJson } from '../../src/aws/user-access.js';
+import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { directIam } from '../support/direct-iam.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+
+const ORG = 'spindev';
+let app: App;
+let proxy: FaultProxy;
+let account: string;
+let iam: IAMClient;
+let ecr: ECRClient;
+
+const base = (group = 'grp', name = 'app') => `/v1/ecr/${account}/repositories/${group}/${name}/users`;
+const req = (method: string, url: string, payload?: Record<string, unknown>) =>
+  app.inject({ method: method as 'GET', url, headers: auth, ...(payload === undefined ? {} : { payload }) });
+const policyArn = () => `arn:aws:iam::${account}:policy/spinup/${ORG}/SpinupECRAdminPolicy-${ORG}`;
+const noSuchUser = (name: string) =>
+  expect(iam.send(new GetUserCommand({ UserName: name }))).rejects.toMatchObject({ name: 'NoSuchEntityException' });
+const groupMembers = async () =>
+  ((await iam.send(new GetGroupCommand({ GroupName: `SpinupECRAdminGroup-${ORG}` }))).Users ?? []).map((u) => u.UserName);
+
+async function createRepository(group: string, name: string) {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/ecr/${account}/repositories/${group}`,
+    headers: auth,
+    payload: { RepositoryName: name },
+  });
+  expect(res.statusCode).toBe(200);
+}
+
+beforeAll(async () => {
+  proxy = await new FaultProxy(motoEndpoint()).start();
+  app = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
+  account = newAccount();
+  iam = await directIam(account);
+  ecr = await directEcr(account);
+  await createRepository('grp', 'app');
+  await createRepository('grp', 'app2');
+  await createRepository('other', 'app');
+});
+afterAll(async () => {
+  await app?.close();
+  await proxy?.stop();
+});
+
+describe('POST .../users', () => {
+  it('creates the IAM user {name}-{user} at the repository path, tagged for the shared policy, in the org group', async () => {
+    const res = await req('POST', base(), {
+      UserName: 'ci',
+      Groups: ['SpinupECRAdminGroup'],
+      Tags: [
+        { Key: 'team', Value: 'a' },
+        { Key: 'ResourceName', Value: 'grp/evil' },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const expectedTags = [
+      { Key: 'team', Value: 'a' },
+      { Key: 'Name', Value: 'app-ci' },
+      { Key: 'ResourceName', Value: 'grp/app' },
+      { Key: 'spinup:org', Value: ORG },
+      { Key: 'spinup:spaceid', Value: 'grp' },
+    ];
+    expect(res.json()).toEqual({ UserName: 'ci', AccessKeys: [], Groups: ['SpinupECRAdminGroup'], Tags: expectedTags });
+
+    // What IAM holds, read with a separate client.
+    const user = (await iam.send(new GetUserCommand({ UserName: 'app-ci' }))).User!;
+    expect(user.Path).toBe(`/spinup/${ORG}/grp/app/`);
+    const tags = (await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags;
+    expect(tags).toEqual(expect.arrayContaining(expectedTags));
+    expect(tags).toHaveLength(5);
+    expect((await iam.send(new ListGroupsForUserCommand({ UserName: 'app-ci' }))).Groups!.map((g) => g.GroupName)).toEqual([
+      `SpinupECRAdminGroup-${ORG}`,
+    ]);
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata).toEqual([]);
+
+    // The shared policy: push and pull where the repository's tags equal the user's, and docker login.
+    const group = (await iam.send(new GetGroupCommand({ GroupName: `SpinupECRAdminGroup-${ORG}` }))).Group!;
+    expect(group.Path).toBe(`/spinup/${ORG}/`);
+    const attached = (await iam.send(new ListAttachedGroupPoliciesCommand({ GroupName: group.GroupName }))).AttachedPolicies;
+    expect(attached?.map((p) => p.PolicyArn)).toEqual([policyArn()]);
+    const policy = (await iam.send(new GetPolicyCommand({ PolicyArn: policyArn() }))).Policy!;
+    const version = (await iam.send(new GetPolicyVersionCommand({ PolicyArn: policyArn(), VersionId: policy.DefaultVersionId })))
+      .PolicyVersion!;
+    const document = JSON.parse(decodeURIComponent(version.Document!)) as { Statement: Record<string, unknown>[] };
+    expect(document.Statement[0]).toMatchObject({
+      Effect: 'Allow',
+      Resource: '*',
+      Condition: {
+        StringEquals: {
+          'aws:ResourceTag/Name': '${aws:PrincipalTag/ResourceName}',
+          'aws:ResourceTag/spinup:org': '${aws:PrincipalTag/spinup:org}',
+          'aws:ResourceTag/spinup:spaceid': '${aws:PrincipalTag/spinup:spaceid}',
+        },
+      },
+    });
+    expect(document.Statement[0]!.Action).toEqual(expect.arrayContaining(['ecr:PutImage', 'ecr:BatchGetImage', 'ecr:InitiateLayerUpload']));
+    expect(document.Statement[1]).toEqual({
+      Sid: 'AllowDockerLogin',
+      Effect: 'Allow',
+      Action: ['ecr:GetAuthorizationToken'],
+      Resource: '*',
+    });
+  });
+
+  it('a second user reuses the policy and group without a new policy version', async () => {
+    const res = await req('POST', base(), { UserName: 'deploy' });
+    expect(res.statusCode).toBe(200);
+    expect((await iam.send(new ListPolicyVersionsCommand({ PolicyArn: policyArn() }))).Versions).toHaveLength(1);
+    expect(await groupMembers()).toEqual(expect.arrayContaining(['app-ci', 'app-deploy']));
+  });
+
+  it('answers 409 for a user that exists, and leaves it as it was', async () => {
+    const res = await req('POST', base(), { UserName: 'ci', Tags: [{ Key: 'team', Value: 'b' }] });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().detail).toContain('app-ci');
+    expect((await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags).toContainEqual({ Key: 'team', Value: 'a' });
+  });
+
+  it.each([
+    ['no UserName', {}, 'body.UserName'],
+    ['a UserName with a slash', { UserName: 'a/b' }, 'body.UserName'],
+    ['another group', { UserName: 'x', Groups: ['Admins'] }, 'body.Groups.0'],
+    [
+      "47 tags (4 are the service's)",
+      { UserName: 'x', Tags: Array.from({ length: 47 }, (_, i) => ({ Key: `k${i}`, Value: 'v' })) },
+      'body.Tags',
+    ],
+  ])('answers 400 for %s, creating nothing', async (_what, body, field) => {
+    proxy.clear();
+    const res = await req('POST', base(), body);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors.map((e: { field: string }) => e.field)).toContain(field);
+    expect(proxy.operations.filter((o) => o.startsWith('Create'))).toEqual([]);
+    await noSuchUser('app-x');
+  });
+
+  it('answers 400 when {name}-{user} is longer than IAM allows', async () => {
+    const res = await req('POST', base(), { UserName: 'u'.repeat(61) });
+    expect(res.statusCode).toBe(400);
+  });
+
+  it('deletes the user again when it cannot be added to the group, and says so', async () => {
+    proxy.fail('AddUserToGroup', { code: 'ServiceFailure', status: 500, message: 'IAM is down' });
+    const res = await req('POST', base(), { UserName: 'half' });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(
+      /Could not add app-half to the group .*nothing was changed \(rolled back: create the IAM user app-half\)/,
+    );
+    await noSuchUser('app-half');
+  });
+});
+
+describe('GET .../users and .../users/{user}', () => {
+  it('lists the users of the repository only, by short name', async () => {
+    // A user of "app2" shares the path prefix without the trailing slash.
+    expect((await req('POST', base('grp', 'app2'), { UserName: 'ci' })).statusCode).toBe(200);
+    const res = await req('GET', base());
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual(['ci', 'deploy']);
+    expect((await req('GET', base('grp', 'app2'))).json()).toEqual(['ci']);
+  });
+
+  it('shows a user with its keys (no secret), groups and tags', async () => {
+    const key = (await iam.send(new CreateAccessKeyCommand({ UserName: 'app-deploy' }))).AccessKey!;
+    const res = await req('GET', `${base()}/deploy`);
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(Object.keys(body)).toEqual(['UserName', 'AccessKeys', 'Groups', 'Tags']);
+    expect(body.UserName).toBe('deploy');
+    expect(body.AccessKeys).toEqual([
+      { AccessKeyId: key.AccessKeyId, CreateDate: expect.stringMatching(/Z$/), Status: 'Active', UserName: 'app-deploy' },
+    ]);
+    expect(JSON.stringify(body)).not.toContain(key.SecretAccessKey);
+    expect(body.Groups).toEqual(['SpinupECRAdminGroup']);
+    expect(body.Tags).toContainEqual({ Key: 'ResourceName', Value: 'grp/app' });
+  });
+
+  it('answers 404 for a missing user and for an IAM user of that name outside the repository path', async () => {
+    await iam.send(new CreateUserCommand({ UserName: 'app-stranger', Path: '/someone/else/' }));
+    for (const user of ['nobody', 'stranger']) {
+      for (const method of ['GET', 'DELETE']) {
+        const res = await req(method, `${base()}/${user}`);
+        expect(res.statusCode, `${method} ${user}`).toBe(404);
+        expect(res.json().detail).toBe(`User ${user} of repository grp/app not found.`);
+      }
+      expect((await req('PUT', `${base()}/${user}`, { ResetKey: true })).statusCode).toBe(404);
+    }
+    expect((await iam.send(new GetUserCommand({ UserName: 'app-stranger' }))).User?.Path).toBe('/someone/else/');
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-stranger' }))).AccessKeyMetadata).toEqual([]);
+  });
+});
+
+describe('PUT .../users/{user}', () => {
+  it('ResetKey issues a new key, answers its secret once, and deletes every old key (two: the oldest first)', async () => {
+    const k1 = (await iam.send(new CreateAccessKeyCommand({ UserName: 'app-ci' }))).AccessKey!.AccessKeyId!;
+    const k2 = (await iam.send(new CreateAccessKeyCommand({ UserName: 'app-ci' }))).AccessKey!.AccessKeyId!;
+    const res = await req('PUT', `${base()}/ci`, { ResetKey: true });
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(body.UserName).toBe('ci');
+    expect(body.AccessKey).toMatchObject({
+      AccessKeyId: expect.any(String),
+      SecretAccessKey: expect.any(String),
+      Status: 'Active',
+      UserName: 'app-ci',
+    });
+    expect([...body.DeletedAccessKeys].sort()).toEqual([k1, k2].sort());
+    const keys = (await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId);
+    expect(keys).toEqual([body.AccessKey.AccessKeyId]);
+
+    const again = (await req('PUT', `${base()}/ci`, { ResetKey: true })).json();
+    expect(again.DeletedAccessKeys).toEqual([body.AccessKey.AccessKeyId]);
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId)).toEqual([
+      again.AccessKey.AccessKeyId,
+    ]);
+  });
+
+  it('merges tags; the service tags cannot be changed', async () => {
+    const res = await req('PUT', `${base()}/ci`, {
+      Tags: [
+        { Key: 'team', Value: 'b' },
+        { Key: 'cost', Value: '1' },
+        { Key: 'ResourceName', Value: 'grp/app2' },
+        { Key: 'spinup:spaceid', Value: 'other' },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().AccessKey).toBeUndefined();
+    const tags = (await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags!;
+    expect(tags).toEqual(
+      expect.arrayContaining([
+        { Key: 'team', Value: 'b' },
+        { Key: 'cost', Value: '1' },
+        { Key: 'ResourceName', Value: 'grp/app' },
+        { Key: 'spinup:spaceid', Value: 'grp' },
+      ]),
+    );
+    expect(tags).toHaveLength(6);
+    expect(res.json().Tags).toEqual(expect.arrayContaining(tags));
+  });
+
+  it('a tag merge past 50 tags is a 400 before IAM is called', async () => {
+    proxy.clear();
+    const res = await req('PUT', `${base()}/ci`, { Tags: Array.from({ length: 45 }, (_, i) => ({ Key: `n${i}`, Value: 'v' })) });
+    expect(res.statusCode).toBe(400);
+    expect(proxy.operations.filter((o) => o === 'TagUser')).toEqual([]);
+  });
+
+  it('rolls the tags and the new key back when the old key cannot be deleted, and says so', async () => {
+    const before = (await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId);
+    const tagsBefore = (await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags;
+    proxy.fail('DeleteAccessKey', { code: 'ServiceFailure', status: 500, times: 1 });
+    const res = await req('PUT', `${base()}/ci`, {
+      ResetKey: true,
+      Tags: [
+        { Key: 'team', Value: 'c' },
+        { Key: 'fresh', Value: 'x' },
+      ],
+    });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(/nothing was changed \(rolled back: create a new access key for app-ci; merge the tags of app-ci\)/);
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId)).toEqual(
+      before,
+    );
+    expect((await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags).toEqual(expect.arrayContaining(tagsBefore!));
+    expect((await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags).toHaveLength(tagsBefore!.length);
+  });
+});
+
+describe('DELETE', () => {
+  it('DELETE .../users/{user} removes group memberships, keys and the user', async () => {
+    const keys = (await iam.send(new ListAccessKeysCommand({ UserName: 'app-deploy' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId);
+    expect(keys).toHaveLength(1);
+    proxy.clear();
+    const res = await req('DELETE', `${base()}/deploy`);
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ UserName: 'deploy', DeletedAccessKeys: keys, RemovedFromGroups: [`SpinupECRAdminGroup-${ORG}`] });
+    await noSuchUser('app-deploy');
+    expect(await groupMembers()).not.toContain('app-deploy');
+    // moto deletes a user's keys with it, so the calls show that the keys were deleted first.
+    expect(proxy.operations.filter((o) => ['RemoveUserFromGroup', 'DeleteAccessKey', 'DeleteUser'].includes(o))).toEqual([
+      'RemoveUserFromGroup',
+      'DeleteAccessKey',
+      'DeleteUser',
+    ]);
+  });
+
+  it('deleting a repository deletes its users first, and only its users', async () => {
+    await createRepository('grp', 'gone');
+    for (const user of ['a', 'b']) expect((await req('POST', base('grp', 'gone'), { UserName: user })).statusCode).toBe(200);
+    await iam.send(new CreateAccessKeyCommand({ UserName: 'gone-a' }));
+    proxy.clear();
+    const res = await req('DELETE', `/v1/ecr/${account}/repositories/grp/gone`);
+    expect(res.statusCode).toBe(200);
+    expect(proxy.operations.filter((o) => o === 'DeleteUser' || o === 'DeleteRepository')).toEqual([
+      'DeleteUser',
+      'DeleteUser',
+      'DeleteRepository',
+    ]);
+    expect(res.json().Users).toEqual(['a', 'b']);
+    await noSuchUser('gone-a');
+    await noSuchUser('gone-b');
+    expect(await groupMembers()).toEqual(expect.arrayContaining(['app-ci', 'app2-ci']));
+    await expect(ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/gone'] }))).rejects.toThrow(/does not exist/);
+  });
+
+  it('keeps the repository when one of its users cannot be deleted, and names the users already deleted', async () => {
+    await createRepository('grp', 'stays');
+    for (const user of ['a', 'b']) expect((await req('POST', base('grp', 'stays'), { UserName: user })).statusCode).toBe(200);
+    proxy.fail('DeleteUser', { code: 'ServiceFailure', status: 500, times: 2 });
+    const res = await req('DELETE', `/v1/ecr/${account}/repositories/grp/stays`);
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(/Could not delete the user stays-a of grp\/stays, so the repository was not deleted/);
+    expect(res.json().detail).toMatch(/STILL APPLIED: remove stays-a from the group/);
+    expect((await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/stays'] }))).repositories).toHaveLength(1);
+    // Retried, it finishes the job.
+    const again = await req('DELETE', `/v1/ecr/${account}/repositories/grp/stays`);
+    expect(again.statusCode).toBe(200);
+    expect(again.json().Users).toEqual(['a', 'b']);
+  });
+});
+
+describe('org and group isolation', () => {
+  it("answers 404 to every user route of another org's or group's repository, and creates nothing", async () => {
+    const otherOrg = await testApp({ org: 'orgb', aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
+    try {
+      const attempts: [App, string, string, Record<string, unknown>?][] = [
+        [otherOrg, 'GET', base()],
+        [otherOrg, 'POST', base(), { UserName: 'intruder' }],
+        [otherOrg, 'GET', `${base()}/ci`],
+        [otherOrg, 'PUT', `${base()}/ci`, { ResetKey: true }],
+        [otherOrg, 'DELETE', `${base()}/ci`],
+        // The same org, but the repository is filed under group "grp", not "elsewhere".
+        [app, 'GET', `/v1/ecr/${account}/repositories/elsewhere/app/users`],
+      ];
+      proxy.clear();
+      for (const [a, method, url, payload] of attempts) {
+        const res = await a.inject({ method: method as 'GET', url, headers: auth, ...(payload ? { payload } : {}) });
+        expect(res.statusCode, `${method} ${url}`).toBe(404);
+        expect(res.json().detail).toMatch(/^Repository .* not found\.$/);
+      }
+      // Only ECR reads: IAM was never called.
+      expect(proxy.operations.filter((o) => !['DescribeRepositories', 'ListTagsForResource', 'AssumeRole'].includes(o))).toEqual([]);
+      await noSuchUser('app-intruder');
+      expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata).toHaveLength(1);
+    } finally {
+      await otherOrg.close();
+    }
+  });
+});
+
+describe('the shared policy', () => {
+  it('replaces an outdated document with a new default version, pruning the oldest so IAM keeps at most 5', async () => {
+    const acct = newAccount();
+    const iam2 = await directIam(acct);
+    const ecr2 = await directEcr(acct);
+    const arn = `arn:aws:iam::${acct}:policy/spinup/${ORG}/SpinupECRAdminPolicy-${ORG}`;
+    const old = (n: number) =>
+      JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: [`ecr:Old${n}`], Resource: '*' }] });
+    await iam2.send(
+      new CreatePolicyCommand({ PolicyName: `SpinupECRAdminPolicy-${ORG}`, Path: `/spinup/${ORG}/`, PolicyDocument: old(1) }),
+    );
+    for (const n of [2, 3, 4, 5])
+      await iam2.send(new CreatePolicyVersionCommand({ PolicyArn: arn, PolicyDocument: old(n), SetAsDefault: n === 3 }));
+    expect((await iam2.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))).Versions).toHaveLength(5);
+    await ecr2.send(
+      new CreateRepositoryCommand({
+        repositoryName: 'grp/app',
+        tags: [
+          { Key: 'Name', Value: 'grp/app' },
+          { Key: 'spinup:org', Value: ORG },
+          { Key: 'spinup:spaceid', Value: 'grp' },
+        ],
+      }),
+    );
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${acct}/repositories/grp/app/users`,
+      headers: auth,
+      payload: { UserName: 'ci' },
+    });
+    expect(res.statusCode).toBe(200);
+    const versions = (await iam2.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))).Versions!;
+    expect(versions).toHaveLength(5);
+    const ids = versions.map((v) => v.VersionId).sort();
+    expect(ids).not.toContain('v1'); // the oldest non-default one went
+    expect(ids).toContain('v3'); // the previous default stays
+    const current = versions.find((v) => v.IsDefaultVersion)!;
+    const doc = (await iam2.send(new GetPolicyVersionCommand({ PolicyArn: arn, VersionId: current.VersionId }))).PolicyVersion!.Document!;
+    expect(canonicalJson(JSON.parse(decodeURIComponent(doc)))).toBe(canonicalJson(adminPolicyDocument()));
+  });
+});
