@@ -1,4 +1,5 @@
 import type { App } from '@platform/http-common';
+import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
 import { ContainerImage, isObj, kindName, SUPPORTED_KINDS } from '../admission/pod-images.js';
 import type { AdmissionPolicy, Decision } from '../admission/policy.js';
@@ -15,6 +16,14 @@ const REVIEW_BODY_LIMIT = 8 * 1024 * 1024;
  */
 export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy }): Promise<void> {
   const { policy } = opts;
+  const decisions = new Counter({
+    name: 'imagelist_admission_decisions_total',
+    help: 'Admission answers by webhook and decision: allowed, denied, or would_deny (allowed in audit mode)',
+    labelNames: ['webhook', 'decision'] as const,
+    registers: [app.metrics],
+  });
+  const counted = (webhook: 'imagereview' | 'validate', allowed: boolean, denials: number) =>
+    decisions.inc({ webhook, decision: !allowed ? 'denied' : denials ? 'would_deny' : 'allowed' });
 
   app.post(
     '/admission/imagereview',
@@ -32,6 +41,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       // which field an entry came from: a denial names the image only.
       const images = spec.containers.map((c) => new ContainerImage(c.image));
       const answer = (decision: Decision): ImageReviewResponse => {
+        counted('imagereview', decision.allowed, decision.denied.length);
         const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
         if (decision.denied.length) {
           request.log.info(
@@ -61,10 +71,14 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
     (request) => {
       const { request: req } = request.body;
       // Nothing new runs on DELETE or CONNECT.
-      if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return admissionResponse(req.uid, true);
+      if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') {
+        counted('validate', true, 0);
+        return admissionResponse(req.uid, true);
+      }
       const images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
       if (images === undefined) {
         // Fail closed: a webhook rule sent a kind whose images we cannot find.
+        counted('validate', false, 1);
         return admissionResponse(
           req.uid,
           false,
@@ -72,6 +86,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         );
       }
       const answer = (decision: Decision): AdmissionReviewResponse => {
+        counted('validate', decision.allowed, decision.denied.length);
         if (decision.denied.length) {
           request.log.info(
             {

@@ -255,6 +255,27 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     expect(status.reason).not.toMatch(/containers\[/i);
   });
 
+  it('counts its answers by webhook and decision for /metrics', async () => {
+    const counts = async (p: number) => {
+      const text = (await httpsFetch(p, { method: 'GET', path: '/metrics' })).body;
+      return Object.fromEntries(
+        [...text.matchAll(/^imagelist_admission_decisions_total\{webhook="(\w+)",decision="(\w+)"\} (\d+)$/gm)].map((m) => [
+          `${m[1]} ${m[2]}`,
+          Number(m[3]),
+        ]),
+      );
+    };
+    const fresh = await serve();
+    const audit = await serve({ audit: true });
+    await imageReview(fresh, await fixture('imagereview'));
+    await validate(fresh, await fixture('pod'));
+    await db.sql`TRUNCATE images`;
+    await imageReview(fresh, await fixture('imagereview'));
+    await imageReview(audit, await fixture('imagereview'));
+    expect(await counts(fresh)).toEqual({ 'imagereview allowed': 1, 'imagereview denied': 1, 'validate allowed': 1 });
+    expect(await counts(audit)).toEqual({ 'imagereview would_deny': 1 });
+  });
+
   it('in audit mode allows and annotates what it would have denied', async () => {
     await db.sql`TRUNCATE images`;
     const audit = await serve({ audit: true });
