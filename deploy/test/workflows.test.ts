@@ -210,14 +210,15 @@ describe('GitHub workflows', () => {
       }
     });
 
-    it("installs pnpm through corepack, builds and runs the service's tests with the shared packages'", () => {
+    it("installs pnpm through corepack, builds, lints and runs the service's tests with the shared packages', with coverage", () => {
       const steps = wf()
         .jobs.test.steps.map((s: any) => s.run ?? s.uses)
         .join('\n');
       expect(steps).toMatch(/corepack enable/);
       expect(steps).toMatch(/pnpm install --frozen-lockfile/);
       expect(steps).toMatch(/pnpm build/);
-      expect(steps).toContain(`vitest run --project ${svc} --project http-common --project auth`);
+      expect(steps).toMatch(/^pnpm lint$/m);
+      expect(steps).toContain(`vitest run --coverage --project ${svc} --project http-common --project auth`);
       expect(wf().jobs.test.steps.find((s: any) => s.uses?.startsWith('actions/setup-node')).with['node-version']).toBe('20');
     });
 
