@@ -1,8 +1,9 @@
 import { XAuthTokenVerifier } from '@platform/auth';
 import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Config } from './config.js';
-import { AwsClientFactory, type RequestHandler } from './aws/clients.js';
+import { AwsClientFactory, type HttpHandler } from './aws/clients.js';
 import { AccountSessions } from './aws/credentials.js';
+import { deadlinePerRequest } from './aws/deadline.js';
 import { classifyAwsError } from './aws/errors.js';
 import { createAwsMetrics } from './aws/metrics.js';
 import { RepositoryStore } from './aws/repositories.js';
@@ -17,7 +18,7 @@ export interface AwsOverrides {
   /** Endpoint of every AWS call, e.g. moto; wins over config.aws.endpoint. */
   endpoint?: string;
   /** Replaces the HTTP layer of every SDK client: canned AWS answers for paths moto cannot emulate. */
-  requestHandler?: RequestHandler;
+  requestHandler?: HttpHandler;
   /** SDK attempts per call (default 3). */
   maxAttempts?: number;
   /** The credential cache's clock. */
@@ -27,7 +28,7 @@ export interface AwsOverrides {
 }
 
 export interface BuildAppOptions {
-  config: Pick<Config, 'org' | 'token' | 'aws'>;
+  config: Pick<Config, 'org' | 'token' | 'aws'> & Partial<Pick<Config, 'tls'>>;
   version?: Version;
   logger?: CreateAppOptions['logger'];
   defaultMetrics?: boolean;
@@ -53,7 +54,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
       },
     },
     classifyError: classifyAwsError,
+    ...(config.tls ? { tls: config.tls } : {}),
   });
+  deadlinePerRequest(app, config.aws.deadlineMs);
 
   const metrics = createAwsMetrics(app.metrics);
   const endpoint = opts.aws?.endpoint ?? config.aws.endpoint;
@@ -61,8 +64,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     region: config.aws.region,
     ...(endpoint ? { endpoint } : {}),
     ...(config.aws.credentials ? { baseCredentials: config.aws.credentials } : {}),
-    ...(opts.aws?.requestHandler ? { requestHandler: opts.aws.requestHandler } : {}),
+    ...(opts.aws?.requestHandler ? { httpHandler: opts.aws.requestHandler } : {}),
     ...(opts.aws?.maxAttempts ? { maxAttempts: opts.aws.maxAttempts } : {}),
+    deadlineMs: config.aws.deadlineMs,
     metrics,
   });
   const sessions = new AccountSessions({
@@ -72,6 +76,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     ...(config.aws.externalId ? { externalId: config.aws.externalId } : {}),
     region: config.aws.region,
     durationSeconds: config.aws.sessionDurationSeconds,
+    deadlineMs: config.aws.deadlineMs,
     ...(opts.aws?.refreshMarginMs !== undefined ? { refreshMarginMs: opts.aws.refreshMarginMs } : {}),
     ...(opts.aws?.now ? { now: opts.aws.now } : {}),
     metrics,

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, parseListen, type ConfigMeta } from '@platform/http-common';
+import { ConfigError, loadConfig, parseListen, type ConfigMeta, type TlsFiles } from '@platform/http-common';
 import { readFileSync } from 'node:fs';
 import Type, { type Static } from 'typebox';
 import Value from 'typebox/value';
@@ -99,6 +99,24 @@ export const ConfigSchema = Type.Object({
       }),
     ),
   ),
+  awsDeadline: Type.Optional(
+    Type.Number({
+      minimum: 0.1,
+      maximum: 30,
+      ...meta({
+        env: 'ECR_API_AWS_DEADLINE',
+        description:
+          'Seconds a request may spend on AWS, every call and retry included, before it is answered 504 (default 25, at most 30)',
+      }),
+    }),
+  ),
+  certfile: Type.Optional(
+    Type.String({
+      minLength: 1,
+      ...meta({ env: 'ECR_API_CERTFILE', description: 'TLS certificate (PEM); with --keyfile serves HTTPS, reloaded on change' }),
+    }),
+  ),
+  keyfile: Type.Optional(Type.String({ minLength: 1, ...meta({ env: 'ECR_API_KEYFILE', description: 'TLS private key (PEM)' }) })),
   sessionDuration: Type.Optional(
     Type.Integer({
       minimum: 900,
@@ -150,6 +168,8 @@ export interface Config {
   org: string;
   /** The shared key behind X-Auth-Token. */
   token: string;
+  /** Serve HTTPS from these files (reloaded when they change); absent: HTTP. */
+  tls?: TlsFiles;
   aws: AwsConfig;
 }
 
@@ -162,7 +182,12 @@ export interface AwsConfig {
   endpoint?: string;
   sessionDurationSeconds: number;
   listStrategy: ListStrategy;
+  /** What a client request may spend on AWS, retries included, before it is answered 504. */
+  deadlineMs: number;
 }
+
+/** 25 s: under the 30 s that clients and proxies commonly allow, with room for the answer. */
+export const DEFAULT_AWS_DEADLINE_S = 25;
 
 const TOP_KEYS = ['listenAddress', 'account', 'token', 'org', 'logLevel'];
 const ACCOUNT_KEYS = ['endpoint', 'region', 'akid', 'secret', 'externalId', 'role'];
@@ -260,6 +285,8 @@ export function resolveConfig(
   const logLevel = flags.logLevel ?? blank(file.logLevel)?.toLowerCase() ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.push(`logLevel must be one of ${LOG_LEVELS.join(', ')}`);
 
+  if (Boolean(flags.certfile) !== Boolean(flags.keyfile)) problems.push('--certfile and --keyfile must be given together');
+
   if (problems.length) throw new ConfigError(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
 
   const externalId = flags.externalId ?? blank(account.externalId);
@@ -268,6 +295,7 @@ export function resolveConfig(
     logLevel: logLevel as LogLevel,
     org: org!,
     token: token!,
+    ...(flags.certfile && flags.keyfile ? { tls: { certfile: flags.certfile, keyfile: flags.keyfile } } : {}),
     aws: {
       region: region!,
       role: role!,
@@ -276,6 +304,7 @@ export function resolveConfig(
       ...(endpoint ? { endpoint } : {}),
       sessionDurationSeconds: flags.sessionDuration ?? 3600,
       listStrategy: flags.listStrategy ?? 'tagging',
+      deadlineMs: Math.round((flags.awsDeadline ?? DEFAULT_AWS_DEADLINE_S) * 1000),
     },
   };
 }
@@ -300,5 +329,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     endpoint: config.aws.endpoint ?? 'AWS',
     listStrategy: config.aws.listStrategy,
     sessionDurationSeconds: config.aws.sessionDurationSeconds,
+    awsDeadlineSeconds: config.aws.deadlineMs / 1000,
+    https: config.tls ? config.tls.certfile : 'off',
   };
 }

@@ -35,6 +35,7 @@ describe('configuration', () => {
         credentials: { accessKeyId: 'AKIAFILEKEY000000001', secretAccessKey: 'file-secret-value' },
         sessionDurationSeconds: 3600,
         listStrategy: 'tagging',
+        deadlineMs: 25_000,
       },
     });
   });

@@ -34,7 +34,7 @@ function paged<T>(pages: T[][], itemsKey: string, tokenKey: string, tokenName: s
 }
 
 async function stubbedApp(stub: StubAws, listStrategy: ListStrategy = 'tagging') {
-  app = await testApp({ org: ORG, listStrategy, aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts: 1 } });
+  app = await testApp({ org: ORG, listStrategy, aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub, maxAttempts: 1 } });
   return app;
 }
 
