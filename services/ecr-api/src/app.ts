@@ -88,6 +88,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   await app.register(healthRoutes, { version });
   // Everything but ping, version, metrics and the docs needs a valid X-Auth-Token.
   const verifier = new XAuthTokenVerifier(config.token);
+  app.addHook('onClose', () => verifier.close());
   await app.register(repositoryRoutes, { store, authorize: verifier.hook() });
   return app;
 }
