@@ -139,6 +139,18 @@ describe('configuration', () => {
     await expect(read(['--bogus'])).rejects.toThrow(ConfigError);
   });
 
+  it('--aws-deadline sets the AWS deadline per request in seconds (default 25, at most 30); TLS files come in pairs', async () => {
+    const env = { API_CONFIG: JSON.stringify(FULL) };
+    expect((await read(['--aws-deadline', '1.5'], env)).aws.deadlineMs).toBe(1500);
+    expect((await read([], { ...env, ECR_API_AWS_DEADLINE: '30' })).aws.deadlineMs).toBe(30_000);
+    await expect(read(['--aws-deadline', '31'], env)).rejects.toThrow(/--aws-deadline/);
+    await expect(read(['--aws-deadline', '0'], env)).rejects.toThrow(/--aws-deadline/);
+    const tls = await read(['--certfile', '/tls/tls.crt', '--keyfile', '/tls/tls.key'], env);
+    expect(tls.tls).toEqual({ certfile: '/tls/tls.crt', keyfile: '/tls/tls.key' });
+    expect(describeConfig(tls)).toMatchObject({ https: '/tls/tls.crt', awsDeadlineSeconds: 25 });
+    await expect(read(['--keyfile', '/tls/tls.key'], env)).rejects.toThrow(/--certfile and --keyfile must be given together/);
+  });
+
   it('--help is a HelpRequested with the usage of every flag', () => {
     let err: unknown;
     try {
