@@ -83,7 +83,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     log: app.log,
   });
   const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy);
-  app.addHook('onClose', async () => clients.destroy());
+  app.addHook('onClose', (_app, done) => {
+    clients.destroy();
+    done();
+  });
 
   await app.register(healthRoutes, { version });
   // Everything but ping, version, metrics and the docs needs a valid X-Auth-Token.
