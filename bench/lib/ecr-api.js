@@ -138,7 +138,7 @@ async function measure({ endpoint, strategy, repos, dir, flags }) {
     config,
     JSON.stringify({
       listenAddress: `127.0.0.1:${port}`,
-      account: { region: 'us-east-1', akid: 'testing', secret: 'testing', role: 'SpinupRole', externalId: 'x' },
+      account: { region: 'us-east-1', akid: 'testing', secret: 'testing', role: 'SpinupRole', externalId: 'bench-external-id' },
       token: KEY,
       org: 'bench',
     }),

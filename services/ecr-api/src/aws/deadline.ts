@@ -44,9 +44,10 @@ export class Deadline {
     return this.controller.signal;
   }
 
-  /** Stops the timer (the request is answered). */
+  /** Stops the timer and cancels what is still running for it (the request is answered). */
   dispose(): void {
     clearTimeout(this.timer);
+    this.controller?.abort(new Error('the request this AWS call was made for is answered'));
   }
 
   /** `work`, or AwsDeadlineExceeded when the deadline comes first (`work` is not cancelled by this). */
