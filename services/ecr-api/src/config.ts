@@ -208,7 +208,7 @@ export interface AwsConfig {
 }
 
 /** 25 s: under the 30 s that clients and proxies commonly allow, with room for the answer. */
-export const DEFAULT_AWS_DEADLINE_S = 25;
+const DEFAULT_AWS_DEADLINE_S = 25;
 
 const TOP_KEYS = ['listenAddress', 'account', 'token', 'org', 'logLevel'];
 const ACCOUNT_KEYS = ['endpoint', 'region', 'akid', 'secret', 'externalId', 'role'];

@@ -25,7 +25,7 @@ export interface AwsCredentials {
  * - answer 10 s: ECR and STS answer in well under a second. The SDK only logs a warning when this
  *   passes unless `throwOnRequestTimeout` is set, so it is set: the attempt fails and is retried.
  */
-export const ATTEMPT_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 10_000 } as const;
+const ATTEMPT_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 10_000 } as const;
 
 export interface AwsClientOptions {
   region: string;

@@ -71,7 +71,7 @@ describe('the AWS deadline per client request', () => {
   it('answers 504 when ECR hangs after AssumeRole succeeded, for every request, whatever the retries', async () => {
     const proxy = await new RecordingProxy(motoEndpoint()).start();
     closers.push(() => proxy.stop());
-    proxy.hang = (operation) => operation === 'DescribeRepositories';
+    proxy.hang = (operation) => operation === 'DescribeRepositories' || operation === 'CreateRepository';
     const app = await testApp({ deadlineMs: DEADLINE_MS, aws: { endpoint: proxy.endpoint } });
     const base = await listening(app);
     const account = newAccount();
@@ -82,6 +82,13 @@ describe('the AWS deadline per client request', () => {
         return { status: res.status, type: res.headers.get('content-type') };
       }),
     );
+    const created = await fetch(`${base}/${account}/repositories/grp`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ RepositoryName: 'app' }),
+    });
+    answers.push({ status: created.status, type: created.headers.get('content-type') });
+    expect(proxy.count('CreateRepository')).toBeGreaterThan(0);
     for (const a of answers) expect(a).toEqual({ status: 504, type: expect.stringMatching(/^application\/problem\+json/) as string });
     expect(await metric(app, 'sts_assume_role_total', { outcome: 'success' })).toBe(1);
 
