@@ -66,6 +66,9 @@ describe('the AWS deadline per client request', () => {
     expect(elapsed).toBeLessThan(DEADLINE_MS + 8000);
     // The attempt in flight is aborted, not left waiting on the socket.
     expect(await until(() => hung.open() === 0)).toBe(true);
+    // And the API document says so.
+    const doc = await (await fetch(`${base}/docs/json`)).json();
+    expect(doc).toHaveProperty(['paths', '/v1/ecr/{account}/repositories', 'get', 'responses', '504']);
   });
 
   it('answers 504 when ECR hangs after AssumeRole succeeded, for every request, whatever the retries', async () => {
