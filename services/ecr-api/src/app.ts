@@ -7,6 +7,7 @@ import { deadlinePerRequest } from './aws/deadline.js';
 import { classifyAwsError } from './aws/errors.js';
 import { createAwsMetrics } from './aws/metrics.js';
 import { RepositoryStore } from './aws/repositories.js';
+import { authMetrics } from './auth-metrics.js';
 import { healthRoutes } from './routes/health.js';
 import { repositoryRoutes } from './routes/repositories.js';
 import type { Version } from './schemas/version.js';
@@ -92,6 +93,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   // Everything but ping, version, metrics and the docs needs a valid X-Auth-Token.
   const verifier = new XAuthTokenVerifier(config.token);
   app.addHook('onClose', () => verifier.close());
+  authMetrics(app.metrics, verifier);
   await app.register(repositoryRoutes, { store, authorize: verifier.hook() });
   return app;
 }
