@@ -9,9 +9,9 @@ import Value from 'typebox/value';
  */
 const meta = (m: ConfigMeta) => ({ ...m });
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const LIST_STRATEGIES = ['tagging', 'describe'] as const;
+const LIST_STRATEGIES = ['tagging', 'describe'] as const;
 export type ListStrategy = (typeof LIST_STRATEGIES)[number];
 
 /**
@@ -164,7 +164,7 @@ export type ConfigFlags = Static<typeof ConfigSchema>;
  * The original's JSON config. Its Go decoder matched keys case-insensitively and ignored unknown
  * ones (e.g. an old `Version` block), so keys are normalised to these names before validation.
  */
-export const FileConfigSchema = Type.Object({
+const FileConfigSchema = Type.Object({
   listenAddress: Type.Optional(Type.String()),
   account: Type.Optional(
     Type.Object({
@@ -180,7 +180,7 @@ export const FileConfigSchema = Type.Object({
   org: Type.Optional(Type.String(RULES.org)),
   logLevel: Type.Optional(logLevelSchema(RULES.logLevel)),
 });
-export type FileConfig = Static<typeof FileConfigSchema>;
+type FileConfig = Static<typeof FileConfigSchema>;
 
 /** What the service runs with, resolved from flags, environment and the JSON config. */
 export interface Config {
@@ -225,7 +225,7 @@ function canonicalKeys(value: unknown, known: string[]): Record<string, unknown>
 }
 
 /** Parses and validates the original's JSON config; `source` names it in errors. */
-export function parseFileConfig(text: string, source: string): FileConfig {
+function parseFileConfig(text: string, source: string): FileConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
