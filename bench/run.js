@@ -560,8 +560,26 @@ if (ecr.available) {
       `    AssumeRole per step ${JSON.stringify(s.assumeRoles)}: ${s.oneAssumeRolePerAccount ? 'PASS' : 'FAIL'} one AssumeRole per account per credential lifetime`,
     );
     if (s.note) console.log(`    note: ${s.note}`);
+    if (s.forgedTokens) {
+      const f = s.forgedTokens;
+      console.log(
+        `    authenticated show, one at a time: p50/p99 ${f.quiet.p50}/${f.quiet.p99} ms alone; ${f.underForgedTokens.p50}/${f.underForgedTokens.p99} ms (max ${f.underForgedTokens.max}) under ${f.rate} forged cost-${f.cost} tokens/s (forged answers ${JSON.stringify(f.forged.statuses)})`,
+      );
+      const o = f.serviceOnly;
+      console.log(
+        `    authenticated, answered without AWS: p50/p99 ${o.quiet.p50}/${o.quiet.p99} ms alone; ${o.underForgedTokens.p50}/${o.underForgedTokens.p99} ms (max ${o.underForgedTokens.max}) under the forged tokens`,
+      );
+    }
   }
   const first = Object.values(ecr.strategies).find((s) => !s.error);
+  const forged = first?.forgedTokens;
+  if (forged) {
+    target(
+      `ecr-api: authenticated p99 < 100 ms under ${forged.rate} forged tokens/s`,
+      forged.serviceOnly.underForgedTokens.p99 < 100,
+      `p99 ${forged.serviceOnly.underForgedTokens.p99} ms without AWS (alone ${forged.serviceOnly.quiet.p99}); with moto ${forged.underForgedTokens.p99} (alone ${forged.quiet.p99})`,
+    );
+  }
   if (first) {
     const total = Object.values(first.assumeRoles).reduce((a, b) => a + b, 0);
     target(

@@ -55,6 +55,65 @@ async function many(count, concurrency, fn) {
 
 const tally = (statuses) => statuses.reduce((acc, s) => ({ ...acc, [s]: (acc[s] ?? 0) + 1 }), {});
 
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+/** A well-formed bcrypt hash of nothing: what a forger sends, at no cost to make. */
+function forgedToken(cost) {
+  const alphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  let body = '';
+  for (let i = 0; i < 53; i++) body += alphabet[Math.floor(Math.random() * 64)];
+  return `$2b$${cost}$${body}`;
+}
+
+/**
+ * Latency of authenticated requests (a verified, cached token), one at a time for `seconds`, first
+ * alone and then while `rate` forged tokens a second arrive (each distinct, at the highest cost the
+ * service accepts, so each would need a full bcrypt). Twice: a GET of a repository (two calls to
+ * moto, whose own latency dominates) and an authenticated request the service answers 400 itself.
+ */
+async function forgedTokenLoad({ base, get, path, seconds = 10, rate = 50, cost = 12 }) {
+  // Authenticated, then a 400 before any AWS call: the service's own latency, without moto's.
+  const serviceOnly = 'not-an-account/repositories';
+  const timed = async (where = path) => {
+    const ms = [];
+    const statuses = [];
+    const end = performance.now() + seconds * 1000;
+    while (performance.now() < end) {
+      const t = performance.now();
+      const res = await get(where);
+      await res.arrayBuffer();
+      ms.push(performance.now() - t);
+      statuses.push(res.status);
+    }
+    ms.sort((a, b) => a - b);
+    const r = (x) => Math.round(x * 10) / 10;
+    return { requests: ms.length, statuses: tally(statuses), p50: r(percentile(ms, 50)), p99: r(percentile(ms, 99)), max: r(ms.at(-1)) };
+  };
+  const quiet = await timed();
+  const quietServiceOnly = await timed(serviceOnly);
+  const forged = [];
+  const timer = setInterval(() => {
+    forged.push(
+      fetchT(`${base}/v1/ecr/${path}`, { headers: { 'x-auth-token': forgedToken(cost) } }).then(
+        (res) => res.arrayBuffer().then(() => res.status),
+        () => 'error',
+      ),
+    );
+  }, 1000 / rate);
+  const loaded = await timed();
+  const loadedServiceOnly = await timed(serviceOnly);
+  clearInterval(timer);
+  return {
+    rate,
+    cost,
+    seconds,
+    quiet,
+    underForgedTokens: loaded,
+    serviceOnly: { quiet: quietServiceOnly, underForgedTokens: loadedServiceOnly },
+    forged: { sent: forged.length, statuses: tally(await Promise.all(forged)) },
+  };
+}
+
 async function startMoto() {
   const port = await freePort();
   const child = await start(process.env.MOTO_SERVER ?? 'moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
@@ -79,7 +138,7 @@ async function measure({ endpoint, strategy, repos, dir, flags }) {
     config,
     JSON.stringify({
       listenAddress: `127.0.0.1:${port}`,
-      account: { region: 'us-east-1', akid: 'testing', secret: 'testing', role: 'SpinupRole', externalId: 'x' },
+      account: { region: 'us-east-1', akid: 'testing', secret: 'testing', role: 'SpinupRole', externalId: 'bench-external-id' },
       token: KEY,
       org: 'bench',
     }),
@@ -138,6 +197,9 @@ async function measure({ endpoint, strategy, repos, dir, flags }) {
     await step('burst20NewAccount', 20, () => many(20, 20, () => get(`${acct2}/repositories`)));
     // Both accounts cached now: 40 more requests over the two, no AssumeRole.
     await step('list40TwoAccounts', 40, () => many(40, 10, (i) => get(`${i % 2 ? acct2 : acct}/repositories/${strategy}-g${i % 5}`)));
+    if (strategy === 'describe') {
+      out.forgedTokens = await forgedTokenLoad({ base, get, path: `${acct}/repositories/${strategy}-g0/repo-0` });
+    }
     const assumes = (s) => out[s].calls.AssumeRole ?? 0;
     out.assumeRoles = Object.fromEntries(
       ['create', 'listAll', 'listGroup', 'showOne', 'show100', 'burst20NewAccount', 'list40TwoAccounts'].map((s) => [s, assumes(s)]),

@@ -1,50 +1,102 @@
 import { HttpProblem } from '@platform/http-common';
-import bcrypt from 'bcryptjs';
 import type { FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
+import { BcryptWorker } from './bcrypt-worker.js';
 
 /** `$2a$`, `$2b$` or `$2y$`, a two-digit cost, 53 characters of salt and hash. */
 const BCRYPT = /^\$2[aby]\$(\d{2})\$[./A-Za-z0-9]{53}$/;
 
 export interface XAuthTokenOptions {
-  /** Highest bcrypt cost accepted: a client-chosen cost of 31 would pin a core for hours. */
+  /**
+   * Highest bcrypt cost accepted (default 12, about 0.25 s of one core here; Go's default cost,
+   * which the original's clients use, is 10). Each step doubles the work a forged token costs.
+   */
   maxCost?: number;
-  /** How many distinct hashes to remember as verified. */
+  /** How many distinct hashes to remember as verified (default 1024). */
   cacheSize?: number;
+  /** How many distinct hashes to remember as failed (default 10,000, about 1.5 MB). */
+  rejectedCacheSize?: number;
+  /**
+   * Verifications running or waiting at once (default 2); a token arriving beyond that is refused
+   * at once, without bcrypt. Forged tokens cost an attacker nothing to make, so this, not the
+   * caches, is what bounds the CPU they can take.
+   */
+  maxInFlight?: number;
+}
+
+/** Counters of what the verifier did (tests, and a metric if a service wants one). */
+export interface XAuthTokenStats {
+  /** bcrypt comparisons computed. */
+  computed: number;
+  /** Tokens refused without bcrypt because `maxInFlight` comparisons were already under way. */
+  refusedBusy: number;
 }
 
 /**
  * Verifies `X-Auth-Token` as the original ecr-api does: the client sends a bcrypt hash of the
- * shared key, and the service checks the key against it. bcrypt is slow on purpose, so hashes
- * that verified are remembered (bounded, oldest evicted) and each client pays the cost once.
+ * shared key, and the service checks the key against it. bcrypt is slow on purpose, so its work
+ * is bounded: hashes that verified and hashes that failed are remembered (LRU), costs above
+ * `maxCost` are refused unread, at most `maxInFlight` comparisons run or wait (on a worker thread,
+ * off the event loop) and any more are refused at once, and concurrent requests with the same new
+ * hash share one comparison. A client with a verified hash never waits for bcrypt again, whatever
+ * forged tokens arrive meanwhile.
  */
 export class XAuthTokenVerifier {
-  private readonly good = new Map<string, true>();
+  private readonly good: LRUCache<string, true>;
+  private readonly bad: LRUCache<string, true>;
+  private readonly inFlight = new Map<string, Promise<boolean>>();
+  private readonly worker: BcryptWorker;
   private readonly maxCost: number;
-  private readonly cacheSize: number;
+  private readonly maxInFlight: number;
+  private readonly counts: XAuthTokenStats = { computed: 0, refusedBusy: 0 };
 
-  constructor(
-    private readonly sharedKey: string,
-    opts: XAuthTokenOptions = {},
-  ) {
+  constructor(sharedKey: string, opts: XAuthTokenOptions = {}) {
     if (!sharedKey) throw new Error('X-Auth-Token verification needs a non-empty shared key');
-    this.maxCost = opts.maxCost ?? 14;
-    this.cacheSize = opts.cacheSize ?? 1024;
+    this.maxCost = opts.maxCost ?? 12;
+    this.maxInFlight = opts.maxInFlight ?? 2;
+    this.good = new LRUCache({ max: opts.cacheSize ?? 1024 });
+    this.bad = new LRUCache({ max: opts.rejectedCacheSize ?? 10_000 });
+    this.worker = new BcryptWorker(sharedKey);
+  }
+
+  get stats(): Readonly<XAuthTokenStats> {
+    return { ...this.counts };
   }
 
   async verify(header: string | undefined): Promise<boolean> {
     if (!header) return false;
-    if (this.good.has(header)) return true;
+    if (this.good.get(header)) return true;
+    if (this.bad.get(header)) return false;
     const match = BCRYPT.exec(header);
     if (!match || Number(match[1]) > this.maxCost || Number(match[1]) < 4) return false;
-    const ok = await bcrypt.compare(this.sharedKey, header);
-    if (ok) {
-      if (this.good.size >= this.cacheSize) this.good.delete(this.good.keys().next().value as string);
-      this.good.set(header, true);
+    const shared = this.inFlight.get(header);
+    if (shared) return shared;
+    if (this.inFlight.size >= this.maxInFlight) {
+      this.counts.refusedBusy++;
+      return false;
     }
-    return ok;
+    this.counts.computed++;
+    const verifying = this.worker.compare(header).then(
+      (ok) => {
+        (ok ? this.good : this.bad).set(header, true);
+        return ok;
+      },
+      () => false, // the worker was lost: refuse this once, remember nothing
+    );
+    this.inFlight.set(header, verifying);
+    try {
+      return await verifying;
+    } finally {
+      this.inFlight.delete(header);
+    }
   }
 
-  /** A preHandler answering 403 (as the original does) without a valid token. */
+  /** Stops the worker thread (app shutdown). */
+  close(): Promise<void> {
+    return this.worker.close();
+  }
+
+  /** An onRequest hook answering 403 (as the original does) without a valid token. */
   hook() {
     return async (request: FastifyRequest): Promise<void> => {
       const header = request.headers['x-auth-token'];

@@ -1,43 +1,99 @@
 import bcrypt from 'bcryptjs';
-import { describe, expect, it, vi } from 'vitest';
-import { XAuthTokenVerifier } from '../src/index.js';
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { XAuthTokenVerifier, type XAuthTokenOptions } from '../src/index.js';
+
+const key = 'shared-secret-key';
+const verifiers: XAuthTokenVerifier[] = [];
+afterEach(async () => {
+  await Promise.all(verifiers.splice(0).map((v) => v.close()));
+});
+function verifier(opts?: XAuthTokenOptions): XAuthTokenVerifier {
+  const v = new XAuthTokenVerifier(key, opts);
+  verifiers.push(v);
+  return v;
+}
+
+/** A well-formed bcrypt hash of nothing in particular: what a forger sends, made for free. */
+function forged(cost: number): string {
+  const alphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  const body = Array.from(randomBytes(53), (b) => alphabet[b % 64]).join('');
+  return `$2b$${String(cost).padStart(2, '0')}$${body}`;
+}
 
 describe('XAuthTokenVerifier', () => {
-  const key = 'shared-secret-key';
-
   it('accepts a bcrypt hash of the shared key, in each bcrypt variant', async () => {
-    const verifier = new XAuthTokenVerifier(key);
+    const v = verifier();
     const hash = bcrypt.hashSync(key, 4);
-    expect(await verifier.verify(hash)).toBe(true);
-    expect(await verifier.verify(hash.replace(/^\$2b\$/, '$2a$'))).toBe(true);
+    expect(await v.verify(hash)).toBe(true);
+    expect(await v.verify(hash.replace(/^\$2b\$/, '$2a$'))).toBe(true);
   });
 
   it('rejects a hash of another key, the key itself, garbage and nothing', async () => {
-    const verifier = new XAuthTokenVerifier(key);
-    expect(await verifier.verify(bcrypt.hashSync('other', 4))).toBe(false);
-    expect(await verifier.verify(key)).toBe(false);
-    expect(await verifier.verify('$2b$04$short')).toBe(false);
-    expect(await verifier.verify(undefined)).toBe(false);
+    const v = verifier();
+    expect(await v.verify(bcrypt.hashSync('other', 4))).toBe(false);
+    expect(await v.verify(key)).toBe(false);
+    expect(await v.verify('$2b$04$short')).toBe(false);
+    expect(await v.verify(undefined)).toBe(false);
   });
 
-  it('refuses hashes whose cost would pin a core, without computing them', async () => {
-    const verifier = new XAuthTokenVerifier(key, { maxCost: 10 });
-    const costly = bcrypt.hashSync(key, 4).replace(/^\$2b\$04\$/, '$2b$31$');
-    const spy = vi.spyOn(bcrypt, 'compare');
-    const started = Date.now();
-    expect(await verifier.verify(costly)).toBe(false);
-    expect(spy).not.toHaveBeenCalled();
-    expect(Date.now() - started).toBeLessThan(1000);
-    spy.mockRestore();
+  it('refuses hashes above the cost cap (12 by default) without computing them', async () => {
+    const v = verifier();
+    expect(await v.verify(bcrypt.hashSync(key, 4).replace(/^\$2b\$04\$/, '$2b$31$'))).toBe(false);
+    expect(await v.verify(forged(13))).toBe(false);
+    expect(v.stats.computed).toBe(0);
+    const capped = verifier({ maxCost: 10 });
+    expect(await capped.verify(forged(11))).toBe(false);
+    expect(capped.stats.computed).toBe(0);
   });
 
-  it('computes bcrypt once per distinct valid hash', async () => {
-    const verifier = new XAuthTokenVerifier(key);
+  it('computes bcrypt once per distinct valid hash, also for concurrent requests', async () => {
+    const v = verifier();
     const hash = bcrypt.hashSync(key, 4);
-    const spy = vi.spyOn(bcrypt, 'compare');
-    for (let i = 0; i < 5; i++) expect(await verifier.verify(hash)).toBe(true);
-    expect(spy).toHaveBeenCalledTimes(1);
-    spy.mockRestore();
+    expect(await Promise.all(Array.from({ length: 5 }, () => v.verify(hash)))).toEqual(Array(5).fill(true));
+    for (let i = 0; i < 5; i++) expect(await v.verify(hash)).toBe(true);
+    expect(v.stats.computed).toBe(1);
+  });
+
+  it('remembers failed hashes: a replayed forgery costs no second bcrypt', async () => {
+    const v = verifier();
+    const fake = forged(4);
+    for (let i = 0; i < 5; i++) expect(await v.verify(fake)).toBe(false);
+    expect(v.stats.computed).toBe(1);
+  });
+
+  it('refuses tokens beyond maxInFlight at once, while a verified hash keeps passing', async () => {
+    const v = verifier({ maxInFlight: 2 });
+    const good = bcrypt.hashSync(key, 4);
+    expect(await v.verify(good)).toBe(true);
+    const flood = Array.from({ length: 20 }, () => forged(10));
+    const pending = flood.map((t) => v.verify(t));
+    // While two forgeries are under way: the other 18 were already refused, the good hash still passes.
+    expect(v.stats).toEqual({ computed: 3, refusedBusy: 18 });
+    expect(await v.verify(good)).toBe(true);
+    expect(await Promise.all(pending)).toEqual(Array(20).fill(false));
+    expect(v.stats).toEqual({ computed: 3, refusedBusy: 18 });
+  });
+
+  it('bounds the remembered hashes (LRU)', async () => {
+    const v = verifier({ rejectedCacheSize: 2 });
+    const [a, b, c] = [forged(4), forged(4), forged(4)];
+    for (const t of [a, b, c]) expect(await v.verify(t)).toBe(false);
+    expect(v.stats.computed).toBe(3);
+    expect(await v.verify(c)).toBe(false); // remembered
+    expect(v.stats.computed).toBe(3);
+    expect(await v.verify(a)).toBe(false); // evicted: computed again
+    expect(v.stats.computed).toBe(4);
+  });
+
+  it('answers false, and remembers nothing, when closed under way', async () => {
+    const v = verifier();
+    const hash = bcrypt.hashSync(key, 10);
+    const pending = v.verify(hash);
+    await v.close();
+    expect(await pending).toBe(false);
+    expect(await v.verify(hash)).toBe(true); // a new worker; the hash was not cached as bad
+    expect(v.stats.computed).toBe(2);
   });
 
   it('needs a shared key', () => {

@@ -1,8 +1,9 @@
 import { XAuthTokenVerifier } from '@platform/auth';
 import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Config } from './config.js';
-import { AwsClientFactory, type RequestHandler } from './aws/clients.js';
+import { AwsClientFactory, type HttpHandler } from './aws/clients.js';
 import { AccountSessions, partitionOf } from './aws/credentials.js';
+import { deadlinePerRequest } from './aws/deadline.js';
 import { classifyAwsError } from './aws/errors.js';
 import { createAwsMetrics } from './aws/metrics.js';
 import { ImageStore } from './aws/images.js';
@@ -10,6 +11,7 @@ import { Ownership } from './aws/ownership.js';
 import { RepositoryStore } from './aws/repositories.js';
 import { ScanStore } from './aws/scans.js';
 import { RepositoryUsers } from './aws/users.js';
+import { authMetrics } from './auth-metrics.js';
 import { corsRoutes } from './routes/cors.js';
 import { healthRoutes } from './routes/health.js';
 import { imageRoutes } from './routes/images.js';
@@ -25,7 +27,7 @@ export interface AwsOverrides {
   /** Endpoint of every AWS call, e.g. moto; wins over config.aws.endpoint. */
   endpoint?: string;
   /** Replaces the HTTP layer of every SDK client: canned AWS answers for paths moto cannot emulate. */
-  requestHandler?: RequestHandler;
+  requestHandler?: HttpHandler;
   /** SDK attempts per call (default 3). */
   maxAttempts?: number;
   /** The credential cache's clock. */
@@ -35,7 +37,7 @@ export interface AwsOverrides {
 }
 
 export interface BuildAppOptions {
-  config: Pick<Config, 'org' | 'token' | 'aws'>;
+  config: Pick<Config, 'org' | 'token' | 'aws'> & Partial<Pick<Config, 'tls'>>;
   version?: Version;
   logger?: CreateAppOptions['logger'];
   defaultMetrics?: boolean;
@@ -61,7 +63,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
       },
     },
     classifyError: classifyAwsError,
+    ...(config.tls ? { tls: config.tls } : {}),
   });
+  deadlinePerRequest(app, config.aws.deadlineMs);
 
   const metrics = createAwsMetrics(app.metrics);
   const endpoint = opts.aws?.endpoint ?? config.aws.endpoint;
@@ -69,8 +73,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     region: config.aws.region,
     ...(endpoint ? { endpoint } : {}),
     ...(config.aws.credentials ? { baseCredentials: config.aws.credentials } : {}),
-    ...(opts.aws?.requestHandler ? { requestHandler: opts.aws.requestHandler } : {}),
+    ...(opts.aws?.requestHandler ? { httpHandler: opts.aws.requestHandler } : {}),
     ...(opts.aws?.maxAttempts ? { maxAttempts: opts.aws.maxAttempts } : {}),
+    deadlineMs: config.aws.deadlineMs,
     metrics,
   });
   const sessions = new AccountSessions({
@@ -80,6 +85,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     ...(config.aws.externalId ? { externalId: config.aws.externalId } : {}),
     region: config.aws.region,
     durationSeconds: config.aws.sessionDurationSeconds,
+    deadlineMs: config.aws.deadlineMs,
     ...(opts.aws?.refreshMarginMs !== undefined ? { refreshMarginMs: opts.aws.refreshMarginMs } : {}),
     ...(opts.aws?.now ? { now: opts.aws.now } : {}),
     metrics,
@@ -90,12 +96,17 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy, users);
   const images = new ImageStore(sessions, ownership);
   const scans = new ScanStore(sessions, store);
-  app.addHook('onClose', async () => clients.destroy());
+  app.addHook('onClose', (_app, done) => {
+    clients.destroy();
+    done();
+  });
 
   await app.register(healthRoutes, { version });
   await app.register(corsRoutes);
   // Everything but ping, version, metrics, the docs and CORS preflights needs a valid X-Auth-Token.
   const verifier = new XAuthTokenVerifier(config.token);
+  app.addHook('onClose', () => verifier.close());
+  authMetrics(app.metrics, verifier);
   const authorize = verifier.hook();
   await app.register(repositoryRoutes, { store, authorize });
   await app.register(imageRoutes, { images, authorize });

@@ -1,6 +1,6 @@
-import { ConfigError, loadConfig, parseListen, type ConfigMeta } from '@platform/http-common';
+import { ConfigError, loadConfig, parseListen, type ConfigMeta, type TlsFiles } from '@platform/http-common';
 import { readFileSync } from 'node:fs';
-import Type, { type Static } from 'typebox';
+import Type, { type Static, type TSchemaOptions } from 'typebox';
 import Value from 'typebox/value';
 
 /**
@@ -9,10 +9,32 @@ import Value from 'typebox/value';
  */
 const meta = (m: ConfigMeta) => ({ ...m });
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const LIST_STRATEGIES = ['tagging', 'describe'] as const;
+const LIST_STRATEGIES = ['tagging', 'describe'] as const;
 export type ListStrategy = (typeof LIST_STRATEGIES)[number];
+
+/**
+ * The rule of each setting that the flags and the JSON config share, whichever gives it: each
+ * value is checked once, by the schema of its source, and a broken one is named by `problem`.
+ */
+const RULES = {
+  region: { pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$', problem: 'region must be an AWS region name such as us-east-1' },
+  role: {
+    pattern: '^[\\w+=,.@/-]{1,512}$',
+    problem: 'account.role must be an IAM role name (letters, digits and _+=,.@-, optionally a /path/)',
+  },
+  org: { pattern: '^[\\w.:/=+@-]{1,256}$', problem: 'org must be 1-256 characters of letters, digits and _.:/=+@- (it is a tag value)' },
+  externalId: { minLength: 2, maxLength: 1224, problem: 'account.externalId must be 2-1224 characters' },
+  endpoint: { pattern: '^https?://[^\\s/]+', problem: 'the AWS endpoint must be an http(s) URL' },
+  logLevel: { problem: `logLevel must be one of ${LOG_LEVELS.join(', ')}` },
+} as const;
+const logLevelSchema = (opts: TSchemaOptions) =>
+  Type.Union(
+    LOG_LEVELS.map((l) => Type.Literal(l)),
+    opts,
+  );
+const RegionSchema = Type.String(RULES.region);
 
 /**
  * The configuration schema: flags and environment variables, each overriding the same setting of
@@ -41,13 +63,13 @@ export const ConfigSchema = Type.Object({
   ),
   region: Type.Optional(
     Type.String({
-      pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$',
+      ...RULES.region,
       ...meta({ env: 'ECR_API_REGION', description: 'AWS region (overrides account.region; else AWS_REGION / AWS_DEFAULT_REGION)' }),
     }),
   ),
   role: Type.Optional(
     Type.String({
-      pattern: '^[\\w+=,.@/-]{1,512}$',
+      ...RULES.role,
       ...meta({
         env: 'ECR_API_ROLE',
         description: 'Role name assumed in each account, arn:aws:iam::{account}:role/{role} (overrides account.role)',
@@ -56,14 +78,13 @@ export const ConfigSchema = Type.Object({
   ),
   externalId: Type.Optional(
     Type.String({
-      minLength: 2,
-      maxLength: 1224,
+      ...RULES.externalId,
       ...meta({ env: 'ECR_API_EXTERNAL_ID', secret: true, description: 'External id passed to AssumeRole (overrides account.externalId)' }),
     }),
   ),
   org: Type.Optional(
     Type.String({
-      pattern: '^[\\w.:/=+@-]{1,256}$',
+      ...RULES.org,
       ...meta({
         env: 'ECR_API_ORG',
         description: 'Organisation: the spinup:org tag of every repository this service manages (overrides org)',
@@ -82,7 +103,7 @@ export const ConfigSchema = Type.Object({
   ),
   awsEndpoint: Type.Optional(
     Type.String({
-      pattern: '^https?://',
+      ...RULES.endpoint,
       ...meta({
         env: 'AWS_ENDPOINT_URL',
         description: 'Send every AWS call (STS, ECR, tagging) to this endpoint, e.g. moto (overrides account.endpoint)',
@@ -99,6 +120,25 @@ export const ConfigSchema = Type.Object({
       }),
     ),
   ),
+  awsDeadline: Type.Optional(
+    Type.Number({
+      minimum: 0.1,
+      // The answer leaves a few ms after the deadline: 29 keeps it within 30 s of the request.
+      maximum: 29,
+      ...meta({
+        env: 'ECR_API_AWS_DEADLINE',
+        description:
+          'Seconds a request may spend on AWS, every call and retry included, before it is answered 504 (default 25, at most 29)',
+      }),
+    }),
+  ),
+  certfile: Type.Optional(
+    Type.String({
+      minLength: 1,
+      ...meta({ env: 'ECR_API_CERTFILE', description: 'TLS certificate (PEM); with --keyfile serves HTTPS, reloaded on change' }),
+    }),
+  ),
+  keyfile: Type.Optional(Type.String({ minLength: 1, ...meta({ env: 'ECR_API_KEYFILE', description: 'TLS private key (PEM)' }) })),
   sessionDuration: Type.Optional(
     Type.Integer({
       minimum: 900,
@@ -110,8 +150,7 @@ export const ConfigSchema = Type.Object({
     }),
   ),
   logLevel: Type.Optional(
-    Type.Union(
-      LOG_LEVELS.map((l) => Type.Literal(l)),
+    logLevelSchema(
       meta({
         env: 'ECR_API_LOG_LEVEL',
         description: 'fatal, error, warn, info, debug or trace (overrides logLevel; default info)',
@@ -125,23 +164,23 @@ export type ConfigFlags = Static<typeof ConfigSchema>;
  * The original's JSON config. Its Go decoder matched keys case-insensitively and ignored unknown
  * ones (e.g. an old `Version` block), so keys are normalised to these names before validation.
  */
-export const FileConfigSchema = Type.Object({
+const FileConfigSchema = Type.Object({
   listenAddress: Type.Optional(Type.String()),
   account: Type.Optional(
     Type.Object({
-      endpoint: Type.Optional(Type.String()),
-      region: Type.Optional(Type.String()),
+      endpoint: Type.Optional(Type.String(RULES.endpoint)),
+      region: Type.Optional(RegionSchema),
       akid: Type.Optional(Type.String()),
       secret: Type.Optional(Type.String()),
-      externalId: Type.Optional(Type.String()),
-      role: Type.Optional(Type.String()),
+      externalId: Type.Optional(Type.String(RULES.externalId)),
+      role: Type.Optional(Type.String(RULES.role)),
     }),
   ),
   token: Type.Optional(Type.String()),
-  org: Type.Optional(Type.String()),
-  logLevel: Type.Optional(Type.String()),
+  org: Type.Optional(Type.String(RULES.org)),
+  logLevel: Type.Optional(logLevelSchema(RULES.logLevel)),
 });
-export type FileConfig = Static<typeof FileConfigSchema>;
+type FileConfig = Static<typeof FileConfigSchema>;
 
 /** What the service runs with, resolved from flags, environment and the JSON config. */
 export interface Config {
@@ -150,6 +189,8 @@ export interface Config {
   org: string;
   /** The shared key behind X-Auth-Token. */
   token: string;
+  /** Serve HTTPS from these files (reloaded when they change); absent: HTTP. */
+  tls?: TlsFiles;
   aws: AwsConfig;
 }
 
@@ -162,23 +203,29 @@ export interface AwsConfig {
   endpoint?: string;
   sessionDurationSeconds: number;
   listStrategy: ListStrategy;
+  /** What a client request may spend on AWS, retries included, before it is answered 504. */
+  deadlineMs: number;
 }
+
+/** 25 s: under the 30 s that clients and proxies commonly allow, with room for the answer. */
+const DEFAULT_AWS_DEADLINE_S = 25;
 
 const TOP_KEYS = ['listenAddress', 'account', 'token', 'org', 'logLevel'];
 const ACCOUNT_KEYS = ['endpoint', 'region', 'akid', 'secret', 'externalId', 'role'];
 
+/** Known keys under their canonical names; blank strings (the original's `"endpoint": ""`) are absent. */
 function canonicalKeys(value: unknown, known: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
   for (const [key, v] of Object.entries(value)) {
     const name = known.find((k) => k.toLowerCase() === key.toLowerCase());
-    if (name) out[name] = v;
+    if (name && !(typeof v === 'string' && v.trim() === '')) out[name] = v;
   }
   return out;
 }
 
 /** Parses and validates the original's JSON config; `source` names it in errors. */
-export function parseFileConfig(text: string, source: string): FileConfig {
+function parseFileConfig(text: string, source: string): FileConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -188,17 +235,27 @@ export function parseFileConfig(text: string, source: string): FileConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${source} must be a JSON object`);
   const config = canonicalKeys(raw, TOP_KEYS);
   if (config.account !== undefined) config.account = canonicalKeys(config.account, ACCOUNT_KEYS);
+  if (typeof config.logLevel === 'string') config.logLevel = config.logLevel.toLowerCase();
   if (!Value.Check(FileConfigSchema, config)) {
     // Messages name the field, never its value: the file holds secrets.
-    const problems = Value.Errors(FileConfigSchema, config).map(
-      (e) => `  ${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: ${e.message}`,
+    const problems = new Set(
+      Value.Errors(FileConfigSchema, config).map((e) => {
+        const path = e.instancePath.split('/').filter(Boolean);
+        return problemOf(FileConfigSchema, path) ?? `${path.join('.') || '(root)'}: ${e.message}`;
+      }),
     );
-    throw new ConfigError(`invalid ${source}:\n${problems.join('\n')}`);
+    throw new ConfigError(`invalid ${source}:\n${[...problems].map((p) => `  ${p}`).join('\n')}`);
   }
-  return config as FileConfig;
+  return config;
 }
 
-const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+/** The `problem` text of the schema at `path` inside `schema`, if it has one. */
+function problemOf(schema: unknown, path: string[]): string | undefined {
+  let at = schema as { properties?: Record<string, unknown>; problem?: string } | undefined;
+  for (const key of path) at = at?.properties?.[key] as typeof at;
+  return at?.problem;
+}
+
 const blank = (s: string | undefined) => (s === undefined || s.trim() === '' ? undefined : s);
 
 /**
@@ -224,50 +281,50 @@ export function resolveConfig(
   } else if (flags.apiConfig) {
     file = parseFileConfig(flags.apiConfig, 'API_CONFIG');
   }
+  // Each value was checked by the schema of its source (flags and environment: ConfigSchema; the
+  // JSON config: FileConfigSchema); what is left is what no single value can say.
   const account = file.account ?? {};
   const problems: string[] = [];
 
-  const token = flags.token ?? blank(file.token);
+  const token = flags.token ?? file.token;
   if (!token) problems.push('token is required: the shared key behind X-Auth-Token ("token" in the config, or ECR_API_TOKEN)');
-  const org = flags.org ?? blank(file.org);
+  const org = flags.org ?? file.org;
   if (!org)
     problems.push('org is required: the spinup:org of the repositories this service manages ("org" in the config, or --org / ECR_API_ORG)');
-  else if (!/^[\w.:/=+@-]{1,256}$/.test(org))
-    problems.push('org must be 1-256 characters of letters, digits and _.:/=+@- (it is a tag value)');
-  const role = flags.role ?? blank(account.role);
+  const role = flags.role ?? account.role;
   if (!role)
     problems.push('role is required: the role name to assume in each account ("account.role" in the config, or --role / ECR_API_ROLE)');
-  else if (!/^[\w+=,.@/-]{1,512}$/.test(role))
-    problems.push('account.role must be an IAM role name (letters, digits and _+=,.@-, optionally a /path/)');
-  const region = flags.region ?? blank(account.region) ?? blank(env.AWS_REGION) ?? blank(env.AWS_DEFAULT_REGION);
+  // AWS_REGION / AWS_DEFAULT_REGION belong to the SDK's conventions, not to a schema of ours.
+  const envRegion = blank(env.AWS_REGION) ?? blank(env.AWS_DEFAULT_REGION);
+  const region = flags.region ?? account.region ?? envRegion;
   if (!region) problems.push('region is required ("account.region" in the config, or --region / ECR_API_REGION / AWS_REGION)');
-  else if (!REGION.test(region)) problems.push(`region must be an AWS region name such as us-east-1`);
+  else if (region === envRegion && !Value.Check(RegionSchema, region)) problems.push(RULES.region.problem);
 
-  const akid = blank(account.akid);
-  const secret = blank(account.secret);
+  const { akid, secret } = account;
   if (Boolean(akid) !== Boolean(secret)) {
     problems.push('account.akid and account.secret must be given together (or neither, for the default AWS credential chain)');
   }
-  const endpoint = flags.awsEndpoint ?? blank(account.endpoint);
-  if (endpoint && !/^https?:\/\/[^\s/]+/.test(endpoint)) problems.push('the AWS endpoint must be an http(s) URL');
+  const endpoint = flags.awsEndpoint ?? account.endpoint;
 
-  const listen = flags.listen ?? blank(file.listenAddress) ?? ':8080';
+  const listen = flags.listen ?? file.listenAddress ?? ':8080';
   try {
     parseListen(listen);
   } catch (err) {
     problems.push((err as Error).message);
   }
-  const logLevel = flags.logLevel ?? blank(file.logLevel)?.toLowerCase() ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.push(`logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = flags.logLevel ?? file.logLevel ?? 'info';
+
+  if (Boolean(flags.certfile) !== Boolean(flags.keyfile)) problems.push('--certfile and --keyfile must be given together');
 
   if (problems.length) throw new ConfigError(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
 
-  const externalId = flags.externalId ?? blank(account.externalId);
+  const externalId = flags.externalId ?? account.externalId;
   return {
     listen,
-    logLevel: logLevel as LogLevel,
+    logLevel,
     org: org!,
     token: token!,
+    ...(flags.certfile && flags.keyfile ? { tls: { certfile: flags.certfile, keyfile: flags.keyfile } } : {}),
     aws: {
       region: region!,
       role: role!,
@@ -276,6 +333,7 @@ export function resolveConfig(
       ...(endpoint ? { endpoint } : {}),
       sessionDurationSeconds: flags.sessionDuration ?? 3600,
       listStrategy: flags.listStrategy ?? 'tagging',
+      deadlineMs: Math.round((flags.awsDeadline ?? DEFAULT_AWS_DEADLINE_S) * 1000),
     },
   };
 }
@@ -300,5 +358,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     endpoint: config.aws.endpoint ?? 'AWS',
     listStrategy: config.aws.listStrategy,
     sessionDurationSeconds: config.aws.sessionDurationSeconds,
+    awsDeadlineSeconds: config.aws.deadlineMs / 1000,
+    https: config.tls ? config.tls.certfile : 'off',
   };
 }

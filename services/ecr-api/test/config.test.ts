@@ -15,9 +15,11 @@ const files = (content: Record<string, string>) => (path: string) => {
   return content[path]!;
 };
 
-/** Flags and environment as the service reads them, with a fake file system for --config. */
-async function read(argv: string[], env: Record<string, string> = {}, fs: Record<string, string> = {}) {
-  return resolveConfig(loadConfig(ConfigSchema, { name: 'ecr-api', summary: SUMMARY, argv, env }), env, files(fs));
+/** Flags and environment as the service reads them, with a fake file system for --config; errors reject. */
+function read(argv: string[], env: Record<string, string> = {}, fs: Record<string, string> = {}) {
+  return Promise.resolve().then(() =>
+    resolveConfig(loadConfig(ConfigSchema, { name: 'ecr-api', summary: SUMMARY, argv, env }), env, files(fs)),
+  );
 }
 
 describe('configuration', () => {
@@ -35,6 +37,7 @@ describe('configuration', () => {
         credentials: { accessKeyId: 'AKIAFILEKEY000000001', secretAccessKey: 'file-secret-value' },
         sessionDurationSeconds: 3600,
         listStrategy: 'tagging',
+        deadlineMs: 25_000,
       },
     });
   });
@@ -116,12 +119,24 @@ describe('configuration', () => {
     ['a bad region', { ...FULL, account: { ...FULL.account, region: 'moon' } }, 'region must be an AWS region name'],
     ['a bad log level', { ...FULL, logLevel: 'loud' }, 'logLevel must be one of'],
     ['a non-string token', { ...FULL, token: 42 }, 'token'],
+    ['a bad org', { ...FULL, org: 'two words' }, 'org must be 1-256 characters'],
+    ['a bad role', { ...FULL, account: { ...FULL.account, role: 'no spaces' } }, 'account.role must be an IAM role name'],
+    ['a bad endpoint', { ...FULL, account: { ...FULL.account, endpoint: 'ftp://x' } }, 'the AWS endpoint must be an http(s) URL'],
   ])('rejects %s without echoing secrets', async (_what, content, expected) => {
     const err = await read(['--config', '/c.json'], {}, { '/c.json': JSON.stringify(content) }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toContain(expected);
     expect((err as Error).message).not.toContain('file-secret-value');
     expect((err as Error).message).not.toContain('file-token-value');
+  });
+
+  it('treats blank file values as absent (the original\'s `"endpoint": ""`) and checks AWS_REGION too', async () => {
+    const blank = { ...FULL, account: { ...FULL.account, endpoint: '', region: ' ' }, logLevel: 'DEBUG' };
+    const config = await read([], { API_CONFIG: JSON.stringify(blank), AWS_REGION: 'eu-north-1' });
+    expect(config.aws.endpoint).toBeUndefined();
+    expect(config.aws.region).toBe('eu-north-1');
+    expect(config.logLevel).toBe('debug');
+    await expect(read([], { API_CONFIG: JSON.stringify(blank), AWS_REGION: 'mars' })).rejects.toThrow(/region must be an AWS region name/);
   });
 
   it('reports unreadable and malformed config files clearly', async () => {
@@ -136,6 +151,18 @@ describe('configuration', () => {
     await expect(read(['--list-strategy', 'guess'], { API_CONFIG: JSON.stringify(FULL) })).rejects.toThrow(/--list-strategy/);
     await expect(read(['--session-duration', '60'], { API_CONFIG: JSON.stringify(FULL) })).rejects.toThrow(/--session-duration/);
     await expect(read(['--bogus'])).rejects.toThrow(ConfigError);
+  });
+
+  it('--aws-deadline sets the AWS deadline per request in seconds (default 25, at most 29); TLS files come in pairs', async () => {
+    const env = { API_CONFIG: JSON.stringify(FULL) };
+    expect((await read(['--aws-deadline', '1.5'], env)).aws.deadlineMs).toBe(1500);
+    expect((await read([], { ...env, ECR_API_AWS_DEADLINE: '29' })).aws.deadlineMs).toBe(29_000);
+    await expect(read(['--aws-deadline', '30'], env)).rejects.toThrow(/--aws-deadline/);
+    await expect(read(['--aws-deadline', '0'], env)).rejects.toThrow(/--aws-deadline/);
+    const tls = await read(['--certfile', '/tls/tls.crt', '--keyfile', '/tls/tls.key'], env);
+    expect(tls.tls).toEqual({ certfile: '/tls/tls.crt', keyfile: '/tls/tls.key' });
+    expect(describeConfig(tls)).toMatchObject({ https: '/tls/tls.crt', awsDeadlineSeconds: 25 });
+    await expect(read(['--keyfile', '/tls/tls.key'], env)).rejects.toThrow(/--certfile and --keyfile must be given together/);
   });
 
   it('--help is a HelpRequested with the usage of every flag', () => {

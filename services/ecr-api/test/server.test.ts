@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE_SECRET, EXTERNAL_ID, motoEndpoint, newAccount, SHARED_KEY, TOKEN } from './support/app.js';
+import { httpsGet, makeCert } from './support/https.js';
 
 /** The built entry point, run as an operator would: config file, environment, signals. */
 const SERVER_JS = fileURLToPath(new URL('../dist/server.js', import.meta.url));
@@ -31,6 +32,27 @@ async function exitOf(args: string[], env: Record<string, string> = {}) {
   const { child, output } = run(args, env);
   const [code] = (await once(child, 'exit')) as [number | null];
   return { code, output: output() };
+}
+
+/** Waits for the "Server listening" line and answers the port. */
+async function listeningPort(child: ReturnType<typeof run>['child'], output: () => string, scheme = 'http'): Promise<number> {
+  const deadline = Date.now() + 20_000;
+  const pattern = new RegExp(`Server listening at ${scheme}://127\\.0\\.0\\.1:(\\d+)`);
+  for (;;) {
+    const match = pattern.exec(output());
+    if (match) return Number(match[1]);
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function until<T>(fn: () => Promise<T>, done: (value: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await fn();
+    if (done(value) || Date.now() > end) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 describe('server.ts', () => {
@@ -68,13 +90,7 @@ describe('server.ts', () => {
       GIT_COMMIT: 'deadbeef',
       BUILD_TIME: '2026-11-22T10:00:00Z',
     });
-    const deadline = Date.now() + 20_000;
-    let match: RegExpMatchArray | null = null;
-    while (!(match = output().match(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/))) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const base = `http://127.0.0.1:${match[1]}/v1/ecr`;
+    const base = `http://127.0.0.1:${await listeningPort(child, output)}/v1/ecr`;
     try {
       expect(await (await fetch(`${base}/ping`)).text()).toBe('pong');
       expect(await (await fetch(`${base}/version`)).json()).toEqual({
@@ -103,5 +119,64 @@ describe('server.ts', () => {
     expect(log).toContain('"msg":"starting ecr-api"');
     expect(log).toContain('"listStrategy":"describe"');
     for (const secret of [BASE_SECRET, SHARED_KEY, EXTERNAL_ID, TOKEN]) expect(log).not.toContain(secret);
+  });
+
+  it('--certfile and --keyfile go together', async () => {
+    const { code, output } = await exitOf(['--certfile', '/x.crt'], {
+      API_CONFIG: JSON.stringify({ token: 't', org: 'o', account: { role: 'R', region: 'us-east-1' } }),
+    });
+    expect(code).toBe(2);
+    expect(output).toContain('--certfile and --keyfile must be given together');
+  });
+
+  it('serves HTTPS with --certfile/--keyfile, reloads a rotated certificate, and stops on SIGTERM', async () => {
+    const tls = await mkdtemp(path.join(dir, 'tls-'));
+    const { certfile, keyfile } = makeCert(tls, 'serving', 'first');
+    const { child, output } = run(
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--aws-endpoint',
+        motoEndpoint(),
+        '--list-strategy',
+        'describe',
+        '--certfile',
+        certfile,
+        '--keyfile',
+        keyfile,
+      ],
+      {
+        API_CONFIG: JSON.stringify({
+          account: { region: 'us-east-1', akid: 'AKIAEXAMPLEBASEKEY01', secret: BASE_SECRET, role: 'SpinupRole' },
+          token: SHARED_KEY,
+          org: 'spintls',
+        }),
+      },
+    );
+    try {
+      const port = await listeningPort(child, output, 'https');
+      const ping = await httpsGet(port, '/v1/ecr/ping');
+      expect(ping).toMatchObject({ status: 200, body: 'pong', cn: 'first' });
+      expect((await httpsGet(port, `/v1/ecr/${newAccount()}/repositories`)).status).toBe(403);
+      const listed = await httpsGet(port, `/v1/ecr/${newAccount()}/repositories`, { 'x-auth-token': TOKEN });
+      expect(listed).toMatchObject({ status: 200, body: '[]' });
+
+      // cert-manager style rotation: new files renamed into place
+      makeCert(tls, 'next', 'second');
+      await rename(path.join(tls, 'next.key'), keyfile);
+      await rename(path.join(tls, 'next.crt'), certfile);
+      const rotated = await until(
+        () => httpsGet(port, '/v1/ecr/ping'),
+        (r) => r.cn === 'second',
+      );
+      expect(rotated.cn).toBe('second');
+    } finally {
+      child.kill('SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number | null];
+      expect(code).toBe(0);
+    }
+    const log = output();
+    expect(log).toContain('TLS certificate reloaded');
+    expect(log).not.toContain((await readFile(keyfile, 'utf8')).split('\n')[1]);
   });
 });

@@ -1,13 +1,16 @@
-import { ECRClient, type ECRClientConfig } from '@aws-sdk/client-ecr';
+import { ECRClient } from '@aws-sdk/client-ecr';
 import { IAMClient } from '@aws-sdk/client-iam';
 import { ResourceGroupsTaggingAPIClient } from '@aws-sdk/client-resource-groups-tagging-api';
 import { STSClient } from '@aws-sdk/client-sts';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { HttpHandlerOptions, InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { outcomeOf, type AwsMetrics } from './metrics.js';
 
-/** An SDK request handler: the default is Node's HTTP(S) with shared keep-alive agents; tests may inject a stub. */
-export type RequestHandler = NonNullable<ECRClientConfig['requestHandler']>;
+/** The SDK's HTTP layer: Node's HTTP(S) with shared keep-alive agents; focused tests inject canned answers. */
+export type HttpHandler = Pick<NodeHttpHandler, 'handle' | 'updateHttpClientConfig' | 'httpHandlerConfigs' | 'destroy'>;
 
 export interface AwsCredentials {
   accessKeyId: string;
@@ -16,6 +19,15 @@ export interface AwsCredentials {
   expiration?: Date;
 }
 
+/**
+ * Timeouts of one attempt of one AWS call. A call makes up to `maxAttempts` attempts; the request's
+ * deadline (deadline.ts, --aws-deadline) bounds them all together.
+ * - connect 3 s: AWS endpoints accept in milliseconds; a silent SYN is a network fault to retry.
+ * - answer 10 s: ECR and STS answer in well under a second. The SDK only logs a warning when this
+ *   passes unless `throwOnRequestTimeout` is set, so it is set: the attempt fails and is retried.
+ */
+const ATTEMPT_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 10_000 } as const;
+
 export interface AwsClientOptions {
   region: string;
   /** Send every call here (moto, LocalStack) instead of AWS. */
@@ -23,9 +35,11 @@ export interface AwsClientOptions {
   /** The service's own credentials, used for STS only; absent: the default AWS credential chain. */
   baseCredentials?: AwsCredentials;
   /** Replaces the HTTP layer of every client (focused tests with canned AWS answers). */
-  requestHandler?: RequestHandler;
+  httpHandler?: HttpHandler;
   /** SDK attempts per call, retries of throttling and 5xx included (SDK default 3). */
   maxAttempts?: number;
+  /** The deadline of a call made outside any client request (none today; a safety net). */
+  deadlineMs: number;
   metrics: AwsMetrics;
 }
 
@@ -37,55 +51,97 @@ export interface AccountClients {
   iam: IAMClient;
 }
 
-interface Instrumentable {
-  middlewareStack: { add(middleware: never, options: { step: 'initialize'; name: string; override?: boolean }): void };
-}
-
-/** Counts and times every call of a client by service, operation and outcome. */
-function instrument(client: Instrumentable, service: string, metrics: AwsMetrics): void {
-  const middleware =
-    <T>(next: (args: unknown) => Promise<T>, context: { commandName?: string }) =>
-    async (args: unknown): Promise<T> => {
-      const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
-      const stop = metrics.duration.startTimer({ service, operation });
-      try {
-        const output = await next(args);
-        metrics.calls.inc({ service, operation, outcome: 'success' });
-        return output;
-      } catch (err) {
-        metrics.calls.inc({ service, operation, outcome: outcomeOf(err) });
-        throw err;
-      } finally {
-        stop();
-      }
-    };
-  client.middlewareStack.add(middleware as never, { step: 'initialize', name: 'ecrApiMetrics', override: true });
+interface Client<I extends object, O extends MetadataBearer> {
+  middlewareStack: MiddlewareStack<I, O>;
 }
 
 /**
- * Builds the SDK clients. All of them share one pair of keep-alive agents, so replacing an
- * account's clients when its credentials are refreshed costs no new connection pool.
+ * Bounds every call of a client, retries and backoff included, by the current deadline. It wraps
+ * the whole call (initialize step, high priority: outside the SDK's retry loop); the HTTP handler
+ * below aborts the attempt in flight with the same signal, so no socket is left waiting.
+ */
+function bound<I extends object, O extends MetadataBearer>(client: Client<I, O>, fallbackMs: number): void {
+  const middleware: InitializeMiddleware<I, O> = (next) => (args) => {
+    const deadline = currentDeadline();
+    if (deadline) return deadline.race(next(args));
+    const own = Deadline.in(fallbackMs);
+    return withDeadline(own, () => own.race(next(args))).finally(() => own.dispose());
+  };
+  client.middlewareStack.add(middleware, { step: 'initialize', priority: 'high', name: 'ecrApiDeadline', override: true });
+}
+
+/** Counts and times every call of a client by service, operation and outcome. */
+function instrument<I extends object, O extends MetadataBearer>(client: Client<I, O>, service: string, metrics: AwsMetrics): void {
+  const middleware: InitializeMiddleware<I, O> = (next, context) => async (args) => {
+    const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
+    const stop = metrics.duration.startTimer({ service, operation });
+    try {
+      const output = await next(args);
+      metrics.calls.inc({ service, operation, outcome: 'success' });
+      return output;
+    } catch (err) {
+      metrics.calls.inc({ service, operation, outcome: outcomeOf(err) });
+      throw err;
+    } finally {
+      stop();
+    }
+  };
+  client.middlewareStack.add(middleware, { step: 'initialize', name: 'ecrApiMetrics', override: true });
+}
+
+/** An HTTP handler that aborts its request when the current deadline passes. */
+class DeadlineHttpHandler implements HttpHandler {
+  constructor(private readonly inner: HttpHandler) {}
+
+  handle(...[request, options]: Parameters<HttpHandler['handle']>): ReturnType<HttpHandler['handle']> {
+    const deadline = currentDeadline();
+    const withSignal: HttpHandlerOptions = deadline ? { ...options, abortSignal: deadline.signal } : (options ?? {});
+    return this.inner.handle(request, withSignal);
+  }
+  updateHttpClientConfig(...args: Parameters<HttpHandler['updateHttpClientConfig']>): void {
+    this.inner.updateHttpClientConfig(...args);
+  }
+  httpHandlerConfigs(): ReturnType<HttpHandler['httpHandlerConfigs']> {
+    return this.inner.httpHandlerConfigs();
+  }
+  destroy(): void {
+    this.inner.destroy();
+  }
+}
+
+/**
+ * Builds the SDK clients. All of them share one HTTP handler and its pair of keep-alive agents, so
+ * replacing an account's clients when its credentials are refreshed costs no new connection pool.
  */
 export class AwsClientFactory {
-  private readonly httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
-  private readonly httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 64 });
+  private readonly handler: DeadlineHttpHandler;
   private stsClient: STSClient | undefined;
 
-  constructor(private readonly opts: AwsClientOptions) {}
+  constructor(private readonly opts: AwsClientOptions) {
+    this.handler = new DeadlineHttpHandler(
+      opts.httpHandler ??
+        new NodeHttpHandler({
+          httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
+          httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
+          ...ATTEMPT_TIMEOUTS,
+          throwOnRequestTimeout: true,
+        }),
+    );
+  }
 
   private common() {
-    const { region, endpoint, requestHandler, maxAttempts } = this.opts;
+    const { region, endpoint, maxAttempts } = this.opts;
     return {
       region,
       ...(endpoint ? { endpoint } : {}),
       ...(maxAttempts ? { maxAttempts } : {}),
-      requestHandler: requestHandler ?? {
-        httpAgent: this.httpAgent,
-        httpsAgent: this.httpsAgent,
-        connectionTimeout: 5_000,
-        requestTimeout: 20_000,
-      },
+      requestHandler: this.handler,
     };
+  }
+
+  private prepare<I extends object, O extends MetadataBearer>(client: Client<I, O>, service: string): void {
+    bound(client, this.opts.deadlineMs);
+    instrument(client, service, this.opts.metrics);
   }
 
   /** The STS client, with the service's own credentials. */
@@ -93,7 +149,7 @@ export class AwsClientFactory {
     if (!this.stsClient) {
       const credentials = this.opts.baseCredentials;
       this.stsClient = new STSClient({ ...this.common(), ...(credentials ? { credentials } : {}) });
-      instrument(this.stsClient as unknown as Instrumentable, 'sts', this.opts.metrics);
+      this.prepare(this.stsClient, 'sts');
     }
     return this.stsClient;
   }
@@ -101,17 +157,16 @@ export class AwsClientFactory {
   forAccount(credentials: AwsCredentials): AccountClients {
     const ecr = new ECRClient({ ...this.common(), credentials });
     const tagging = new ResourceGroupsTaggingAPIClient({ ...this.common(), credentials });
-    instrument(ecr as unknown as Instrumentable, 'ecr', this.opts.metrics);
-    instrument(tagging as unknown as Instrumentable, 'tagging', this.opts.metrics);
     const iam = new IAMClient({ ...this.common(), credentials });
-    instrument(iam as unknown as Instrumentable, 'iam', this.opts.metrics);
+    this.prepare(ecr, 'ecr');
+    this.prepare(tagging, 'tagging');
+    this.prepare(iam, 'iam');
     return { ecr, tagging, iam };
   }
 
   /** Closes the shared connection pools (app shutdown). */
   destroy(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.handler.destroy();
     // The STS client may run on the default chain's own handler; the per-account clients share ours.
     this.stsClient?.destroy();
   }

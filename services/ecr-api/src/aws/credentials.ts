@@ -1,6 +1,8 @@
 import { AssumeRoleCommand } from '@aws-sdk/client-sts';
 import type { FastifyBaseLogger } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import type { AccountClients, AwsClientFactory, AwsCredentials } from './clients.js';
+import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { outcomeOf, type AwsMetrics } from './metrics.js';
 
 /** AssumeRole into an account failed; errors.ts turns it into 403/429/502 without AWS's wording. */
@@ -30,15 +32,14 @@ export interface AccountSessionsOptions {
   durationSeconds: number;
   /** Refresh this long before the credentials expire, so no call is signed with nearly dead keys. */
   refreshMarginMs?: number;
+  /** How long one AssumeRole may take, retries included; it runs apart from the request that started it. */
+  deadlineMs: number;
+  /** Accounts whose sessions are kept; the least recently used beyond this are dropped. */
+  maxAccounts?: number;
   metrics: AwsMetrics;
   log?: FastifyBaseLogger;
   /** The clock (tests move it forward to expire credentials). */
   now?: () => number;
-}
-
-interface Entry {
-  session?: AccountSession;
-  refreshing?: Promise<AccountSession>;
 }
 
 /** The IAM partition of a region: role ARNs differ in China and GovCloud. */
@@ -50,26 +51,48 @@ export function partitionOf(region: string): string {
   return 'aws';
 }
 
+/** A refresh that fails this close to the old credentials' expiry no longer falls back on them. */
+const STALE_GRACE_MS = 30_000;
+
 /**
  * Assumed-role sessions, one per account: `arn:aws:iam::{account}:role/{role}` with the session tag
- * `spinup:org`. Credentials are cached until `refreshMarginMs` before they expire, so there is one
- * AssumeRole per account per credential lifetime, not one per request; concurrent requests for an
- * account share the AssumeRole in flight. A failed refresh keeps serving the previous credentials
- * while they are still valid.
+ * `spinup:org`. Credentials are cached (LRU, at most `maxAccounts`) until `refreshMarginMs` before
+ * they expire, so there is one AssumeRole per account per credential lifetime, not one per
+ * request; concurrent requests for an account share the AssumeRole in flight. A failed refresh
+ * keeps serving the previous credentials while they are still valid.
  */
 export class AccountSessions {
-  private readonly entries = new Map<string, Entry>();
+  private readonly cache: LRUCache<string, AccountSession>;
   private readonly now: () => number;
   private readonly margin: number;
   private readonly partition: string;
   private readonly sessionName: string;
 
   constructor(private readonly opts: AccountSessionsOptions) {
-    this.now = opts.now ?? Date.now;
+    const now = (this.now = opts.now ?? Date.now);
     this.margin = Math.min(opts.refreshMarginMs ?? 5 * 60_000, (opts.durationSeconds * 1000) / 2);
     this.partition = partitionOf(opts.region);
     // RoleSessionName: 2-64 of [\w+=,.@-]; it shows in the account's CloudTrail.
     this.sessionName = `ecr-api-${opts.org}`.replace(/[^\w+=,.@-]/g, '-').slice(0, 64);
+    this.cache = new LRUCache<string, AccountSession>({
+      max: opts.maxAccounts ?? 1000,
+      perf: { now },
+      // An expired entry stays until replaced: it is the fallback when a refresh fails.
+      noDeleteOnStaleGet: true,
+      noDeleteOnFetchRejection: true,
+      // The AssumeRole runs under a deadline of its own, not the one of the request that happened
+      // to start it: the requests that join it later each wait within their own deadline.
+      fetchMethod: async (account, _stale, { options }) => {
+        const deadline = Deadline.in(opts.deadlineMs);
+        try {
+          const session = await withDeadline(deadline, () => this.assume(account));
+          options.ttl = Math.max(1, session.expiresAt - this.margin - this.now());
+          return session;
+        } finally {
+          deadline.dispose();
+        }
+      },
+    });
   }
 
   roleArn(account: string): string {
@@ -77,34 +100,18 @@ export class AccountSessions {
   }
 
   async get(account: string): Promise<AccountSession> {
-    let entry = this.entries.get(account);
-    if (!entry) {
-      entry = {};
-      this.entries.set(account, entry);
-    }
-    const current = entry.session;
-    if (current && this.now() < current.expiresAt - this.margin) return current;
-    let refreshing = entry.refreshing;
-    if (!refreshing) {
-      const e = entry;
-      refreshing = e.refreshing = this.assume(account)
-        .then((session) => {
-          e.session = session;
-          return session;
-        })
-        .finally(() => {
-          e.refreshing = undefined;
-        });
-    }
+    const wait = this.cache.fetch(account);
     try {
-      return await refreshing;
+      const session = await (currentDeadline()?.race(wait) ?? wait);
+      if (session) return session;
+      throw new Error('the credential cache answered nothing');
     } catch (err) {
       // STS hiccup while the old credentials still work (we refresh early): keep using them.
-      if (current && this.now() < current.expiresAt - 30_000) {
+      const stale = this.cache.get(account, { allowStale: true });
+      if (stale && this.now() < stale.expiresAt - STALE_GRACE_MS) {
         this.opts.log?.warn({ account, err: outcomeOf(err) }, 'AssumeRole refresh failed; using the cached credentials until they expire');
-        return current;
+        return stale;
       }
-      if (!current) this.entries.delete(account);
       throw err;
     }
   }

@@ -1,11 +1,16 @@
 import { HttpProblem } from '@platform/http-common';
+import { isThrottlingError, isTransientError } from '@smithy/service-error-classification';
+import type { SdkError as SmithyError } from '@smithy/types';
 import { AssumeRoleError } from './credentials.js';
+import { AwsDeadlineExceeded } from './deadline.js';
 
 /**
  * Turns AWS SDK errors into HTTP problems: not found 404, already exists 409, invalid 400,
- * throttling and limits 429, AssumeRole denied 403, other AWS failures 502; unknown errors fall
- * through to the generic 500. Details quote AWS only for client errors, and scrubbed: an answer
- * never carries an access key, secret key or session token.
+ * throttling and limits 429, AssumeRole denied 403, no answer before the deadline 504, other AWS
+ * failures 502; unknown errors fall through to the generic 500. Details quote AWS only for client
+ * errors, and scrubbed: an answer never carries an access key, secret key or session token.
+ * Throttling and network faults are recognised by the SDK's own classification (the one its
+ * retry strategy uses), not by a list kept here.
  */
 
 const NOT_FOUND = new Set([
@@ -48,16 +53,6 @@ const INVALID = new Set([
   'PolicyNotAttachableException',
   'UnmodifiableEntityException',
 ]);
-const THROTTLED = new Set([
-  'ThrottlingException',
-  'ThrottledException',
-  'Throttling',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'RequestThrottled',
-  'RequestThrottledException',
-  'SlowDown',
-]);
 const LIMITS = new Set(['LimitExceededException']);
 const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation']);
 /** Our own credentials were refused: a server misconfiguration, not the caller's fault. */
@@ -72,16 +67,9 @@ const OWN_CREDENTIALS = new Set([
   'IncompleteSignature',
   'CredentialsProviderError',
 ]);
-const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']);
 
-interface SdkError {
-  name?: string;
-  message?: string;
-  code?: string;
-  $fault?: 'client' | 'server';
-  $metadata?: { httpStatusCode?: number };
-  $retryable?: { throttling?: boolean };
-}
+/** What an SDK error may carry; errors from below the SDK (sockets, DNS) carry `code` only. */
+type SdkError = SmithyError & { code?: string };
 
 /** Removes anything that looks like an AWS key, session token or other long opaque secret. */
 export function scrub(text: string): string {
@@ -102,13 +90,23 @@ function throttled(detail: string, cause: unknown) {
   return new HttpProblem(429, detail, { headers: { 'retry-after': '1' }, cause });
 }
 
+const throttling = (err: SdkError) => isThrottlingError(err);
+/** No answer, or no connection: timeouts, resets, DNS (the SDK's "transient" errors without an HTTP status). */
+const unreachable = (err: SdkError) => err.$metadata?.httpStatusCode === undefined && isTransientError(err);
+const timedOut = (err: SdkError) => err.name === 'TimeoutError' || err.code === 'ETIMEDOUT';
+
+function deadlineProblem(err: AwsDeadlineExceeded): HttpProblem {
+  return new HttpProblem(504, `AWS did not answer within ${err.deadlineMs / 1000} s; retry later.`, { cause: err });
+}
+
 function classifyAssumeRole(err: AssumeRoleError): HttpProblem {
   const cause = (err.cause ?? {}) as SdkError;
+  if (cause instanceof AwsDeadlineExceeded) return deadlineProblem(cause);
   const name = cause.name ?? '';
   if (DENIED.has(name) || name === 'RegionDisabledException') {
     return new HttpProblem(403, `Cannot assume the role ${err.roleArn} in account ${err.account} (${name}).`, { cause: err });
   }
-  if (THROTTLED.has(name) || cause.$retryable?.throttling) {
+  if (throttling(cause)) {
     return throttled('AWS STS is throttling AssumeRole; retry later.', err);
   }
   if (OWN_CREDENTIALS.has(name)) {
@@ -120,6 +118,7 @@ function classifyAssumeRole(err: AssumeRoleError): HttpProblem {
 export function classifyAwsError(error: unknown): HttpProblem | undefined {
   if (error instanceof HttpProblem) return error;
   if (error instanceof AssumeRoleError) return classifyAssumeRole(error);
+  if (error instanceof AwsDeadlineExceeded) return deadlineProblem(error);
   if (typeof error !== 'object' || error === null) return undefined;
   const err = error as SdkError;
   const name = err.name ?? '';
@@ -127,10 +126,8 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
   if (NOT_FOUND.has(name)) return new HttpProblem(404, `Not found${awsMessage(err)}`, { cause: error });
   if (CONFLICT.has(name)) return new HttpProblem(409, `Conflict${awsMessage(err)}`, { cause: error });
   if (INVALID.has(name)) return new HttpProblem(400, `AWS rejected the request${awsMessage(err)}`, { cause: error });
-  if (THROTTLED.has(name) || (isSdkError(err) && err.$retryable?.throttling)) {
-    return throttled('AWS is throttling requests; retry later.', error);
-  }
   if (LIMITS.has(name)) return throttled(`An AWS limit was reached${awsMessage(err)}`, error);
+  if (throttling(err)) return throttled('AWS is throttling requests; retry later.', error);
   if (DENIED.has(name)) {
     return new HttpProblem(403, `The assumed role may not do this (${name}); check its permissions.`, { cause: error });
   }
@@ -142,8 +139,9 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
       cause: error,
     });
   }
-  if (NETWORK.has(err.code ?? '') || name === 'TimeoutError') {
-    return new HttpProblem(502, `AWS could not be reached (${err.code ?? name}).`, { cause: error });
+  if (unreachable(err)) {
+    const status = timedOut(err) ? 504 : 502;
+    return new HttpProblem(status, `AWS could not be reached (${err.code ?? name}).`, { cause: error });
   }
   return undefined;
 }

@@ -5,7 +5,6 @@ import type { FastifySchema } from 'fastify';
  * CORS preflight as the original answers it: OPTIONS on any path, without a token, is 200 with an
  * empty body, `Access-Control-Allow-Origin: *` and `Access-Control-Allow-Headers: X-Auth-Token`.
  */
-// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function corsRoutes(app: App): Promise<void> {
   app.route({
     method: 'OPTIONS',

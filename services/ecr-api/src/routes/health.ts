@@ -3,7 +3,6 @@ import Type from 'typebox';
 import { Version } from '../schemas/version.js';
 
 /** Public routes: liveness and build information, as the original answered them. */
-// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function healthRoutes(app: App, opts: { version: Version }): Promise<void> {
   app.get(
     '/v1/ecr/ping',

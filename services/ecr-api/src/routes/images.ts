@@ -9,7 +9,6 @@ import { AccountId, GroupName, RepositoryShortName } from '../schemas/repository
 const ImageParams = Type.Object({ account: AccountId, group: GroupName, name: RepositoryShortName, tag: ImageTag });
 const security = [{ xAuthToken: [] }];
 
-// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function imageRoutes(app: App, opts: { images: ImageStore; authorize: onRequestAsyncHookHandler }): Promise<void> {
   const { images } = opts;
   app.addHook('onRequest', opts.authorize);

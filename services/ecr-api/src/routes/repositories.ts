@@ -25,7 +25,6 @@ export interface RepositoryRoutesOptions {
 const security = [{ xAuthToken: [] }];
 const writeErrors = { ...awsErrors, 413: Problem, 415: Problem };
 
-// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions): Promise<void> {
   const { store } = opts;
   // Every route of this plugin needs a valid X-Auth-Token; the hook is scoped to this plugin.

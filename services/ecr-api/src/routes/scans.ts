@@ -8,7 +8,6 @@ import { AccountParams } from '../schemas/repository.js';
 
 const security = [{ xAuthToken: [] }];
 
-// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function scanRoutes(app: App, opts: { scans: ScanStore; authorize: onRequestAsyncHookHandler }): Promise<void> {
   const { scans } = opts;
   app.addHook('onRequest', opts.authorize);

@@ -8,7 +8,6 @@ import { CreateUserBody, DeletedUser, UpdatedUser, UpdateUserBody, User, UserNam
 const security = [{ xAuthToken: [] }];
 const writeErrors = { ...awsErrors, 413: Problem, 415: Problem };
 
-// eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin is an async function
 export async function userRoutes(app: App, opts: { users: RepositoryUsers; authorize: onRequestAsyncHookHandler }): Promise<void> {
   const { users } = opts;
   app.addHook('onRequest', opts.authorize);

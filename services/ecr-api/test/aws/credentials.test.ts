@@ -2,6 +2,7 @@ import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auth, EXTERNAL_ID, metric, motoEndpoint, newAccount, ROLE, testApp } from '../support/app.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
+import { assumeRoleXml, StubAws, stsError } from '../support/stub-aws.js';
 
 /**
  * The per-account credential cache, counted twice: by a proxy in front of moto (what really
@@ -86,5 +87,44 @@ describe('assumed-role credentials', () => {
     clock += 60 * 60_000; // long past expiry
     expect((await list(account)).statusCode).toBe(200);
     expect(proxy.count('AssumeRole')).toBe(3);
+  });
+});
+
+describe('a failed refresh', () => {
+  it('keeps using the cached credentials while they are valid, then answers the failure', async () => {
+    let now = Date.now();
+    let stsDown = false;
+    const stub = new StubAws({
+      AssumeRole: () =>
+        stsDown ? stsError('InternalFailure', 'STS is down', 500) : assumeRoleXml({ expiration: new Date(Date.now() + 3600_000) }),
+      GetResources: () => ({ json: { ResourceTagMappingList: [] } }),
+    });
+    const stubbed = await testApp({
+      org: 'spinstale',
+      listStrategy: 'tagging',
+      aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub, maxAttempts: 1, now: () => now },
+    });
+    try {
+      const account = newAccount();
+      const get = () => stubbed.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
+      expect((await get()).statusCode).toBe(200);
+      expect(stub.count('AssumeRole')).toBe(1);
+
+      stsDown = true;
+      now += 56 * 60_000; // inside the 5-minute refresh margin of 60-minute credentials
+      expect((await get()).statusCode).toBe(200); // refresh failed: the old credentials still serve
+      expect((await get()).statusCode).toBe(200);
+      expect(stub.count('AssumeRole')).toBe(3); // each request tries again
+      expect(await metric(stubbed, 'sts_assume_role_total', { outcome: 'InternalFailure' })).toBe(2);
+
+      now += 4 * 60_000 - 20_000; // 20 s before expiry: too close to fall back on
+      expect((await get()).statusCode).toBe(502);
+
+      stsDown = false;
+      expect((await get()).statusCode).toBe(200);
+      expect(stub.count('AssumeRole')).toBe(5);
+    } finally {
+      await stubbed.close();
+    }
   });
 });

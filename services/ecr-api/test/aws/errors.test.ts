@@ -32,7 +32,7 @@ async function stubbed(routes: Record<string, StubRoute>, maxAttempts = 1) {
   app = await testApp({
     org: ORG,
     listStrategy: 'tagging',
-    aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts },
+    aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub, maxAttempts },
   });
   return { stub, app };
 }
@@ -120,7 +120,7 @@ describe('AWS errors through HTTP', () => {
     app = await testApp({
       org: ORG,
       listStrategy: 'tagging',
-      aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts: 1 },
+      aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub, maxAttempts: 1 },
     });
     const denied = await app.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
     expect(denied.statusCode).toBe(403);

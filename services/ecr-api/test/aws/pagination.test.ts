@@ -34,7 +34,7 @@ function paged<T>(pages: T[][], itemsKey: string, tokenKey: string, tokenName: s
 }
 
 async function stubbedApp(stub: StubAws, listStrategy: ListStrategy = 'tagging') {
-  app = await testApp({ org: ORG, listStrategy, aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts: 1 } });
+  app = await testApp({ org: ORG, listStrategy, aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub, maxAttempts: 1 } });
   return app;
 }
 
@@ -68,7 +68,7 @@ describe('paging to the end', () => {
     });
     const res = await (await stubbedApp(stub)).inject({ url: `/v1/ecr/${account}/repositories/grp/app/images`, headers: auth });
     expect(res.statusCode).toBe(200);
-    const images = res.json() as Record<string, unknown>[];
+    const images = res.json<Record<string, unknown>[]>();
     expect(images.map((i) => i.ImageTags)).toEqual([['v1.0'], ['v1.1'], ['v2.0'], ['v2.1'], ['v3.0']]);
     expect(images[0]).toEqual({
       ArtifactMediaType: 'application/vnd.oci.image.config.v1+json',

@@ -63,3 +63,22 @@ describe('X-Auth-Token', () => {
     expect((await app.inject(url)).statusCode).toBe(200);
   });
 });
+
+describe('forged X-Auth-Token values', () => {
+  it('are refused at once beyond two verifications under way, while a verified token keeps passing, and counted', async () => {
+    const flooded = await testApp();
+    try {
+      const url = `/v1/ecr/${newAccount()}/repositories`;
+      expect((await flooded.inject({ url, headers: auth })).statusCode).toBe(200);
+      // 20 distinct well-formed hashes of another key, at the highest cost accepted (12).
+      const forged = Array.from({ length: 20 }, (_, i) => bcrypt.hashSync(`forged-${i}`, 4).replace(/^\$2b\$04\$/, '$2b$12$'));
+      const flood = forged.map((token) => flooded.inject({ url, headers: { 'x-auth-token': token } }));
+      expect((await flooded.inject({ url, headers: auth })).statusCode).toBe(200);
+      expect((await Promise.all(flood)).map((r) => r.statusCode)).toEqual(Array(20).fill(403));
+      expect(await metric(flooded, 'x_auth_token_verifications_total', { outcome: 'computed' })).toBe(3); // the good one and two forged
+      expect(await metric(flooded, 'x_auth_token_verifications_total', { outcome: 'refused_busy' })).toBe(18);
+    } finally {
+      await flooded.close();
+    }
+  });
+});

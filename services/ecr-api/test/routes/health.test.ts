@@ -40,7 +40,7 @@ describe('public routes', () => {
   it('serves the OpenAPI document without a token, with the X-Auth-Token scheme', async () => {
     const res = await app.inject('/v1/ecr/docs/json');
     expect(res.statusCode).toBe(200);
-    const doc = res.json() as { paths: Record<string, unknown>; components: { securitySchemes: Record<string, unknown> } };
+    const doc = res.json<{ paths: Record<string, unknown>; components: { securitySchemes: Record<string, unknown> } }>();
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([
         '/v1/ecr/ping',

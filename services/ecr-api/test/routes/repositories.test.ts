@@ -291,7 +291,7 @@ describe('GET, PUT and DELETE /v1/ecr/{account}/repositories/{group}/{name}', ()
     }
     const res = await app.inject({ url: `${url()}/images`, headers: auth });
     expect(res.statusCode).toBe(200);
-    const images = res.json() as Record<string, unknown>[];
+    const images = res.json<Record<string, unknown>[]>();
     expect(images).toHaveLength(3);
     expect(
       images

@@ -29,7 +29,7 @@ export function motoEndpoint(): string {
 }
 
 export function testConfig(
-  opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number } = {},
+  opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; deadlineMs?: number } = {},
 ): Pick<Config, 'org' | 'token' | 'aws'> {
   return {
     org: opts.org ?? 'spindev',
@@ -40,6 +40,7 @@ export function testConfig(
       externalId: EXTERNAL_ID,
       credentials: { accessKeyId: BASE_AKID, secretAccessKey: BASE_SECRET },
       sessionDurationSeconds: opts.sessionDuration ?? 3600,
+      deadlineMs: opts.deadlineMs ?? 25_000,
       listStrategy: opts.listStrategy ?? 'describe',
     },
   };
@@ -47,7 +48,7 @@ export function testConfig(
 
 /** The service against moto (or against `aws.endpoint`/`aws.requestHandler` when given). */
 export function testApp(
-  opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; aws?: AwsOverrides } = {},
+  opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; deadlineMs?: number; aws?: AwsOverrides } = {},
 ): Promise<App> {
   return buildApp({
     config: testConfig(opts),

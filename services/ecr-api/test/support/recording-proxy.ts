@@ -19,6 +19,9 @@ export class RecordingProxy {
   private server: Server | undefined;
   endpoint = '';
 
+  /** Operations the proxy records and then never answers (a hung AWS endpoint). */
+  hang: (operation: string) => boolean = () => false;
+
   constructor(private readonly upstream: string) {}
 
   async start(): Promise<this> {
@@ -36,7 +39,11 @@ export class RecordingProxy {
           params = text ? (JSON.parse(text) as Record<string, unknown>) : {};
         } else {
           params = Object.fromEntries(new URLSearchParams(text));
-          operation = String(params.Action ?? `${req.method} ${req.url}`);
+          operation = typeof params.Action === 'string' ? params.Action : `${req.method} ${req.url}`;
+        }
+        if (this.hang(operation)) {
+          this.calls.push({ operation, params, status: 0, responseBody: '' });
+          return;
         }
         const upstreamReq = request(
           { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },

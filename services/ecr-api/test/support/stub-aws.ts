@@ -67,6 +67,7 @@ export class StubAws {
   }
   destroy(): void {}
 
+  // async without await: the SDK's handler interface answers a promise, and a canned network error is its rejection.
   async handle(request: HttpRequestLike): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Uint8Array } }> {
     const header = (name: string) => Object.entries(request.headers).find(([k]) => k.toLowerCase() === name)?.[1];
     // Read the bytes as Node's HTTP handler sends them (the SDK's body objects warn on string methods).
