@@ -21,7 +21,6 @@ export function bearerAuth(store: TokenStore, realm: string) {
   });
   // async without await on purpose: Fastify treats a hook that returns a promise as finished when it
   // settles; a plain function would need the `done` callback instead.
-  // eslint-disable-next-line @typescript-eslint/require-await
   return async function requireBearer(request: FastifyRequest): Promise<void> {
     const header = request.headers.authorization;
     if (!header) {

@@ -20,7 +20,7 @@ import { scanRoutes } from './routes/scans.js';
 import { userRoutes } from './routes/users.js';
 import type { Version } from './schemas/version.js';
 
-export const BASE_PATH = '/v1/ecr';
+const BASE_PATH = '/v1/ecr';
 
 /** What tests (and only tests) change about how the service reaches AWS. */
 export interface AwsOverrides {
@@ -63,7 +63,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
       },
     },
     classifyError: classifyAwsError,
-    ...(config.tls ? { tls: config.tls } : {}),
+    tls: config.tls,
   });
   deadlinePerRequest(app, config.aws.deadlineMs);
 
@@ -71,10 +71,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   const endpoint = opts.aws?.endpoint ?? config.aws.endpoint;
   const clients = new AwsClientFactory({
     region: config.aws.region,
-    ...(endpoint ? { endpoint } : {}),
-    ...(config.aws.credentials ? { baseCredentials: config.aws.credentials } : {}),
-    ...(opts.aws?.requestHandler ? { httpHandler: opts.aws.requestHandler } : {}),
-    ...(opts.aws?.maxAttempts ? { maxAttempts: opts.aws.maxAttempts } : {}),
+    endpoint,
+    baseCredentials: config.aws.credentials,
+    httpHandler: opts.aws?.requestHandler,
+    maxAttempts: opts.aws?.maxAttempts,
     deadlineMs: config.aws.deadlineMs,
     metrics,
   });
@@ -82,12 +82,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     clients,
     role: config.aws.role,
     org: config.org,
-    ...(config.aws.externalId ? { externalId: config.aws.externalId } : {}),
+    externalId: config.aws.externalId,
     region: config.aws.region,
     durationSeconds: config.aws.sessionDurationSeconds,
     deadlineMs: config.aws.deadlineMs,
-    ...(opts.aws?.refreshMarginMs !== undefined ? { refreshMarginMs: opts.aws.refreshMarginMs } : {}),
-    ...(opts.aws?.now ? { now: opts.aws.now } : {}),
+    refreshMarginMs: opts.aws?.refreshMarginMs,
+    now: opts.aws?.now,
     metrics,
     log: app.log,
   });

@@ -10,7 +10,7 @@ import Value from 'typebox/value';
 const meta = (m: ConfigMeta) => ({ ...m });
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+type LogLevel = (typeof LOG_LEVELS)[number];
 const LIST_STRATEGIES = ['tagging', 'describe'] as const;
 export type ListStrategy = (typeof LIST_STRATEGIES)[number];
 
@@ -194,7 +194,7 @@ export interface Config {
   aws: AwsConfig;
 }
 
-export interface AwsConfig {
+interface AwsConfig {
   region: string;
   role: string;
   externalId?: string;

@@ -39,7 +39,7 @@ export function rfc3339(date: Date | undefined): string | undefined {
  * The caller's tags without the ones the service owns, duplicates resolved to the last value,
  * then the service's own: Name, spinup:org and spinup:spaceid (the original's order).
  */
-export function normalizeTags(org: string, group: string, repository: string, tags: Tag[] = []): Tag[] {
+function normalizeTags(org: string, group: string, repository: string, tags: Tag[] = []): Tag[] {
   return [...userTags(tags), { Key: NAME_TAG, Value: repository }, { Key: ORG_TAG, Value: org }, { Key: GROUP_TAG, Value: group }];
 }
 
@@ -50,13 +50,13 @@ function userTags(tags: Tag[]): Tag[] {
 }
 
 /** ECR's TagResource semantics: values of existing keys replaced in place, new keys appended. */
-export function mergeTags(existing: Tag[], changes: Tag[]): Tag[] {
+function mergeTags(existing: Tag[], changes: Tag[]): Tag[] {
   const merged = new Map(existing.map((t) => [t.Key, t.Value]));
   for (const t of changes) merged.set(t.Key, t.Value);
   return [...merged].map(([Key, Value]) => ({ Key, Value }));
 }
 
-export function toRepository(r: EcrRepository, tags: Tag[], groups: string[]): Repository {
+function toRepository(r: EcrRepository, tags: Tag[], groups: string[]): Repository {
   return {
     CreatedAt: rfc3339(r.createdAt) ?? '',
     EncryptionType: r.encryptionConfiguration?.encryptionType ?? '',
@@ -108,7 +108,7 @@ export function toImage(d: ImageDetail): Image {
 }
 
 /** `arn:aws:ecr:us-east-1:123456789012:repository/group/name` → `group/name`. */
-export function repositoryNameFromArn(arn: string): string | undefined {
+function repositoryNameFromArn(arn: string): string | undefined {
   const parts = arn.split(':');
   const resource = parts.length >= 6 ? parts.slice(5).join(':') : '';
   return resource.startsWith('repository/') ? resource.slice('repository/'.length) : undefined;

@@ -6,7 +6,7 @@ import { MAX_TAGS, Tag } from './common.js';
  * 2-256 characters in all. The service names repositories `{group}/{name}`, each one path component, so
  * that every repository it creates can be addressed by GET /{group}/{name}.
  */
-export const COMPONENT_PATTERN = '^[a-z0-9]+(?:[._-][a-z0-9]+)*$';
+const COMPONENT_PATTERN = '^[a-z0-9]+(?:[._-][a-z0-9]+)*$';
 export const MAX_REPOSITORY_NAME = 256;
 
 const component = (what: string) =>
@@ -27,7 +27,7 @@ export const RepositoryParams = Type.Object({ account: AccountId, group: GroupNa
 export type RepositoryParams = Static<typeof RepositoryParams>;
 
 /** Go's strconv.ParseBool spellings, as the original accepted, or a JSON boolean. */
-export const BOOL_STRINGS = ['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'] as const;
+const BOOL_STRINGS = ['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'] as const;
 export const ScanOnPush = Type.Union([Type.Boolean(), Type.Union(BOOL_STRINGS.map((s) => Type.Literal(s)))], {
   description: 'scan images when pushed: "true" or "false" (a JSON boolean works too)',
 });

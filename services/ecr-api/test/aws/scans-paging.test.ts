@@ -101,7 +101,7 @@ async function stubbed(routes: Record<string, StubRoute>) {
   app = await testApp({
     org: ORG,
     listStrategy: 'tagging',
-    aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub as never, maxAttempts: 1 },
+    aws: { endpoint: 'http://127.0.0.1:9', requestHandler: stub, maxAttempts: 1 },
   });
   return { stub, app };
 }

@@ -28,7 +28,7 @@ export function motoEndpoint(): string {
   return inject('motoEndpoint');
 }
 
-export function testConfig(
+function testConfig(
   opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; deadlineMs?: number } = {},
 ): Pick<Config, 'org' | 'token' | 'aws'> {
   return {

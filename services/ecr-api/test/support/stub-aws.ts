@@ -4,7 +4,7 @@
  * retry and parse every call, and the service code runs unchanged.
  */
 
-export type Service = 'sts' | 'ecr' | 'tagging';
+type Service = 'sts' | 'ecr' | 'tagging';
 
 export interface StubCall {
   service: Service;
