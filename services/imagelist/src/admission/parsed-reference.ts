@@ -1,17 +1,17 @@
+import { LRUCache } from 'lru-cache';
 import { parseReference, type ImageReference } from '../reference.js';
 
-/** Parsing is pure, and a cluster runs few distinct images: remember the last 10,000. */
-const parsed = new Map<string, ImageReference | null>();
+/** Parsing is pure, and a cluster runs few distinct images: remember the 10,000 seen last (false: invalid). */
+const parsed = new LRUCache<string, ImageReference | false>({ max: 10_000 });
 
 /** parseReference, remembered; undefined when the image is not a valid reference. */
 export function parseCached(image: string): ImageReference | undefined {
   let ref = parsed.get(image);
   if (ref === undefined) {
-    if (parsed.size >= 10_000) parsed.clear();
-    ref = parseReference(image) ?? null;
+    ref = parseReference(image) ?? false;
     parsed.set(image, ref);
   }
-  return ref ?? undefined;
+  return ref || undefined;
 }
 
 /** The image a reference names: `name@sha256:<hex>` when pinned (the digest wins), else `name:tag`. */

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Allowlist } from '../admission/policy.js';
 import type { ImageReference } from '../reference.js';
 import type { ImageSql } from './image-sql.js';
@@ -21,7 +22,7 @@ const VERDICT_CACHE_SIZE = 10_000;
  */
 export class IndexedAllowlist implements Allowlist {
   /** By parsed reference: the policy hands over the same object for the same image string. */
-  private verdicts = new Map<ImageReference, boolean>();
+  private readonly verdicts = new LRUCache<ImageReference, boolean>({ max: VERDICT_CACHE_SIZE });
   private generation = -1;
 
   constructor(
@@ -33,7 +34,7 @@ export class IndexedAllowlist implements Allowlist {
   allows(ref: ImageReference): boolean | Promise<boolean> {
     return this.live.read(
       (index) => {
-        if (this.generation !== index.generation || this.verdicts.size >= VERDICT_CACHE_SIZE) {
+        if (this.generation !== index.generation) {
           this.verdicts.clear();
           this.generation = index.generation;
         }
