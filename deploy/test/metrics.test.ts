@@ -165,7 +165,13 @@ describe('ecr-api /v1/ecr/metrics has every metric its alerts and dashboard read
       config,
       JSON.stringify({
         listenAddress: '127.0.0.1:0',
-        account: { region: 'us-east-1', akid: 'AKIAEXAMPLEBASEKEY01', secret: 'deploy-test-secret', externalId: 'x', role: 'SpinupRole' },
+        account: {
+          region: 'us-east-1',
+          akid: 'AKIAEXAMPLEBASEKEY01',
+          secret: 'deploy-test-secret',
+          externalId: 'deploy-test-external-id',
+          role: 'SpinupRole',
+        },
         token: key,
         org: 'spinorg',
         logLevel: 'info',

@@ -15,7 +15,7 @@ export default async function decideDatabase(): Promise<void> {
   try {
     await sql`SELECT 1`;
     process.env.DATABASE_URL = LOCAL_SERVER;
-    console.log(`imagelist tests: no DATABASE_URL; using the PostgreSQL server at 127.0.0.1:5432`);
+    console.log(`tests: no DATABASE_URL; using the PostgreSQL server at 127.0.0.1:5432`);
   } catch (err) {
     console.log(
       `imagelist tests: no DATABASE_URL and no PostgreSQL at 127.0.0.1:5432 (${(err as Error).message}); Testcontainers or embedded PGlite`,
