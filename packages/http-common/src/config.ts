@@ -90,11 +90,9 @@ export function loadConfig<T extends TObject>(
     version?: string;
     argv?: string[];
     env?: NodeJS.ProcessEnv;
-    /**
-     * Receives a warning for each environment variable with the service's prefix (the one its
-     * own variables share, e.g. `IMAGELIST_`) that sets nothing: a mistyped name is otherwise
-     * silently ignored.
-     */
+    /** The prefix of the service's own variables (`IMAGELIST_`): one that sets nothing is warned of. */
+    envPrefix?: string;
+    /** Receives the warnings, e.g. of a mistyped variable name (logged once a logger exists). */
     warn?: (message: string) => void;
   },
 ): Static<T> {
@@ -118,7 +116,7 @@ export function loadConfig<T extends TObject>(
   }
   if (flags.help) throw new HelpRequested(usage(opts.name, opts.summary, schema));
   if (flags.version) throw new HelpRequested(`${opts.name} ${opts.version ?? 'unknown'}`);
-  if (opts.warn) warnUnknownEnv(schema, env, opts.warn);
+  if (opts.warn && opts.envPrefix) warnUnknownEnv(schema, env, opts.envPrefix, opts.warn);
 
   const raw: Record<string, unknown> = {};
   for (const [key, prop] of entries(schema)) {
@@ -151,13 +149,12 @@ export function loadConfig<T extends TObject>(
   return value;
 }
 
-function warnUnknownEnv(schema: TObject, env: NodeJS.ProcessEnv, warn: (message: string) => void): void {
+function warnUnknownEnv(schema: TObject, env: NodeJS.ProcessEnv, prefix: string, warn: (message: string) => void): void {
   const known = entries(schema)
     .map(([, prop]) => prop.env)
     .filter((v): v is string => v !== undefined);
-  const prefixes = new Set(known.map((v) => /^[A-Z0-9]+_/.exec(v)?.[0]).filter((p): p is string => p !== undefined));
   for (const name of Object.keys(env)) {
-    if (known.includes(name) || ![...prefixes].some((p) => name.startsWith(p))) continue;
+    if (!name.startsWith(prefix) || known.includes(name)) continue;
     const nearest = known.reduce((best, k) => (distance(name, k) < distance(name, best) ? k : best), known[0]!);
     const hint = distance(name, nearest) <= 3 ? `; did you mean ${nearest}?` : '';
     warn(`environment variable ${name} is not a setting of this service and is ignored${hint}`);

@@ -40,6 +40,7 @@ describe('loadConfig', () => {
       summary: '',
       argv: [],
       env: { APP_POOLSIZE: '3', APP_X: '1', OTHER_THING: '1' },
+      envPrefix: 'APP_',
       warn: (w) => warnings.push(w),
     });
     expect(warnings).toEqual([

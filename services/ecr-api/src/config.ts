@@ -340,9 +340,23 @@ export function resolveConfig(
 
 export const SUMMARY = 'ecr-api: a REST API over Amazon ECR repositories of one organisation, across AWS accounts (AssumeRole).';
 
-/** Reads flags and environment (and the JSON config they point to); throws ConfigError/HelpRequested. */
-export function readConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {
-  const flags = loadConfig(ConfigSchema, { name: 'ecr-api', summary: SUMMARY, argv, env });
+/**
+ * Reads flags and environment (and the JSON config they point to); throws ConfigError/HelpRequested.
+ * `warn` receives a warning for each ECR_API_* variable that sets nothing (a mistyped name).
+ */
+export function readConfig(
+  opts: { version?: string; argv?: string[]; env?: NodeJS.ProcessEnv; warn?: (message: string) => void } = {},
+): Config {
+  const env = opts.env ?? process.env;
+  const flags = loadConfig(ConfigSchema, {
+    name: 'ecr-api',
+    summary: SUMMARY,
+    version: opts.version,
+    argv: opts.argv,
+    env,
+    envPrefix: 'ECR_API_',
+    warn: opts.warn,
+  });
   return resolveConfig(flags, env);
 }
 

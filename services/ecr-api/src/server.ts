@@ -11,8 +11,10 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 runMain(async () => {
-  const config = readConfig();
+  const warnings: string[] = [];
+  const config = readConfig({ version: process.env.APP_VERSION || pkg.version, warn: (w) => warnings.push(w) });
   const log = createLogger(config.logLevel);
+  for (const warning of warnings) log.warn(warning);
   // Baked in at build time: the Dockerfile passes them as build arguments into the environment.
   const version = {
     version: process.env.APP_VERSION || pkg.version,

@@ -168,7 +168,7 @@ describe('configuration', () => {
   it('--help is a HelpRequested with the usage of every flag', () => {
     let err: unknown;
     try {
-      readConfig(['--help'], {});
+      readConfig({ argv: ['--help'], env: {} });
     } catch (e) {
       err = e;
     }

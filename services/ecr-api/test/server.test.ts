@@ -63,6 +63,16 @@ describe('server.ts', () => {
     expect(output).toContain('--aws-endpoint');
   });
 
+  it('--version and -h answer and exit 0; an invalid choice names the allowed values', async () => {
+    const version = await exitOf(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.output.trim()).toMatch(/^ecr-api \d+\.\d+\.\d+$/);
+    expect((await exitOf(['-h'])).output).toContain('Usage: ecr-api');
+    const level = await exitOf(['--log-level', 'loud']);
+    expect(level.code).toBe(2);
+    expect(level.output).toContain('--log-level / ECR_API_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace (got "loud")');
+  });
+
   it('exits 2 with a clear message when token, org and role are missing', async () => {
     const { code, output } = await exitOf([], { API_CONFIG: JSON.stringify({ account: { region: 'us-east-1' } }) });
     expect(code).toBe(2);

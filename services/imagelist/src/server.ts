@@ -33,7 +33,13 @@ async function migrateWhenReachable(sql: Sql, where: string, log: Logger): Promi
 
 runMain(async () => {
   const warnings: string[] = [];
-  const config = loadConfig(ConfigSchema, { name: 'imagelist', summary: SUMMARY, version, warn: (w) => warnings.push(w) });
+  const config = loadConfig(ConfigSchema, {
+    name: 'imagelist',
+    summary: SUMMARY,
+    version,
+    envPrefix: 'IMAGELIST_',
+    warn: (w) => warnings.push(w),
+  });
   if (Boolean(config.certfile) !== Boolean(config.keyfile)) throw new ConfigError('--certfile and --keyfile must be given together');
   const where = parseListen(config.listen);
   const log = createLogger(config.debug ? 'debug' : config.logLevel);

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { setMaxListeners } from 'node:events';
 
 /**
  * One deadline per client request for all the AWS calls it makes, retries and backoff included.
@@ -36,6 +37,9 @@ export class Deadline {
   get signal(): AbortSignal {
     if (!this.controller) {
       const controller = (this.controller = new AbortController());
+      // Every AWS call of the request listens on it (a scan of many repositories makes many);
+      // the signal lives as long as one request, so the listeners go with it.
+      setMaxListeners(0, controller.signal);
       const fire = () => controller.abort(new AwsDeadlineExceeded(this.totalMs));
       const left = this.at - Date.now();
       if (left <= 0) fire();
