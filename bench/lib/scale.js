@@ -36,6 +36,8 @@ export async function benchScale({ adminUrl, sizes, connections, duration, loade
     const loadMs = Date.now() - started;
     const row = { size, indexLoadMs: loadMs, index: index.index };
     for (const scenario of ['get-by-id', 'admission-imagereview']) {
+      // warm-up, not measured: the first seconds measure V8's JIT, not the index
+      await load({ url: base, scenario, rows: size, connections, duration: 2, loader });
       const r = await load({ url: base, scenario, rows: size, connections, duration, loader });
       row[scenario] = { rps: r.rps, p50: r.p50, p99: r.p99, errors: r.errors };
     }
