@@ -8,25 +8,44 @@ interface ValidationIssue {
   message?: string;
   keyword?: string;
   params?: Record<string, unknown>;
-  parentSchema?: { description?: string; title?: string };
+  parentSchema?: { description?: string; title?: string; anyOf?: { const?: unknown }[] };
 }
 
-/** Turns AJV's findings into `{field, message}` pairs such as `body.name: must be a valid image name`. */
+/** The values a choice allows (an enum, or a union of constants), where the failed schema is one. */
+function allowedValues(issue: ValidationIssue): unknown[] | undefined {
+  if (issue.keyword === 'enum' && Array.isArray(issue.params?.allowedValues)) return issue.params.allowedValues as unknown[];
+  const anyOf = issue.keyword === 'anyOf' ? issue.parentSchema?.anyOf : undefined;
+  return anyOf?.every((s) => 'const' in s) ? anyOf.map((s) => s.const) : undefined;
+}
+
+/**
+ * Turns AJV's findings into `{field, message}` pairs such as `body.name: must be a valid image name`.
+ * A choice is one finding naming its allowed values, not AJV's one per alternative.
+ */
 export function fieldErrors(issues: ValidationIssue[], context: string | undefined): FieldError[] {
   const root = context === 'querystring' ? 'query' : (context ?? 'request');
-  return issues.map((issue) => {
-    let path = (issue.instancePath ?? '').split('/').filter(Boolean).join('.');
-    if (issue.keyword === 'required' && typeof issue.params?.missingProperty === 'string') {
-      path = path ? `${path}.${issue.params.missingProperty}` : issue.params.missingProperty;
-      return { field: `${root}.${path}`, message: 'is required' };
-    }
-    if (issue.keyword === 'additionalProperties' && typeof issue.params?.additionalProperty === 'string') {
-      return { field: `${root}.${path ? `${path}.` : ''}${issue.params.additionalProperty}`, message: 'is not allowed' };
-    }
-    const described = issue.keyword === 'pattern' && issue.parentSchema?.description;
-    const message = described ? `must be ${issue.parentSchema!.description}` : (issue.message ?? 'is invalid');
-    return { field: path ? `${root}.${path}` : root, message };
-  });
+  const choices = new Set(issues.filter((i) => allowedValues(i)).map((i) => i.instancePath ?? ''));
+  const errors = issues
+    .filter((issue) => !(issue.keyword === 'const' && choices.has(issue.instancePath ?? '')))
+    .map((issue) => {
+      let path = (issue.instancePath ?? '').split('/').filter(Boolean).join('.');
+      if (issue.keyword === 'required' && typeof issue.params?.missingProperty === 'string') {
+        path = path ? `${path}.${issue.params.missingProperty}` : issue.params.missingProperty;
+        return { field: `${root}.${path}`, message: 'is required' };
+      }
+      if (issue.keyword === 'additionalProperties' && typeof issue.params?.additionalProperty === 'string') {
+        return { field: `${root}.${path ? `${path}.` : ''}${issue.params.additionalProperty}`, message: 'is not allowed' };
+      }
+      const allowed = allowedValues(issue);
+      const described = issue.keyword === 'pattern' && issue.parentSchema?.description;
+      const message = allowed
+        ? `must be one of ${allowed.map(String).join(', ')}`
+        : described
+          ? `must be ${issue.parentSchema!.description}`
+          : (issue.message ?? 'is invalid');
+      return { field: path ? `${root}.${path}` : root, message };
+    });
+  return errors.filter((e, i) => errors.findIndex((x) => x.field === e.field && x.message === e.message) === i);
 }
 
 function problemFromFastify(error: FastifyError): HttpProblem {

@@ -153,6 +153,12 @@ describe('GET /images', () => {
     expect(await ids('/images?sort=id')).toEqual([DIGEST_C, DIGEST_A, DIGEST_B]);
   });
 
+  it('answers an unknown sort with one error naming the allowed values', async () => {
+    const res = await app.inject('/images?sort=bogus');
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors).toEqual([{ field: 'query.sort', message: 'must be one of created_at, updated_at, name, id' }]);
+  });
+
   it('filters by exact name', async () => {
     expect(await ids('/images?name=quay.io/bar/proxy')).toEqual([DIGEST_B]);
     expect(await ids('/images?name=quay.io/bar')).toEqual([]);
