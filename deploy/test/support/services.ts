@@ -1,9 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { homedir } from 'node:os';
 import path from 'node:path';
+import { startMoto as startEcrApiMoto } from '../../../services/ecr-api/test/support/moto.js';
 import { ROOT } from './kustomize.js';
 
 export interface Running {
@@ -11,17 +10,6 @@ export interface Running {
   url: string;
   output(): string;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
@@ -59,32 +47,8 @@ export async function startService(name: string, args: string[], env: Record<str
   return { url: match[1]!, output: () => out, stop: () => stopChild(child) };
 }
 
-/** moto_server (ECR, STS, IAM emulated) on a free loopback port, found as ecr-api's tests find it. */
+/** moto_server (ECR, STS, IAM emulated) on a free loopback port, as ecr-api's tests start it. */
 export async function startMoto(): Promise<Running> {
-  const candidates = [process.env.MOTO_SERVER, 'moto_server', `${homedir()}/.pyenv/shims/moto_server`].filter((c): c is string =>
-    Boolean(c),
-  );
-  const bin = candidates.find((c) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', c]).status === 0);
-  if (!bin) throw new Error(`moto_server not found (tried ${candidates.join(', ')}): pip install 'moto[server]'`);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = spawn(bin, ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out = (out + d).slice(-20_000)));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`${url}/moto-api/`, { signal: AbortSignal.timeout(1000) })).ok) break;
-    } catch {
-      // not up yet
-    }
-    if (child.exitCode !== null) throw new Error(`moto_server exited with ${child.exitCode}:\n${out}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`moto_server did not answer within 30 s:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { url, output: () => out, stop: () => stopChild(child) };
+  const moto = await startEcrApiMoto();
+  return { url: moto.endpoint, output: () => moto.output(), stop: () => moto.stop() };
 }
