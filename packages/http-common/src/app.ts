@@ -103,6 +103,13 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close');
   });
+  // A response whose headers went out before the close began still says keep-alive, and Node
+  // closes idle connections only once, when the close begins: close this one when it is done,
+  // or the close waits for the client (up to the keep-alive timeout) and the grace runs out.
+  app.addHook('onResponse', (_request, _reply, done) => {
+    if (closing) setImmediate(() => app.server.closeIdleConnections());
+    done();
+  });
   app.addHook('onRequest', async (request) => {
     if (!request.headers.host && request.raw.httpVersion === '1.1') throw new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.');
   });
