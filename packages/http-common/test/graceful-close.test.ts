@@ -1,0 +1,44 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../src/index.js';
+
+describe('closing with kept-alive clients', () => {
+  it('finishes a response that started before the close, then closes its connection instead of waiting for the client', async () => {
+    const app = await createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
+    let started!: () => void;
+    const headersSent = new Promise<void>((r) => (started = r));
+    app.get('/slow', (_request, reply) => {
+      const body = new PassThrough();
+      void reply.type('text/plain').send(body);
+      body.write('first part, ');
+      started();
+      setTimeout(() => body.end('last part'), 300);
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const agent = new http.Agent({ keepAlive: true });
+    const answer = new Promise<{ body: string; connection: string | undefined }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/slow', agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve({ body, connection: res.headers.connection }));
+        })
+        .on('error', reject);
+    });
+    await headersSent;
+    await new Promise((r) => setTimeout(r, 50)); // the headers are out, saying keep-alive
+    const closing = Date.now();
+    await app.close();
+    const closedAfter = Date.now() - closing;
+    const { body, connection } = await answer;
+    agent.destroy();
+    expect(connection).toBe('keep-alive');
+    expect(body).toBe('first part, last part');
+    // the response's own 300 ms, not the client's idle connection (kept up to the 95 s keep-alive)
+    expect(closedAfter).toBeLessThan(3000);
+  });
+});
