@@ -8,6 +8,14 @@ import type { LiveIndex } from '../store/live-index.js';
 const Empty = Type.Null({ description: 'empty body' });
 
 export async function healthRoutes(app: App, opts: { store: ImageStore; live?: LiveIndex }): Promise<void> {
+  const pingDatabase = async () => {
+    try {
+      await opts.store.ping();
+    } catch (err) {
+      throw unavailable('The database is unavailable.', err);
+    }
+  };
+
   // Readiness: the original's route, which checks the database.
   app.get(
     '/health/ping',
@@ -16,11 +24,7 @@ export async function healthRoutes(app: App, opts: { store: ImageStore; live?: L
       logLevel: 'warn',
     },
     async (_request, reply) => {
-      try {
-        await opts.store.ping();
-      } catch (err) {
-        throw unavailable('The database is unavailable.', err);
-      }
+      await pingDatabase();
       return reply.code(200).send(null);
     },
   );
@@ -37,13 +41,7 @@ export async function healthRoutes(app: App, opts: { store: ImageStore; live?: L
     async (_request, reply) => {
       const source = opts.live?.source() ?? 'database';
       if (source === 'unavailable') throw unavailable('The database is unreachable and the in-memory allowlist is too old to answer from.');
-      if (source === 'database') {
-        try {
-          await opts.store.ping();
-        } catch (err) {
-          throw unavailable('The database is unavailable.', err);
-        }
-      }
+      if (source === 'database') await pingDatabase();
       return reply.code(200).send(null);
     },
   );
