@@ -1,12 +1,18 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { answerUnsupportedExpect, clientErrorHandler } from './client-errors.js';
 import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 import { HttpProblem } from './problem.js';
-import { metricsPlugin } from './metrics.js';
+import { httpMetrics, metricsRoute } from './metrics.js';
 import { AccessLog } from './access-log.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
@@ -65,12 +71,23 @@ export const SERVER_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5
  * It never listens; server.ts does.
  */
 export async function createApp(opts: CreateAppOptions): Promise<App> {
-  const logger = opts.logger ?? false;
+  // Silent rather than none: Fastify calls the log controller, which also records the metrics,
+  // only for an app with a logger.
+  const logger = opts.logger || { level: 'silent' };
   const timeouts = { ...SERVER_TIMEOUTS, ...opts.timeouts };
-  const isInstance = typeof logger === 'object' && logger !== null && 'child' in logger;
+  const isInstance = typeof logger === 'object' && 'child' in logger;
+  const metrics = httpMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
+  let closing = false;
+  const completed = (request: FastifyRequest, reply: FastifyReply) => {
+    metrics.observe(request, reply);
+    // A response whose headers went out before the close began still says keep-alive, and Node
+    // closes idle connections only once, when the close begins: close this one when it is done,
+    // or the close waits for the client (up to the keep-alive timeout) and the grace runs out.
+    if (closing) setImmediate(() => reply.server.server.closeIdleConnections());
+  };
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
-    logController: new AccessLog(opts.slowRequestMs ?? 1000),
+    logController: new AccessLog(opts.slowRequestMs ?? 1000, completed),
     // Node answers a missing Host with a bare 400 of its own; the hook below answers it as a problem.
     // Node checks request timeouts every connectionsCheckingInterval (default 30 s): check each second.
     ...(opts.tls
@@ -96,29 +113,25 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
 
   app.server.headersTimeout = timeouts.headersMs;
   answerUnsupportedExpect(app.server);
-  let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply) => {
+  // Hooks that run for every request take a callback: an async one costs a promise and a trip
+  // through the microtask queue per request.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
-  // A response whose headers went out before the close began still says keep-alive, and Node
-  // closes idle connections only once, when the close begins: close this one when it is done,
-  // or the close waits for the client (up to the keep-alive timeout) and the grace runs out.
-  app.addHook('onResponse', (_request, _reply, done) => {
-    if (closing) setImmediate(() => app.server.closeIdleConnections());
-    done();
-  });
-  app.addHook('onRequest', async (request) => {
-    if (!request.headers.host && request.raw.httpVersion === '1.1') throw new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.');
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (!request.headers.host && request.raw.httpVersion === '1.1') done(new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.'));
+    else done();
   });
 
   app.setValidatorCompiler(validatorCompiler());
   // The APIs speak JSON only: anything else is 415, not a string body that fails validation.
   app.removeContentTypeParser('text/plain');
   installErrorHandler(app, opts.classifyError);
-  await app.register(metricsPlugin, { path: opts.metricsPath, defaultMetrics: opts.defaultMetrics ?? true });
+  await app.register(metricsRoute, { path: opts.metricsPath, metrics });
   installNotFoundHandler(app);
   await app.register(swagger, {
     openapi: {

@@ -3,7 +3,7 @@ export { ConfigError, HelpRequested, loadConfig, usage, type ConfigMeta } from '
 export { fieldErrors, installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 export { parseListen } from './listen.js';
 export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
-export { addGauge, metricsPlugin } from './metrics.js';
+export { addGauge } from './metrics.js';
 export {
   badRequest,
   conflict,

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -8,21 +8,21 @@ declare module 'fastify' {
   }
 }
 
-export interface MetricsOptions {
-  /** Where Prometheus scrapes, e.g. `/metrics`. */
-  path: string;
-  /** Collect process metrics (off in tests that build many apps). */
-  defaultMetrics?: boolean;
-}
-
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
+/** An app's own Prometheus registry, and the request latency it records. */
+export interface HttpMetrics {
+  registry: Registry;
+  /** Records one finished request (access-log.ts calls it for every response). */
+  observe(request: FastifyRequest, reply: FastifyReply): void;
+}
+
 /**
- * Prometheus metrics on a registry of the app's own: request latency by method, route pattern
- * (not URL: bounded cardinality; `unmatched` for requests that match no route) and status; its
- * _count is the request count.
+ * Request latency by method, route pattern (not URL: bounded cardinality; `unmatched` for
+ * requests that match no route) and status; its _count is the request count. With
+ * `defaultMetrics`, also the process metrics (memory, event loop, GC).
  */
-export const metricsPlugin = fp<MetricsOptions>(async (app: FastifyInstance, opts) => {
+export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const latency = new Histogram({
@@ -32,15 +32,20 @@ export const metricsPlugin = fp<MetricsOptions>(async (app: FastifyInstance, opt
     buckets: BUCKETS,
     registers: [registry],
   });
+  return {
+    registry,
+    observe(request, reply) {
+      const route = request.routeOptions.url ?? 'unmatched';
+      latency.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+    },
+  };
+}
+
+/** Serves the registry where Prometheus scrapes (e.g. `/metrics`) and decorates the app with it. */
+export const metricsRoute = fp<{ path: string; metrics: HttpMetrics }>(async (app: FastifyInstance, { path, metrics }) => {
+  const { registry } = metrics;
   app.decorate('metrics', registry);
-
-  app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    latency.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
-    done();
-  });
-
-  app.get(opts.path, { schema: { hide: true } }, async (_request, reply) => {
+  app.get(path, { schema: { hide: true } }, async (_request, reply) => {
     reply.type(registry.contentType);
     return registry.metrics();
   });

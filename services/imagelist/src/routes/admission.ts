@@ -5,6 +5,7 @@ import { ContainerImage, isObj, kindName, SUPPORTED_KINDS } from '../admission/p
 import type { AdmissionPolicy, Decision } from '../admission/policy.js';
 import { AdmissionReview, AdmissionReviewResponse, ImageReview, ImageReviewResponse } from '../schemas/admission.js';
 import { Problem } from '../schemas/image.js';
+import { thenNow } from '../then-now.js';
 
 const errors = { 400: Problem, 413: Problem, 415: Problem, 503: Problem };
 /** An AdmissionReview of an UPDATE carries the object twice; Kubernetes objects reach ~1.5 MB. */
@@ -63,7 +64,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         }
         return { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status };
       };
-      return whenDecided(policy.decide(images, spec.namespace), answer);
+      return thenNow(policy.decide(images, spec.namespace), answer);
     },
   );
 
@@ -112,17 +113,9 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         }
         return admissionResponse(req.uid, decision.allowed, decision.allowed ? undefined : decision.message, decision.warnings);
       };
-      return whenDecided(policy.decide(images, req.namespace), answer);
+      return thenNow(policy.decide(images, req.namespace), answer);
     },
   );
-}
-
-/**
- * The handlers are not async: Fastify sends a returned value at once, and a decision made from
- * memory (the hot path) then costs no promise and no trip through the microtask queue.
- */
-function whenDecided<T>(decision: Decision | Promise<Decision>, answer: (d: Decision) => T): T | Promise<T> {
-  return decision instanceof Promise ? decision.then(answer) : answer(decision);
 }
 
 /** The object's name; a Pod created from `generateName` has none yet, so its prefix stands in. */

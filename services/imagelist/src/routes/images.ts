@@ -5,6 +5,7 @@ import { isName, normalizeName, parseImageId, type ImageId } from '../reference.
 import { Image, ImageIdParams, ListImagesQuery, Problem, PutImageBody, type SortKey } from '../schemas/image.js';
 import type { Cursor, ImageStore } from '../store/images.js';
 import Type from 'typebox';
+import { thenNow } from '../then-now.js';
 
 export interface ImageRoutesOptions {
   store: ImageStore;
@@ -105,11 +106,12 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
         response: { 200: Image, ...errors },
       },
     },
-    async (request, reply) => {
+    (request, reply) => {
       const id = idFromPath(request.params['*']);
-      const image = await store.get(id.digest);
-      if (!image || !sameName(id, image.name)) throw notFound(`No image with id ${id.digest}${id.name ? ` named ${id.name}` : ''}.`);
-      return reply.type(JSON_TYPE).send(image.json as never);
+      return thenNow(store.get(id.digest), (image) => {
+        if (!image || !sameName(id, image.name)) throw notFound(`No image with id ${id.digest}${id.name ? ` named ${id.name}` : ''}.`);
+        reply.type(JSON_TYPE).send(image.json as never);
+      });
     },
   );
 

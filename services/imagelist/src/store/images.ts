@@ -66,7 +66,7 @@ export class ImageStore {
     );
   }
 
-  list(opts: ListOptions): Promise<Page> {
+  list(opts: ListOptions): Page | Promise<Page> {
     // Name lookups are cached answers in memory; any other list is sorted by the database, and
     // rendered from memory only while the database is unreachable.
     const cached = opts.name !== undefined && opts.limit === undefined && opts.after === undefined;
@@ -77,7 +77,8 @@ export class ImageStore {
     );
   }
 
-  get(digest: string): Promise<Found | undefined> {
+  /** From memory at once; a promise when the database answers. */
+  get(digest: string): Found | undefined | Promise<Found | undefined> {
     return this.read(
       (index) => index.get(digest),
       async () => {
@@ -110,7 +111,7 @@ export class ImageStore {
     await this.images.ping();
   }
 
-  private async read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>, opts?: { outageOnly?: boolean }): Promise<T> {
+  private read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>, opts?: { outageOnly?: boolean }): T | Promise<T> {
     return this.live ? this.live.read(fromMemory, fromDatabase, opts) : fromDatabase();
   }
 
