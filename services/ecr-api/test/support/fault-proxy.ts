@@ -1,5 +1,6 @@
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import type { AwsCall } from './aws-call.js';
+import { AwsProxy } from './aws-proxy.js';
 
 export interface Fault {
   /** The AWS error code, e.g. ServerException or LimitExceeded. */
@@ -17,13 +18,9 @@ export interface Fault {
  * format of the operation's protocol (JSON for ECR, XML for the IAM and STS query protocol), and
  * records every operation: a real AWS fault in the middle of a multi-call request, the rest real.
  */
-export class FaultProxy {
+export class FaultProxy extends AwsProxy {
   readonly operations: string[] = [];
   private readonly faults = new Map<string, Fault & { left: number; skip: number }>();
-  private server: Server | undefined;
-  endpoint = '';
-
-  constructor(private readonly upstream: string) {}
 
   fail(operation: string, fault: Fault): void {
     this.faults.set(operation, { ...fault, left: fault.times ?? Number.POSITIVE_INFINITY, skip: fault.skip ?? 0 });
@@ -38,54 +35,24 @@ export class FaultProxy {
     return this.operations.filter((o) => o === operation).length;
   }
 
-  async start(): Promise<this> {
-    const up = new URL(this.upstream);
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        const target = req.headers['x-amz-target'];
-        const json = typeof target === 'string';
-        const operation = json ? (target.split('.').pop() ?? target) : (new URLSearchParams(body.toString('utf8')).get('Action') ?? '');
-        this.operations.push(operation);
-        const fault = this.faults.get(operation);
-        if (fault && fault.skip > 0) fault.skip--;
-        else if (fault && fault.left > 0) {
-          fault.left--;
-          const message = fault.message ?? `${fault.code} (injected)`;
-          if (json) {
-            res.writeHead(fault.status ?? 400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': fault.code });
-            res.end(JSON.stringify({ __type: fault.code, message }));
-          } else {
-            res.writeHead(fault.status ?? 400, { 'content-type': 'text/xml' });
-            res.end(
-              `<ErrorResponse><Error><Type>Sender</Type><Code>${fault.code}</Code><Message>${message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>`,
-            );
-          }
-          return;
-        }
-        const upstreamReq = request(
-          { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
-          (upstreamRes) => {
-            res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-            upstreamRes.pipe(res);
-          },
+  protected intercept({ operation, protocol }: AwsCall, res: ServerResponse): boolean {
+    this.operations.push(operation);
+    const fault = this.faults.get(operation);
+    if (fault && fault.skip > 0) fault.skip--;
+    else if (fault && fault.left > 0) {
+      fault.left--;
+      const message = fault.message ?? `${fault.code} (injected)`;
+      if (protocol === 'json') {
+        res.writeHead(fault.status ?? 400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': fault.code });
+        res.end(JSON.stringify({ __type: fault.code, message }));
+      } else {
+        res.writeHead(fault.status ?? 400, { 'content-type': 'text/xml' });
+        res.end(
+          `<ErrorResponse><Error><Type>Sender</Type><Code>${fault.code}</Code><Message>${message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>`,
         );
-        upstreamReq.on('error', () => {
-          res.writeHead(502);
-          res.end();
-        });
-        upstreamReq.end(body);
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.endpoint = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+      }
+      return true;
+    }
+    return false;
   }
 }

@@ -1,3 +1,5 @@
+import { describeAwsCall } from './aws-call.js';
+
 /**
  * Canned AWS answers for the paths moto cannot emulate (several pages, throttling, AssumeRole
  * denied, AWS faults). It replaces only the SDK's HTTP layer: the real clients still build, sign,
@@ -79,18 +81,9 @@ export class StubAws {
           ? Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')
           : '';
     const target = header('x-amz-target');
-    let call: StubCall;
-    if (target) {
-      const [prefix = '', operation = ''] = target.split('.');
-      call = {
-        service: prefix.startsWith('ResourceGroupsTagging') ? 'tagging' : 'ecr',
-        operation,
-        params: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-      };
-    } else {
-      const params = Object.fromEntries(new URLSearchParams(text));
-      call = { service: 'sts', operation: String(params.Action), params };
-    }
+    const { operation, params, protocol } = describeAwsCall(target, text, `${request.method} ${request.path}`);
+    const service: Service = protocol === 'query' ? 'sts' : target?.startsWith('ResourceGroupsTagging') ? 'tagging' : 'ecr';
+    const call: StubCall = { service, operation, params };
     this.calls.push(call);
     const nth = (this.seen.get(call.operation) ?? 0) + 1;
     this.seen.set(call.operation, nth);

@@ -1,0 +1,60 @@
+import { createServer, request, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describeAwsCall, type AwsCall } from './aws-call.js';
+
+/**
+ * An HTTP proxy in front of moto that names the AWS operation of every call the service makes and
+ * forwards it. Subclasses decide what to do with a call before it goes on (answer it themselves,
+ * or never answer) and what to keep of moto's answer.
+ */
+export abstract class AwsProxy {
+  private server: Server | undefined;
+  endpoint = '';
+
+  constructor(private readonly upstream: string) {}
+
+  /** Answers the call (or leaves it hanging) instead of moto: true; lets it through: false. */
+  protected abstract intercept(call: AwsCall, res: ServerResponse): boolean;
+
+  /** moto's answer to a call that went through. */
+  protected answered(_call: AwsCall, _status: number, _body: Buffer): void {}
+
+  async start(): Promise<this> {
+    const up = new URL(this.upstream);
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const call = describeAwsCall(req.headers['x-amz-target'], body.toString('utf8'), `${req.method} ${req.url}`);
+        if (this.intercept(call, res)) return;
+        const upstreamReq = request(
+          { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
+          (upstreamRes) => {
+            const out: Buffer[] = [];
+            upstreamRes.on('data', (c: Buffer) => out.push(c));
+            upstreamRes.on('end', () => {
+              const answer = Buffer.concat(out);
+              this.answered(call, upstreamRes.statusCode ?? 0, answer);
+              res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+              res.end(answer);
+            });
+          },
+        );
+        upstreamReq.on('error', () => {
+          res.writeHead(502);
+          res.end();
+        });
+        upstreamReq.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.endpoint = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
