@@ -1,30 +1,12 @@
-import {
-  CreateRepositoryCommand,
-  DescribeImagesCommand,
-  PutImageCommand,
-  StartImageScanCommand,
-  type ECRClient,
-} from '@aws-sdk/client-ecr';
+import { DescribeImagesCommand, PutImageCommand, StartImageScanCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auth, directEcr, newAccount, testApp } from '../support/app.js';
+import { auth, directEcr, manifest, newAccount, otherOrgsRepository, testApp } from '../support/app.js';
 
 const ORG = 'spindev';
 let app: App;
 let account: string;
 let ecr: ECRClient;
-
-/** A manifest whose layer makes its digest unique (moto derives the digest from the layers). */
-function layered(seed: number): string {
-  return JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-    config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 100, digest: `sha256:${'c'.repeat(64)}` },
-    layers: [
-      { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 10, digest: `sha256:${seed.toString(16).padStart(64, '0')}` },
-    ],
-  });
-}
 
 const url = (tag: string, group = 'grp', name = 'app') => `/v1/ecr/${account}/repositories/${group}/${name}/images/${tag}`;
 const tagsInAws = async (repositoryName = 'grp/app') =>
@@ -41,21 +23,11 @@ beforeAll(async () => {
     payload: { RepositoryName: 'app' },
   });
   expect(res.statusCode).toBe(200);
-  await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: layered(1), imageTag: 'v1' }));
-  await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: layered(2), imageTag: 'v2' }));
-  await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: layered(2), imageTag: 'latest' }));
+  await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: manifest(1), imageTag: 'v1' }));
+  await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: manifest(2), imageTag: 'v2' }));
+  await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: manifest(2), imageTag: 'latest' }));
   // Another org's repository with an image.
-  await ecr.send(
-    new CreateRepositoryCommand({
-      repositoryName: 'grp/theirs',
-      tags: [
-        { Key: 'Name', Value: 'grp/theirs' },
-        { Key: 'spinup:org', Value: 'orgb' },
-        { Key: 'spinup:spaceid', Value: 'grp' },
-      ],
-    }),
-  );
-  await ecr.send(new PutImageCommand({ repositoryName: 'grp/theirs', imageManifest: layered(3), imageTag: 'v1' }));
+  await otherOrgsRepository(ecr, 'grp', 'theirs', 3);
 });
 afterAll(() => app?.close());
 

@@ -1,23 +1,13 @@
-import { CreateRepositoryCommand, DescribeImageScanFindingsCommand, PutImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import { DescribeImageScanFindingsCommand, PutImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auth, directEcr, newAccount, testApp } from '../support/app.js';
+import { auth, directEcr, manifest, newAccount, otherOrgsRepository, testApp } from '../support/app.js';
 
 const ORG = 'spindev';
 let app: App;
 let account: string;
 let ecr: ECRClient;
 
-function layered(seed: number): string {
-  return JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-    config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 100, digest: `sha256:${'c'.repeat(64)}` },
-    layers: [
-      { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 10, digest: `sha256:${seed.toString(16).padStart(64, '0')}` },
-    ],
-  });
-}
 const scanned = async (repositoryName: string) => {
   try {
     await ecr.send(new DescribeImageScanFindingsCommand({ repositoryName, imageId: { imageTag: 'v1' } }));
@@ -46,20 +36,10 @@ beforeAll(async () => {
     });
     expect(res.statusCode).toBe(200);
     if (name !== 'empty')
-      await ecr.send(new PutImageCommand({ repositoryName: `${group}/${name}`, imageManifest: layered(seed++), imageTag: 'v1' }));
+      await ecr.send(new PutImageCommand({ repositoryName: `${group}/${name}`, imageManifest: manifest(seed++), imageTag: 'v1' }));
   }
   // Another org's repository, with an image: never scanned nor reported by this org's service.
-  await ecr.send(
-    new CreateRepositoryCommand({
-      repositoryName: 'g1/theirs',
-      tags: [
-        { Key: 'Name', Value: 'g1/theirs' },
-        { Key: 'spinup:org', Value: 'orgb' },
-        { Key: 'spinup:spaceid', Value: 'g1' },
-      ],
-    }),
-  );
-  await ecr.send(new PutImageCommand({ repositoryName: 'g1/theirs', imageManifest: layered(99), imageTag: 'v1' }));
+  await otherOrgsRepository(ecr, 'g1', 'theirs', 99);
 });
 afterAll(() => app?.close());
 

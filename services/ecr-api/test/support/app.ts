@@ -1,5 +1,5 @@
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
-import { ECRClient } from '@aws-sdk/client-ecr';
+import { CreateRepositoryCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import bcrypt from 'bcryptjs';
 import { randomInt } from 'node:crypto';
@@ -83,16 +83,32 @@ export async function directEcr(account: string): Promise<ECRClient> {
   });
 }
 
-/** A minimal Docker image manifest whose config digest makes it unique. */
+/**
+ * A minimal Docker image manifest whose config digest makes it unique; with one layer, which
+ * moto's image scans need to report findings.
+ */
 export function manifest(seed: number): string {
+  const digest = `sha256:${seed.toString(16).padStart(64, '0')}`;
   return JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-    config: {
-      mediaType: 'application/vnd.docker.container.image.v1+json',
-      size: 100 + seed,
-      digest: `sha256:${seed.toString(16).padStart(64, '0')}`,
-    },
-    layers: [],
+    config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 100 + seed, digest },
+    layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 10, digest }],
   });
+}
+
+/** A repository of another org (`orgb`), made straight in moto, with one image tagged v1. */
+export async function otherOrgsRepository(ecr: ECRClient, group: string, name: string, seed: number): Promise<void> {
+  const repositoryName = `${group}/${name}`;
+  await ecr.send(
+    new CreateRepositoryCommand({
+      repositoryName,
+      tags: [
+        { Key: 'Name', Value: repositoryName },
+        { Key: 'spinup:org', Value: 'orgb' },
+        { Key: 'spinup:spaceid', Value: group },
+      ],
+    }),
+  );
+  await ecr.send(new PutImageCommand({ repositoryName, imageManifest: manifest(seed), imageTag: 'v1' }));
 }
