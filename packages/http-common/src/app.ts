@@ -9,11 +9,13 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify';
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
-import { answerUnsupportedExpect, clientErrorHandler } from './client-errors.js';
+import { clientErrorHandler } from './client-errors.js';
+import { createNodeServer } from './node-server.js';
 import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
 import { AccessLog } from './access-log.js';
+import { requestLogger } from './request-logger.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
 
@@ -76,6 +78,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   const logger = opts.logger || { level: 'silent' };
   const timeouts = { ...SERVER_TIMEOUTS, ...opts.timeouts };
   const isInstance = typeof logger === 'object' && 'child' in logger;
+  const tls = opts.tls && readTls(opts.tls);
   const metrics = httpMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
   let closing = false;
   const completed = (request: FastifyRequest, reply: FastifyReply) => {
@@ -87,20 +90,16 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   };
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
+    childLoggerFactory: requestLogger,
     logController: new AccessLog(opts.slowRequestMs ?? 1000, completed),
-    // Node answers a missing Host with a bare 400 of its own; the hook below answers it as a problem.
-    // Node checks request timeouts every connectionsCheckingInterval (default 30 s): check each second.
-    ...(opts.tls
-      ? { https: { ...readTls(opts.tls), requireHostHeader: false, connectionsCheckingInterval: 1000 } }
-      : { http: { requireHostHeader: false, connectionsCheckingInterval: 1000 } }),
+    serverFactory: (handler) => createNodeServer(handler, { tls, ...timeouts, isClosing: () => closing }),
+    // The server is createNodeServer's; Fastify reads this only to say https in its addresses.
+    ...(tls ? { https: tls } : {}),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     // While closing, requests that still arrive on kept-alive connections are answered (with
     // `Connection: close`, below), not refused: a refused admission review denies a deploy.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    requestTimeout: timeouts.requestMs,
-    keepAliveTimeout: timeouts.keepAliveMs,
-    connectionTimeout: 0, // idle connections are governed by keepAliveTimeout, requests by requestTimeout
     clientErrorHandler,
     frameworkErrors: (error, _request, reply) => {
       sendProblem(
@@ -111,20 +110,8 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  app.server.headersTimeout = timeouts.headersMs;
-  answerUnsupportedExpect(app.server);
   app.addHook('preClose', async () => {
     closing = true;
-  });
-  // Hooks that run for every request take a callback: an async one costs a promise and a trip
-  // through the microtask queue per request.
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing) reply.header('connection', 'close');
-    done(null, payload);
-  });
-  app.addHook('onRequest', (request, _reply, done) => {
-    if (!request.headers.host && request.raw.httpVersion === '1.1') done(new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.'));
-    else done();
   });
 
   app.setValidatorCompiler(validatorCompiler());

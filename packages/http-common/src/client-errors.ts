@@ -30,15 +30,20 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   socket.end(rawProblem(status, detail));
 }
 
+/** A problem+json answer on a response no route has seen; the connection closes after it. */
+export function answerProblem(res: ServerResponse, status: number, detail: string): void {
+  const body = JSON.stringify(new HttpProblem(status, detail).toBody());
+  res.writeHead(status, {
+    'content-type': 'application/problem+json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
+}
+
 /** Node answers an unsupported `Expect` with a bare 417; answer it as problem+json instead. */
 export function answerUnsupportedExpect(server: Server): void {
-  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    const body = JSON.stringify(new HttpProblem(417, 'Only "Expect: 100-continue" is supported.').toBody());
-    res.writeHead(417, {
-      'content-type': 'application/problem+json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      connection: 'close',
-    });
-    res.end(body);
-  });
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
+    answerProblem(res, 417, 'Only "Expect: 100-continue" is supported.'),
+  );
 }

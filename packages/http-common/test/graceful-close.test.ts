@@ -42,3 +42,34 @@ describe('closing with kept-alive clients', () => {
     expect(closedAfter).toBeLessThan(3000);
   });
 });
+
+describe('answering during the close', () => {
+  it('says Connection: close on a response to a request that arrived before the close began', async () => {
+    const app = await createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
+    let arrived!: () => void;
+    const inHandler = new Promise<void>((r) => (arrived = r));
+    app.get('/wait', async () => {
+      arrived();
+      await new Promise((r) => setTimeout(r, 200));
+      return { ok: true };
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const agent = new http.Agent({ keepAlive: true });
+    const answer = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/wait', agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+        })
+        .on('error', reject);
+    });
+    await inHandler;
+    const closed = app.close();
+    const { status, connection } = await answer;
+    await closed;
+    agent.destroy();
+    expect(status).toBe(200);
+    expect(connection).toBe('close');
+  });
+});
