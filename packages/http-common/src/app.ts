@@ -15,7 +15,6 @@ import { installErrorHandler, installNotFoundHandler, sendProblem } from './erro
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
 import { AccessLog } from './access-log.js';
-import { requestLogger } from './request-logger.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
 
@@ -90,7 +89,6 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   };
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
-    childLoggerFactory: requestLogger,
     logController: new AccessLog(opts.slowRequestMs ?? 1000, completed),
     serverFactory: (handler) => createNodeServer(handler, { tls, ...timeouts, isClosing: () => closing }),
     // The server is createNodeServer's; Fastify reads this only to say https in its addresses.

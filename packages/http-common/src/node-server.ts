@@ -15,7 +15,7 @@ export interface NodeServerOptions {
 /**
  * The Node server under Fastify (its `serverFactory`). What every request needs before routing is
  * done here, once per request, rather than in Fastify hooks, which cost a hook-runner pass per
- * request each (measured: the two we had were ~15% of a `GET /images/{id}`):
+ * request each (measured in paired rounds: the two we had cost ~9% of a `GET /images/{id}`):
  * - a request without the Host header HTTP/1.1 requires is answered 400 as problem+json (Node's
  *   own check answers a bare 400);
  * - a response whose headers go out after the close began says `Connection: close`, so the client
