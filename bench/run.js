@@ -14,7 +14,7 @@ import { benchEcrApi } from './lib/ecr-api.js';
 import { benchScale } from './lib/scale.js';
 import { summarize } from './lib/profile.js';
 import { DEPLOYED, heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
-import { cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, memory, start, stop } from './lib/procs.js';
+import { CPUS, cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, memory, start, stop } from './lib/procs.js';
 import { REFERENCES, SCENARIOS } from './lib/scenarios.js';
 
 const env = process.env;
@@ -273,7 +273,7 @@ try {
       `bench: warning: the machine was ${Math.round(idleCheckBusyPct)}% busy before the run; other work skews the figures (see "other CPU %")`,
     );
   log(
-    `bench: ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s per scenario, ${opts.rows} images; node ${process.version}, ${os.cpus().length} cpus`,
+    `bench: ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s per scenario, ${opts.rows} images; node ${process.version}, ${os.cpus().length} cpus${CPUS ? `, servers pinned to cpu ${CPUS.server} and the load to cpu ${CPUS.load}` : ''}`,
   );
 
   if (runBaseline) {
@@ -282,6 +282,7 @@ try {
     const child = await start(process.execPath, [new URL('./lib/hello.js', import.meta.url).pathname, String(port)], {
       name: 'hello-world',
       ready: /listening/,
+      cpu: CPUS?.server,
     });
     hello = { child, url: `http://127.0.0.1:${port}/` };
     await warmUp(hello.url, 'baseline');

@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { admissionReview, digest, imageReview, NAMES, nameOf, putBody, SEED_SQL, tagsOf } from './scenarios.js';
-import { fetchT, freePort, sleep, start } from './procs.js';
+import { CPUS, fetchT, freePort, sleep, start } from './procs.js';
 
 const root = new URL('../../', import.meta.url);
 const postgres = createRequire(new URL('services/imagelist/package.json', root))('postgres');
@@ -47,6 +47,7 @@ export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DE
       },
       ready: async () => (await fetchT(`${base}/health/ping`, {}, 2000)).ok,
       timeoutMs: 90_000,
+      cpu: CPUS?.server,
     },
   );
   return { child, base };

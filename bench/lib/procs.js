@@ -1,10 +1,25 @@
 // Child processes of the bench: started, awaited and always killed (on exit, error, SIGINT/SIGTERM
 // and the overall deadline), plus free ports and the memory of a process.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
 
 const children = new Set();
+
+/**
+ * CPU pinning: the measured server on one core, the load generator on the other, so that neither
+ * is moved between cores, or onto the other's core, during a run. Unpinned, two runs of the same
+ * build on this 2-core machine differed by up to 40% in CPU per request; pinned, by a few percent.
+ * Off with BENCH_PIN=0, on a machine with one core, or without taskset (util-linux).
+ */
+const PIN = process.env.BENCH_PIN !== '0' && availableParallelism() >= 2 && !spawnSync('taskset', ['--version']).error;
+export const CPUS = PIN ? { server: '0', load: '1' } : undefined;
+
+/** The command and arguments that run `cmd` on `cpu` (taskset execs it: the pid stays the command's). */
+function onCpu(cpu, cmd, args) {
+  return PIN && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
+}
 
 /** SIGKILLs every child still running; safe to call more than once. */
 export function killAll() {
@@ -46,10 +61,11 @@ const TAIL = 16 * 1024;
 /**
  * Starts a long-running process. Its output is drained (a full pipe would stall it) and the last
  * 16 KiB kept in `child.output()` for error messages. Resolves once `ready()` (polled) is true or
- * its output matches the `ready` RegExp; rejects if it exits first or after `timeoutMs`.
+ * its output matches the `ready` RegExp; rejects if it exits first or after `timeoutMs`. With
+ * `cpu` (CPUS.server), it runs pinned to that core.
  */
-export function start(cmd, args, { name = cmd, ready, env = {}, timeoutMs = 60_000 } = {}) {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function start(cmd, args, { name = cmd, ready, env = {}, timeoutMs = 60_000, cpu } = {}) {
+  const child = spawn(...onCpu(cpu, cmd, args), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   const keep = (d) => {
@@ -137,7 +153,8 @@ export function memory(pid) {
 export function load(spec) {
   const limitMs = (spec.duration + 30) * 1000;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [new URL('./load.js', import.meta.url).pathname], {
+    // wrk, its child, inherits the core
+    const child = spawn(...onCpu(CPUS?.load, process.execPath, [new URL('./load.js', import.meta.url).pathname]), {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     children.add(child);
