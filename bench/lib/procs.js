@@ -10,7 +10,8 @@ const children = new Set();
 /**
  * CPU pinning: the measured server on one core, the load generator on the other, so that neither
  * is moved between cores, or onto the other's core, during a run. Unpinned, two runs of the same
- * build on this 2-core machine differed by up to 40% in CPU per request; pinned, by a few percent.
+ * build on this 2-core machine differed by up to 40% in CPU per request; pinned, two instances of
+ * one build measured 32.1 and 31.4 us (the host's other tenants still move both sides).
  * Off with BENCH_PIN=0, on a machine with one core, or without taskset (util-linux).
  */
 const PIN = process.env.BENCH_PIN !== '0' && availableParallelism() >= 2 && !spawnSync('taskset', ['--version']).error;
