@@ -2,11 +2,28 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createApp } from '../src/index.js';
+import { createApp, type App } from '../src/index.js';
+
+const newApp = () => createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
+
+/** GET on a kept-alive connection of `agent`; what came back, once the body has ended. */
+async function keptAliveGet(app: App, path: string, agent: http.Agent) {
+  const { port } = app.server.address() as AddressInfo;
+  return new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body, connection: res.headers.connection }));
+      })
+      .on('error', reject);
+  });
+}
 
 describe('closing with kept-alive clients', () => {
   it('finishes a response that started before the close, then closes its connection instead of waiting for the client', async () => {
-    const app = await createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
+    const app = await newApp();
     let started!: () => void;
     const headersSent = new Promise<void>((r) => (started = r));
     app.get('/slow', (_request, reply) => {
@@ -17,18 +34,8 @@ describe('closing with kept-alive clients', () => {
       setTimeout(() => body.end('last part'), 300);
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
-    const { port } = app.server.address() as AddressInfo;
     const agent = new http.Agent({ keepAlive: true });
-    const answer = new Promise<{ body: string; connection: string | undefined }>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path: '/slow', agent }, (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (body += d));
-          res.on('end', () => resolve({ body, connection: res.headers.connection }));
-        })
-        .on('error', reject);
-    });
+    const answer = keptAliveGet(app, '/slow', agent);
     await headersSent;
     await new Promise((r) => setTimeout(r, 50)); // the headers are out, saying keep-alive
     const closing = Date.now();
@@ -45,7 +52,7 @@ describe('closing with kept-alive clients', () => {
 
 describe('answering during the close', () => {
   it('says Connection: close on a response to a request that arrived before the close began', async () => {
-    const app = await createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
+    const app = await newApp();
     let arrived!: () => void;
     const inHandler = new Promise<void>((r) => (arrived = r));
     app.get('/wait', async () => {
@@ -54,16 +61,8 @@ describe('answering during the close', () => {
       return { ok: true };
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
-    const { port } = app.server.address() as AddressInfo;
     const agent = new http.Agent({ keepAlive: true });
-    const answer = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path: '/wait', agent }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
-        })
-        .on('error', reject);
-    });
+    const answer = keptAliveGet(app, '/wait', agent);
     await inHandler;
     const closed = app.close();
     const { status, connection } = await answer;
