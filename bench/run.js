@@ -396,7 +396,7 @@ function table(rows, columns) {
 
 if (results.length) {
   console.log(
-    `\nimagelist bench — ${opts.loader}, ${opts.connections} connections, ${opts.duration} s per scenario (after ${opts.warmup} s warm-up), ${opts.rows} images, ${os.cpus().length} cpus, node ${process.version}\n`,
+    `\nimagelist bench — ${opts.loader}, ${opts.connections} connections, ${opts.duration} s per scenario (after ${opts.warmup} s warm-up), ${opts.rows} images, ${os.cpus().length} cpus${CPUS ? ' (pinned)' : ''}, node ${process.version}\n`,
   );
   console.log(
     table(results, [
@@ -613,6 +613,8 @@ const report = {
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
     memGb: Math.round(os.totalmem() / 2 ** 30),
+    // the cores the servers and the load were pinned to (null: not pinned)
+    pinned: CPUS ?? null,
   },
   options: opts,
   results: results.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? r1(v) : v]))),
