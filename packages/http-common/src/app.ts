@@ -95,7 +95,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     ...(tls ? { https: tls } : {}),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     // While closing, requests that still arrive on kept-alive connections are answered (with
-    // `Connection: close`, below), not refused: a refused admission review denies a deploy.
+    // `Connection: close`: node-server.ts), not refused: a refused admission review denies a deploy.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     clientErrorHandler,
