@@ -87,6 +87,14 @@ export class ImageSql {
       SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id > ${afterId} ORDER BY id LIMIT ${limit}`);
   }
 
+  /** How many images there are, counting no further than `limit` (the work stays bounded). */
+  async countUpTo(limit: number): Promise<number> {
+    const [row] = await this.bounded(
+      this.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM (SELECT 1 FROM images LIMIT ${limit}) AS first_rows`,
+    );
+    return row?.n ?? 0;
+  }
+
   /** The planner's row estimate: enough to size the index before loading it. */
   async estimatedCount(): Promise<number> {
     const [row] = await this.bounded(

@@ -267,9 +267,13 @@ export class LiveIndex implements ChangeFeedListener {
   private async reload(): Promise<void> {
     const started = Date.now();
     const estimated = await this.sql.estimatedCount();
-    if (estimated > this.maxImages) return this.giveUp(estimated);
+    if (estimated > this.maxImages) {
+      // The estimate (pg_class.reltuples) lags a bulk delete until the next ANALYZE: count, up to
+      // one past the limit, before giving up on an allowlist that may fit after all.
+      if ((await this.sql.countUpTo(this.maxImages + 1)) > this.maxImages) return this.giveUp(estimated);
+    }
     this.tooLarge = false;
-    this.index.reserve(estimated);
+    this.index.reserve(Math.min(estimated, this.maxImages));
     this.index.beginSweep();
     try {
       for (let after = ''; ;) {

@@ -205,6 +205,27 @@ describe('in-memory index across replicas', () => {
     expect((await app.inject('/health/ready')).statusCode).toBe(200);
   });
 
+  it('loads an allowlist that fits --index-max-images although the planner still estimates it larger', async () => {
+    const own = await createTestDatabase();
+    closers.push(() => own.close());
+    await own.sql`INSERT INTO images (id, name, tags) SELECT md5(n::text) || md5((n + 7)::text), 'quay.io/team/bulk', ARRAY['v' || n] FROM generate_series(1, 50) n`;
+    await own.sql`ANALYZE images`;
+    await own.sql`DELETE FROM images WHERE tags <> ARRAY['v1'] AND tags <> ARRAY['v2']`; // reltuples stays 50 until the next ANALYZE
+    const errors: string[] = [];
+    const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg) };
+    const sql = connect({ url: own.url, max: 2 });
+    const live = new LiveIndex(new ImageSql(sql, 2000), own.url, { outageGraceMs: 60_000, maxImages: 10, log }).start();
+    closers.push(async () => {
+      await live.close();
+      await sql.end({ timeout: 1 });
+    });
+    await live.ready();
+    expect(errors).toEqual([]);
+    expect(live.index.size).toBe(2);
+    const [estimate] = await own.sql<{ n: number }[]>`SELECT reltuples::int AS n FROM pg_class WHERE oid = 'images'::regclass`;
+    expect(estimate?.n).toBe(50); // the estimate that alone would have made it give up
+  });
+
   it('falls back to the database while its listener is cut, and catches up when it is back', async () => {
     await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_A, name: 'quay.io/team/app', tags: ['v2'] } });
     await within(1000, () => allowed(b.app, 'quay.io/team/app:v2'));
