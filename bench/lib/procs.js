@@ -17,9 +17,12 @@ const children = new Set();
 const PIN = process.env.BENCH_PIN !== '0' && availableParallelism() >= 2 && !spawnSync('taskset', ['--version']).error;
 export const CPUS = PIN ? { server: '0', load: '1' } : undefined;
 
-/** The command and arguments that run `cmd` on `cpu` (taskset execs it: the pid stays the command's). */
+/**
+ * The command and arguments that run `cmd` on `cpu` (taskset execs it: the pid stays the
+ * command's); as it is without a cpu, which callers pass as CPUS?.server or CPUS?.load.
+ */
 function onCpu(cpu, cmd, args) {
-  return PIN && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
+  return cpu === undefined ? [cmd, args] : ['taskset', ['-c', cpu, cmd, ...args]];
 }
 
 /** SIGKILLs every child still running; safe to call more than once. */
