@@ -15,10 +15,11 @@ describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs 
     const port = await freePort();
     const server = await startServer(['--listen', `127.0.0.1:${port}`], { DATABASE_URL: db.url });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-    const get = (path: string) =>
+    const get = (path: string, onHeaders = () => {}) =>
       new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
         http
           .get({ host: '127.0.0.1', port, path, agent }, (res) => {
+            onHeaders();
             let body = '';
             res.setEncoding('utf8');
             res.on('data', (d) => (body += d));
@@ -29,8 +30,13 @@ describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs 
       });
     // warm the kept-alive connections, then SIGTERM while eight full lists (5,000 images each; small enough that a loaded CI machine finishes them well within the 10 s grace) stream
     await Promise.all(Array.from({ length: 8 }, () => get('/health/live')));
-    const lists = Array.from({ length: 8 }, () => get('/images'));
-    await new Promise((r) => setTimeout(r, 30));
+    // SIGTERM once the first list has begun to answer: all eight are in flight, and the lists
+    // still waiting for their first page (two list queries run at a time) answer after the close
+    // began. A fixed wait let a fast machine send every list's headers before the signal.
+    let firstAnswering!: () => void;
+    const answering = new Promise<void>((r) => (firstAnswering = r));
+    const lists = Array.from({ length: 8 }, () => get('/images', firstAnswering));
+    await answering;
     const signalled = Date.now();
     const exited = server.stop('SIGTERM');
     const answers = await Promise.all(lists);
