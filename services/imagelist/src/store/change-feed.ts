@@ -31,7 +31,7 @@ export interface ChangeFeedOptions {
   log?: FeedLogger;
 }
 
-/** `down`: the last attempt to connect failed. */
+/** `down`: not connected (the connection was lost, or the last attempt to connect failed). */
 export type FeedState = 'connecting' | 'listening' | 'down';
 
 /**
@@ -94,6 +94,11 @@ export class ChangeFeed {
    * notifications to it, in commit order with everyone else's. While not listening, a ping
    * through the pool tells whether the database is reachable at all (a listener may fail where
    * the pool works). One probe at a time, so a hung database does not pile them up.
+   *
+   * A heartbeat that fails on the listener's connection says that connection is gone, not that
+   * the database is: the connection is replaced, and the pool's ping at the next beat tells
+   * whether the database is reachable. Taken as an outage, it made a replica whose listener
+   * dropped answer 503 (or from its last state) while the database served every query.
    */
   private beat(): void {
     if (this.state === 'listening' && Date.now() - this.currentAsOf > this.silentAfterMs) {
@@ -109,7 +114,10 @@ export class ChangeFeed {
     probe
       .then(
         () => this.listener.probed(),
-        (err: unknown) => this.listener.probed(err ?? new Error('heartbeat failed')),
+        (err: unknown) => {
+          if (!conn) return this.listener.probed(err ?? new Error('heartbeat failed'));
+          if (conn === this.current) this.dropCurrent?.();
+        },
       )
       .finally(() => (this.probing = false));
   }
@@ -143,6 +151,7 @@ export class ChangeFeed {
         this.listener.connected();
         await gone;
         if (!this.closed) this.listener.lost();
+        this.state = 'down'; // until the next attempt: no heartbeat goes out on the lost connection
       } catch (err) {
         if (this.closed) break;
         this.failures++;

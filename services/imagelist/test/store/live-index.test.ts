@@ -226,6 +226,26 @@ describe('in-memory index across replicas', () => {
     expect(estimate?.n).toBe(50); // the estimate that alone would have made it give up
   });
 
+  it('a listener lost while the database is up is not taken for an outage', async () => {
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_B, name: 'quay.io/team/kept', tags: ['v1'] } });
+    await within(1000, () => allowed(b.app, 'quay.io/team/kept:v1'));
+    // A heartbeat in flight on the listener's connection when that connection is reset.
+    proxy.freeze();
+    await new Promise((r) => setTimeout(r, 500));
+    await proxy.cut();
+    proxy.thaw();
+    // b's pool reaches the database directly: b must answer from it (it has no outage grace, so
+    // an outage would be 503s), never believe the database gone.
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      expect(b.index.databaseReachable).toBe(true);
+      expect(await allowed(b.app, 'quay.io/team/kept:v1')).toBe(true);
+    }
+    expect(b.index.fresh).toBe(false);
+    await proxy.restore();
+    await within(10_000, async () => b.index.fresh);
+  });
+
   it('falls back to the database while its listener is cut, and catches up when it is back', async () => {
     await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_A, name: 'quay.io/team/app', tags: ['v2'] } });
     await within(1000, () => allowed(b.app, 'quay.io/team/app:v2'));
