@@ -98,6 +98,8 @@ export async function waitForIndex(base, rows, timeoutMs = 180_000) {
     );
     last = scrape(text, /^imagelist_index_/);
     if (!('imagelist_index_images' in last)) return { index: false, note: 'no imagelist_index_* metrics: reads go to the database' };
+    if (last.imagelist_index_over_limit === 1)
+      return { index: false, note: 'the allowlist is larger than --index-max-images: reads go to the database' };
     if (last.imagelist_index_images >= rows && last.imagelist_index_fresh === 1) return { index: true, ms: Date.now() - started };
     await sleep(200);
   }

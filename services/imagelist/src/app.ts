@@ -52,6 +52,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     addGauge(app.metrics, 'imagelist_index_fresh', '1 while the index is listening and current (answers come from memory), else 0', () =>
       live.fresh ? 1 : 0,
     );
+    addGauge(
+      app.metrics,
+      'imagelist_index_over_limit',
+      '1 while the allowlist is larger than --index-max-images, so this replica keeps no index and answers from the database',
+      () => (live.overLimit ? 1 : 0),
+    );
     addGauge(app.metrics, 'imagelist_database_up', '1 while the database is reachable, else 0', () => (live.databaseReachable ? 1 : 0));
     addGauge(
       app.metrics,

@@ -21,6 +21,11 @@ export interface LiveIndexOptions {
    * webhook would stop the cluster).
    */
   maxImages?: number;
+  /**
+   * While over `maxImages`, a change to the allowlist makes the replica count it again, at most
+   * this often (default 5 minutes), so it loads its index by itself once deletes make it fit.
+   */
+  overLimitRecheckMs?: number;
   answerCacheBytes?: number;
   feed?: Omit<ChangeFeedOptions, 'log'>;
   log?: FeedLogger & { error(obj: object, msg: string): void };
@@ -42,6 +47,10 @@ export class LiveIndex implements ChangeFeedListener {
   private readonly feed: ChangeFeed;
   /** Set while the allowlist is larger than `maxImages`: every answer comes from the database. */
   private tooLarge = false;
+  /** When a change may next make an over-limit replica count the allowlist again. */
+  private recheckAt = 0;
+  /** The over-limit error is logged once, not at every recount that still finds it too large. */
+  private overLimitLogged = false;
   private loaded = false;
   private everLoaded = false;
   private lastExactAt = 0;
@@ -86,6 +95,11 @@ export class LiveIndex implements ChangeFeedListener {
       if (Date.now() > end) throw new Error('image index did not become ready');
       await sleep(20);
     }
+  }
+
+  /** True while the allowlist is larger than `maxImages`: this replica answers from the database. */
+  get overLimit(): boolean {
+    return this.tooLarge;
   }
 
   get fresh(): boolean {
@@ -164,8 +178,12 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   changed(id: string): void {
-    if (this.tooLarge) return; // nothing in memory to keep current; a reconnect checks the size again
-    if (id === '*') this.reloadAll = true;
+    if (this.tooLarge) {
+      // Nothing in memory to keep current, but the allowlist may have shrunk to fit.
+      if (Date.now() < this.recheckAt) return;
+      this.recheckAt = Date.now() + (this.opts.overLimitRecheckMs ?? 300_000);
+      this.reloadAll = true;
+    } else if (id === '*') this.reloadAll = true;
     else this.pending.add(id);
     this.drain();
   }
@@ -251,12 +269,15 @@ export class LiveIndex implements ChangeFeedListener {
     if (this.index.size > this.maxImages) this.giveUp(this.index.size);
   }
 
-  /** Frees the index: the allowlist outgrew it. Tried again when the feed reconnects. */
+  /** Frees the index: the allowlist outgrew it. Tried again on a reconnect, or a change after a while. */
   private giveUp(images: number): void {
     this.tooLarge = true;
+    this.recheckAt = Date.now() + (this.opts.overLimitRecheckMs ?? 300_000);
     this.loaded = false;
     this.everLoaded = false;
     this.index = new ImageIndex(this.opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: this.opts.answerCacheBytes });
+    if (this.overLimitLogged) return;
+    this.overLimitLogged = true;
     this.opts.log?.error(
       { images, maxImages: this.maxImages },
       'the allowlist is larger than --index-max-images: this replica answers from the database, without an in-memory index or outage grace; raise the limit together with the memory limit',
@@ -289,6 +310,7 @@ export class LiveIndex implements ChangeFeedListener {
       throw err;
     }
     const dropped = this.index.endSweep();
+    this.overLimitLogged = false;
     this.opts.log?.info({ images: this.index.size, dropped, ms: Date.now() - started }, 'image index loaded');
   }
 }

@@ -187,9 +187,23 @@ describe('in-memory index across replicas', () => {
       await a.app.inject({ method: 'PUT', url: '/images', payload: { id, name: 'quay.io/team/big', tags: [tag] } });
     }
     const errors: string[] = [];
-    const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg) };
+    const infos: string[] = [];
+    const log = {
+      info: (_: object, msg: string) => void infos.push(msg),
+      warn() {},
+      error: (_: object, msg: string) => void errors.push(msg),
+    };
     const sql = connect({ url: db.url, max: 2 });
-    const small = new LiveIndex(new ImageSql(sql, 2000), db.url, { outageGraceMs: 60_000, maxImages: 2, log }).start();
+    /** Counts the index's loads: each one means the replica counted the allowlist again. */
+    class CountingSql extends ImageSql {
+      loads = 0;
+      override loadPage(afterId: string, limit: number) {
+        if (afterId === '') this.loads++;
+        return super.loadPage(afterId, limit);
+      }
+    }
+    const images = new CountingSql(sql, 2000);
+    const small = new LiveIndex(images, db.url, { outageGraceMs: 60_000, maxImages: 2, overLimitRecheckMs: 0, log }).start();
     const app = await buildApp({ sql, live: small, logger: false, defaultMetrics: false });
     closers.push(async () => {
       await app.close();
@@ -199,10 +213,30 @@ describe('in-memory index across replicas', () => {
     await within(5000, async () => errors.length > 0);
     expect(errors[0]).toMatch(/larger than --index-max-images/);
     expect(small.fresh).toBe(false);
+    expect(small.overLimit).toBe(true);
     expect(small.index.size).toBe(0);
+    const metrics = (await app.inject('/metrics')).body;
+    expect(metrics).toMatch(/^imagelist_index_over_limit 1$/m);
+    expect(metrics).toMatch(/^imagelist_index_fresh 0$/m);
     expect(await allowed(app, 'quay.io/team/big:big2')).toBe(true);
     expect(await allowed(app, 'quay.io/team/big:nope')).toBe(false);
     expect((await app.inject('/health/ready')).statusCode).toBe(200);
+
+    // A change makes it load again: still too large, and said once, not at every try.
+    const loads = images.loads;
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: '4'.repeat(64), name: 'quay.io/team/big', tags: ['big4'] } });
+    await within(5000, async () => images.loads > loads && small.overLimit);
+    expect(small.fresh).toBe(false);
+    expect(await allowed(app, 'quay.io/team/big:big4')).toBe(true);
+    // Deletes make it fit: it loads its index by itself, without a reconnect.
+    for (const id of ['1'.repeat(64), '2'.repeat(64)])
+      expect((await a.app.inject({ method: 'DELETE', url: `/images/${id}` })).statusCode).toBe(204);
+    await within(5000, async () => small.fresh);
+    expect(infos).toContain('image index loaded');
+    expect(small.overLimit).toBe(false);
+    expect(small.index.size).toBe(2);
+    expect((await app.inject('/metrics')).body).toMatch(/^imagelist_index_over_limit 0$/m);
+    expect(errors).toHaveLength(1);
   });
 
   it('loads an allowlist that fits --index-max-images although the planner still estimates it larger', async () => {
