@@ -64,6 +64,7 @@ export class LiveIndex implements ChangeFeedListener {
   private readonly staleAfterMs: number;
   private readonly pageSize: number;
   private readonly maxImages: number;
+  private readonly overLimitRecheckMs: number;
 
   constructor(
     private readonly sql: ImageSql,
@@ -73,6 +74,7 @@ export class LiveIndex implements ChangeFeedListener {
     this.staleAfterMs = opts.staleAfterMs ?? 600;
     this.pageSize = opts.loadPageSize ?? 5000;
     this.maxImages = opts.maxImages ?? Number.POSITIVE_INFINITY;
+    this.overLimitRecheckMs = opts.overLimitRecheckMs ?? 300_000;
     this.index = new ImageIndex(opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: opts.answerCacheBytes });
     this.feed = new ChangeFeed(url, sql, this, { ...opts.feed, log: opts.log });
   }
@@ -181,7 +183,7 @@ export class LiveIndex implements ChangeFeedListener {
     if (this.tooLarge) {
       // Nothing in memory to keep current, but the allowlist may have shrunk to fit.
       if (Date.now() < this.recheckAt) return;
-      this.recheckAt = Date.now() + (this.opts.overLimitRecheckMs ?? 300_000);
+      this.recheckAt = Date.now() + this.overLimitRecheckMs;
       this.reloadAll = true;
     } else if (id === '*') this.reloadAll = true;
     else this.pending.add(id);
@@ -272,7 +274,7 @@ export class LiveIndex implements ChangeFeedListener {
   /** Frees the index: the allowlist outgrew it. Tried again on a reconnect, or a change after a while. */
   private giveUp(images: number): void {
     this.tooLarge = true;
-    this.recheckAt = Date.now() + (this.opts.overLimitRecheckMs ?? 300_000);
+    this.recheckAt = Date.now() + this.overLimitRecheckMs;
     this.loaded = false;
     this.everLoaded = false;
     this.index = new ImageIndex(this.opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: this.opts.answerCacheBytes });
