@@ -482,7 +482,7 @@ for (const s of RELATIVE.filter((x) => imagelistScenarios.includes(x))) {
   target(
     `${s} >= ${want}x ${against} req/s`,
     ratio === undefined ? undefined : ratio >= want,
-    ratio === undefined ? `no ${reference ? reference : 'baseline'}` : `${ratio.toFixed(2)}x`,
+    ratio === undefined ? `no ${reference ?? 'baseline'}` : `${ratio.toFixed(2)}x`,
   );
   target(
     `${s} p99 <= 2x baseline p99`,
