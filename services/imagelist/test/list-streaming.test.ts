@@ -29,23 +29,23 @@ let db: TestDatabase;
 let server: RunningServer;
 let base: string;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  await db.sql`INSERT INTO images (id, name, tags)
-    SELECT md5(n::text) || md5((n + 1)::text), 'quay.io/bulk/app-' || (n % 2000), ARRAY['v' || n, 'latest'] FROM generate_series(1, ${IMAGES}) n`;
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info'], {
-    DATABASE_URL: db.url,
-    NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=256', // as deploy/imagelist/base/deployment.yaml
-  });
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-  await db?.close();
-});
-
 describe.skipIf(!process.env.DATABASE_URL)('streamed lists (needs a PostgreSQL server: DATABASE_URL)', () => {
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await db.sql`INSERT INTO images (id, name, tags)
+      SELECT md5(n::text) || md5((n + 1)::text), 'quay.io/bulk/app-' || (n % 2000), ARRAY['v' || n, 'latest'] FROM generate_series(1, ${IMAGES}) n`;
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info'], {
+      DATABASE_URL: db.url,
+      NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=256', // as deploy/imagelist/base/deployment.yaml
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await server?.stop();
+    await db?.close();
+  });
+
   it('20 concurrent full lists of 100,000 images complete, whole, while lookups by id keep answering', async () => {
     const [{ id }] = await db.sql<[{ id: string }]>`SELECT id FROM images LIMIT 1`;
     for (let fresh = false; !fresh; await new Promise((r) => setTimeout(r, 50))) {

@@ -4,13 +4,13 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { freePort, startServer } from './support/server-process.js';
 
 let db: TestDatabase;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  await db.sql`INSERT INTO images (id, name, tags) SELECT md5(n::text) || md5((n + 7)::text), 'quay.io/bulk/app', ARRAY['v' || n] FROM generate_series(1, 5000) n`;
-});
-afterAll(() => db?.close());
-
 describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs a PostgreSQL server: DATABASE_URL)', () => {
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await db.sql`INSERT INTO images (id, name, tags) SELECT md5(n::text) || md5((n + 7)::text), 'quay.io/bulk/app', ARRAY['v' || n] FROM generate_series(1, 5000) n`;
+  });
+  afterAll(() => db?.close());
+
   it('finishes in-flight lists whole, closes kept-alive connections after their response, and exits 0 within seconds', async () => {
     const port = await freePort();
     const server = await startServer(['--listen', `127.0.0.1:${port}`], { DATABASE_URL: db.url });

@@ -58,7 +58,9 @@ export async function createTestDatabase(opts: { max?: number; migrated?: boolea
     dispose = () => embedded.stop();
   }
 
-  const sql = connect({ url, max: kind === 'embedded' ? 1 : (opts.max ?? 10) });
+  // The fixture's own handle seeds whole tables (100,000 rows take ~3 s on an idle host, more while
+  // the suite's other files load both cores), so it is not held to the service's 5 s statement timeout.
+  const sql = connect({ url, max: kind === 'embedded' ? 1 : (opts.max ?? 10), statementTimeoutMs: 120_000 });
   if (opts.migrated !== false) await migrate(sql);
   return {
     url,
