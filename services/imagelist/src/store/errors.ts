@@ -7,6 +7,7 @@ const CONNECTION_CODES = new Set([
   'CONNECTION_DESTROYED',
   'CONNECT_TIMEOUT',
   'CLIENT_DEADLINE', // image-sql.ts: no answer within the request's deadline
+  'DRIVER_MISREAD', // image-sql.ts: an answer the driver assembled wrongly after a failed statement
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',

@@ -148,15 +148,35 @@ export class ImageSql {
     await this.bounded(this.sql`SELECT 1`);
   }
 
-  /** Rejects (and cancels the statement) when the answer takes longer than the deadline. */
+  /**
+   * Rejects when the answer takes longer than the deadline, and rejects an answer postgres.js
+   * assembled wrongly. Two faults of postgres.js 3.4 (the latest 3.x) would otherwise hand a
+   * request another statement's answer, and an admission check an allow it never had:
+   * - `query.cancel()` on a statement pipelined behind a busy one skips reading its answer, which
+   *   the server still sends, so every later statement on that connection gets the answer of the
+   *   one before it. So a late statement is not cancelled: the server's statement_timeout ends it,
+   *   and its answer, read and dropped, keeps the connection in step.
+   * - after a statement fails part-way through its rows (a statement timeout, say), the next
+   *   statement on that connection gets its rows after as many empty slots
+   *   (github.com/porsager/postgres/issues/1181). Its length then differs from the row count
+   *   the server reported, which is checked here.
+   */
   private bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        query.cancel();
         reject(Object.assign(new Error(`the database did not answer within ${this.deadlineMs} ms`), { code: 'CLIENT_DEADLINE' }));
       }, this.deadlineMs);
     });
-    return Promise.race([query, late]).finally(() => clearTimeout(timer));
+    return Promise.race([query.then(whole), late]).finally(() => clearTimeout(timer));
   }
+}
+
+/** The rows, if there are as many as the server said; see `ImageSql.bounded`. */
+function whole<T extends readonly Row[]>(rows: T): T {
+  const { count } = rows as unknown as { count: number | null };
+  if (count !== null && rows.length !== count) {
+    throw Object.assign(new Error(`the database driver assembled ${rows.length} rows for ${count}`), { code: 'DRIVER_MISREAD' });
+  }
+  return rows;
 }
