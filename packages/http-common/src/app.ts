@@ -1,3 +1,4 @@
+import net, { type Server } from 'node:net';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -17,6 +18,27 @@ import { httpMetrics, metricsRoute } from './metrics.js';
 import { AccessLog } from './access-log.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * The first step of a graceful close: stops accepting connections, but keeps answering on the
+     * open ones, with `Connection: close` on every response, until the clients have closed them
+     * or `maxMs` has passed.
+     * Closing a kept-alive connection while it is idle resets a request the client may be
+     * sending on it at that moment (a POST it cannot retry: a failed admission review); a
+     * connection the client closes itself after a `Connection: close` answer loses nothing.
+     */
+    drain(maxMs: number): Promise<void>;
+  }
+}
+
+/** Resolves once the server holds no connection, or after `maxMs`. */
+async function connectionsGone(server: Server, maxMs: number): Promise<void> {
+  const until = Date.now() + maxMs;
+  const count = () => new Promise<number>((resolve) => server.getConnections((err, n) => resolve(err ? 0 : n)));
+  while (Date.now() < until && (await count()) > 0) await new Promise((r) => setTimeout(r, 50));
+}
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -79,18 +101,20 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   const isInstance = typeof logger === 'object' && 'child' in logger;
   const tls = opts.tls && readTls(opts.tls);
   const metrics = httpMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  let closing = false;
+  // draining (drain()): open connections answered, each response saying `Connection: close`;
+  // closing (app.close()): idle connections are closed.
+  let state: 'open' | 'draining' | 'closing' = 'open';
   const completed = (request: FastifyRequest, reply: FastifyReply) => {
     metrics.observe(request, reply);
     // A response whose headers went out before the close began still says keep-alive, and Node
     // closes idle connections only once, when the close begins: close this one when it is done,
     // or the close waits for the client (up to the keep-alive timeout) and the grace runs out.
-    if (closing) setImmediate(() => reply.server.server.closeIdleConnections());
+    if (state === 'closing') setImmediate(() => reply.server.server.closeIdleConnections());
   };
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
     logController: new AccessLog(opts.slowRequestMs ?? 1000, completed),
-    serverFactory: (handler) => createNodeServer(handler, { tls, ...timeouts, isClosing: () => closing }),
+    serverFactory: (handler) => createNodeServer(handler, { tls, ...timeouts, isClosing: () => state !== 'open' }),
     // The server is createNodeServer's; Fastify reads this only to say https in its addresses.
     ...(tls ? { https: tls } : {}),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
@@ -109,7 +133,16 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('preClose', async () => {
-    closing = true;
+    state = 'closing';
+  });
+  app.decorate('drain', async (maxMs: number) => {
+    if (state !== 'open') return;
+    state = 'draining';
+    // net.Server's close, not http.Server's: stop accepting, but leave kept-alive connections open
+    // (http.Server's also closes the idle ones at once). A new connection is refused, which a
+    // client knows it may retry; Fastify's own close later finds the listener already closed.
+    if (app.server.listening) net.Server.prototype.close.call(app.server);
+    await connectionsGone(app.server, maxMs);
   });
 
   app.setValidatorCompiler(validatorCompiler());

@@ -2,18 +2,30 @@ import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
 
 /**
- * Listens, and on SIGTERM/SIGINT stops taking new connections, lets in-flight requests finish,
- * runs the app's onClose hooks (database pools, watchers) and exits; a second signal or the
- * grace delay forces the exit.
+ * How long a signalled close first keeps answering on open connections, with `Connection: close`, so that kept-alive
+ * clients close their connections themselves (app.ts, `drain`). 2 s: a client that sends at least
+ * every 2 s (the API server calling a webhook under load) has moved off by then; one idle that long
+ * is unlikely to send at the very moment its connection closes. Inside the 10 s grace.
+ */
+const DRAIN_MS = 2000;
+
+/**
+ * Listens, and on SIGTERM/SIGINT drains kept-alive connections (`drainMs`), stops taking new
+ * connections, lets in-flight requests finish, runs the app's onClose hooks (database pools,
+ * watchers) and exits; a second signal or the grace delay forces the exit.
  */
 export async function listenWithGrace(
   app: FastifyInstance,
   where: { host: string; port: number },
-  opts: { graceMs?: number } = {},
+  opts: { graceMs?: number; drainMs?: number } = {},
 ): Promise<void> {
   const grace = closeWithGrace({ delay: opts.graceMs ?? 10_000, logger: app.log }, async ({ err, signal }) => {
-    if (err) app.log.error({ err }, 'closing after a fatal error');
-    else app.log.info({ signal }, 'shutting down');
+    if (err) {
+      app.log.error({ err }, 'closing after a fatal error');
+    } else {
+      app.log.info({ signal }, 'shutting down');
+      await app.drain(opts.drainMs ?? DRAIN_MS);
+    }
     await app.close();
   });
   app.addHook('onClose', async () => grace.uninstall());

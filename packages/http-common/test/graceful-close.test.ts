@@ -8,7 +8,10 @@ const newApp = () => createApp({ metricsPath: '/metrics', defaultMetrics: false,
 
 /** GET on a kept-alive connection of `agent`; what came back, once the body has ended. */
 async function keptAliveGet(app: App, path: string, agent: http.Agent) {
-  const { port } = app.server.address() as AddressInfo;
+  return getOn((app.server.address() as AddressInfo).port, path, agent);
+}
+
+function getOn(port: number, path: string, agent: http.Agent) {
   return new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
     http
       .get({ host: '127.0.0.1', port, path, agent }, (res) => {
@@ -70,5 +73,36 @@ describe('answering during the close', () => {
     agent.destroy();
     expect(status).toBe(200);
     expect(connection).toBe('close');
+  });
+});
+
+describe('draining before the close', () => {
+  it('answers clients that keep sending on kept-alive connections, saying Connection: close, and resets none of them', async () => {
+    const app = await newApp();
+    app.get('/ping', async () => ({ ok: true }));
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    const outcomes: Record<string, number> = {};
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        const outcome = await getOn(port, '/ping', agent).then(
+          (r) => `${r.status} ${r.connection}`,
+          (err: { code?: string }) => err.code ?? 'error',
+        );
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+        if (outcome !== '200 keep-alive' && outcome !== '200 close') return; // refused once nothing listens
+      }
+    };
+    const workers = Array.from({ length: 16 }, worker);
+    await new Promise((r) => setTimeout(r, 200));
+    await app.drain(500);
+    await app.close();
+    stop = true;
+    await Promise.all(workers);
+    agent.destroy();
+    expect(outcomes['200 close']).toBeGreaterThan(0);
+    expect(Object.keys(outcomes).filter((o) => !['200 keep-alive', '200 close', 'ECONNREFUSED'].includes(o))).toEqual([]);
   });
 });
