@@ -2,10 +2,10 @@ import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
 
 /**
- * How long a signalled close first keeps answering on open connections, with `Connection: close`, so that kept-alive
- * clients close their connections themselves (app.ts, `drain`). 2 s: a client that sends at least
- * every 2 s (the API server calling a webhook under load) has moved off by then; one idle that long
- * is unlikely to send at the very moment its connection closes. Inside the 10 s grace.
+ * How long a signalled close first keeps answering on open connections, with `Connection: close`,
+ * so that kept-alive clients close them themselves (app.ts, `drain`). 2 s: a client that sends at
+ * least every 2 s (the API server calling a webhook under load) has moved off by then; one idle
+ * that long is unlikely to send at the very moment its connection closes. Inside the 10 s grace.
  */
 const DRAIN_MS = 2000;
 
