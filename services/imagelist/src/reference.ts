@@ -12,6 +12,8 @@ const TAG = '[\\w][\\w.-]{0,127}';
 const HEX = '[a-f0-9]{64}';
 
 export const NAME_MAX_LENGTH = 255;
+/** The longest reference the grammar admits: name, `:` and a 128-character tag, `@sha256:` and 64 hex. */
+export const REFERENCE_MAX_LENGTH = NAME_MAX_LENGTH + 1 + 128 + 8 + 64;
 export const NAME_PATTERN = `^${NAME}$`;
 export const TAG_PATTERN = `^${TAG}$`;
 /** What `id` may be: a digest, bare or `sha256:`-prefixed, or a repodigest `name@sha256:<hex>`. */
@@ -71,6 +73,7 @@ export interface ImageReference {
 
 /** Parses and normalises a reference as a container runtime would; undefined when malformed. */
 export function parseReference(raw: string): ImageReference | undefined {
+  if (raw.length > REFERENCE_MAX_LENGTH) return undefined;
   const m = referenceRe.exec(raw);
   if (!m || m[1]!.length > NAME_MAX_LENGTH) return undefined;
   const name = normalizeName(m[1]!);

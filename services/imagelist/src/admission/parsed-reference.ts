@@ -1,11 +1,13 @@
 import { LRUCache } from 'lru-cache';
-import { parseReference, type ImageReference } from '../reference.js';
+import { parseReference, REFERENCE_MAX_LENGTH, type ImageReference } from '../reference.js';
 
 /** Parsing is pure, and a cluster runs few distinct images: remember the 10,000 seen last (false: invalid). */
 const parsed = new LRUCache<string, ImageReference | false>({ max: 10_000 });
 
 /** parseReference, remembered; undefined when the image is not a valid reference. */
 export function parseCached(image: string): ImageReference | undefined {
+  // Too long to be valid, and not kept: 10,000 long strings would fill the heap.
+  if (image.length > REFERENCE_MAX_LENGTH) return undefined;
   let ref = parsed.get(image);
   if (ref === undefined) {
     ref = parseReference(image) ?? false;

@@ -1,10 +1,14 @@
 import { badRequest } from '@platform/http-common';
+import { MAX_REVIEW_IMAGES } from '../schemas/admission.js';
 
-/** One container's image, and where the container stands in the object when that is known. */
+/** One image a pod would run, and where it stands in the object when that is known. */
 export class ContainerImage {
   constructor(
     readonly image: string,
-    /** `containers`, `initContainers` or `ephemeralContainers`; absent for an ImageReview entry. */
+    /**
+     * `containers`, `initContainers`, `ephemeralContainers` or `volumes` (an image volume, whose
+     * reference is mounted as a volume); absent for an ImageReview entry.
+     */
     readonly field?: string,
     private readonly index = 0,
     readonly name?: string,
@@ -44,6 +48,16 @@ export const SUPPORTED_KINDS = Object.keys(POD_SPEC_KINDS);
 const POD_SPECS = new Map(Object.entries(POD_SPEC_KINDS).map(([kind, k]) => [kind, { ...k, at: k.path.join('.') }]));
 const CONTAINER_FIELDS = ['initContainers', 'containers', 'ephemeralContainers'];
 
+/**
+ * An object with more images than a review may ask about (MAX_REVIEW_IMAGES). Not malformed, as a
+ * Kubernetes object, but not checked either: the review is denied, saying why.
+ */
+export class TooManyImages extends Error {
+  constructor(readonly field: string) {
+    super(`${field} has more than ${MAX_REVIEW_IMAGES} images; imagelist checks at most ${MAX_REVIEW_IMAGES} per object`);
+  }
+}
+
 /** `request.object` or `request.oldObject`: which object of the review is read, for error fields. */
 export type ReviewObject = 'request.object' | 'request.oldObject';
 
@@ -59,12 +73,9 @@ const joinPath = (root: string, path: string) => (path ? `${root}.${path}` : roo
  * field's path (`root.path.field`) is only put together for an error.
  */
 function addContainers(into: ContainerImage[], holder: Obj, root: string, path: string, field: string): void {
-  const list = holder[field];
-  if (list === undefined || list === null) return;
-  if (!Array.isArray(list)) {
-    const at = `${joinPath(root, path)}.${field}`;
-    throw badRequest(`${at} must be a list`, [{ field: at, message: 'must be a list' }]);
-  }
+  const list = listAt(holder, root, path, field);
+  // Counted before anything is read from it: a review of 100,000 containers costs no more than this.
+  if (into.length + list.length > MAX_REVIEW_IMAGES) throw new TooManyImages(root);
   for (let i = 0; i < list.length; i++) {
     const c: unknown = list[i];
     const image = isObj(c) ? c.image : undefined;
@@ -77,20 +88,59 @@ function addContainers(into: ContainerImage[], holder: Obj, root: string, path: 
   }
 }
 
+/** `holder[field]` as a list; none is an empty one. */
+function listAt(holder: Obj, root: string, path: string, field: string): readonly unknown[] {
+  const list = holder[field];
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) {
+    const at = `${joinPath(root, path)}.${field}`;
+    throw badRequest(`${at} must be a list`, [{ field: at, message: 'must be a list' }]);
+  }
+  return list;
+}
+
+/**
+ * Appends the references of the pod spec's image volumes (Kubernetes' ImageVolume feature:
+ * `volumes[].image.reference`, an OCI image mounted read-only), which the node pulls and
+ * mounts as it would run a container's image. Volumes of other types are skipped.
+ */
+function addImageVolumes(into: ContainerImage[], spec: Obj, root: string, path: string): void {
+  const volumes = listAt(spec, root, path, 'volumes');
+  for (let i = 0; i < volumes.length; i++) {
+    const volume: unknown = volumes[i];
+    const source = isObj(volume) ? volume.image : undefined;
+    if (source === undefined || source === null) continue;
+    const reference = isObj(source) ? source.reference : undefined;
+    if (typeof reference !== 'string') {
+      const at = `${joinPath(root, path)}.volumes[${i}].image.reference`;
+      throw badRequest(`${at} must be a string`, [{ field: at, message: 'must be a string' }]);
+    }
+    if (into.length === MAX_REVIEW_IMAGES) throw new TooManyImages(root);
+    const name = (volume as Obj).name;
+    into.push(new ContainerImage(reference, 'volumes', i, typeof name === 'string' ? name : undefined));
+  }
+}
+
 /** `Kind` for the core group, `Kind.group` otherwise, as Kubernetes writes a group kind. */
 export const kindName = ({ group, kind }: GroupKind) => (group ? `${kind}.${group}` : kind);
 
 /**
  * Every image a workload object would run: initContainers, containers and ephemeralContainers of
- * its pod spec, in that order. Undefined for kinds that carry no pod spec (or not in that group).
- * A pod spec without containers is malformed (Kubernetes requires one): 400, never "nothing to check".
+ * its pod spec, in that order, then its image volumes. Undefined for kinds that carry no pod spec
+ * (or not in that group). A pod spec without containers is malformed (Kubernetes requires one):
+ * 400, never "nothing to check". More than MAX_REVIEW_IMAGES: TooManyImages.
  */
 export function podImages(kind: GroupKind, object: unknown, root: ReviewObject = 'request.object'): ContainerImage[] | undefined {
   if (!isObj(object)) throw badRequest(`${root} must be an object`, [{ field: root, message: 'must be an object' }]);
   const images: ContainerImage[] = [];
-  // The pods/ephemeralcontainers subresource before Kubernetes 1.22 sent an EphemeralContainers object.
+  // The pods/ephemeralcontainers subresource before Kubernetes 1.22 sent an EphemeralContainers
+  // object: the Pod's whole list, which an update adds to. Its oldObject may have none yet.
   if (kind.kind === 'EphemeralContainers' && kind.group === '') {
     addContainers(images, object, root, '', 'ephemeralContainers');
+    if (images.length === 0 && root === 'request.object') {
+      const at = `${root}.ephemeralContainers`;
+      throw badRequest(`${at} must list at least one container`, [{ field: at, message: 'must list at least one container' }]);
+    }
     return images;
   }
   const podSpec = POD_SPECS.get(kind.kind);
@@ -107,5 +157,6 @@ export function podImages(kind: GroupKind, object: unknown, root: ReviewObject =
     throw badRequest(`${at} must list at least one container`, [{ field: at, message: 'must list at least one container' }]);
   }
   for (const field of CONTAINER_FIELDS) addContainers(images, spec, root, podSpec.at, field);
+  addImageVolumes(images, spec, root, podSpec.at);
   return images;
 }

@@ -1,10 +1,14 @@
-import type { ImageReference } from '../reference.js';
+import { REFERENCE_MAX_LENGTH, type ImageReference } from '../reference.js';
+import { thenNow } from '../then-now.js';
 import { describeReference, parseCached } from './parsed-reference.js';
 import type { ContainerImage } from './pod-images.js';
 
-/** Answers whether one normalised reference is on the allowlist: at once from memory, or later. */
+/**
+ * Answers whether each normalised reference of one review is on the allowlist, in order: at once
+ * from memory, or later from the database, in one lookup for the whole review.
+ */
 export interface Allowlist {
-  allows(ref: ImageReference): boolean | Promise<boolean>;
+  allowsAll(refs: readonly ImageReference[]): readonly boolean[] | Promise<readonly boolean[]>;
 }
 
 export interface PolicyOptions {
@@ -26,16 +30,14 @@ export interface Decision {
 
 const ALLOWED: Decision = Object.freeze({ allowed: true, denied: Object.freeze([]), warnings: Object.freeze([]) });
 
-/** Why an image is denied, or undefined when it is allowed; later when the database decides. */
-type Denial = string | undefined;
-type Verdict = Denial | Promise<Denial>;
-
-/** The image as written, and where it stands when the review says (an ImageReview does not). */
+/**
+ * The image as written, and where it stands when the review says (an ImageReview does not). One
+ * too long to be a reference is cut short: denials are logged and shown to the user.
+ */
 function written({ image, container }: ContainerImage): string {
-  return container === undefined ? image : `${image} (${container})`;
+  const shown = image.length > REFERENCE_MAX_LENGTH ? `${image.slice(0, 64)}... (${image.length} characters)` : image;
+  return container === undefined ? shown : `${shown} (${container})`;
 }
-
-const notListed = (c: ContainerImage, ref: ImageReference) => `${written(c)} as ${describeReference(ref)}`;
 
 /** Whether images[i] stood earlier in the list. A pod has a few containers, where a scan beats a Set. */
 function repeated(images: readonly ContainerImage[], i: number, seen: Set<string> | undefined): boolean {
@@ -67,41 +69,41 @@ export class AdmissionPolicy {
   }
 
   /**
-   * Synchronous while every verdict comes from memory, as on the hot path; a promise otherwise.
-   * Each image is checked once; denials come in container order.
+   * Synchronous while the answers come from memory, as on the hot path; a promise otherwise. Each
+   * image is looked up once; denials come in container order.
    */
   decide(images: readonly ContainerImage[], namespace: string | undefined): Decision | Promise<Decision> {
     if (namespace !== undefined && this.exempt.has(namespace)) return ALLOWED;
     const seen = images.length > 16 ? new Set<string>() : undefined;
-    // Only denials and open questions are kept: an allowed pod allocates nothing here.
-    let verdicts: Verdict[] | undefined;
-    let waiting = false;
+    const unique: ContainerImage[] = [];
+    const refs: (ImageReference | undefined)[] = [];
+    let invalid = false;
     for (let i = 0; i < images.length; i++) {
       if (repeated(images, i, seen)) continue;
-      const verdict = this.check(images[i]!);
-      if (verdict === undefined) continue;
-      if (typeof verdict === 'object') waiting = true;
-      (verdicts ??= []).push(verdict);
+      const ref = parseCached(images[i]!.image);
+      unique.push(images[i]!);
+      refs.push(ref);
+      invalid ||= ref === undefined;
     }
-    if (verdicts === undefined) return ALLOWED;
-    // verdicts mixes answers from memory and promises from the database: Promise.all takes both
-    // eslint-disable-next-line @typescript-eslint/await-thenable
-    return waiting ? Promise.all(verdicts).then((v) => this.conclude(v)) : this.conclude(verdicts as Denial[]);
+    const valid = invalid ? refs.filter((ref) => ref !== undefined) : (refs as ImageReference[]);
+    const answers = valid.length ? this.allowlist.allowsAll(valid) : [];
+    return thenNow(answers, (allowed) => this.conclude(unique, refs, allowed));
   }
 
-  /** Why one image may not run, or undefined when it may. */
-  private check(container: ContainerImage): Verdict {
-    const ref = parseCached(container.image);
-    if (!ref) return `${written(container)}: not a valid image reference`;
-    const allowed = this.allowlist.allows(ref);
-    if (allowed === true) return undefined;
-    if (allowed === false) return notListed(container, ref);
-    return allowed.then((ok) => (ok ? undefined : notListed(container, ref)));
-  }
-
-  private conclude(verdicts: Denial[]): Decision {
-    const denied = verdicts.filter((v): v is string => v !== undefined);
-    if (denied.length === 0) return ALLOWED;
+  /** The decision from each image's reference (undefined: not valid) and the answers for the valid ones. */
+  private conclude(
+    images: readonly ContainerImage[],
+    refs: readonly (ImageReference | undefined)[],
+    allowed: readonly boolean[],
+  ): Decision {
+    let denied: string[] | undefined;
+    let answer = 0;
+    for (let i = 0; i < images.length; i++) {
+      const ref = refs[i];
+      if (ref === undefined) (denied ??= []).push(`${written(images[i]!)}: not a valid image reference`);
+      else if (!allowed[answer++]) (denied ??= []).push(`${written(images[i]!)} as ${describeReference(ref)}`);
+    }
+    if (denied === undefined) return ALLOWED;
     const message = `images not on the allowlist: ${denied.join('; ')}`;
     if (this.audit) return { allowed: true, denied, message, warnings: [`audit mode, would deny: ${message}`] };
     return { allowed: false, denied, message, warnings: [] };

@@ -1,7 +1,7 @@
 import type { App } from '@platform/http-common';
 import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
-import { ContainerImage, isObj, kindName, SUPPORTED_KINDS } from '../admission/pod-images.js';
+import { ContainerImage, isObj, kindName, SUPPORTED_KINDS, TooManyImages } from '../admission/pod-images.js';
 import type { AdmissionPolicy, Decision } from '../admission/policy.js';
 import { AdmissionReview, AdmissionReviewResponse, ImageReview, ImageReviewResponse } from '../schemas/admission.js';
 import { Problem } from '../schemas/image.js';
@@ -85,7 +85,15 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         counted('validate', true, 0);
         return admissionResponse(req.uid, true);
       }
-      const images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
+      let images: ContainerImage[] | undefined;
+      try {
+        images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
+      } catch (err) {
+        if (!(err instanceof TooManyImages)) throw err;
+        counted('validate', false, 1);
+        request.log.info({ uid: req.uid, kind: req.kind.kind, namespace: req.namespace, name: objectName(req) }, err.message);
+        return admissionResponse(req.uid, false, err.message);
+      }
       if (images === undefined) {
         // Fail closed: a webhook rule sent a kind whose images we cannot find.
         counted('validate', false, 1);

@@ -1,11 +1,17 @@
 import Type, { type Static } from 'typebox';
 
+/**
+ * The most images one review may ask about. Real pods run a few; the work a review (which needs no
+ * login) causes stays bounded: parsing, lookups, and at most one database query whatever the count.
+ */
+export const MAX_REVIEW_IMAGES = 1000;
+
 /** ImagePolicyWebhook backend request (imagepolicy.k8s.io/v1alpha1). Unknown fields are allowed. */
 export const ImageReview = Type.Object({
   apiVersion: Type.Literal('imagepolicy.k8s.io/v1alpha1'),
   kind: Type.Literal('ImageReview'),
   spec: Type.Object({
-    containers: Type.Array(Type.Object({ image: Type.String({ maxLength: 1024 }) }), { minItems: 1, maxItems: 1000 }),
+    containers: Type.Array(Type.Object({ image: Type.String({ maxLength: 1024 }) }), { minItems: 1, maxItems: MAX_REVIEW_IMAGES }),
     namespace: Type.Optional(Type.String()),
     annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
   }),

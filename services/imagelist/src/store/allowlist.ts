@@ -4,21 +4,22 @@ import type { ImageReference } from '../reference.js';
 import type { ImageSql } from './image-sql.js';
 import type { LiveIndex } from './live-index.js';
 
-/** Admission lookups straight against the table: by primary key, or by the name index and tag. */
+/** Admission lookups straight against the table: one statement per review. */
 export class DatabaseAllowlist implements Allowlist {
   constructor(private readonly images: ImageSql) {}
 
-  allows(ref: ImageReference): Promise<boolean> {
-    return ref.digest ? this.images.allowsDigest(ref.digest) : this.images.allowsNameTag(ref.name, ref.tag!);
+  allowsAll(refs: readonly ImageReference[]): Promise<boolean[]> {
+    return this.images.allowedAmong(refs);
   }
 }
 
 const VERDICT_CACHE_SIZE = 10_000;
 
 /**
- * Admission lookups from the live index when it may answer (live-index.ts), else from the database.
- * Verdicts from memory are remembered until the index changes at all (its generation), since
- * every pod of a rollout asks about the same images.
+ * Admission lookups from the live index when it may answer (live-index.ts), else from the database;
+ * decided once per review, so a review is answered from one place. Verdicts from memory are
+ * remembered until the index changes at all (its generation), since every pod of a rollout asks
+ * about the same images.
  */
 export class IndexedAllowlist implements Allowlist {
   /** By parsed reference: the policy hands over the same object for the same image string. */
@@ -30,22 +31,24 @@ export class IndexedAllowlist implements Allowlist {
     private readonly fallback: Allowlist,
   ) {}
 
-  /** A boolean from memory; the database's promise otherwise. */
-  allows(ref: ImageReference): boolean | Promise<boolean> {
+  /** Booleans from memory; the database's promise otherwise. */
+  allowsAll(refs: readonly ImageReference[]): readonly boolean[] | Promise<readonly boolean[]> {
     return this.live.read(
       (index) => {
         if (this.generation !== index.generation) {
           this.verdicts.clear();
           this.generation = index.generation;
         }
-        let verdict = this.verdicts.get(ref);
-        if (verdict === undefined) {
-          verdict = index.allows(ref);
-          this.verdicts.set(ref, verdict);
-        }
-        return verdict;
+        return refs.map((ref) => {
+          let verdict = this.verdicts.get(ref);
+          if (verdict === undefined) {
+            verdict = index.allows(ref);
+            this.verdicts.set(ref, verdict);
+          }
+          return verdict;
+        });
       },
-      async () => this.fallback.allows(ref),
+      async () => this.fallback.allowsAll(refs),
     );
   }
 }

@@ -1,5 +1,6 @@
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { PendingQuery, Row, Sql } from 'postgres';
-import { nameSpellings } from '../reference.js';
+import { nameSpellings, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
 import type { ImageRecord } from './image-index.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
@@ -45,12 +46,22 @@ export function sortValue(r: ImageRecord, sort: SortKey): string {
  * Every statement imagelist runs against the images table. Each is bounded on the client side by
  * `deadlineMs` as well as by the server's statement_timeout: a database host that vanished (no
  * RST) would otherwise leave a request waiting for TCP keepalive.
+ *
+ * Reads that any client can cause without a login (`byId`, `allowedAmong`) take turns: at most
+ * half the pool's connections at once, so writes and the index always find one, and a read
+ * still waiting for its turn when its deadline passes is never sent. Without that, a burst the
+ * database cannot keep up with leaves statements queued in the driver long after their requests
+ * were answered 503, and the pool busy with them for minutes.
  */
 export class ImageSql {
+  private readonly reads: LimitFunction;
+
   constructor(
     readonly sql: Sql,
     private readonly deadlineMs: number,
-  ) {}
+  ) {
+    this.reads = pLimit(Math.max(1, Math.floor(sql.options.max / 2)));
+  }
 
   /** One page of `GET /images`, `limit` images after `after`, in the order of `sort`. */
   page(opts: { name?: string | undefined; sort: SortKey; after?: Cursor | undefined; limit: number }): Promise<ImageRecord[]> {
@@ -71,7 +82,9 @@ export class ImageSql {
   }
 
   async byId(digest: string): Promise<ImageRecord | undefined> {
-    const rows = await this.bounded(this.sql<ImageRecord[]>`SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id = ${digest}`);
+    const rows = await this.inTurn(
+      () => this.sql<ImageRecord[]>`SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id = ${digest}`,
+    );
     return rows[0];
   }
 
@@ -134,14 +147,39 @@ export class ImageSql {
     return rows.length > 0;
   }
 
-  async allowsDigest(digest: string): Promise<boolean> {
-    return (await this.bounded(this.sql`SELECT 1 FROM images WHERE id = ${digest}`)).length > 0;
-  }
-
-  async allowsNameTag(name: string, tag: string): Promise<boolean> {
-    const rows = await this.bounded(this.sql`
-      SELECT 1 FROM images WHERE name = ANY(${nameSpellings(name)}::text[]) AND ${tag} = ANY(tags) LIMIT 1`);
-    return rows.length > 0;
+  /**
+   * Whether each normalised reference is on the allowlist, by digest or by name (any spelling)
+   * and tag: one statement for a whole review, however many images it names.
+   */
+  async allowedAmong(refs: readonly ImageReference[]): Promise<boolean[]> {
+    const ids: string[] = [];
+    const idAt: number[] = [];
+    const names: string[] = [];
+    const tags: string[] = [];
+    const nameAt: number[] = [];
+    refs.forEach((ref, i) => {
+      if (ref.digest !== undefined) {
+        ids.push(ref.digest);
+        idAt.push(i);
+      } else {
+        for (const name of nameSpellings(ref.name)) {
+          names.push(name);
+          tags.push(ref.tag!);
+          nameAt.push(i);
+        }
+      }
+    });
+    const rows = await this.inTurn(
+      () => this.sql<{ i: number }[]>`
+        SELECT q.i FROM unnest(${ids}::text[], ${idAt}::int[]) AS q(id, i)
+          WHERE EXISTS (SELECT 1 FROM images WHERE images.id = q.id)
+        UNION
+        SELECT q.i FROM unnest(${names}::text[], ${tags}::text[], ${nameAt}::int[]) AS q(name, tag, i)
+          WHERE EXISTS (SELECT 1 FROM images WHERE images.name = q.name AND q.tag = ANY(images.tags))`,
+    );
+    const allowed = refs.map(() => false);
+    for (const { i } of rows) allowed[i] = true;
+    return allowed;
   }
 
   async ping(): Promise<void> {
@@ -161,14 +199,26 @@ export class ImageSql {
    *   (github.com/porsager/postgres/issues/1181). Its length then differs from the row count
    *   the server reported, which is checked here.
    */
-  private bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
+  private bounded<T extends readonly Row[]>(query: PendingQuery<T>, deadlineMs = this.deadlineMs): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(Object.assign(new Error(`the database did not answer within ${this.deadlineMs} ms`), { code: 'CLIENT_DEADLINE' }));
-      }, this.deadlineMs);
+      timer = setTimeout(() => reject(this.missedDeadline()), deadlineMs);
     });
     return Promise.race([query.then(whole), late]).finally(() => clearTimeout(timer));
+  }
+
+  /** A read in its turn (see the class), within what is left of the deadline once its turn comes. */
+  private inTurn<T extends readonly Row[]>(statement: () => PendingQuery<T>): Promise<T> {
+    const until = Date.now() + this.deadlineMs;
+    return this.reads(() => {
+      const left = until - Date.now();
+      if (left <= 0) throw this.missedDeadline();
+      return this.bounded(statement(), left);
+    });
+  }
+
+  private missedDeadline(): Error {
+    return Object.assign(new Error(`the database did not answer within ${this.deadlineMs} ms`), { code: 'CLIENT_DEADLINE' });
   }
 }
 

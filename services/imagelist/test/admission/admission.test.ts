@@ -231,6 +231,74 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
   it('answers a body that is not JSON with 400', async () => {
     expect((await validate(port, '{"kind":')).status).toBe(400);
   });
+
+  it('checks the images of image volumes, as the kubelet mounts them', async () => {
+    const review = await fixture('deployment');
+    const spec = review.request.object.spec.template.spec;
+    spec.volumes = [
+      { name: 'config', configMap: { name: 'web' } },
+      { name: 'models', image: { reference: 'quay.io/shop/models:v3' } },
+    ];
+    let { response } = (await validate(port, review)).json();
+    expect(response.allowed).toBe(false);
+    expect(response.status.message).toContain('quay.io/shop/models:v3 (volumes[1] (models))');
+    spec.volumes[1].image.reference = 'quay.io/shop/web:v1.4.2';
+    ({ response } = (await validate(port, review)).json());
+    expect(response.allowed).toBe(true);
+
+    // An UPDATE that mounts a new image is checked for it, as a new container image is.
+    const update = await fixture('deployment');
+    update.request.operation = 'UPDATE';
+    update.request.oldObject = structuredClone(update.request.object);
+    update.request.object.spec.template.spec.volumes = [{ name: 'models', image: { reference: 'quay.io/shop/models:v3' } }];
+    expect((await validate(port, update)).json().response.allowed).toBe(false);
+  });
+
+  it('checks an EphemeralContainers object (pods/ephemeralcontainers before Kubernetes 1.22), and never allows one that names none', async () => {
+    const review = await fixture('pod-ephemeralcontainers');
+    const debug = { name: 'debugger', image: 'docker.io/nicolaka/netshoot:latest' };
+    review.request.kind = { group: '', version: 'v1', kind: 'EphemeralContainers' };
+    review.request.oldObject = { metadata: review.request.object.metadata, ephemeralContainers: null };
+    review.request.object = { metadata: review.request.object.metadata, ephemeralContainers: [debug] };
+    const denied = (await validate(port, review)).json().response;
+    expect(denied.allowed).toBe(false);
+    expect(denied.status.message).toContain('netshoot:latest (ephemeralContainers[0] (debugger))');
+    debug.image = 'busybox:1.36';
+    expect((await validate(port, review)).json().response.allowed).toBe(true);
+
+    const pod = (await fixture('pod')).request.object;
+    for (const object of [{}, { ephemeralContainers: null }, { ephemeralContainers: [] }, pod]) {
+      const res = await validate(port, { ...review, request: { ...review.request, object } });
+      expect(res.status, JSON.stringify(object).slice(0, 40)).toBe(400);
+      expect(res.json().errors.map((e: { field: string }) => e.field)).toEqual(['request.object.ephemeralContainers']);
+    }
+  });
+
+  it('denies an object with more images than it checks, without reading them', async () => {
+    const review = await fixture('pod');
+    const many = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `c${i}`, image: `quay.io/shop/web:v1.4.2` }));
+    delete review.request.object.spec.initContainers;
+    review.request.object.spec.containers = many(1000);
+    expect((await validate(port, review)).json().response.allowed).toBe(true);
+    review.request.object.spec.containers = many(1001);
+    const { response } = (await validate(port, review)).json();
+    expect(response).toMatchObject({ allowed: false, status: { code: 403, reason: 'Forbidden' } });
+    expect(response.status.message).toBe('request.object has more than 1000 images; imagelist checks at most 1000 per object');
+    // An image volume counts as an image too.
+    review.request.object.spec.containers = many(1000);
+    review.request.object.spec.volumes = [{ name: 'models', image: { reference: 'quay.io/shop/web:v1.4.2' } }];
+    expect((await validate(port, review)).json().response.allowed).toBe(false);
+  });
+
+  it('denies an image string longer than any reference, however long', async () => {
+    const review = await fixture('pod');
+    review.request.object.spec.containers[0].image = `quay.io/shop/web:v1.4.2${'a'.repeat(1_000_000)}`;
+    const { response } = (await validate(port, review)).json();
+    expect(response.allowed).toBe(false);
+    expect(response.status.message).toContain('quay.io/shop/web:v1.4.2aaa');
+    expect(response.status.message).toContain('(1000023 characters) (containers[0] (app)): not a valid image reference');
+    expect(response.status.message.length).toBeLessThan(300);
+  });
 });
 
 describe('ImagePolicyWebhook over HTTPS', () => {

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReference } from '../../src/reference.js';
+import { connect } from '../../src/store/database.js';
 import { ImageSql } from '../../src/store/image-sql.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -17,6 +19,10 @@ beforeAll(async () => {
 });
 afterAll(() => db?.close());
 
+const ref = (image: string) => parseReference(image)!;
+const allows = async (images: ImageSql, ...refs: string[]) => images.allowedAmong(refs.map(ref));
+const byDigest = (hex: string) => ref(`quay.io/team/app@sha256:${hex}`);
+
 const outcome = <T>(p: Promise<T>) =>
   p.then(
     (value) => ({ value }),
@@ -26,19 +32,33 @@ const outcome = <T>(p: Promise<T>) =>
 describe('ImageSql on a real connection', () => {
   it('a statement that misses its deadline behind a slow one hands its answer to no other statement', async () => {
     // Prepared first: postgres.js queues a statement it has yet to prepare instead of sending it.
-    expect(await images.allowsDigest(UNLISTED)).toBe(false);
-    expect(await images.allowsNameTag('quay.io/team/never-listed', 'v1')).toBe(false);
+    expect(await images.allowedAmong([byDigest(UNLISTED)])).toEqual([false]);
     const slow = db.sql`SELECT pg_sleep(1)`.execute();
-    const late = outcome(images.allowsDigest(LISTED)); // queued behind the sleep; misses its 300 ms
+    const late = outcome(images.allowedAmong([byDigest(LISTED)])); // queued behind the sleep; misses its 300 ms
     await new Promise((r) => setTimeout(r, 800));
-    const unlisted = outcome(images.allowsDigest(UNLISTED)); // queued too, answered within its deadline
-    const nameTag = outcome(images.allowsNameTag('quay.io/team/never-listed', 'v1'));
+    const unlisted = outcome(images.allowedAmong([byDigest(UNLISTED)])); // queued too, answered within its deadline
+    const nameTag = outcome(allows(images, 'quay.io/team/never-listed:v1'));
     await slow;
     expect(await late).toEqual({ error: 'CLIENT_DEADLINE' });
-    expect(await unlisted).toEqual({ value: false });
-    expect(await nameTag).toEqual({ value: false });
-    expect(await images.allowsDigest(LISTED)).toBe(true);
-    expect(await images.allowsDigest(UNLISTED)).toBe(false);
+    expect(await unlisted).toEqual({ value: [false] });
+    expect(await nameTag).toEqual({ value: [false] });
+    expect(await images.allowedAmong([byDigest(LISTED), byDigest(UNLISTED)])).toEqual([true, false]);
+  });
+
+  it('answers a whole review in one statement: by digest, or by name in any spelling and tag', async () => {
+    await db.sql`INSERT INTO images (id, name, tags) VALUES (${'c'.repeat(64)}, 'library/nginx', '{1.25}') ON CONFLICT DO NOTHING`;
+    expect(
+      await allows(
+        images,
+        `x.io/y@sha256:${OTHER}`,
+        'quay.io/team/app:v1',
+        'quay.io/team/app:v3',
+        'nginx:1.25',
+        'docker.io/library/nginx:1.26',
+        'nginx',
+      ),
+    ).toEqual([true, true, false, true, false, false]);
+    expect(await images.allowedAmong([])).toEqual([]);
   });
 
   it('after a statement that failed part-way through its rows, the next answer is whole or an error, never padded', async () => {
@@ -51,5 +71,31 @@ describe('ImageSql on a real connection', () => {
     else expect(next.error).toBe('DRIVER_MISREAD');
     const again = await images.byIds([LISTED, OTHER]);
     expect(again.map((r) => r.id).sort()).toEqual([LISTED, OTHER]);
+  });
+});
+
+describe.skipIf(!process.env.DATABASE_URL)('reads without a login, on a pool (needs a PostgreSQL server: DATABASE_URL)', () => {
+  it('take at most half the pool at once, and one whose deadline passed while it waited is never sent', async () => {
+    const pool = connect({ url: db.url, max: 4 });
+    const locker = connect({ url: db.url, max: 1 });
+    try {
+      const reads = new ImageSql(pool, 300);
+      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
+      const waitingOnLock = async () =>
+        (
+          await db.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
+        )[0]!.n;
+      await locker.begin(async (tx) => {
+        await tx`LOCK TABLE images IN ACCESS EXCLUSIVE MODE`;
+        const answers = await Promise.all(Array.from({ length: 20 }, () => outcome(reads.allowedAmong([byDigest(LISTED)]))));
+        expect(answers).toEqual(Array.from({ length: 20 }, () => ({ error: 'CLIENT_DEADLINE' })));
+        await new Promise((r) => setTimeout(r, 300)); // a queued read sent late would be waiting by now
+        expect(await waitingOnLock()).toBe(2);
+      });
+      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
+    } finally {
+      await Promise.all([pool.end(), locker.end()]);
+    }
   });
 });
