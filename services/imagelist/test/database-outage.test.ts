@@ -81,7 +81,12 @@ describe.skipIf(unavailable)(`database outage, real process (${unavailable ?? 'p
       10_000,
     );
 
+    const before = await app.timed('/images');
     await pg.down('immediate');
+    // The whole list, rendered from memory as it is sent, in the database's order.
+    const list = await app.timed('/images');
+    expect(list.status).toBe(200);
+    expect(list.text).toBe(before.text);
     const during = [
       await app.review('quay.io/team/app:v1'),
       await app.review('quay.io/team/app:v2'),

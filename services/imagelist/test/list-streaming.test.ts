@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
@@ -85,4 +86,39 @@ describe.skipIf(!process.env.DATABASE_URL)('streamed lists (needs a PostgreSQL s
     console.log(`lookups during 20 concurrent lists: ${lookups}, p99 ${p99.toFixed(1)} ms, slowest ${slowest.toFixed(1)} ms`);
     expect(slowest).toBeLessThan(1000);
   }, 120_000);
+
+  it('sends at most 32 lists at once: clients that never read cannot hold more, and a slot frees when its client goes', async () => {
+    const { port } = new URL(base);
+    const stuck = await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        const socket = connect(Number(port), '127.0.0.1');
+        await once(socket, 'connect');
+        socket.pause(); // reads nothing: the list stays where it is, holding its page
+        socket.write('GET /images HTTP/1.1\r\nHost: imagelist\r\n\r\n');
+        return socket;
+      }),
+    );
+    try {
+      let refused: Response | undefined;
+      for (let tries = 0; tries < 100 && refused?.status !== 503; tries++) {
+        refused = await fetch(`${base}/images`);
+        await refused.text();
+        if (refused.status !== 503) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(refused!.status).toBe(503);
+      expect(refused!.headers.get('retry-after')).toBe('1');
+      // A page, and lookups, need no slot.
+      expect((await fetch(`${base}/images?limit=10`)).status).toBe(200);
+    } finally {
+      for (const socket of stuck) socket.destroy();
+    }
+    let status = 0;
+    for (let tries = 0; tries < 100 && status !== 200; tries++) {
+      const res = await fetch(`${base}/images`);
+      status = res.status;
+      await res.text();
+      if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toBe(200);
+  }, 60_000);
 });

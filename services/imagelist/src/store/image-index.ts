@@ -68,6 +68,8 @@ export class ImageIndex {
 
   /** Bumped by every change, so what is derived from the index knows it is old. */
   generation = 0;
+  /** The last whole-table order `ordered` sorted, while the index has not changed since. */
+  private lastOrder: { sort: SortKey; generation: number; slots: Int32Array } | undefined;
 
   constructor(opts: ImageIndexOptions = {}) {
     const cacheBytes = opts.answerCacheBytes ?? 16 * 1024 * 1024;
@@ -184,29 +186,36 @@ export class ImageIndex {
   }
 
   /**
-   * Every image (of one name) in the order of `sort`, rendered, for lists answered from memory
-   * during a database outage. Names sort by code point here, where PostgreSQL uses its collation.
+   * The slots of every image (or of one name) in the order of `sort`, for lists answered from
+   * memory during a database outage; `cursorOf` and `json` read them one at a time, so a list is
+   * rendered as it is sent. Names sort by code point here, where PostgreSQL uses its collation.
+   * The last whole-table order is kept until the index changes: sorting a million slots takes
+   * about a second, which every client listing during the outage would pay again.
    */
-  list(sort: SortKey, name?: string): { json: string; key: string; id: string }[] {
-    let slots: number[];
-    if (name !== undefined) {
-      slots = this.namedSlots(name, sort);
-    } else {
-      slots = [];
-      for (let slot = 0; slot < this.capacity; slot++) if (this.nameOf[slot] !== EMPTY) slots.push(slot);
-    }
-    const rows = slots.map((slot) => {
-      const id = this.hexOf(slot);
-      const json = renderImage(this.created[slot]!, this.updated[slot]!, id, this.names[this.nameOf[slot]!]!, this.tags.get(slot));
-      const key =
-        sort === 'id'
-          ? id
-          : sort === 'name'
-            ? this.names[this.nameOf[slot]!]!
-            : formatTimestamp((sort === 'created_at' ? this.created : this.updated)[slot]!);
-      return { json, key, id };
-    });
-    return name !== undefined ? rows : rows.sort((a, b) => (a.key !== b.key ? (a.key < b.key ? 1 : -1) : a.id < b.id ? 1 : -1));
+  ordered(sort: SortKey, name?: string): ArrayLike<number> {
+    if (name !== undefined) return this.namedSlots(name, sort);
+    const last = this.lastOrder;
+    if (last?.sort === sort && last.generation === this.generation) return last.slots;
+    const slots = new Int32Array(this.used);
+    let n = 0;
+    for (let slot = 0; slot < this.capacity; slot++) if (this.nameOf[slot] !== EMPTY) slots[n++] = slot;
+    slots.sort(this.descending(sort));
+    this.lastOrder = { sort, generation: this.generation, slots };
+    return slots;
+  }
+
+  /** Where a slot of `ordered` stands in the order of `sort`: its sort value (wire form) and id; undefined once freed. */
+  cursorOf(slot: number, sort: SortKey): [value: string, id: string] | undefined {
+    if (slot >= this.capacity || this.nameOf[slot] === EMPTY) return undefined;
+    const id = this.hexOf(slot);
+    if (sort === 'id') return [id, id];
+    if (sort === 'name') return [this.names[this.nameOf[slot]!]!, id];
+    return [formatTimestamp((sort === 'created_at' ? this.created : this.updated)[slot]!), id];
+  }
+
+  /** The wire JSON of a slot of `ordered`; undefined once freed. */
+  json(slot: number): string | undefined {
+    return slot >= this.capacity || this.nameOf[slot] === EMPTY ? undefined : this.render(slot);
   }
 
   /** Whether the normalised reference matches an image: by digest, or by name and tag. */
@@ -242,6 +251,28 @@ export class ImageIndex {
     const column = sort === 'created_at' ? this.created : sort === 'updated_at' ? this.updated : undefined;
     // Descending, ties broken by id, as the database's ORDER BY; a name's images share their name.
     return slots.sort(column === undefined ? byId : (a, b) => column[b]! - column[a]! || byId(a, b));
+  }
+
+  /** Descending by the sort key, ties broken by id, as the database's ORDER BY. */
+  private descending(sort: SortKey): (a: number, b: number) => number {
+    const bytes = new Uint8Array(this.digests.buffer, this.digests.byteOffset, this.digests.byteLength);
+    const byId = (a: number, b: number) => {
+      for (let i = 0, x = a * WORDS * 4, y = b * WORDS * 4; i < WORDS * 4; i++) {
+        if (bytes[x + i] !== bytes[y + i]) return bytes[y + i]! - bytes[x + i]!;
+      }
+      return 0;
+    };
+    if (sort === 'id') return byId;
+    if (sort === 'name') {
+      const { names, nameOf } = this;
+      return (a, b) => {
+        const x = names[nameOf[a]!]!;
+        const y = names[nameOf[b]!]!;
+        return x === y ? byId(a, b) : x < y ? 1 : -1;
+      };
+    }
+    const column = sort === 'created_at' ? this.created : this.updated;
+    return (a, b) => column[b]! - column[a]! || byId(a, b);
   }
 
   private hexOf(slot: number): string {

@@ -1,3 +1,4 @@
+import { unavailable } from '@platform/http-common';
 import { Readable } from 'node:stream';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { SortKey } from '../schemas/image.js';
@@ -38,6 +39,14 @@ export interface Found {
 const STREAM_PAGE = 500;
 
 /**
+ * Lists streamed at once, from the database or from memory. Each holds a page of images while its
+ * client reads: a client that never reads holds it until the send-stall limit closes its
+ * connection, so without a cap a few hundred such clients (no login needed) exhaust the heap.
+ * Past it, a list without `limit` is answered 503 with Retry-After.
+ */
+const STREAMS = 32;
+
+/**
  * List queries running at once, whatever the number of clients listing: lists are open to anyone,
  * and must leave the pool's other connections to writes and to lookups the index cannot answer.
  */
@@ -50,6 +59,7 @@ const LIST_QUERIES = 2;
 export class ImageStore {
   private readonly batcher: WriteBatcher<UpsertImage, ImageRecord>;
   private readonly listQueries: LimitFunction = pLimit(LIST_QUERIES);
+  private streams = 0;
 
   constructor(
     private readonly images: ImageSql,
@@ -70,9 +80,12 @@ export class ImageStore {
     // Name lookups are cached answers in memory; any other list is sorted by the database, and
     // rendered from memory only while the database is unreachable.
     const cached = opts.name !== undefined && opts.limit === undefined && opts.after === undefined;
+    if (opts.limit === undefined && !cached && this.streams >= STREAMS) {
+      throw unavailable(`${STREAMS} lists are being sent already; retry, or list in pages with ?limit=.`);
+    }
     return this.read(
-      (index) => listFromMemory(index, opts),
-      () => this.listFromDatabase(opts),
+      (index) => this.counted(listFromMemory(index, opts)),
+      async () => this.counted(await this.listFromDatabase(opts)),
       { outageOnly: !cached },
     );
   }
@@ -109,6 +122,15 @@ export class ImageStore {
 
   async ping(): Promise<void> {
     await this.images.ping();
+  }
+
+  /** Counts a streamed page against STREAMS until its stream closes (sent, failed, or the client gone). */
+  private counted(page: Page): Page {
+    if (page.json instanceof Readable) {
+      this.streams++;
+      page.json.once('close', () => this.streams--);
+    }
+    return page;
   }
 
   private read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>, opts?: { outageOnly?: boolean }): T | Promise<T> {
@@ -152,18 +174,53 @@ export class ImageStore {
   }
 }
 
-/** A list from the in-memory index: name lookups as cached bytes, anything else rendered now. */
+/**
+ * A list from the in-memory index: name lookups as cached bytes; anything else rendered as it is
+ * sent, STREAM_PAGE images at a time, or as one page with `limit`.
+ */
 function listFromMemory(index: ImageIndex, opts: ListOptions): Page {
-  if (opts.name !== undefined && opts.limit === undefined && opts.after === undefined)
-    return { json: index.namedJson(opts.name, opts.sort) };
-  let rows = index.list(opts.sort, opts.name);
-  if (opts.after) {
-    const [value, id] = opts.after;
-    const start = rows.findIndex((r) => r.key < value || (r.key === value && r.id < id));
-    rows = start < 0 ? [] : rows.slice(start);
+  const { sort } = opts;
+  if (opts.name !== undefined && opts.limit === undefined && opts.after === undefined) return { json: index.namedJson(opts.name, sort) };
+  const slots = index.ordered(sort, opts.name);
+  const start = opts.after ? after(index, slots, sort, opts.after) : 0;
+  const render = (from: number, to: number) => {
+    const json: string[] = [];
+    for (let i = from; i < to; i++) {
+      const image = index.json(slots[i]!);
+      if (image !== undefined) json.push(image);
+    }
+    return json.join(',');
+  };
+  if (opts.limit !== undefined) {
+    const end = Math.min(slots.length, start + opts.limit);
+    const last = end < slots.length ? index.cursorOf(slots[end - 1]!, sort) : undefined;
+    return last ? { json: `[${render(start, end)}]`, next: last } : { json: `[${render(start, end)}]` };
   }
-  if (opts.limit === undefined || rows.length <= opts.limit) return { json: `[${rows.map((r) => r.json).join(',')}]` };
-  const page = rows.slice(0, opts.limit);
-  const last = page[page.length - 1]!;
-  return { json: `[${page.map((r) => r.json).join(',')}]`, next: [last.key, last.id] };
+  if (slots.length - start <= STREAM_PAGE) return { json: `[${render(start, slots.length)}]` };
+  function* pages(): Generator<string> {
+    yield '[';
+    let comma = false;
+    for (let from = start; from < slots.length; from += STREAM_PAGE) {
+      const page = render(from, Math.min(slots.length, from + STREAM_PAGE));
+      if (page === '') continue;
+      yield comma ? `,${page}` : page;
+      comma = true;
+    }
+    yield ']';
+  }
+  return { json: Readable.from(pages(), { objectMode: false }) };
+}
+
+/** Where a list continues after a cursor: the first slot that sorts after it (binary search; the order is descending). */
+function after(index: ImageIndex, slots: ArrayLike<number>, sort: SortKey, [value, id]: Cursor): number {
+  let lo = 0;
+  let hi = slots.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const at = index.cursorOf(slots[mid]!, sort);
+    const past = at === undefined || at[0] < value || (at[0] === value && at[1] < id);
+    if (past) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }

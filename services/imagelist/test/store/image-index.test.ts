@@ -73,7 +73,39 @@ describe('ImageIndex', () => {
     expect(ids('id')).toEqual([3, 2, 1]);
     index.put({ ...image(1), createdUs: 2, updatedUs: 10 });
     expect(ids('updated_at')).toEqual([1, 3, 2]);
-    expect(index.list('updated_at').map((r) => Number.parseInt(r.id, 16))).toEqual([1, 3, 2]);
+    expect(Array.from(index.ordered('updated_at'), (slot) => Number.parseInt(index.cursorOf(slot, 'updated_at')![1], 16))).toEqual([
+      1, 3, 2,
+    ]);
+  });
+
+  it('orders the whole index as the database does, by each key, ties broken by id', () => {
+    const index = new ImageIndex();
+    const records: ImageRecord[] = [];
+    for (let n = 0; n < 3000; n++) {
+      // ids that differ in their first bytes as well as their last; few distinct times and names, so ties are many
+      const id = ((n * 2654435761) >>> 0).toString(16).padStart(8, '0') + hex(n).slice(8);
+      const at = US + (n % 7);
+      records.push({ id, name: `quay.io/team/app-${n % 5}`, tags: [], createdUs: at + (n % 3), updatedUs: at });
+      index.put(records[records.length - 1]!);
+    }
+    index.remove(records[10]!.id);
+    records.splice(10, 1);
+    const key = {
+      created_at: (r: ImageRecord) => r.createdUs,
+      updated_at: (r: ImageRecord) => r.updatedUs,
+      name: (r: ImageRecord) => r.name,
+    };
+    for (const sort of ['created_at', 'updated_at', 'name', 'id'] as const) {
+      const expected = [...records]
+        .sort((a, b) => {
+          const [x, y] = sort === 'id' ? [a.id, b.id] : [key[sort](a), key[sort](b)];
+          return x !== y ? (x < y ? 1 : -1) : a.id < b.id ? 1 : -1;
+        })
+        .map((r) => r.id);
+      const ids = () => Array.from(index.ordered(sort), (slot) => index.cursorOf(slot, sort)![1]);
+      expect(ids(), sort).toEqual(expected);
+      expect(ids(), `${sort}, kept`).toEqual(expected);
+    }
   });
 
   it('a sweep drops what a full reload did not see again, and an aborted one drops nothing', () => {

@@ -94,7 +94,7 @@ describe('in-memory index across replicas', () => {
       (${DIGEST_C}, 'quay.io/team/web', '{a}', '2020-01-01T00:00:00Z', '2020-01-03T00:00:00Z'),
       (${'c'.repeat(64)}, 'quay.io/team/web', '{b}', '2020-01-02T00:00:00Z', '2020-01-02T00:00:00Z'),
       (${'d'.repeat(64)}, 'quay.io/team/web', '{c}', '2020-01-02T00:00:00Z', '2020-01-01T00:00:00Z')`;
-    await within(1000, async () => b.index.index.list('id', 'quay.io/team/web').length === 3);
+    await within(1000, async () => b.index.index.ordered('id', 'quay.io/team/web').length === 3);
     for (const sort of ['created_at', 'updated_at', 'name', 'id']) {
       const fromIndex = (await b.app.inject(`/images?name=quay.io/team/web&sort=${sort}`)).json();
       const fromDb = (await b.app.inject(`/images?name=quay.io/team/web&sort=${sort}&limit=10`)).json(); // paginated reads go to the database
