@@ -1,5 +1,4 @@
 import { REFERENCE_MAX_LENGTH, type ImageReference } from '../reference.js';
-import { thenNow } from '../then-now.js';
 import { describeReference, parseCached } from './parsed-reference.js';
 import type { ContainerImage } from './pod-images.js';
 
@@ -87,7 +86,8 @@ export class AdmissionPolicy {
     }
     const valid = invalid ? refs.filter((ref) => ref !== undefined) : (refs as ImageReference[]);
     const answers = valid.length ? this.allowlist.allowsAll(valid) : [];
-    return thenNow(answers, (allowed) => this.conclude(unique, refs, allowed));
+    if (answers instanceof Promise) return answers.then((allowed) => this.conclude(unique, refs, allowed));
+    return this.conclude(unique, refs, answers);
   }
 
   /** The decision from each image's reference (undefined: not valid) and the answers for the valid ones. */

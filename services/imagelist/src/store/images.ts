@@ -80,14 +80,13 @@ export class ImageStore {
     // Name lookups are cached answers in memory; any other list is sorted by the database, and
     // rendered from memory only while the database is unreachable.
     const cached = opts.name !== undefined && opts.limit === undefined && opts.after === undefined;
-    if (opts.limit === undefined && !cached && this.streams >= STREAMS) {
-      throw unavailable(`${STREAMS} lists are being sent already; retry, or list in pages with ?limit=.`);
-    }
-    return this.read(
-      (index) => this.counted(listFromMemory(index, opts)),
-      async () => this.counted(await this.listFromDatabase(opts)),
-      { outageOnly: !cached },
-    );
+    const list = () =>
+      this.read(
+        (index) => listFromMemory(index, opts),
+        () => this.listFromDatabase(opts),
+        { outageOnly: !cached },
+      );
+    return cached || opts.limit !== undefined ? list() : this.holdingStream(list);
   }
 
   /** From memory at once; a promise when the database answers. */
@@ -124,13 +123,23 @@ export class ImageStore {
     await this.images.ping();
   }
 
-  /** Counts a streamed page against STREAMS until its stream closes (sent, failed, or the client gone). */
-  private counted(page: Page): Page {
-    if (page.json instanceof Readable) {
-      this.streams++;
-      page.json.once('close', () => this.streams--);
+  /**
+   * Runs a list that may be streamed in one of the STREAMS slots, taken before its first query
+   * (a burst of lists must not all pass the check before any has started streaming) and freed
+   * when its stream closes (sent, failed, or the client gone), or at once when it was answered
+   * in one piece or failed.
+   */
+  private async holdingStream(list: () => Page | Promise<Page>): Promise<Page> {
+    if (this.streams >= STREAMS) throw unavailable(`${STREAMS} lists are being sent already; retry, or list in pages with ?limit=.`);
+    this.streams++;
+    let page: Page | undefined;
+    try {
+      page = await list();
+      return page;
+    } finally {
+      if (page?.json instanceof Readable) page.json.once('close', () => this.streams--);
+      else this.streams--;
     }
-    return page;
   }
 
   private read<T>(fromMemory: (index: ImageIndex) => T, fromDatabase: () => Promise<T>, opts?: { outageOnly?: boolean }): T | Promise<T> {
