@@ -75,6 +75,11 @@ export interface ServerTimeouts {
   headersMs: number;
   /** An idle kept-alive connection is closed after this. */
   keepAliveMs: number;
+  /**
+   * A connection with response bytes waiting to be sent, whose client has accepted none of them
+   * for this long, is destroyed (0: never).
+   */
+  sendStallMs: number;
 }
 
 /**
@@ -85,8 +90,14 @@ export interface ServerTimeouts {
  * - keep-alive 95 s: longer than the 90 s idle timeout of Go's HTTP transport, which the
  *   kube-apiserver's webhook client and most CI clients use, so the client always closes an idle
  *   connection first and never sends a request on one we are closing (a POST it cannot retry).
+ * - send stall 30 s: nothing else bounds sending a response, and a client that sends
+ *   `GET /images` and never reads (no login needed) held its connection and the buffered answer
+ *   for ever: ~1,000 of them exhausted the heap. Our clients (kube-apiserver, CI scripts) read at
+ *   once, and the kernel's socket buffers absorb short pauses, so a client that accepts no byte
+ *   for 30 s is gone or hostile. A slow client that keeps reading is never cut off, nor a slow
+ *   handler (nothing is waiting to be sent while it works).
  */
-export const SERVER_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 95_000 };
+export const SERVER_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 95_000, sendStallMs: 30_000 };
 
 /**
  * The Fastify instance both services start from: TypeBox types, JSON problem errors,
@@ -114,7 +125,13 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
     logController: new AccessLog(opts.slowRequestMs ?? 1000, completed),
-    serverFactory: (handler) => createNodeServer(handler, { tls, ...timeouts, isClosing: () => state !== 'open' }),
+    serverFactory: (handler) =>
+      createNodeServer(handler, {
+        tls,
+        ...timeouts,
+        onSendStall: () => metrics.sendStalled(),
+        isClosing: () => state !== 'open',
+      }),
     // The server is createNodeServer's; Fastify reads this only to say https in its addresses.
     ...(tls ? { https: tls } : {}),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,

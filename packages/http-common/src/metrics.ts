@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,11 +15,14 @@ export interface HttpMetrics {
   registry: Registry;
   /** Records one finished request (access-log.ts calls it for every response). */
   observe(request: FastifyRequest, reply: FastifyReply): void;
+  /** Counts one connection destroyed because its client stopped reading (node-server.ts). */
+  sendStalled(): void;
 }
 
 /**
  * Request latency by method, route pattern (not URL: bounded cardinality; `unmatched` for
- * requests that match no route) and status; its _count is the request count. With
+ * requests that match no route) and status; its _count is the request count. The connections
+ * destroyed for a send stall (no per-connection log line: a client could flood the log). With
  * `defaultMetrics`, also the process metrics (memory, event loop, GC).
  */
 export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetrics {
@@ -32,8 +35,14 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     buckets: BUCKETS,
     registers: [registry],
   });
+  const sendStalled = new Counter({
+    name: 'http_connections_send_stalled_total',
+    help: 'Connections destroyed because the client accepted no byte of a pending response for the send-stall limit',
+    registers: [registry],
+  });
   return {
     registry,
+    sendStalled: () => sendStalled.inc(),
     observe(request, reply) {
       const route = request.routeOptions.url ?? 'unmatched';
       latency.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type RequestListener } from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import { answerProblem, answerUnsupportedExpect } from './client-errors.js';
 
 export interface NodeServerOptions {
@@ -8,6 +9,10 @@ export interface NodeServerOptions {
   requestMs: number;
   headersMs: number;
   keepAliveMs: number;
+  /** A connection whose client accepts no byte of a pending response for this long is destroyed; 0: never. */
+  sendStallMs: number;
+  /** Called for each connection destroyed for a send stall. */
+  onSendStall?: (() => void) | undefined;
   /** True once the server has begun to close. */
   isClosing: () => boolean;
 }
@@ -46,5 +51,66 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   server.keepAliveTimeout = opts.keepAliveMs;
   server.setTimeout(0); // idle connections are governed by keepAliveTimeout, requests by requestTimeout
   answerUnsupportedExpect(server);
+  if (opts.sendStallMs > 0) closeSendStalls(server, opts.sendStallMs, opts.onSendStall);
   return server;
+}
+
+/** A connection's send progress as of the last sweep that saw it move. */
+interface Progress {
+  sent: number;
+  since: number;
+}
+
+/**
+ * Destroys connections whose client has accepted no byte of a pending response for `stallMs`.
+ * Nothing bounds sending otherwise: `requestTimeout` ends when the request has arrived, and
+ * `server.setTimeout` would count a slow handler as inactivity and is reset to 0 on a kept-alive
+ * socket's next request anyway. No work per request: one map entry per connection and one sweep
+ * over them on an interval.
+ *
+ * The sweep reads the raw TCP socket (the 'connection' event's, also under HTTPS) at its handle:
+ * `bytesWritten` is what was handed to libuv, `writeQueueSize` what libuv still holds because the
+ * kernel's send buffer is full. Their difference moves as soon as the client reads, also within one
+ * big write; the socket's own `bytesWritten - writableLength` moves only when a whole write is done
+ * (a 10 MB body would have to be read within the limit), and under HTTPS the raw socket's
+ * `writableLength` stays 0 (TLS writes to the handle directly), so it serves only as a fallback.
+ * The kernel takes more once about a third of its send buffer has drained (up to 4 MB on Linux),
+ * so a client is seen reading each ~1.5 MB: at 30 s, any client faster than ~50 KB/s.
+ */
+function closeSendStalls(server: http.Server, stallMs: number, onStall: (() => void) | undefined): void {
+  const sockets = new Map<Socket, Progress>();
+  function forget(this: Socket) {
+    sockets.delete(this);
+  }
+  server.on('connection', (socket: Socket) => {
+    sockets.set(socket, { sent: -1, since: 0 }); // the first sweep starts it
+    socket.once('close', forget);
+  });
+  const sweep = () => {
+    const now = Date.now();
+    for (const [socket, progress] of sockets) {
+      const handle = (socket as { _handle?: { bytesWritten?: unknown; writeQueueSize?: unknown } | null })._handle;
+      if (!handle) continue; // closing
+      let sent: number;
+      let pending = socket.writableLength;
+      if (typeof handle.bytesWritten === 'number' && typeof handle.writeQueueSize === 'number') {
+        sent = handle.bytesWritten - handle.writeQueueSize;
+        pending += handle.writeQueueSize;
+      } else sent = socket.bytesWritten - socket.writableLength;
+      if (pending === 0 || sent !== progress.sent) {
+        progress.sent = sent;
+        progress.since = now;
+      } else if (now - progress.since >= stallMs) {
+        sockets.delete(socket);
+        socket.destroy();
+        onStall?.();
+      }
+    }
+  };
+  let timer: NodeJS.Timeout | undefined;
+  server.on('listening', () => {
+    clearInterval(timer);
+    timer = setInterval(sweep, Math.max(100, Math.min(1000, stallMs / 4))).unref();
+  });
+  server.on('close', () => clearInterval(timer));
 }
