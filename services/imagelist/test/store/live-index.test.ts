@@ -260,6 +260,55 @@ describe('in-memory index across replicas', () => {
     expect(estimate?.n).toBe(50); // the estimate that alone would have made it give up
   });
 
+  it('answers every kind of list from memory during an outage exactly as the database did', async () => {
+    const own = await createTestDatabase();
+    closers.push(() => own.close());
+    // 1,203 images over 3 names: more than one streamed page (500), timestamps with ties
+    await own.sql`INSERT INTO images (id, name, tags, created_at, updated_at)
+      SELECT md5(n::text) || md5((n + 7)::text), 'quay.io/team/app' || (n % 3), ARRAY['v' || n],
+        timestamptz '2024-01-01' + (n % 400) * interval '1 second', timestamptz '2024-01-01' + (n % 97) * interval '1 microsecond'
+      FROM generate_series(1, 1203) n`;
+    const target = new URL(own.url);
+    const cut = await new TcpProxy(target.hostname, Number(target.port || 5432)).start();
+    const url = viaProxy(own.url, cut);
+    const sql = connect({ url, max: 2, connectTimeout: 1 });
+    const live = new LiveIndex(new ImageSql(sql, 1000), url, { outageGraceMs: 60_000 }).start();
+    const app = await buildApp({ sql, live, dbDeadlineMs: 1000, logger: false, defaultMetrics: false });
+    closers.push(async () => {
+      await app.close();
+      await live.close();
+      await sql.end({ timeout: 1 });
+      await cut.stop();
+    });
+    await live.ready();
+    /** Every list a client can ask for: whole, by name, and walked page by page along the Link headers. */
+    const lists = async () => {
+      const answers: Record<string, string> = {};
+      for (const sort of ['created_at', 'updated_at', 'name', 'id']) {
+        for (const query of [`sort=${sort}`, `sort=${sort}&name=quay.io/team/app1`]) {
+          const whole = await app.inject(`/images?${query}`);
+          expect(whole.statusCode, query).toBe(200);
+          answers[query] = whole.body;
+          const pages: string[] = [];
+          for (let next: string | undefined = `/images?${query}&limit=250`; next;) {
+            const page = await app.inject(next);
+            expect(page.statusCode, next).toBe(200);
+            pages.push(page.body);
+            next = /^<([^>]+)>; rel="next"$/.exec(String(page.headers.link ?? ''))?.[1];
+          }
+          answers[`${query} in pages`] = JSON.stringify(pages.flatMap((p) => JSON.parse(p) as unknown[]));
+          expect(answers[`${query} in pages`], query).toBe(JSON.stringify(JSON.parse(whole.body)));
+        }
+      }
+      return answers;
+    };
+    const fromDatabase = await lists();
+    expect(JSON.parse(fromDatabase['sort=id']!)).toHaveLength(1203);
+    await cut.cut();
+    await within(5000, async () => (await app.inject('/health/ping')).statusCode === 503 && live.servingStale);
+    expect(await lists()).toEqual(fromDatabase);
+  });
+
   it('a listener lost while the database is up is not taken for an outage', async () => {
     await a.app.inject({ method: 'PUT', url: '/images', payload: { id: DIGEST_B, name: 'quay.io/team/kept', tags: ['v1'] } });
     await within(1000, () => allowed(b.app, 'quay.io/team/kept:v1'));
