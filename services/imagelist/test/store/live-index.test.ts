@@ -291,10 +291,11 @@ describe('in-memory index across replicas', () => {
           answers[query] = whole.body;
           const pages: string[] = [];
           for (let next: string | undefined = `/images?${query}&limit=250`; next;) {
-            const page = await app.inject(next);
+            const page: { statusCode: number; body: string; headers: { link?: unknown } } = await app.inject(next);
             expect(page.statusCode, next).toBe(200);
             pages.push(page.body);
-            next = /^<([^>]+)>; rel="next"$/.exec(String(page.headers.link ?? ''))?.[1];
+            const link = typeof page.headers.link === 'string' ? page.headers.link : '';
+            next = /^<([^>]+)>; rel="next"$/.exec(link)?.[1];
           }
           answers[`${query} in pages`] = JSON.stringify(pages.flatMap((p) => JSON.parse(p) as unknown[]));
           expect(answers[`${query} in pages`], query).toBe(JSON.stringify(JSON.parse(whole.body)));
