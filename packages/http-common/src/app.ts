@@ -16,6 +16,7 @@ import { installErrorHandler, installNotFoundHandler, sendProblem } from './erro
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
 import { AccessLog } from './access-log.js';
+import { lazyRequestLogger } from './request-logger.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
 
@@ -125,6 +126,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
     logController: new AccessLog(opts.slowRequestMs ?? 1000, completed),
+    childLoggerFactory: lazyRequestLogger,
     serverFactory: (handler) =>
       createNodeServer(handler, {
         tls,
