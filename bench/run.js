@@ -11,7 +11,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { benchEcrApi } from './lib/ecr-api.js';
-import { benchScale } from './lib/scale.js';
+import { benchScale, p99Ratio } from './lib/scale.js';
 import { summarize } from './lib/profile.js';
 import { DEPLOYED, heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
 import { CPUS, cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, memory, start, stop } from './lib/procs.js';
@@ -515,7 +515,8 @@ if (opts.scale.length && selected('scale')) {
       adminUrl,
       sizes: opts.scale,
       connections: opts.connections,
-      duration: Math.min(opts.duration, 5),
+      duration: opts.duration,
+      rounds: opts.rounds,
       loader: opts.loader,
       log,
     });
@@ -527,7 +528,9 @@ if (opts.scale.length && selected('scale')) {
       ['images', (r) => String(r.size)],
       ['index fresh s', (r) => (r.index ? (r.indexLoadMs / 1000).toFixed(1) : 'none')],
       ['peak RSS MB', (r) => String(r.peakRssMb)],
+      ['get-by-id req/s', (r) => String(Math.round(r['get-by-id'].rps))],
       ['get-by-id p50/p99 ms', (r) => `${ms(r['get-by-id'].p50)} / ${ms(r['get-by-id'].p99)}`],
+      ['imagereview req/s', (r) => String(Math.round(r['admission-imagereview'].rps))],
       ['imagereview p50/p99 ms', (r) => `${ms(r['admission-imagereview'].p50)} / ${ms(r['admission-imagereview'].p99)}`],
     ])}`,
   );
@@ -542,8 +545,9 @@ if (opts.scale.length && selected('scale')) {
     target('1,000,000 images: peak RSS <= 256 MB', million.peakRssMb <= 256, `${million.peakRssMb} MB`);
     if (hundredK) {
       for (const s of ['get-by-id', 'admission-imagereview']) {
-        const x = million[s].p99 / hundredK[s].p99;
-        target(`${s} p99 at 1,000,000 <= 1.5x at 100,000`, x <= 1.5, `${x.toFixed(2)}x`);
+        // round by round: the two instances were loaded one after the other in each round
+        const x = p99Ratio(million, hundredK, s);
+        target(`${s} p99 at 1,000,000 <= 1.5x at 100,000`, x <= 1.5, `${x.toFixed(2)}x (median of the rounds' ratios)`);
       }
     }
   }

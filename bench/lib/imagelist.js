@@ -10,18 +10,28 @@ const postgres = createRequire(new URL('services/imagelist/package.json', root))
 const SERVER = new URL('services/imagelist/dist/server.js', root).pathname;
 const DB = 'imagelist_bench';
 
-/** Drops and creates the database imagelist_bench next to the admin URL's; returns its URL. */
-export async function prepareDatabase(adminUrl) {
+/** Drops and creates the database `name` (imagelist_bench) next to the admin URL's; returns its URL. */
+export async function prepareDatabase(adminUrl, name = DB) {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-    await admin.unsafe(`CREATE DATABASE ${DB}`);
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${name}`);
   } finally {
     await admin.end({ timeout: 5 });
   }
   const url = new URL(adminUrl);
-  url.pathname = `/${DB}`;
+  url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** Drops the database `name` next to the admin URL's. */
+export async function dropDatabase(adminUrl, name) {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
 }
 
 /** How deploy/imagelist/base/deployment.yaml runs imagelist (IMAGELIST_LOG_LEVEL, NODE_OPTIONS). */
