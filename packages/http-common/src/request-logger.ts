@@ -32,9 +32,7 @@ class RequestLogger implements FastifyBaseLogger {
 
   /** False only when the line would surely not be written: then no child is made. */
   private mayWrite(level: Level): boolean {
-    if (this.#child !== undefined || this.opts.level !== undefined) return true;
-    const { isLevelEnabled } = this.parent as Partial<Pick<Logger, 'isLevelEnabled'>>;
-    return typeof isLevelEnabled !== 'function' || isLevelEnabled.call(this.parent, level);
+    return this.#child !== undefined || this.isLevelEnabled(level);
   }
 
   private write(level: Level, args: unknown[]): void {
@@ -60,6 +58,14 @@ class RequestLogger implements FastifyBaseLogger {
     this.write('trace', args);
   }
   silent(): void {}
+
+  /** pino's, for code that asks before it builds a costly line. */
+  isLevelEnabled(level: string): boolean {
+    // a route's own level is the child's: made to be asked
+    const logger = this.#child ?? (this.opts.level === undefined ? this.parent : this.logger());
+    const { isLevelEnabled } = logger as Partial<Pick<Logger, 'isLevelEnabled'>>;
+    return typeof isLevelEnabled === 'function' ? isLevelEnabled.call(logger, level) : true;
+  }
 
   child(bindings: Bindings, opts?: ChildLoggerOptions): FastifyBaseLogger {
     return this.logger().child(bindings, opts);

@@ -1,7 +1,10 @@
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, loggerOptions, type App } from '../src/index.js';
+
+/** pino's isLevelEnabled, which Fastify's logger type does not declare. */
+const enabled = (log: unknown, level: string) => (log as Pick<Logger, 'isLevelEnabled'>).isLevelEnabled(level);
 
 /** An app whose log lines land in `lines`, parsed; `children` counts the pino children made of its logger. */
 async function appLoggingAt(
@@ -47,6 +50,8 @@ async function appLoggingAt(
     request.log.debug('now verbose');
     return { level: request.log.level };
   });
+  app.get('/levels', async (request) => ({ debug: enabled(request.log, 'debug'), info: enabled(request.log, 'info') }));
+  app.get('/route-debug', { logLevel: 'debug' }, async (request) => ({ debug: enabled(request.log, 'debug') }));
   app.get('/slow', async () => {
     await new Promise((r) => setTimeout(r, 60));
     return { ok: true };
@@ -167,5 +172,14 @@ describe('redaction', () => {
       databaseUrl: '[redacted]',
       config: { token: '[redacted]', dbPassword: '[redacted]' },
     });
+  });
+});
+
+describe("a request's logger", () => {
+  it("answers isLevelEnabled by the level that applies to the request, its route's included", async () => {
+    const { app } = await appLoggingAt('info');
+    open = app;
+    expect((await app.inject('/levels')).json()).toEqual({ debug: false, info: true });
+    expect((await app.inject('/route-debug')).json()).toEqual({ debug: true });
   });
 });
