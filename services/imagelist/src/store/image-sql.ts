@@ -2,7 +2,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import type { PendingQuery, Row, Sql } from 'postgres';
 import { nameSpellings, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
-import type { ImageRecord } from './image-index.js';
+import type { ImageRecord, IndexRow } from './image-index.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
 
 /** The channel migration 002's triggers NOTIFY with each changed id ('*' after a TRUNCATE). */
@@ -32,6 +32,15 @@ const ORDER: Record<SortKey, string> = {
   name: 'name DESC, id DESC',
   id: 'id DESC',
 };
+
+/**
+ * Columns of an IndexRow: the tags as the inside of their JSON array, which needs no escaping
+ * (tags are printable ASCII without `"` or a backslash: migration 003).
+ */
+const INDEX_COLUMNS = `id, name,
+  CASE WHEN cardinality(tags) > 0 THEN '"' || array_to_string(tags, '","') || '"' ELSE '' END AS "tagsJson",
+  (extract(epoch FROM created_at) * 1000000)::float8 AS "createdUs",
+  (extract(epoch FROM updated_at) * 1000000)::float8 AS "updatedUs"`;
 
 export const toJson = (r: ImageRecord): string => renderImage(r.createdUs, r.updatedUs, r.id, r.name, tagsJson(r.tags));
 
@@ -88,16 +97,17 @@ export class ImageSql {
     return rows[0];
   }
 
-  byIds(ids: readonly string[]): Promise<ImageRecord[]> {
+  /** The index's rows of these images (those that exist). */
+  byIds(ids: readonly string[]): Promise<IndexRow[]> {
     return this.bounded(
-      this.sql<ImageRecord[]>`SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id = ANY(${ids as string[]}::text[])`,
+      this.sql<IndexRow[]>`SELECT ${this.sql.unsafe(INDEX_COLUMNS)} FROM images WHERE id = ANY(${ids as string[]}::text[])`,
     );
   }
 
   /** A page of the whole table in id order, for loading the index without holding it all at once. */
-  loadPage(afterId: string, limit: number): Promise<ImageRecord[]> {
-    return this.bounded(this.sql<ImageRecord[]>`
-      SELECT ${this.sql.unsafe(RECORD_COLUMNS)} FROM images WHERE id > ${afterId} ORDER BY id LIMIT ${limit}`);
+  loadPage(afterId: string, limit: number): Promise<IndexRow[]> {
+    return this.bounded(this.sql<IndexRow[]>`
+      SELECT ${this.sql.unsafe(INDEX_COLUMNS)} FROM images WHERE id > ${afterId} ORDER BY id LIMIT ${limit}`);
   }
 
   /** How many images there are, counting no further than `limit` (the work stays bounded). */

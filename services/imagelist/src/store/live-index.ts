@@ -264,7 +264,7 @@ export class LiveIndex implements ChangeFeedListener {
     });
     const found = new Set<string>();
     for (const row of rows) {
-      this.index.put(row);
+      this.index.putRow(row);
       found.add(row.id);
     }
     for (const id of ids) if (!found.has(id)) this.index.remove(id);
@@ -301,7 +301,7 @@ export class LiveIndex implements ChangeFeedListener {
     try {
       for (let after = ''; ;) {
         const page = await this.sql.loadPage(after, this.pageSize);
-        for (const row of page) this.index.put(row);
+        for (const row of page) this.index.putRow(row);
         if (this.index.size > this.maxImages) throw new TooLarge(this.index.size);
         if (page.length < this.pageSize) break;
         after = page[page.length - 1]!.id;

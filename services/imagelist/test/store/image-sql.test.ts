@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '../../src/reference.js';
 import { connect } from '../../src/store/database.js';
 import { ImageSql } from '../../src/store/image-sql.js';
+import { tagsJson } from '../../src/store/image-json.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 // One connection, so that statements queue behind each other on it, as they do on every
@@ -59,6 +60,22 @@ describe('ImageSql on a real connection', () => {
       ),
     ).toEqual([true, true, false, true, false, false]);
     expect(await images.allowedAmong([])).toEqual([]);
+  });
+
+  it("hands the index each image's tags as the inside of their JSON array, as the API renders them", async () => {
+    const ids = ['1', '2', '3'].map((c) => c.repeat(64));
+    const tags = [[], ['v1'], ['v1', 'build-7', 'latest']];
+    for (const [i, id] of ids.entries()) await db.sql`INSERT INTO images (id, name, tags) VALUES (${id}, 'quay.io/team/tags', ${tags[i]!})`;
+    const loaded = (await images.loadPage('', 1000)).filter((r) => ids.includes(r.id));
+    const fed = await images.byIds(ids);
+    for (const rows of [loaded, fed]) {
+      expect(Object.fromEntries(rows.map((r) => [r.id, r.tagsJson]))).toEqual(
+        Object.fromEntries(ids.map((id, i) => [id, tagsJson(tags[i]!)])),
+      );
+    }
+    const [stored] = await db.sql<{ tags: string[] }[]>`SELECT tags FROM images WHERE id = ${ids[2]!}`;
+    expect(JSON.parse(`[${fed.find((r) => r.id === ids[2])!.tagsJson}]`)).toEqual(stored!.tags);
+    await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
   });
 
   it('after a statement that failed part-way through its rows, the next answer is whole or an error, never padded', async () => {
