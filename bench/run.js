@@ -14,7 +14,7 @@ import { benchEcrApi } from './lib/ecr-api.js';
 import { benchScale, p99Ratio } from './lib/scale.js';
 import { summarize } from './lib/profile.js';
 import { DEPLOYED, heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
-import { CPUS, cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, memory, start, stop } from './lib/procs.js';
+import { CPUS, cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, median, memory, start, stop } from './lib/procs.js';
 import { REFERENCES, SCENARIOS } from './lib/scenarios.js';
 
 const env = process.env;
@@ -126,11 +126,6 @@ const harnessErrors = [];
 /** When each measured load ran (µs of process.hrtime), to cut the CPU profile by scenario. */
 const windows = {};
 const r1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : x);
-
-const median = (xs) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 
 /** One measured load, with the server's CPU, PostgreSQL's CPU and the machine's busy time around it. */
 async function slice(scenario, child, url, seconds) {

@@ -10,15 +10,22 @@ const postgres = createRequire(new URL('services/imagelist/package.json', root))
 const SERVER = new URL('services/imagelist/dist/server.js', root).pathname;
 const DB = 'imagelist_bench';
 
-/** Drops and creates the database `name` (imagelist_bench) next to the admin URL's; returns its URL. */
-export async function prepareDatabase(adminUrl, name = DB) {
+/** Runs `work` on a one-connection client of the admin URL, closed afterwards. */
+async function asAdmin(adminUrl, work) {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.unsafe(`CREATE DATABASE ${name}`);
+    await work(admin);
   } finally {
     await admin.end({ timeout: 5 });
   }
+}
+
+/** Drops and creates the database `name` (imagelist_bench) next to the admin URL's; returns its URL. */
+export async function prepareDatabase(adminUrl, name = DB) {
+  await asAdmin(adminUrl, async (admin) => {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  });
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return url.toString();
@@ -26,12 +33,7 @@ export async function prepareDatabase(adminUrl, name = DB) {
 
 /** Drops the database `name` next to the admin URL's. */
 export async function dropDatabase(adminUrl, name) {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
-  try {
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  } finally {
-    await admin.end({ timeout: 5 });
-  }
+  await asAdmin(adminUrl, (admin) => admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
 }
 
 /** How deploy/imagelist/base/deployment.yaml runs imagelist (IMAGELIST_LOG_LEVEL, NODE_OPTIONS). */

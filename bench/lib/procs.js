@@ -189,6 +189,12 @@ export function load(spec) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The median of a list of numbers. */
+export const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+
 /** fetch with a deadline (every request of the bench is bounded). */
 export function fetchT(url, init = {}, timeoutMs = 10_000) {
   return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });

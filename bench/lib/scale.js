@@ -7,15 +7,10 @@
 import { createRequire } from 'node:module';
 import { SEED_SQL } from './scenarios.js';
 import { dropDatabase, prepareDatabase, startImagelist, waitForIndex } from './imagelist.js';
-import { load, memory, stop } from './procs.js';
+import { load, median, memory, stop } from './procs.js';
 
 const postgres = createRequire(new URL('../../services/imagelist/package.json', import.meta.url))('postgres');
 const SCENARIOS = ['get-by-id', 'admission-imagereview'];
-
-const median = (xs) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 
 const databaseOf = (size) => `imagelist_bench_${size}`;
 

@@ -20,10 +20,12 @@ export interface UpsertImage {
   by: string | null;
 }
 
-/** Columns of an ImageRecord; timestamps as exact microseconds since the epoch. */
-const RECORD_COLUMNS = `id, name, tags,
-  (extract(epoch FROM created_at) * 1000000)::float8 AS "createdUs",
+/** The timestamps of a row as exact microseconds since the epoch. */
+const TIMESTAMP_COLUMNS = `(extract(epoch FROM created_at) * 1000000)::float8 AS "createdUs",
   (extract(epoch FROM updated_at) * 1000000)::float8 AS "updatedUs"`;
+
+/** Columns of an ImageRecord. */
+const RECORD_COLUMNS = `id, name, tags, ${TIMESTAMP_COLUMNS}`;
 
 /** ORDER BY per sort key; always descending, ties broken by id so the order is total. */
 const ORDER: Record<SortKey, string> = {
@@ -39,8 +41,7 @@ const ORDER: Record<SortKey, string> = {
  */
 const INDEX_COLUMNS = `id, name,
   CASE WHEN cardinality(tags) > 0 THEN '"' || array_to_string(tags, '","') || '"' ELSE '' END AS "tagsJson",
-  (extract(epoch FROM created_at) * 1000000)::float8 AS "createdUs",
-  (extract(epoch FROM updated_at) * 1000000)::float8 AS "updatedUs"`;
+  ${TIMESTAMP_COLUMNS}`;
 
 export const toJson = (r: ImageRecord): string => renderImage(r.createdUs, r.updatedUs, r.id, r.name, tagsJson(r.tags));
 
