@@ -1,14 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { RequestLatency } from './request-latency.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Registry;
   }
 }
-
-const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 /** An app's own Prometheus registry, and the request latency it records. */
 export interface HttpMetrics {
@@ -28,13 +27,7 @@ export interface HttpMetrics {
 export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
-  const latency = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP request latency by route',
-    labelNames: ['method', 'route', 'status_code'] as const,
-    buckets: BUCKETS,
-    registers: [registry],
-  });
+  const latency = new RequestLatency(registry);
   const sendStalled = new Counter({
     name: 'http_connections_send_stalled_total',
     help: 'Connections destroyed because the client accepted no byte of a pending response for the send-stall limit',
@@ -44,8 +37,7 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     registry,
     sendStalled: () => sendStalled.inc(),
     observe(request, reply) {
-      const route = request.routeOptions.url ?? 'unmatched';
-      latency.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+      latency.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     },
   };
 }

@@ -1,6 +1,8 @@
 import Type from 'typebox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
 import { createApp, type App } from '../src/index.js';
+import { RequestLatency } from '../src/request-latency.js';
 
 let app: App;
 beforeAll(async () => {
@@ -75,5 +77,38 @@ describe('request latency metrics', () => {
     const m = await scrape();
     // prom-client drops a reset series until it is observed again
     expect(m.get(`http_request_duration_seconds_count{${series('/fast')}}`) ?? 0).toBe(0);
+  });
+});
+
+describe('RequestLatency', () => {
+  it('counts a value on a bound in that bucket, and one past the last only in +Inf, sum and count', async () => {
+    const registry = new Registry();
+    const latency = new RequestLatency(registry);
+    for (const seconds of [0.001, 0.0011, 2.5, 7]) latency.observe('GET', '/x', 200, seconds);
+    latency.observe('GET', '/x', 503, 0.0001);
+    const text = await registry.metrics();
+    const value = (labels: string) => Number(new RegExp(`^http_request_duration_seconds${labels} (\\S+)$`, 'm').exec(text)?.[1]);
+    const ok = 'method="GET",route="/x",status_code="200"';
+    expect(value(`_bucket\\{le="0.001",${ok}\\}`)).toBe(1);
+    expect(value(`_bucket\\{le="0.0025",${ok}\\}`)).toBe(2);
+    expect(value(`_bucket\\{le="1",${ok}\\}`)).toBe(2);
+    expect(value(`_bucket\\{le="2.5",${ok}\\}`)).toBe(3);
+    expect(value(`_bucket\\{le="\\+Inf",${ok}\\}`)).toBe(4);
+    expect(value(`_count\\{${ok}\\}`)).toBe(4);
+    expect(value(`_sum\\{${ok}\\}`)).toBeCloseTo(9.5021, 6);
+    expect(value(`_count\\{method="GET",route="/x",status_code="503"\\}`)).toBe(1);
+    const [json] = await registry.getMetricsAsJSON();
+    expect(json).toMatchObject({ name: 'http_request_duration_seconds', type: 'histogram' });
+    expect(json!.values).toContainEqual({
+      metricName: 'http_request_duration_seconds_count',
+      labels: { method: 'GET', route: '/x', status_code: 503 },
+      value: 1,
+    });
+  });
+
+  it('refuses a second metric of its name in one registry', () => {
+    const registry = new Registry();
+    new RequestLatency(registry);
+    expect(() => new RequestLatency(registry)).toThrow(/already been registered/);
   });
 });
