@@ -1,8 +1,8 @@
-import { LRUCache } from 'lru-cache';
+import { Memo } from '../memo.js';
 import { parseReference, REFERENCE_MAX_LENGTH, type ImageReference } from '../reference.js';
 
-/** Parsing is pure, and a cluster runs few distinct images: remember the 10,000 seen last (false: invalid). */
-const parsed = new LRUCache<string, ImageReference | false>({ max: 10_000 });
+/** Parsing is pure, and a cluster runs few distinct images: remember up to 10,000 (false: invalid). */
+const parsed = new Memo<string, ImageReference | false>(10_000);
 
 /** parseReference, remembered; undefined when the image is not a valid reference. */
 export function parseCached(image: string): ImageReference | undefined {

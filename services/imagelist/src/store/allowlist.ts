@@ -1,5 +1,5 @@
-import { LRUCache } from 'lru-cache';
 import type { Allowlist } from '../admission/policy.js';
+import { Memo } from '../memo.js';
 import type { ImageReference } from '../reference.js';
 import type { ImageSql } from './image-sql.js';
 import type { LiveIndex } from './live-index.js';
@@ -23,7 +23,7 @@ const VERDICT_CACHE_SIZE = 10_000;
  */
 export class IndexedAllowlist implements Allowlist {
   /** By parsed reference: the policy hands over the same object for the same image string. */
-  private readonly verdicts = new LRUCache<ImageReference, boolean>({ max: VERDICT_CACHE_SIZE });
+  private readonly verdicts = new Memo<ImageReference, boolean>(VERDICT_CACHE_SIZE);
   private generation = -1;
 
   constructor(
