@@ -78,13 +78,21 @@ export function sendProblem(reply: FastifyReply, problem: HttpProblem): FastifyR
 
 /**
  * The one error handler: JSON problem bodies, no stack traces or driver messages on the wire,
- * 5xx logged with their cause, 4xx logged at info.
+ * 4xx logged at info.
  * `classify` lets a service turn its dependency errors (database down, AWS errors) into problems.
+ * A 503 is the service or a dependency unavailable for now (the client may retry): logged at warn
+ * with its cause's name, code and message. During an outage every request that needs the
+ * dependency fails alike, and a driver's stack on each of them buried the lines that say what
+ * changed. Any other 5xx (a dependency that refuses us, a fault of the service) is logged at error
+ * with its stack.
  */
 export function installErrorHandler(app: FastifyInstance, classify?: (error: unknown) => HttpProblem | undefined): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const problem = error instanceof HttpProblem ? error : (classify?.(error) ?? problemFromFastify(error));
-    if (problem.statusCode >= 500) {
+    if (problem.statusCode === 503) {
+      const cause = (error instanceof HttpProblem ? error.cause : error) as { name?: string; code?: string; message?: string } | undefined;
+      request.log.warn(cause ? { cause: { type: cause.name, code: cause.code, message: cause.message } } : {}, problem.message);
+    } else if (problem.statusCode >= 500) {
       request.log.error({ err: error }, problem.message);
     } else {
       request.log.info({ status: problem.statusCode, detail: problem.message }, 'request rejected');

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createApp, loggerOptions, type App } from '../src/index.js';
+import { createApp, HttpProblem, loggerOptions, unavailable, type App } from '../src/index.js';
 
 /** pino's isLevelEnabled, which Fastify's logger type does not declare. */
 const enabled = (log: unknown, level: string) => (log as Pick<Logger, 'isLevelEnabled'>).isLevelEnabled(level);
@@ -31,6 +31,8 @@ async function appLoggingAt(
     logger,
     metricsPath: '/metrics',
     slowRequestMs,
+    classifyError: (err) =>
+      (err as { code?: string }).code === 'ECONNREFUSED' ? new HttpProblem(503, 'The database is unavailable.') : undefined,
     defaultMetrics: false,
     openapi: { title: 'test', version: '1.0.0' },
   });
@@ -58,6 +60,12 @@ async function appLoggingAt(
   });
   app.get('/boom', async () => {
     throw new Error('kaput');
+  });
+  app.get('/busy', async () => {
+    throw unavailable('Too many lists at once; retry shortly.');
+  });
+  app.get('/down', async () => {
+    throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
   });
   await app.ready();
   return { app, lines, children: () => children };
@@ -113,6 +121,27 @@ describe('per-request logging (access log)', () => {
     expect((await app.inject('/boom')).statusCode).toBe(500);
     const line = lines.find((l) => l.level === 50);
     expect(line).toMatchObject({ reqId: expect.stringMatching(/^req-/), err: { message: 'kaput' } });
+  });
+
+  it('logs a 503 at warn, with the code and message of its cause and no stack; a fault of the service at error with its stack', async () => {
+    const { app, lines } = await appLoggingAt('info');
+    open = app;
+    expect((await app.inject('/down')).statusCode).toBe(503);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 40,
+        reqId: expect.stringMatching(/^req-/),
+        msg: 'The database is unavailable.',
+        cause: { type: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:5432' },
+      }),
+    ]);
+    expect(lines[0]).not.toHaveProperty('err');
+    expect((await app.inject('/busy')).statusCode).toBe(503); // shed by the service itself: no cause
+    expect(lines[1]).toMatchObject({ level: 40, msg: 'Too many lists at once; retry shortly.' });
+    expect(Object.keys(lines[1]!)).not.toContain('err');
+    expect(Object.keys(lines[1]!)).not.toContain('cause');
+    expect((await app.inject('/boom')).statusCode).toBe(500);
+    expect(lines[2]).toMatchObject({ level: 50, err: { message: 'kaput', stack: expect.stringContaining('Error: kaput') } });
   });
 
   it('at debug, writes one line per request with its method, URL, status and time', async () => {
