@@ -16,8 +16,24 @@ import { summarize } from './lib/profile.js';
 import { DEPLOYED, heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
 import { CPUS, cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, median, memory, start, stop } from './lib/procs.js';
 import { REFERENCES, SCENARIOS } from './lib/scenarios.js';
+import { benchCertificate, makeBenchCertificate, scheme } from './lib/tls.js';
 
 const env = process.env;
+
+// HTTPS, as the Deployment serves: the first start makes the run's certificate and starts the
+// bench again trusting it (NODE_EXTRA_CA_CERTS is read only at start), then removes it.
+if (!benchCertificate() && env.BENCH_TLS !== '0') {
+  const cert = makeBenchCertificate();
+  if (cert) {
+    const again = spawnSync(process.execPath, process.argv.slice(1), {
+      stdio: 'inherit',
+      env: { ...env, BENCH_TLS_DIR: cert.dir, NODE_EXTRA_CA_CERTS: cert.certfile },
+    });
+    rmSync(cert.dir, { recursive: true, force: true });
+    process.exit(again.status ?? 1);
+  }
+  console.error('bench: openssl is missing: measuring plain HTTP, not HTTPS as the Deployment serves');
+}
 const loadAvgAtStart = os.loadavg();
 let idleCheckBusyPct;
 const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api', 'logging', 'scale'].join(',')}] [--scale N,N|none]`;
@@ -233,7 +249,7 @@ async function measure(scenario, service, child, url) {
   });
   results.push(r);
   log(
-    `  ${scenario}: ${Math.round(r.rps)} req/s${interleave ? ` (${r.ratio.toFixed(2)} x baseline, rounds ${ratios.map((q) => q.toFixed(2)).join(' ')})` : ''}${reference ? ` (${r.referenceRatio.toFixed(2)} x ${reference} in the same rounds: ${referenceRatios.map((q) => q.toFixed(2)).join(' ')})` : ''}, p50 ${r.p50} ms, p99 ${r.p99} ms, ${r.errors} errors, server CPU ${Math.round(r.serverCpuPct)}%, peak RSS ${Math.round(r.peakRssMb)} MB`,
+    `  ${scenario}: ${Math.round(r.rps)} req/s${interleave ? ` (${r.ratio.toFixed(2)} x baseline, rounds ${ratios.map((q) => q.toFixed(2)).join(' ')})` : ''}${reference ? ` (${r.referenceRatio.toFixed(2)} x ${reference} in the same rounds: ${referenceRatios.map((q) => q.toFixed(2)).join(' ')})` : ''}, p50 ${+r.p50.toFixed(3)} ms, p99 ${+r.p99.toFixed(3)} ms, ${r.errors} errors, server CPU ${Math.round(r.serverCpuPct)}%, peak RSS ${Math.round(r.peakRssMb)} MB`,
   );
 }
 
@@ -283,7 +299,7 @@ try {
       `bench: warning: the machine was ${Math.round(idleCheckBusyPct)}% busy before the run; other work skews the figures (see "other CPU %")`,
     );
   log(
-    `bench: ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s per scenario, ${opts.rows} images; node ${process.version}, ${os.cpus().length} cpus${CPUS ? `, servers pinned to cpu ${CPUS.server} and the load to cpu ${CPUS.load}` : ''}`,
+    `bench: ${scheme().toUpperCase()}, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s per scenario, ${opts.rows} images; node ${process.version}, ${os.cpus().length} cpus${CPUS ? `, servers pinned to cpu ${CPUS.server} and the load to cpu ${CPUS.load}` : ''}`,
   );
 
   if (runBaseline) {
@@ -294,7 +310,7 @@ try {
       ready: /listening/,
       cpu: CPUS?.server,
     });
-    hello = { child, url: `http://127.0.0.1:${port}/` };
+    hello = { child, url: `${scheme()}://127.0.0.1:${port}/` };
     await warmUp(hello.url, 'baseline');
     for (const scenario of referenceScenarios) await measure(scenario, 'fastify reference', child, hello.url);
   }
@@ -406,7 +422,7 @@ function table(rows, columns) {
 
 if (results.length) {
   console.log(
-    `\nimagelist bench — ${opts.loader}, ${opts.connections} connections, ${opts.duration} s per scenario (after ${opts.warmup} s warm-up), ${opts.rows} images, ${os.cpus().length} cpus${CPUS ? ' (pinned)' : ''}, node ${process.version}\n`,
+    `\nimagelist bench — ${scheme().toUpperCase()}, ${opts.loader}, ${opts.connections} connections, ${opts.duration} s per scenario (after ${opts.warmup} s warm-up), ${opts.rows} images, ${os.cpus().length} cpus${CPUS ? ' (pinned)' : ''}, node ${process.version}\n`,
   );
   console.log(
     table(results, [
@@ -630,6 +646,8 @@ const report = {
     pinned: CPUS ?? null,
   },
   options: opts,
+  // imagelist, the hello-world and the reference rows: https as the Deployment serves, or http
+  protocol: scheme(),
   results: results.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? r1(v) : v]))),
   imagelist: imagelistInfo,
   imagelistPeakRssMb: r1(imagelistPeak),

@@ -3,7 +3,9 @@
 // answering them allowed, with nothing else (no schema, no logger, no hooks) — what a JSON body
 // costs Fastify itself.
 // Usage: node bench/lib/hello.js <port>
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { benchCertificate } from './tls.js';
 
 const require = createRequire(new URL('../../services/imagelist/package.json', import.meta.url));
 const Fastify = require('fastify');
@@ -14,7 +16,9 @@ setInterval(() => {
   if (process.ppid !== parent) process.exit(3);
 }, 1000).unref();
 
-const app = Fastify();
+// HTTPS with the run's certificate when the bench serves HTTPS (lib/tls.js), as imagelist does.
+const cert = benchCertificate();
+const app = Fastify(cert ? { https: { cert: readFileSync(cert.certfile), key: readFileSync(cert.keyfile) } } : {});
 app.get('/', async () => ({ hello: 'world' }));
 app.post('/admission/imagereview', async () => ({
   apiVersion: 'imagepolicy.k8s.io/v1alpha1',

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { admissionReview, digest, imageReview, NAMES, nameOf, putBody, SEED_SQL, tagsOf } from './scenarios.js';
 import { CPUS, fetchT, freePort, sleep, start } from './procs.js';
+import { benchCertificate, scheme } from './tls.js';
 
 const root = new URL('../../', import.meta.url);
 const postgres = createRequire(new URL('services/imagelist/package.json', root))('postgres');
@@ -40,16 +41,18 @@ export async function dropDatabase(adminUrl, name) {
 export const DEPLOYED = { logLevel: 'info', nodeOptions: '--max-semi-space-size=4 --max-old-space-size=256' };
 
 /**
- * Starts imagelist on a free port of 127.0.0.1 as the Deployment runs it (its log level and
- * NODE_OPTIONS); ready once /health/ping answers (schema migrated).
+ * Starts imagelist on a free port of 127.0.0.1 as the Deployment runs it (its log level,
+ * NODE_OPTIONS and HTTPS with the run's certificate); ready once /health/ping answers (schema migrated).
  */
 export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DEPLOYED.logLevel } = {}) {
   if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: run pnpm build`);
   const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
+  const base = `${scheme()}://127.0.0.1:${port}`;
+  const cert = benchCertificate();
+  const tls = cert ? ['--certfile', cert.certfile, '--keyfile', cert.keyfile] : [];
   const child = await start(
     process.execPath,
-    [...nodeArgs, SERVER, '--listen', `127.0.0.1:${port}`, '--database-url', databaseUrl, '--log-level', logLevel],
+    [...nodeArgs, SERVER, '--listen', `127.0.0.1:${port}`, '--database-url', databaseUrl, '--log-level', logLevel, ...tls],
     {
       name: 'imagelist',
       // IMAGELIST_NODE_OPTIONS='' measures V8's defaults
