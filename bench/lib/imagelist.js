@@ -38,7 +38,7 @@ export async function dropDatabase(adminUrl, name) {
 }
 
 /** How deploy/imagelist/base/deployment.yaml runs imagelist (IMAGELIST_LOG_LEVEL, NODE_OPTIONS). */
-export const DEPLOYED = { logLevel: 'info', nodeOptions: '--max-semi-space-size=4 --max-old-space-size=256' };
+export const DEPLOYED = { logLevel: 'info', nodeOptions: '--max-semi-space-size=16 --max-old-space-size=256' };
 
 /**
  * Starts imagelist on a free port of 127.0.0.1 as the Deployment runs it (its log level,

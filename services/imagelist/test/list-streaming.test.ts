@@ -39,7 +39,7 @@ describe.skipIf(!process.env.DATABASE_URL)('streamed lists (needs a PostgreSQL s
     base = `http://127.0.0.1:${port}`;
     server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info'], {
       DATABASE_URL: db.url,
-      NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=256', // as deploy/imagelist/base/deployment.yaml
+      NODE_OPTIONS: '--max-semi-space-size=16 --max-old-space-size=256', // as deploy/imagelist/base/deployment.yaml
     });
   }, 120_000);
   afterAll(async () => {
