@@ -255,21 +255,24 @@ async function measure(scenario, service, child, url) {
 
 /**
  * What the deployed log level costs: the same binary and data with request logging off
- * (`--log-level fatal`), in rounds alternating with the deployed instance.
+ * (`--log-level fatal`), in rounds alternating with an instance as deployed. Both start fresh
+ * here: the instance the scenarios loaded has a history the other would lack (PUT grew its index
+ * in place and filled its caches), a difference that is not the log level's.
  */
-async function measureLoggingCost(databaseUrl, deployed, deployedUrl) {
-  const quiet = await startImagelist(databaseUrl, { logLevel: 'fatal' });
+async function measureLoggingCost(databaseUrl) {
+  const [deployed, quiet] = await Promise.all([startImagelist(databaseUrl), startImagelist(databaseUrl, { logLevel: 'fatal' })]);
   const rows = [];
   try {
-    await waitForIndex(quiet.base, opts.rows);
+    await Promise.all([waitForIndex(deployed.base, opts.rows), waitForIndex(quiet.base, opts.rows)]);
     for (const scenario of ['get-by-id', 'admission-validate'].filter((x) => imagelistScenarios.includes(x))) {
+      await warmUp(deployed.base, scenario);
       await warmUp(quiet.base, scenario);
       const seconds = Math.max(1, Math.round(opts.duration / opts.rounds));
       const ratios = [];
       for (let i = 0; i < opts.rounds; i++) {
         // Each goes first in every other round: the target is 5%, about what going first or
         // second in a round can move a figure on this host.
-        const deployedSlice = () => slice(scenario, deployed, deployedUrl, seconds);
+        const deployedSlice = () => slice(scenario, deployed.child, deployed.base, seconds);
         const quietSlice = () => slice(scenario, quiet.child, quiet.base, seconds);
         const [a, b] = i % 2 === 0 ? [await deployedSlice(), await quietSlice()] : [await quietSlice(), await deployedSlice()].reverse();
         ratios.push(a.requests / a.durationS / (b.requests / b.durationS));
@@ -280,7 +283,7 @@ async function measureLoggingCost(databaseUrl, deployed, deployedUrl) {
       );
     }
   } finally {
-    await stop(quiet.child);
+    await Promise.all([stop(deployed.child), stop(quiet.child)]);
   }
   return rows;
 }
@@ -379,10 +382,10 @@ try {
         }
       }
       imagelistInfo.end = { ...memory(child.pid), ...(await heapStats(base)) };
-      if (selected('logging')) loggingCost = await measureLoggingCost(databaseUrl, child, base);
     } finally {
       await stop(child, 15_000);
     }
+    if (selected('logging')) loggingCost = await measureLoggingCost(databaseUrl);
     if (opts.profile) {
       const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
       imagelistInfo.profile = file
