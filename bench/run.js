@@ -255,36 +255,32 @@ async function measure(scenario, service, child, url) {
 
 /**
  * What the deployed log level costs: the same binary and data with request logging off
- * (`--log-level fatal`), loaded at once with an instance as deployed, round by round. Both start fresh
- * here: the instance the scenarios loaded has a history the other would lack (PUT grew its index
- * in place and filled its caches), a difference that is not the log level's.
+ * (`--log-level fatal`). Each round starts a fresh pair, one of each, and loads both at once on
+ * the servers' core, so the host's drift from one second to the next hits both alike. A fresh
+ * pair per round because one process can run 10-30% faster or slower than another of the same
+ * build for its whole life on this host (one pair measured 1.30x, another 0.89x, each with
+ * every round alike): the median over pairs is the log level's cost, one pair's figure is not.
  */
 async function measureLoggingCost(databaseUrl) {
-  const [deployed, quiet] = await Promise.all([startImagelist(databaseUrl), startImagelist(databaseUrl, { logLevel: 'fatal' })]);
   const rows = [];
-  try {
-    await Promise.all([waitForIndex(deployed.base, opts.rows), waitForIndex(quiet.base, opts.rows)]);
-    for (const scenario of ['get-by-id', 'admission-validate'].filter((x) => imagelistScenarios.includes(x))) {
-      await warmUp(deployed.base, scenario);
-      await warmUp(quiet.base, scenario);
-      const seconds = Math.max(1, Math.round(opts.duration / opts.rounds));
-      const ratios = [];
-      for (let i = 0; i < opts.rounds; i++) {
-        // Both loaded at once, sharing the servers' core: the host's drift from one second to the
-        // next (often more than the 5% measured) then hits both alike.
-        const [a, b] = await Promise.all([
-          slice(scenario, deployed.child, deployed.base, seconds),
-          slice(scenario, quiet.child, quiet.base, seconds),
-        ]);
+  const seconds = Math.max(1, Math.round(opts.duration / opts.rounds));
+  for (const scenario of ['get-by-id', 'admission-validate'].filter((x) => imagelistScenarios.includes(x))) {
+    const ratios = [];
+    for (let i = 0; i < opts.rounds; i++) {
+      const pair = await Promise.all([startImagelist(databaseUrl), startImagelist(databaseUrl, { logLevel: 'fatal' })]);
+      try {
+        await Promise.all(pair.map((x) => waitForIndex(x.base, opts.rows)));
+        await Promise.all(pair.map((x) => warmUp(x.base, scenario)));
+        const [a, b] = await Promise.all(pair.map((x) => slice(scenario, x.child, x.base, seconds)));
         ratios.push(a.requests / a.durationS / (b.requests / b.durationS));
+      } finally {
+        await Promise.all(pair.map((x) => stop(x.child)));
       }
-      rows.push({ scenario, ratio: median(ratios), roundRatios: ratios });
-      log(
-        `  ${scenario} at log level ${DEPLOYED.logLevel} vs request logging off: ${median(ratios).toFixed(3)}x (rounds ${ratios.map((q) => q.toFixed(2)).join(' ')})`,
-      );
     }
-  } finally {
-    await Promise.all([stop(deployed.child), stop(quiet.child)]);
+    rows.push({ scenario, ratio: median(ratios), roundRatios: ratios });
+    log(
+      `  ${scenario} at log level ${DEPLOYED.logLevel} vs request logging off: ${median(ratios).toFixed(3)}x (rounds ${ratios.map((q) => q.toFixed(2)).join(' ')})`,
+    );
   }
   return rows;
 }
