@@ -218,14 +218,27 @@ export class ImageSql {
     return Promise.race([query.then(whole), late]).finally(() => clearTimeout(timer));
   }
 
-  /** A read in its turn (see the class), within what is left of the deadline once its turn comes. */
+  /**
+   * A read in its turn (see the class), answered or rejected within the deadline, which counts
+   * from the call: waiting for a turn uses it up too. A turn lasts as long as its statement runs
+   * on the server, past the deadline if need be (a late statement is not cancelled, see
+   * `bounded`): ending it at the deadline let the next read in while the late one still held
+   * its connection, so a database stalled for longer than the deadline took two more
+   * connections each deadline, until writes and the index found none.
+   */
   private inTurn<T extends readonly Row[]>(statement: () => PendingQuery<T>): Promise<T> {
     const until = Date.now() + this.deadlineMs;
-    return this.reads(() => {
-      const left = until - Date.now();
-      if (left <= 0) throw this.missedDeadline();
-      return this.bounded(statement(), left);
+    const turn = this.reads(async () => {
+      if (until - Date.now() <= 0) throw this.missedDeadline(); // never sent
+      const query = statement();
+      await query.catch(() => undefined);
+      return query.then(whole);
     });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.missedDeadline()), Math.max(0, until - Date.now()));
+    });
+    return Promise.race([turn, late]).finally(() => clearTimeout(timer));
   }
 
   private missedDeadline(): Error {

@@ -115,4 +115,33 @@ describe.skipIf(!process.env.DATABASE_URL)('reads without a login, on a pool (ne
       await Promise.all([pool.end(), locker.end()]);
     }
   });
+
+  it('keep their turn while a late statement still runs, so reads that come after the deadline are not sent', async () => {
+    const pool = connect({ url: db.url, max: 4 });
+    const locker = connect({ url: db.url, max: 1 });
+    try {
+      const reads = new ImageSql(pool, 300);
+      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
+      const waiting = async () =>
+        (
+          await db.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'imagelist'`
+        )[0]!.n;
+      await locker.begin(async (tx) => {
+        await tx`LOCK TABLE images IN ACCESS EXCLUSIVE MODE`;
+        // Two take both turns and miss their deadline; their statements wait on the lock.
+        const first = await Promise.all([1, 2].map(() => outcome(reads.allowedAmong([byDigest(LISTED)]))));
+        expect(first).toEqual([{ error: 'CLIENT_DEADLINE' }, { error: 'CLIENT_DEADLINE' }]);
+        // Later reads, each with a whole deadline of its own, find both turns still taken.
+        const later = await Promise.all([1, 2, 3].map(() => outcome(reads.allowedAmong([byDigest(LISTED)]))));
+        expect(later).toEqual([1, 2, 3].map(() => ({ error: 'CLIENT_DEADLINE' })));
+        expect(await waiting()).toBe(2);
+      });
+      // The lock released, the late statements finish and free their turns.
+      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
+    } finally {
+      await Promise.all([pool.end(), locker.end()]);
+    }
+  });
 });
