@@ -92,56 +92,50 @@ describe('ImageSql on a real connection', () => {
 });
 
 describe.skipIf(!process.env.DATABASE_URL)('reads without a login, on a pool (needs a PostgreSQL server: DATABASE_URL)', () => {
-  it('take at most half the pool at once, and one whose deadline passed while it waited is never sent', async () => {
-    const pool = connect({ url: db.url, max: 4 });
-    const locker = connect({ url: db.url, max: 1 });
-    try {
-      const reads = new ImageSql(pool, 300);
-      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
-      const waitingOnLock = async () =>
-        (
-          await db.sql<{ n: number }[]>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
-        )[0]!.n;
-      await locker.begin(async (tx) => {
-        await tx`LOCK TABLE images IN ACCESS EXCLUSIVE MODE`;
-        const answers = await Promise.all(Array.from({ length: 20 }, () => outcome(reads.allowedAmong([byDigest(LISTED)]))));
-        expect(answers).toEqual(Array.from({ length: 20 }, () => ({ error: 'CLIENT_DEADLINE' })));
-        await new Promise((r) => setTimeout(r, 300)); // a queued read sent late would be waiting by now
-        expect(await waitingOnLock()).toBe(2);
-      });
-      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
-    } finally {
-      await Promise.all([pool.end(), locker.end()]);
-    }
-  });
+  /** imagelist's statements waiting on a lock. */
+  const waitingOnLock = async () =>
+    (
+      await db.sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'imagelist'`
+    )[0]!.n;
+  const lookUp = (reads: ImageSql) => outcome(reads.allowedAmong([byDigest(LISTED)]));
 
-  it('keep their turn while a late statement still runs, so reads that come after the deadline are not sent', async () => {
+  /**
+   * Runs `during` with reads on a pool of 4 (so two turns) and a 300 ms deadline while another
+   * connection holds the images table locked; the reads answer before and after the lock.
+   */
+  async function whileLocked(during: (reads: ImageSql) => Promise<void>): Promise<void> {
     const pool = connect({ url: db.url, max: 4 });
     const locker = connect({ url: db.url, max: 1 });
     try {
       const reads = new ImageSql(pool, 300);
-      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
-      const waiting = async () =>
-        (
-          await db.sql<{ n: number }[]>`
-          SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'imagelist'`
-        )[0]!.n;
+      expect(await lookUp(reads)).toEqual({ value: [true] });
       await locker.begin(async (tx) => {
         await tx`LOCK TABLE images IN ACCESS EXCLUSIVE MODE`;
-        // Two take both turns and miss their deadline; their statements wait on the lock.
-        const first = await Promise.all([1, 2].map(() => outcome(reads.allowedAmong([byDigest(LISTED)]))));
-        expect(first).toEqual([{ error: 'CLIENT_DEADLINE' }, { error: 'CLIENT_DEADLINE' }]);
-        // Later reads, each with a whole deadline of its own, find both turns still taken.
-        const later = await Promise.all([1, 2, 3].map(() => outcome(reads.allowedAmong([byDigest(LISTED)]))));
-        expect(later).toEqual([1, 2, 3].map(() => ({ error: 'CLIENT_DEADLINE' })));
-        expect(await waiting()).toBe(2);
+        await during(reads);
       });
       // The lock released, the late statements finish and free their turns.
-      expect(await reads.allowedAmong([byDigest(LISTED)])).toEqual([true]);
+      expect(await lookUp(reads)).toEqual({ value: [true] });
     } finally {
       await Promise.all([pool.end(), locker.end()]);
     }
-  });
+  }
+
+  it('take at most half the pool at once, and one whose deadline passed while it waited is never sent', () =>
+    whileLocked(async (reads) => {
+      const answers = await Promise.all(Array.from({ length: 20 }, () => lookUp(reads)));
+      expect(answers).toEqual(Array.from({ length: 20 }, () => ({ error: 'CLIENT_DEADLINE' })));
+      await new Promise((r) => setTimeout(r, 300)); // a queued read sent late would be waiting by now
+      expect(await waitingOnLock()).toBe(2);
+    }));
+
+  it('keep their turn while a late statement still runs, so reads that come after the deadline are not sent', () =>
+    whileLocked(async (reads) => {
+      // Two take both turns and miss their deadline; their statements wait on the lock.
+      expect(await Promise.all([1, 2].map(() => lookUp(reads)))).toEqual([1, 2].map(() => ({ error: 'CLIENT_DEADLINE' })));
+      // Later reads, each with a whole deadline of its own, find both turns still taken.
+      expect(await Promise.all([1, 2, 3].map(() => lookUp(reads)))).toEqual([1, 2, 3].map(() => ({ error: 'CLIENT_DEADLINE' })));
+      expect(await waitingOnLock()).toBe(2);
+    }));
 });
