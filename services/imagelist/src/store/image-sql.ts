@@ -210,12 +210,17 @@ export class ImageSql {
    *   (github.com/porsager/postgres/issues/1181). Its length then differs from the row count
    *   the server reported, which is checked here.
    */
-  private bounded<T extends readonly Row[]>(query: PendingQuery<T>, deadlineMs = this.deadlineMs): Promise<T> {
+  private bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
+    return this.withinDeadline(query.then(whole));
+  }
+
+  /** The answer, or CLIENT_DEADLINE once `deadlineMs` has passed; the work itself goes on. */
+  private withinDeadline<T>(answer: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.missedDeadline()), deadlineMs);
+      timer = setTimeout(() => reject(this.missedDeadline()), this.deadlineMs);
     });
-    return Promise.race([query.then(whole), late]).finally(() => clearTimeout(timer));
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -234,11 +239,7 @@ export class ImageSql {
       await query.catch(() => undefined);
       return query.then(whole);
     });
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.missedDeadline()), Math.max(0, until - Date.now()));
-    });
-    return Promise.race([turn, late]).finally(() => clearTimeout(timer));
+    return this.withinDeadline(turn);
   }
 
   private missedDeadline(): Error {
