@@ -18,16 +18,25 @@ export function makeBenchCertificate() {
   try {
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'].concat([
-        '-keyout',
-        keyfile,
-        '-out',
-        certfile,
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
         '-subj',
         '/CN=127.0.0.1',
         '-addext',
         'subjectAltName=IP:127.0.0.1',
-      ]),
+        '-keyout',
+        keyfile,
+        '-out',
+        certfile,
+      ],
       { stdio: 'ignore' },
     );
   } catch {
