@@ -56,9 +56,16 @@ export class TokenStore {
   private watcher: { close(): Promise<void> } | undefined;
   private loading: Promise<void> = Promise.resolve();
 
+  /**
+   * @param settleMs A changed file applies only once it has read the same twice this far apart: a
+   *   writer that truncates the file and writes it in parts would otherwise have its prefix read,
+   *   and a prefix is often valid YAML (the list cut at a line) that drops tokens, or drops an
+   *   `is_disabled: true` and so enables a token its owner disabled.
+   */
   constructor(
     readonly file: string,
     private readonly log: Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>,
+    private readonly settleMs = 100,
   ) {}
 
   /** Loads the file and starts watching it; a file missing or invalid at start is a ConfigError (exit 2). */
@@ -101,6 +108,11 @@ export class TokenStore {
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
+      if (text !== this.lastText && text !== this.lastInvalid) {
+        await new Promise((resolve) => setTimeout(resolve, this.settleMs));
+        // Still being written: the write's own change event brings another read.
+        if ((await readFile(this.file, 'utf8')) !== text) return;
+      }
     } catch (err) {
       if (!this.missing) {
         this.log.warn({ file: this.file, code: (err as NodeJS.ErrnoException).code }, 'tokens file unreadable; no token is valid');

@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -99,6 +99,34 @@ describe('TokenStore', () => {
     await rm(v1, { recursive: true });
     await eventually(() => store!.verify('rotated') === 'ci');
     expect(store.verify('one')).toBeUndefined();
+  });
+
+  it('never applies a file still being written: a prefix that leaves out `is_disabled: true` enables nothing', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    store = await new TokenStore(file, quietLog()).start();
+    const whole = yaml(['ci', 'one'], ['off', 'disabledtoken', true]);
+    // Cut before the last line: valid YAML, in which 'off' is enabled.
+    const cut = whole.lastIndexOf('    is_disabled');
+    expect(parseTokensFile(whole.slice(0, cut)).map((e) => e.name)).toEqual(['ci', 'off']);
+    let enabled = 0;
+    const watch = setInterval(() => {
+      if (store!.verify('disabledtoken') !== undefined) enabled++;
+    }, 1);
+    try {
+      const handle = await open(file, 'w');
+      await handle.write(whole.slice(0, cut));
+      // Longer than the watcher's debounce, so the prefix is read; shorter than the settle time.
+      await new Promise((r) => setTimeout(r, 70));
+      await handle.write(whole.slice(cut));
+      await handle.close();
+      await eventually(() => store!.verify('one') === 'ci' && store!.size === 1);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      clearInterval(watch);
+    }
+    expect(enabled).toBe(0);
+    expect(store.size).toBe(1);
   });
 
   it('keeps the last good tokens when the file becomes invalid, and logs an error', async () => {
