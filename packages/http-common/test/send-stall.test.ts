@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { selfSignedCertificate } from '@platform/test-cert';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -21,9 +21,7 @@ let dir: string;
 let certs: TlsFiles;
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'send-stall-'));
-  certs = { certfile: path.join(dir, 'tls.crt'), keyfile: path.join(dir, 'tls.key') };
-  const args = 'req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost';
-  execFileSync('openssl', [...args.split(' '), '-keyout', certs.keyfile, '-out', certs.certfile], { stdio: 'ignore' });
+  certs = selfSignedCertificate(dir);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

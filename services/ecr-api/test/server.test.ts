@@ -1,3 +1,4 @@
+import { selfSignedCertificate } from '@platform/test-cert';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -6,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE_SECRET, EXTERNAL_ID, motoEndpoint, newAccount, SHARED_KEY, TOKEN } from './support/app.js';
-import { httpsGet, makeCert } from './support/https.js';
+import { httpsGet } from './support/https.js';
 
 /** The built entry point, run as an operator would: config file, environment, signals. */
 const SERVER_JS = fileURLToPath(new URL('../dist/server.js', import.meta.url));
@@ -141,7 +142,7 @@ describe('server.ts', () => {
 
   it('serves HTTPS with --certfile/--keyfile, reloads a rotated certificate, and stops on SIGTERM', async () => {
     const tls = await mkdtemp(path.join(dir, 'tls-'));
-    const { certfile, keyfile } = makeCert(tls, 'serving', 'first');
+    const { certfile, keyfile } = selfSignedCertificate(tls, { name: 'serving', cn: 'first' });
     const { child, output } = run(
       [
         '--listen',
@@ -172,7 +173,7 @@ describe('server.ts', () => {
       expect(listed).toMatchObject({ status: 200, body: '[]' });
 
       // cert-manager style rotation: new files renamed into place
-      makeCert(tls, 'next', 'second');
+      selfSignedCertificate(tls, { name: 'next', cn: 'second' });
       await rename(path.join(tls, 'next.key'), keyfile);
       await rename(path.join(tls, 'next.crt'), certfile);
       const rotated = await until(

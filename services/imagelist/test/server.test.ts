@@ -1,10 +1,11 @@
+import { selfSignedCertificate } from '@platform/test-cert';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { httpsFetch as fetchTls, makeCert } from './support/https.js';
+import { httpsFetch as fetchTls } from './support/https.js';
 import { freePort, runCli, startServer } from './support/server-process.js';
 
 let db: TestDatabase;
@@ -93,7 +94,7 @@ describe.skipIf(!process.env.DATABASE_URL)('imagelist start-up errors (needs a P
 // The process opens connections of its own: embedded PGlite takes one client only.
 describe.skipIf(!process.env.DATABASE_URL)('imagelist server (needs a PostgreSQL server: DATABASE_URL)', () => {
   it('serves HTTPS with tokens, reloads the certificate and the tokens, and shuts down gracefully', async () => {
-    makeCert(dir, 'serving', 'first');
+    selfSignedCertificate(dir, { name: 'serving', cn: 'first' });
     const tokensFile = path.join(dir, 'tokens.yaml');
     await writeFile(tokensFile, "tokens:\n  - name: ci\n    token: 'tok-one'\n");
     const port = await freePort();
@@ -119,7 +120,7 @@ describe.skipIf(!process.env.DATABASE_URL)('imagelist server (needs a PostgreSQL
       expect(ok.cn).toBe('first');
 
       // cert-manager style rotation: new files renamed into place
-      makeCert(dir, 'next', 'second');
+      selfSignedCertificate(dir, { name: 'next', cn: 'second' });
       await rename(path.join(dir, 'next.key'), path.join(dir, 'serving.key'));
       await rename(path.join(dir, 'next.crt'), path.join(dir, 'serving.crt'));
       const rotated = await until(

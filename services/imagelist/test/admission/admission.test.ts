@@ -1,4 +1,5 @@
 import type { App } from '@platform/http-common';
+import { selfSignedCertificate } from '@platform/test-cert';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { httpsFetch, makeCert } from '../support/https.js';
+import { httpsFetch } from '../support/https.js';
 
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
 const PROXY_DIGEST = '89562e2c3c4f29abd7e7a3586908f147ee0abeabbf9c07582daf632872b8ac0a';
@@ -37,7 +38,7 @@ let port: number;
 beforeAll(async () => {
   db = await createTestDatabase();
   dir = await mkdtemp(path.join(tmpdir(), 'imagelist-admission-'));
-  tls = makeCert(dir, 'webhook', 'imagelist.imagelist.svc');
+  tls = selfSignedCertificate(dir, { name: 'webhook', cn: 'imagelist.imagelist.svc' });
   port = await serve();
 });
 afterAll(async () => {
