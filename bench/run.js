@@ -257,9 +257,10 @@ async function measure(scenario, service, child, url) {
  * What the deployed log level costs: the same binary and data with request logging off
  * (`--log-level fatal`). Each round starts a fresh pair, one of each, and loads both at once on
  * the servers' core, so the host's drift from one second to the next hits both alike. A fresh
- * pair per round because one process can run 10-30% faster or slower than another of the same
- * build for its whole life on this host (one pair measured 1.30x, another 0.89x, each with
- * every round alike): the median over pairs is the log level's cost, one pair's figure is not.
+ * pair per round because one process could run 10-30% faster or slower than another of the same
+ * build for its whole life (one pair measured 1.30x, another 0.89x, each with every round alike):
+ * V8's allocation-site pretenuring, which imagelist now turns off (src/no-pretenuring.ts). The
+ * median over pairs still guards against whatever else sets one process apart.
  */
 async function measureLoggingCost(databaseUrl) {
   const rows = [];
@@ -305,7 +306,10 @@ try {
   if (runBaseline) {
     // Up for the whole run: the relative scenarios alternate with it.
     const port = await freePort();
-    const child = await start(process.execPath, [new URL('./lib/hello.js', import.meta.url).pathname, String(port)], {
+    // Without pretenuring, as imagelist runs (services/imagelist/src/no-pretenuring.ts): with it,
+    // V8 slows some processes for their whole life and not others, and the baseline is the divisor.
+    const helloArgs = ['--no-allocation-site-pretenuring', new URL('./lib/hello.js', import.meta.url).pathname, String(port)];
+    const child = await start(process.execPath, helloArgs, {
       name: 'hello-world',
       ready: /listening/,
       cpu: CPUS?.server,

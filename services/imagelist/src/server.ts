@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First, so that it applies before anything else is loaded.
+import './no-pretenuring.js';
 import { TokenStore } from '@platform/auth';
 import { ConfigError, createLogger, listenWithGrace, loadConfig, parseListen, runMain, type Logger } from '@platform/http-common';
 import { mkdirSync, readFileSync } from 'node:fs';
