@@ -206,7 +206,8 @@ export class ImageIndex {
   /**
    * The slots of every image (or of one name) in the order of `sort`, for lists answered from
    * memory during a database outage; `cursorOf` and `json` read them one at a time, so a list is
-   * rendered as it is sent. Names sort by code point here, where PostgreSQL uses its collation.
+   * rendered as it is sent. Names sort by code point, as the database's `COLLATE "C"` column does
+   * (migration 004), so a cursor from either answer continues in the other.
    * The last whole-table order is kept until the index changes: sorting a million slots takes
    * about a second, which every client listing during the outage would pay again.
    */

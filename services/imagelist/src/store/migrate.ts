@@ -7,6 +7,8 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.ur
 
 /** Arbitrary, fixed key of the advisory lock that serialises migrations across replicas. */
 const MIGRATION_LOCK = 727_431_001;
+/** How long one migration statement may run: minutes, not the service's 5 s (an index rebuild). */
+const MIGRATION_TIMEOUT_S = 600;
 
 interface Migration {
   version: number;
@@ -27,6 +29,10 @@ async function listMigrations(dir: string): Promise<Migration[]> {
 export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<number[]> {
   const migrations = await listMigrations(dir);
   return sql.begin(async (tx) => {
+    // A migration may rebuild an index over the whole allowlist (004: ~3 s at 1,000,000 images),
+    // longer than the statement timeout that bounds the service's own queries; and a replica
+    // starting beside the one that migrates waits for the lock as long.
+    await tx`SELECT set_config('statement_timeout', ${`${MIGRATION_TIMEOUT_S}s`}, true)`;
     await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`;
     await tx`CREATE TABLE IF NOT EXISTS schema_migrations (
       version    integer     PRIMARY KEY,

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '@platform/http-common';
 import { connect } from '../../src/store/database.js';
@@ -21,13 +24,33 @@ describe('migrations', () => {
     try {
       const applied = await Promise.all(replicas.map((sql) => migrate(sql)));
       // every migration applied by exactly one replica
-      expect(applied.flat().sort()).toEqual([1, 2, 3]);
+      expect(applied.flat().sort()).toEqual([1, 2, 3, 4]);
       expect(applied.filter((a) => a.length > 0)).toHaveLength(1);
       const rows = await db.sql`SELECT version FROM schema_migrations ORDER BY version`;
-      expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
+      expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
       expect(await migrate(db.sql)).toEqual([]);
     } finally {
       await Promise.all(replicas.map((sql) => sql.end()));
+    }
+  });
+});
+
+describe('a migration slower than the statement timeout of the service queries', () => {
+  it('completes, and a replica starting beside the one that runs it waits for it', async (ctx) => {
+    const slow = await createTestDatabase({ migrated: false });
+    const dir = await mkdtemp(path.join(tmpdir(), 'imagelist-migrations-'));
+    const replicas = Array.from({ length: 2 }, () => connect({ url: slow.url, max: 1, statementTimeoutMs: 300 }));
+    try {
+      if (slow.kind === 'embedded') ctx.skip();
+      await writeFile(path.join(dir, '001_slow.sql'), 'SELECT pg_sleep(1);');
+      const applied = await Promise.all(replicas.map((sql) => migrate(sql, dir)));
+      expect(applied.flat()).toEqual([1]);
+      // the service's own statements are still held to their timeout
+      await expect(replicas[0]!`SELECT pg_sleep(1)`).rejects.toMatchObject({ code: '57014' });
+    } finally {
+      await Promise.all(replicas.map((sql) => sql.end()));
+      await rm(dir, { recursive: true, force: true });
+      await slow.close();
     }
   });
 });
