@@ -116,7 +116,7 @@ const RELATIVE = ['get-by-name', 'get-by-id', 'admission-imagereview', 'admissio
 /** The plain-Fastify row that parses the same body, where a target is relative to it. */
 const REFERENCES_OF = { 'admission-validate': 'fastify-validate' };
 /** Measured in rounds that alternate with the baseline, so both see the same machine. */
-const INTERLEAVED = [...RELATIVE, ...Object.keys(REFERENCES)];
+const INTERLEAVED = [...RELATIVE, 'put', ...Object.keys(REFERENCES)];
 const selected = (s) => !opts.only || opts.only.includes(s);
 const referenceScenarios = Object.keys(REFERENCES).filter(selected);
 const imagelistScenarios = SCENARIOS.filter((s) => s !== 'baseline' && !REFERENCES[s] && selected(s));
@@ -512,8 +512,8 @@ const put = results.find((r) => r.scenario === 'put');
 if (put)
   target(
     'put >= 0.15x baseline req/s',
-    ok(put) && baselineRow ? put.rps >= 0.15 * baselineRow.rps : false,
-    ok(put) ? `${Math.round(put.rps)} req/s` : put.status,
+    !ok(put) ? false : put.ratio === undefined ? undefined : put.ratio >= 0.15,
+    !ok(put) ? put.status : put.ratio === undefined ? 'no baseline' : `${put.ratio.toFixed(3)}x (${Math.round(put.rps)} req/s)`,
   );
 const beforePut = results.filter((r) => r.service === 'imagelist' && ok(r) && r.scenario !== 'put');
 if (beforePut.length) {

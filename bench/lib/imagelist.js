@@ -1,8 +1,10 @@
 // imagelist under the bench: a fresh database, the service as a child process, the seed, and a
 // check of each scenario's answers before it is loaded.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { admissionReview, digest, imageReview, NAMES, nameOf, putBody, SEED_SQL, tagsOf } from './scenarios.js';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { admissionReview, digest, imageReview, NAMES, nameOf, putBody, SEED_SQL, tagsOf, WRITE_HEADERS, WRITE_TOKEN } from './scenarios.js';
 import { CPUS, fetchT, freePort, sleep, start } from './procs.js';
 import { benchCertificate, scheme } from './tls.js';
 
@@ -40,9 +42,19 @@ export async function dropDatabase(adminUrl, name) {
 /** How deploy/imagelist/base/deployment.yaml runs imagelist (IMAGELIST_LOG_LEVEL, NODE_OPTIONS). */
 export const DEPLOYED = { logLevel: 'info', nodeOptions: '--max-semi-space-size=16 --max-old-space-size=256' };
 
+/** A tokens file holding the bench's write token, as the Deployment mounts one; removed on exit. */
+function tokensFile() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bench-tokens-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'tokens.yaml');
+  writeFileSync(file, `tokens:\n  - name: bench-ci\n    token: ${WRITE_TOKEN}\n`);
+  return file;
+}
+
 /**
  * Starts imagelist on a free port of 127.0.0.1 as the Deployment runs it (its log level,
- * NODE_OPTIONS and HTTPS with the run's certificate); ready once /health/ping answers (schema migrated).
+ * NODE_OPTIONS, a tokens file for writes and HTTPS with the run's certificate); ready once
+ * /health/ping answers (schema migrated).
  */
 export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DEPLOYED.logLevel } = {}) {
   if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: run pnpm build`);
@@ -52,7 +64,19 @@ export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DE
   const tls = cert ? ['--certfile', cert.certfile, '--keyfile', cert.keyfile] : [];
   const child = await start(
     process.execPath,
-    [...nodeArgs, SERVER, '--listen', `127.0.0.1:${port}`, '--database-url', databaseUrl, '--log-level', logLevel, ...tls],
+    [
+      ...nodeArgs,
+      SERVER,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--database-url',
+      databaseUrl,
+      '--log-level',
+      logLevel,
+      '--tokens-file',
+      tokensFile(),
+      ...tls,
+    ],
     {
       name: 'imagelist',
       // IMAGELIST_NODE_OPTIONS='' measures V8's defaults
@@ -167,14 +191,17 @@ export async function probe(scenario, base, rows) {
     case 'put': {
       for (const c of [0, 1]) {
         const sent = putBody(c, rows, 'probe');
-        const res = await fetchT(`${base}/images`, {
-          method: 'PUT',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(sent),
-        });
+        const res = await fetchT(`${base}/images`, { method: 'PUT', headers: WRITE_HEADERS, body: JSON.stringify(sent) });
         const body = await answer(res);
         if (!res.ok || body.id !== sent.id || String(body.tags) !== String(sent.tags)) return fail(res, body, 'PUT /images');
       }
+      // the token is checked: a write without it is refused
+      const res = await fetchT(`${base}/images`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(putBody(2, rows, 'probe')),
+      });
+      if (res.status !== 401) return fail(res, await answer(res), 'PUT /images without the token should be refused 401');
       return { ok: true };
     }
     case 'admission-imagereview': {

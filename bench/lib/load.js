@@ -68,7 +68,7 @@ async function runWrk() {
       list = Array.from({ length: count }, () => list[0].setupRequest({ ...list[0] }));
     }
     const file = path.join(dir, 'requests.tsv');
-    writeFileSync(file, list.map((r) => `${r.method}\t${r.path}\t${r.body ?? ''}`).join('\n') + '\n');
+    writeFileSync(file, list.map((r) => `${r.method}\t${r.path}\t${r.body ?? ''}\t${r.headers?.authorization ?? ''}`).join('\n') + '\n');
     const threads = String(spec.threads ?? 1);
     const args = [
       '-t',

@@ -46,6 +46,12 @@ const ROTATION = 1000;
 /** Spread `count` seeded images evenly over [0, rows). */
 const sample = (rows, count = Math.min(ROTATION, rows)) => Array.from({ length: count }, (_, k) => Math.floor(((k + 0.5) * rows) / count));
 const JSON_HEADERS = { 'content-type': 'application/json' };
+/**
+ * The bearer token of the bench's writes: imagelist runs with a tokens file holding it, as the
+ * Deployment runs it with one (lib/imagelist.js), so a PUT is measured with its token check.
+ */
+export const WRITE_TOKEN = 'bench-ci-4Jq8vXo2kR7tLw9mZc3nHs6dFy1pGb5e';
+export const WRITE_HEADERS = { ...JSON_HEADERS, authorization: `Bearer ${WRITE_TOKEN}` };
 
 export function imageReview(n) {
   return {
@@ -122,7 +128,7 @@ export function requestsFor(scenario, rows, salt = `${process.pid}-${Date.now()}
         {
           method: 'PUT',
           path: '/images',
-          headers: JSON_HEADERS,
+          headers: WRITE_HEADERS,
           setupRequest: (req) => ({ ...req, body: JSON.stringify(putBody(c++, rows, salt)) }),
         },
       ];

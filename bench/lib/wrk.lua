@@ -1,14 +1,18 @@
 -- wrk script of the bench (lib/load.js --loader wrk): rotates over the requests in a file, one per
--- line as METHOD<TAB>PATH<TAB>BODY (BODY may be empty; a body is sent as application/json), and
--- prints the result as one JSON line.
+-- line as METHOD<TAB>PATH<TAB>BODY<TAB>AUTHORIZATION (BODY may be empty; a body is sent as
+-- application/json; AUTHORIZATION, the header's value, may be empty), and prints the result as one
+-- JSON line.
 local requests = {}
 local n = 0
 local i = 0
 
 function init(args)
   for line in io.lines(args[1]) do
-    local method, path, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+    local method, path, body, authorization = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
     local headers = {}
+    if authorization ~= "" then
+      headers["Authorization"] = authorization
+    end
     if body == "" then
       body = nil
     else
