@@ -113,8 +113,8 @@ describe('TokenStore', () => {
     const watch = setInterval(() => {
       if (store!.verify('disabledtoken') !== undefined) enabled++;
     }, 1);
+    const handle = await open(file, 'w');
     try {
-      const handle = await open(file, 'w');
       await handle.write(whole.slice(0, cut));
       // Longer than the watcher's debounce, so the prefix is read; shorter than the settle time.
       await new Promise((r) => setTimeout(r, 70));
@@ -124,6 +124,7 @@ describe('TokenStore', () => {
       await new Promise((r) => setTimeout(r, 300));
     } finally {
       clearInterval(watch);
+      await handle.close().catch(() => {}); // closed already, unless a write failed
     }
     expect(enabled).toBe(0);
     expect(store.size).toBe(1);
