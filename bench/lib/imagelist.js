@@ -42,13 +42,15 @@ export async function dropDatabase(adminUrl, name) {
 /** How deploy/imagelist/base/deployment.yaml runs imagelist (IMAGELIST_LOG_LEVEL, NODE_OPTIONS). */
 export const DEPLOYED = { logLevel: 'info', nodeOptions: '--max-semi-space-size=16 --max-old-space-size=256' };
 
-/** A tokens file holding the bench's write token, as the Deployment mounts one; removed on exit. */
+let tokens;
+/** A tokens file holding the bench's write token, as the Deployment mounts one: one per run, removed on exit. */
 function tokensFile() {
+  if (tokens) return tokens;
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-tokens-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  const file = path.join(dir, 'tokens.yaml');
-  writeFileSync(file, `tokens:\n  - name: bench-ci\n    token: ${WRITE_TOKEN}\n`);
-  return file;
+  tokens = path.join(dir, 'tokens.yaml');
+  writeFileSync(tokens, `tokens:\n  - name: bench-ci\n    token: ${WRITE_TOKEN}\n`);
+  return tokens;
 }
 
 /**
