@@ -72,7 +72,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
       () => (live.exactAsOf === 0 ? Infinity : Math.max(0, Date.now() - live.exactAsOf) / 1000),
     );
   }
-  const authorize = opts.tokens ? bearerAuth(opts.tokens, 'imagelist') : undefined;
+  const authorize = opts.tokens ? bearerAuth(app, opts.tokens, 'imagelist') : undefined;
   await app.register(imageRoutes, { store, authorize });
   await app.register(healthRoutes, { store, live });
   const fromDatabase = new DatabaseAllowlist(images);
