@@ -57,15 +57,16 @@ export class TokenStore {
   private loading: Promise<void> = Promise.resolve();
 
   /**
-   * @param settleMs A changed file applies only once it has read the same twice this far apart: a
-   *   writer that truncates the file and writes it in parts would otherwise have its prefix read,
-   *   and a prefix is often valid YAML (the list cut at a line) that drops tokens, or drops an
-   *   `is_disabled: true` and so enables a token its owner disabled.
+   * @param opts.settleMs A changed file applies only once it has read the same twice this far
+   *   apart (default 100 ms): a writer that truncates the file and writes it in parts would
+   *   otherwise have its prefix read, and a prefix is often valid YAML (the list cut at a line)
+   *   that drops tokens, or drops an `is_disabled: true` and so enables a token its owner disabled.
+   * @param opts.pollMs How often the file is checked for a change (watchFile's default: 250 ms).
    */
   constructor(
     readonly file: string,
     private readonly log: Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>,
-    private readonly settleMs = 100,
+    private readonly opts: { settleMs?: number; pollMs?: number } = {},
   ) {}
 
   /** Loads the file and starts watching it; a file missing or invalid at start is a ConfigError (exit 2). */
@@ -85,7 +86,7 @@ export class TokenStore {
     }
     this.lastText = text;
     this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
-    this.watcher = await watchFile(this.file, () => void this.reload());
+    this.watcher = await watchFile(this.file, () => void this.reload(), { pollMs: this.opts.pollMs });
     return this;
   }
 
@@ -109,7 +110,7 @@ export class TokenStore {
     try {
       text = await readFile(this.file, 'utf8');
       if (text !== this.lastText && text !== this.lastInvalid) {
-        await new Promise((resolve) => setTimeout(resolve, this.settleMs));
+        await new Promise((resolve) => setTimeout(resolve, this.opts.settleMs ?? 100));
         // Still being written: the write's own change event brings another read.
         if ((await readFile(this.file, 'utf8')) !== text) return;
       }

@@ -104,7 +104,9 @@ describe('TokenStore', () => {
   it('never applies a file still being written: a prefix that leaves out `is_disabled: true` enables nothing', async () => {
     const file = path.join(dir, 'tokens.yaml');
     await writeFile(file, yaml(['ci', 'one']));
-    store = await new TokenStore(file, quietLog()).start();
+    // Polled every 5 ms, so that the prefix is read within the pause below, as it would be if a
+    // poll fell into it.
+    store = await new TokenStore(file, quietLog(), { pollMs: 5 }).start();
     const whole = yaml(['ci', 'one'], ['off', 'disabledtoken', true]);
     // Cut before the last line: valid YAML, in which 'off' is enabled.
     const cut = whole.lastIndexOf('    is_disabled');

@@ -36,6 +36,6 @@ export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, lo
   };
   // One watch per directory: cert and key usually sit side by side (a Kubernetes TLS Secret).
   const byDir = new Map([files.certfile, files.keyfile].map((f) => [path.dirname(path.resolve(f)), f]));
-  const watchers = await Promise.all([...byDir.values()].map((f) => watchFile(f, reload, 200)));
+  const watchers = await Promise.all([...byDir.values()].map((f) => watchFile(f, reload, { debounceMs: 200 })));
   return { close: () => Promise.all(watchers.map((w) => w.close())).then(() => undefined) };
 }
