@@ -1,10 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
-import postgres, { type Sql } from 'postgres';
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '../../src/store/database.js';
 import { ImageIndex } from '../../src/store/image-index.js';
 import { ImageSql } from '../../src/store/image-sql.js';
-import { migrate } from '../../src/store/migrate.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 /**
  * Lists sorted by name come from PostgreSQL, and from the in-memory index while the database is
@@ -13,7 +11,6 @@ import { migrate } from '../../src/store/migrate.js';
  * `B` after `a`; the index sorts by code point. This database is created with en-US so the two differ
  * unless the schema pins the order.
  */
-const adminUrl = process.env.DATABASE_URL;
 // Valid names (lowercase paths; a registry domain may have capitals) whose order differs by the rules.
 const NAMES = [
   'quay.io/a-b/x',
@@ -25,42 +22,33 @@ const NAMES = [
   'b.io/x',
   'quay.io:5000/x',
 ];
-let admin: Sql | undefined;
-let sql: Sql | undefined;
-let dbName: string | undefined;
-let icu = false;
+let db: TestDatabase | undefined;
+let noIcu = false;
 
 beforeAll(async () => {
-  if (!adminUrl) return;
-  admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  const [row] = await admin<{ icu: boolean }[]>`SELECT count(*) > 0 AS icu FROM pg_collation WHERE collprovider = 'i'`;
-  icu = row?.icu === true;
-  if (!icu) return;
-  dbName = `imagelist_collation_${randomBytes(6).toString('hex')}`;
-  await admin.unsafe(`CREATE DATABASE ${dbName} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${dbName}`;
-  sql = connect({ url: url.toString(), max: 1 });
-  await migrate(sql);
+  if (!process.env.DATABASE_URL) return;
+  try {
+    db = await createTestDatabase({ max: 1, icuLocale: 'en-US' });
+  } catch (err) {
+    if ((err as { code?: string }).code !== '0A000') throw err;
+    noIcu = true; // ICU is not supported in this build
+    return;
+  }
   let n = 0;
   for (const name of NAMES) {
     for (let k = 0; k < 3; k++) {
       const id = createHash('sha256').update(String(n++)).digest('hex');
-      await sql`INSERT INTO images (id, name, tags) VALUES (${id}, ${name}, ${[`v${k}`]})`;
+      await db.sql`INSERT INTO images (id, name, tags) VALUES (${id}, ${name}, ${[`v${k}`]})`;
     }
   }
 });
 
-afterAll(async () => {
-  await sql?.end({ timeout: 5 });
-  if (dbName) await admin?.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-  await admin?.end({ timeout: 5 });
-});
+afterAll(() => db?.close());
 
-describe.skipIf(!adminUrl)('on a database whose collation is en-US (needs a PostgreSQL server: DATABASE_URL)', () => {
+describe.skipIf(!process.env.DATABASE_URL)('on a database whose collation is en-US (needs a PostgreSQL server: DATABASE_URL)', () => {
   it('the database and the in-memory index list by name and by id in one order, page by page', async (ctx) => {
-    if (!icu) ctx.skip('the PostgreSQL server has no ICU collations');
-    const images = new ImageSql(sql!, 5000);
+    if (noIcu) ctx.skip('the PostgreSQL server has no ICU collations');
+    const images = new ImageSql(db!.sql, 5000);
     const index = new ImageIndex();
     for (const row of await images.loadPage('', 1000)) index.putRow(row);
     for (const sort of ['name', 'id'] as const) {

@@ -25,18 +25,26 @@ async function dockerAvailable(): Promise<boolean> {
 /**
  * The one place that decides where tests get PostgreSQL: `DATABASE_URL` when set (CI: the local
  * server) — a fresh database per call on it; else a Testcontainers PostgreSQL when a Docker engine
- * answers; else embedded PGlite.
+ * answers; else embedded PGlite. With `icuLocale`, the server's database sorts text by that ICU
+ * locale (a server built without ICU refuses with code 0A000).
  */
-export async function createTestDatabase(opts: { max?: number; migrated?: boolean } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(opts: { max?: number; migrated?: boolean; icuLocale?: string } = {}): Promise<TestDatabase> {
   const adminUrl = process.env.DATABASE_URL;
   let url: string;
   let kind: TestDatabase['kind'];
   let dispose: () => Promise<void>;
 
+  if (opts.icuLocale && !adminUrl) throw new Error('a database with an ICU locale needs a PostgreSQL server (DATABASE_URL)');
   if (adminUrl) {
     const name = `imagelist_test_${randomBytes(6).toString('hex')}`;
     const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-    await admin.unsafe(`CREATE DATABASE ${name}`);
+    const locale = opts.icuLocale ? ` TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '${opts.icuLocale}'` : '';
+    try {
+      await admin.unsafe(`CREATE DATABASE ${name}${locale}`);
+    } catch (err) {
+      await admin.end();
+      throw err;
+    }
     const u = new URL(adminUrl);
     u.pathname = `/${name}`;
     url = u.toString();
