@@ -4,7 +4,19 @@ import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { admissionReview, digest, imageReview, NAMES, nameOf, putBody, SEED_SQL, tagsOf, WRITE_HEADERS, WRITE_TOKEN } from './scenarios.js';
+import {
+  admissionReview,
+  digest,
+  imageReview,
+  NAMES,
+  nameOf,
+  putBody,
+  SEED_SQL,
+  tagsOf,
+  JSON_HEADERS,
+  WRITE_HEADERS,
+  WRITE_TOKEN,
+} from './scenarios.js';
 import { CPUS, fetchT, freePort, sleep, start } from './procs.js';
 import { benchCertificate, scheme } from './tls.js';
 
@@ -147,8 +159,7 @@ export async function waitForIndex(base, rows, timeoutMs = 180_000) {
   throw new Error(`imagelist index did not catch up within ${timeoutMs / 1000} s: ${JSON.stringify(last)}`);
 }
 
-const post = (base, path, body) =>
-  fetchT(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = (base, path, body) => fetchT(`${base}${path}`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) });
 
 async function answer(res) {
   const text = await res.text();
@@ -198,11 +209,7 @@ export async function probe(scenario, base, rows) {
         if (!res.ok || body.id !== sent.id || String(body.tags) !== String(sent.tags)) return fail(res, body, 'PUT /images');
       }
       // the token is checked: a write without it is refused
-      const res = await fetchT(`${base}/images`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(putBody(2, rows, 'probe')),
-      });
+      const res = await fetchT(`${base}/images`, { method: 'PUT', headers: JSON_HEADERS, body: JSON.stringify(putBody(2, rows, 'probe')) });
       if (res.status !== 401) return fail(res, await answer(res), 'PUT /images without the token should be refused 401');
       return { ok: true };
     }

@@ -45,7 +45,7 @@ export const REFERENCES = { 'fastify-imagereview': 'admission-imagereview', 'fas
 const ROTATION = 1000;
 /** Spread `count` seeded images evenly over [0, rows). */
 const sample = (rows, count = Math.min(ROTATION, rows)) => Array.from({ length: count }, (_, k) => Math.floor(((k + 0.5) * rows) / count));
-const JSON_HEADERS = { 'content-type': 'application/json' };
+export const JSON_HEADERS = { 'content-type': 'application/json' };
 /**
  * The bearer token of the bench's writes: imagelist runs with a tokens file holding it, as the
  * Deployment runs it with one (lib/imagelist.js), so a PUT is measured with its token check.
