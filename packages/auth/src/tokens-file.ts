@@ -4,7 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import Type, { type Static } from 'typebox';
 import Value from 'typebox/value';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, YAMLError } from 'yaml';
 
 export const TokensFileSchema = Type.Object({
   tokens: Type.Union([
@@ -27,9 +27,24 @@ interface Entry {
 
 const sha256 = (value: string) => createHash('sha256').update(value, 'utf8').digest();
 
-/** Parses a tokens file; throws with a readable reason when it is not valid. */
+/**
+ * The YAML, or an error that says where it is invalid but quotes none of it: the yaml library's
+ * message shows the offending lines, which in a tokens file are the tokens, and the message is logged.
+ */
+function parseYamlQuietly(text: string): unknown {
+  try {
+    // logLevel 'error': warnings are not printed either (they would go to stderr unformatted).
+    return parseYaml(text, { prettyErrors: false, logLevel: 'error' });
+  } catch (err) {
+    if (!(err instanceof YAMLError)) throw new Error(`tokens file is not valid YAML (${(err as Error).name})`);
+    const before = text.slice(0, err.pos[0]).split('\n');
+    throw new Error(`tokens file is not valid YAML (${err.code} at line ${before.length}, column ${before.at(-1)!.length + 1})`);
+  }
+}
+
+/** Parses a tokens file; throws with a readable reason when it is not valid, never quoting a token. */
 export function parseTokensFile(text: string): Entry[] {
-  const doc: unknown = parseYaml(text);
+  const doc: unknown = parseYamlQuietly(text);
   if (!Value.Check(TokensFileSchema, doc)) {
     const first = Value.Errors(TokensFileSchema, doc)[0];
     throw new Error(

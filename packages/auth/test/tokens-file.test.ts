@@ -40,6 +40,23 @@ describe('parseTokensFile', () => {
     expect(() => parseTokensFile('- a\n- b\n')).toThrow(/tokens file/);
     expect(() => parseTokensFile('tokens: [')).toThrow();
   });
+  it('says where a file is not valid YAML without quoting it: the lines around the error are tokens', () => {
+    const invalid = [
+      ["tokens:\n  - name: ci\n    token: 'LeakTok3nQQ42'x\n", /UNEXPECTED_TOKEN at line 3, column 27/],
+      ["tokens:\n  - name: ci\n    token: 'LeakTok3nQQ42'\n    token: 'LeakTok3nQQ43'\n", /DUPLICATE_KEY at line 4, column 5/],
+      ['tokens:\n  - name: ci\n    token: *LeakTok3nQQ42\n', /not valid YAML/],
+    ] as const;
+    for (const [text, where] of invalid) {
+      let message = '';
+      try {
+        parseTokensFile(text);
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toMatch(where);
+      expect(message).not.toContain('LeakTok3n');
+    }
+  });
   it('accepts an empty list', () => {
     expect(parseTokensFile('tokens: []\n')).toEqual([]);
     expect(parseTokensFile('tokens:\n')).toEqual([]);
@@ -137,9 +154,11 @@ describe('TokenStore', () => {
     await writeFile(file, yaml(['ci', 'one']));
     const log = quietLog();
     store = await new TokenStore(file, log).start();
-    await writeFile(file, 'tokens: [ {name: broken');
+    await writeFile(file, "tokens:\n  - name: ci\n    token: 'LeakTok3nQQ42'x\n");
     await eventually(() => log.error.mock.calls.length > 0);
     expect(store.verify('one')).toBe('ci');
+    expect(JSON.stringify(log.error.mock.calls)).toMatch(/UNEXPECTED_TOKEN at line 3/);
+    expect(JSON.stringify(log.error.mock.calls)).not.toContain('LeakTok3n');
     await writeFile(file, yaml(['ci', 'fixed']));
     await eventually(() => store!.verify('fixed') === 'ci');
   });
