@@ -3,7 +3,7 @@ import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
 import { ContainerImage, isObj, kindName, SUPPORTED_KINDS, TooManyImages } from '../admission/pod-images.js';
 import type { AdmissionPolicy, Decision } from '../admission/policy.js';
-import { AdmissionReview, AdmissionReviewResponse, ImageReview, ImageReviewResponse } from '../schemas/admission.js';
+import { AdmissionReview, AdmissionReviewResponse, ImageReview, ImageReviewResponse, MAX_REVIEW_IMAGES } from '../schemas/admission.js';
 import { Problem } from '../schemas/image.js';
 import { thenNow } from '../then-now.js';
 
@@ -47,6 +47,12 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
     },
     (request) => {
       const { spec } = request.body;
+      if (spec.containers.length > MAX_REVIEW_IMAGES) {
+        const { message } = new TooManyImages('spec.containers');
+        counted('imagereview', false, 1);
+        request.log.info({ namespace: spec.namespace }, message);
+        return imageReviewResponse({ allowed: false, reason: message });
+      }
       // The review lists a Pod's containers, then its initContainers, as one list that does not say
       // which field an entry came from: a denial names the image only.
       const images = spec.containers.map((c) => new ContainerImage(c.image));
@@ -62,7 +68,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
           // Without a prefix: the plugin adds `imagepolicywebhook.image-policy.k8s.io/` and rejects a key with a `/`.
           if (decision.warnings.length) status.auditAnnotations = { 'would-deny': decision.message! };
         }
-        return { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status };
+        return imageReviewResponse(status);
       };
       return thenNow(policy.decide(images, spec.namespace), answer);
     },
@@ -134,6 +140,12 @@ function objectName(req: AdmissionReview['request']): string | undefined {
   const name = metadata.name || metadata.generateName;
   return typeof name === 'string' ? name : undefined;
 }
+
+const imageReviewResponse = (status: ImageReviewResponse['status']): ImageReviewResponse => ({
+  apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+  kind: 'ImageReview',
+  status,
+});
 
 /**
  * An AdmissionReview answer; `status` only with a message, `warnings` only when there are some.

@@ -29,8 +29,8 @@ function idFromPath(raw: string): ImageId {
   return id;
 }
 
-/** A timestamp as the wire renders it: UTC, microseconds, a four-digit year. */
-const WIRE_TIMESTAMP = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$/;
+/** A timestamp as the wire renders it: UTC, microseconds, a four-digit year from 0001 (PostgreSQL has no year 0). */
+const WIRE_TIMESTAMP = /^(?!0000)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$/;
 
 /** The pattern, and a real calendar date (JavaScript would roll 2020-02-31 over to March). */
 const isWireTimestamp = (value: string) =>

@@ -324,6 +324,27 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     expect(status.reason).not.toMatch(/containers\[/i);
   });
 
+  // A 400 is a backend failure, which the plugin's `defaultAllow: true` turns into an admission.
+  it('denies a review of more images than it checks, or of an image longer than any reference: never a 400', async () => {
+    const review = await fixture('imagereview');
+    review.spec.containers = Array.from({ length: 1000 }, () => ({ image: 'quay.io/shop/web:v1.4.2' }));
+    expect((await imageReview(port, review)).json().status).toEqual({ allowed: true });
+    review.spec.containers.push({ image: 'evil.example.com/miner:1' });
+    const many = await imageReview(port, review);
+    expect(many.status).toBe(200);
+    expect(many.json().status).toEqual({
+      allowed: false,
+      reason: 'spec.containers has more than 1000 images; imagelist checks at most 1000 per object',
+    });
+
+    review.spec.containers = [{ image: `quay.io/shop/web:v1.4.2${'a'.repeat(100_000)}` }];
+    const long = await imageReview(port, review);
+    expect(long.status).toBe(200);
+    expect(long.json().status.allowed).toBe(false);
+    expect(long.json().status.reason).toContain('(100023 characters): not a valid image reference');
+    expect(long.json().status.reason.length).toBeLessThan(300);
+  });
+
   it('counts its answers by webhook and decision for /metrics', async () => {
     const counts = async (p: number) => {
       const text = (await httpsFetch(p, { method: 'GET', path: '/metrics' })).body;

@@ -345,6 +345,7 @@ describe('crafted cursors', () => {
     for (const [sort, cursor] of [
       ['updated_at', enc(['updated_at', 'infinity', hexId])],
       ['updated_at', enc(['updated_at', '99999-01-01T00:00:00.000000Z', hexId])],
+      ['updated_at', enc(['updated_at', '0000-01-01T00:00:00.000000Z', hexId])],
       ['created_at', enc(['created_at', '2020-13-01T00:00:00.000000Z', hexId])],
       ['created_at', enc(['created_at', '2020-02-31T00:00:00.000000Z', hexId])],
       ['created_at', enc(['created_at', '2020-01-01 00:00:00', hexId])],
