@@ -36,9 +36,12 @@ function parseYamlQuietly(text: string): unknown {
     // logLevel 'error': warnings are not printed either (they would go to stderr unformatted).
     return parseYaml(text, { prettyErrors: false, logLevel: 'error' });
   } catch (err) {
+    // No `cause`: the reason is logged, and the yaml library's own error may carry the file's text.
+    /* eslint-disable preserve-caught-error */
     if (!(err instanceof YAMLError)) throw new Error(`tokens file is not valid YAML (${(err as Error).name})`);
     const before = text.slice(0, err.pos[0]).split('\n');
     throw new Error(`tokens file is not valid YAML (${err.code} at line ${before.length}, column ${before.at(-1)!.length + 1})`);
+    /* eslint-enable preserve-caught-error */
   }
 }
 

@@ -1,5 +1,6 @@
 import { badRequest } from '@platform/http-common';
 import { MAX_REVIEW_IMAGES } from '../schemas/admission.js';
+import { field as shortField } from './shorten.js';
 
 /** One image a pod would run, and where it stands in the object when that is known. */
 export class ContainerImage {
@@ -17,7 +18,7 @@ export class ContainerImage {
   /** Where it stands, e.g. `initContainers[0] (setup)`; only denials need it, so it is made then. */
   get container(): string | undefined {
     if (this.field === undefined) return undefined;
-    return `${this.field}[${this.index}]${this.name === undefined ? '' : ` (${this.name})`}`;
+    return `${this.field}[${this.index}]${this.name === undefined ? '' : ` (${shortField(this.name)})`}`;
   }
 }
 

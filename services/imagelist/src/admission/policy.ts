@@ -1,6 +1,7 @@
 import { REFERENCE_MAX_LENGTH, type ImageReference } from '../reference.js';
 import { describeReference, parseCached } from './parsed-reference.js';
 import type { ContainerImage } from './pod-images.js';
+import { shorten } from './shorten.js';
 
 /**
  * Answers whether each normalised reference of one review is on the allowlist, in order: at once
@@ -36,6 +37,30 @@ const ALLOWED: Decision = Object.freeze({ allowed: true, denied: Object.freeze([
 function written({ image, container }: ContainerImage): string {
   const shown = image.length > REFERENCE_MAX_LENGTH ? `${image.slice(0, 64)}... (${image.length} characters)` : image;
   return container === undefined ? shown : `${shown} (${container})`;
+}
+
+/**
+ * The API server sends each warning as a `Warning` header: it may cut one longer than 256
+ * characters, and drops every warning past 4,096 characters in all, from every webhook of the
+ * request. So one short warning per image, within half that total, then how many more there are.
+ */
+const WARNING_MAX = 256;
+const WARNINGS_MAX = 2048;
+
+function auditWarnings(denied: readonly string[]): string[] {
+  const warnings: string[] = [];
+  let total = 0;
+  for (let i = 0; i < denied.length; i++) {
+    const warning = shorten(`audit mode, would deny ${denied[i]}`, WARNING_MAX);
+    // Room is kept for the last line, which says how many were left out.
+    if (total + warning.length > WARNINGS_MAX - 80 && i < denied.length - 1) {
+      warnings.push(`audit mode, would deny ${denied.length - i} more images (the log names them)`);
+      break;
+    }
+    warnings.push(warning);
+    total += warning.length;
+  }
+  return warnings;
 }
 
 /** Whether images[i] stood earlier in the list. A pod has a few containers, where a scan beats a Set. */
@@ -105,7 +130,7 @@ export class AdmissionPolicy {
     }
     if (denied === undefined) return ALLOWED;
     const message = `images not on the allowlist: ${denied.join('; ')}`;
-    if (this.audit) return { allowed: true, denied, message, warnings: [`audit mode, would deny: ${message}`] };
+    if (this.audit) return { allowed: true, denied, message, warnings: auditWarnings(denied) };
     return { allowed: false, denied, message, warnings: [] };
   }
 }

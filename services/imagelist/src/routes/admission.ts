@@ -6,6 +6,7 @@ import type { AdmissionPolicy, Decision } from '../admission/policy.js';
 import { AdmissionReview, AdmissionReviewResponse, ImageReview, ImageReviewResponse, MAX_REVIEW_IMAGES } from '../schemas/admission.js';
 import { Problem } from '../schemas/image.js';
 import { thenNow } from '../then-now.js';
+import { field } from '../admission/shorten.js';
 
 const errors = { 400: Problem, 413: Problem, 415: Problem, 503: Problem };
 /** An AdmissionReview of an UPDATE carries the object twice; Kubernetes objects reach ~1.5 MB. */
@@ -50,7 +51,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       if (spec.containers.length > MAX_REVIEW_IMAGES) {
         const { message } = new TooManyImages('spec.containers');
         counted('imagereview', false, 1);
-        request.log.info({ namespace: spec.namespace }, message);
+        request.log.info({ namespace: field(spec.namespace) }, message);
         return imageReviewResponse({ allowed: false, reason: message });
       }
       // The review lists a Pod's containers, then its initContainers, as one list that does not say
@@ -61,7 +62,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
         if (decision.denied.length) {
           request.log.info(
-            { namespace: spec.namespace, denied: decision.denied },
+            { namespace: field(spec.namespace), denied: decision.denied },
             decision.allowed ? 'image review would deny' : 'image review denied',
           );
           if (!decision.allowed) status.reason = decision.message!;
@@ -97,7 +98,10 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       } catch (err) {
         if (!(err instanceof TooManyImages)) throw err;
         counted('validate', false, 1);
-        request.log.info({ uid: req.uid, kind: req.kind.kind, namespace: req.namespace, name: objectName(req) }, err.message);
+        request.log.info(
+          { uid: req.uid, kind: field(req.kind.kind), namespace: field(req.namespace), name: field(objectName(req)) },
+          err.message,
+        );
         return admissionResponse(req.uid, false, err.message);
       }
       if (images === undefined) {
@@ -106,7 +110,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         return admissionResponse(
           req.uid,
           false,
-          `imagelist cannot check images of kind ${kindName(req.kind)}; it knows ${SUPPORTED_KINDS.join(', ')}`,
+          `imagelist cannot check images of kind ${field(kindName(req.kind))}; it knows ${SUPPORTED_KINDS.join(', ')}`,
         );
       }
       const answer = (decision: Decision): AdmissionReviewResponse => {
@@ -116,10 +120,10 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
             {
               uid: req.uid,
               operation: req.operation,
-              kind: req.kind.kind,
-              namespace: req.namespace,
-              name: objectName(req),
-              user: req.userInfo?.username,
+              kind: field(req.kind.kind),
+              namespace: field(req.namespace),
+              name: field(objectName(req)),
+              user: field(req.userInfo?.username),
               denied: decision.denied,
             },
             decision.allowed ? 'admission would deny' : 'admission denied',

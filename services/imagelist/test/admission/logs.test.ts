@@ -74,6 +74,29 @@ describe('admission logs', () => {
     expect(lines().find((l) => l.msg === 'admission denied')).toMatchObject({ name: 'web-7d4b9c6f5-' });
   });
 
+  // Reviews need no login: a caller must not be able to write megabytes into the log per request.
+  it('cuts what a review says of itself to a bounded length in the log', async () => {
+    const { base, lines } = await serve(false);
+    const long = 'x'.repeat(100_000);
+    const review = await fixture('pod');
+    review.request.userInfo.username = long;
+    review.request.name = long;
+    review.request.namespace = long;
+    review.request.object.spec.containers[0].name = long;
+    await post(base, 'validate', review);
+    const line = lines().find((l) => l.msg === 'admission denied');
+    for (const key of ['user', 'name', 'namespace']) {
+      expect(line[key]).toMatch(/^x+\.\.\. \(100000 characters\)$/);
+      expect(line[key].length).toBeLessThanOrEqual(253);
+    }
+    expect(JSON.stringify(line).length).toBeLessThan(2000);
+
+    review.request.kind.kind = long;
+    const res = (await (await post(base, 'validate', review)).json()) as { response: { allowed: boolean; status: { message: string } } };
+    expect(res.response.allowed).toBe(false);
+    expect(res.response.status.message.length).toBeLessThan(500);
+  });
+
   it('audit mode says "would deny", not "denied"', async () => {
     const { base, lines } = await serve(true);
     expect(
