@@ -22,7 +22,7 @@ export interface NodeServerOptions {
  * done here, once per request, rather than in Fastify hooks, which cost a hook-runner pass per
  * request each (measured in paired rounds: the two we had cost ~9% of a `GET /images/{id}`):
  * - a request without the Host header HTTP/1.1 requires is answered 400 as problem+json (Node's
- *   own check answers a bare 400);
+ *   own check answers a bare 400), and one with a compressed body (`Content-Encoding`) 415;
  * - a response whose headers go out after the close began says `Connection: close`, so the client
  *   sends nothing more on a connection about to close. Fastify says so itself for requests that
  *   arrive after the close began, but not for those that arrived before and are answered after.
@@ -42,7 +42,11 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     connectionsCheckingInterval: 1000,
   };
   const onRequest: RequestListener = (request, response) => {
+    const encoding = request.headers['content-encoding'];
     if (!request.headers.host && request.httpVersion === '1.1') answerProblem(response, 400, 'An HTTP/1.1 request needs a Host header.');
+    // Fastify would parse a compressed body as it came, and answer that it is not JSON.
+    else if (encoding !== undefined && encoding.toLowerCase() !== 'identity')
+      answerProblem(response, 415, `Content-Encoding ${encoding.slice(0, 64)} is not supported; send the body uncompressed.`);
     else fastifyHandler(request, response);
   };
   const server = opts.tls ? https.createServer({ ...serverOptions, ...opts.tls }, onRequest) : http.createServer(serverOptions, onRequest);

@@ -50,6 +50,13 @@ describe('errors before a route runs are problem+json', () => {
   it('bad percent-encoding', async () => {
     expectProblem(await raw(['GET /things/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']), 400);
   });
+  it('a compressed body, which the services do not take', async () => {
+    const r = await raw([
+      'POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 7\r\n\r\n{"n":1}',
+    ]);
+    expectProblem(r, 415);
+    expect(JSON.parse(r.body).detail).toMatch(/Content-Encoding gzip/);
+  });
   it('a missing Host header', async () => {
     expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nConnection: close\r\n\r\n']), 400);
   });
