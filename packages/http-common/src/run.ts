@@ -20,6 +20,7 @@ export async function listenWithGrace(
   opts: { graceMs?: number; drainMs?: number } = {},
 ): Promise<void> {
   const grace = closeWithGrace({ delay: opts.graceMs ?? 10_000, logger: app.log }, async ({ err, signal }) => {
+    const started = Date.now();
     if (err) {
       app.log.error({ err }, 'closing after a fatal error');
     } else {
@@ -27,6 +28,8 @@ export async function listenWithGrace(
       await app.drain(opts.drainMs ?? DRAIN_MS);
     }
     await app.close();
+    // The last line: an operator can tell a clean close from one the grace cut short.
+    app.log.info({ ms: Date.now() - started }, 'shut down');
   });
   app.addHook('onClose', async () => grace.uninstall());
   await app.listen(where);

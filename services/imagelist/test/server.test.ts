@@ -144,6 +144,7 @@ describe.skipIf(!process.env.DATABASE_URL)('imagelist server (needs a PostgreSQL
     }
     const logs = server.output();
     expect(logs).toMatch(/shutting down/);
+    expect(logs).toMatch(/"msg":"shut down"/);
     expect(logs).toMatch(/TLS certificate reloaded/);
     // secrets never reach the logs
     expect(logs).not.toContain('tok-one');
