@@ -7,6 +7,7 @@ import net from 'node:net';
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  private readonly pairs = new Set<[client: net.Socket, upstream: net.Socket]>();
   private frozen = false;
   port = 0;
 
@@ -18,10 +19,14 @@ export class TcpProxy {
   async start(): Promise<this> {
     this.server = net.createServer((client) => {
       const upstream = net.connect(this.targetPort, this.targetHost);
+      const pair: [net.Socket, net.Socket] = [client, upstream];
+      this.pairs.add(pair);
+      client.on('close', () => this.pairs.delete(pair));
       for (const s of [client, upstream]) {
         this.sockets.add(s);
         s.on('close', () => this.sockets.delete(s));
         s.on('error', () => {
+          if (!this.pairs.has(pair)) return; // blackholed: the client must never learn
           client.destroy();
           upstream.destroy();
         });
@@ -50,6 +55,24 @@ export class TcpProxy {
   freeze(): void {
     this.frozen = true;
     for (const s of this.sockets) s.pause();
+  }
+
+  /**
+   * The host of every open connection vanishes (a failover, a partition): what the client sends is
+   * dropped and nothing comes back, forever, and the connection is never closed. New connections
+   * pass, as to the new host.
+   */
+  blackhole(): void {
+    for (const pair of this.pairs) {
+      const [client, upstream] = pair;
+      this.pairs.delete(pair);
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      upstream.destroy();
+      client.removeAllListeners('end');
+      client.on('data', () => {}).on('error', () => {});
+      client.resume();
+    }
   }
 
   thaw(): void {
