@@ -5,7 +5,6 @@ import { TokenStore } from '@platform/auth';
 import { ConfigError, createLogger, listenWithGrace, loadConfig, parseListen, runMain, type Logger } from '@platform/http-common';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sql } from 'postgres';
 import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
 import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
@@ -17,19 +16,28 @@ import { migrate } from './store/migrate.js';
 const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with a REST API.';
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
-/** Replicas may start before the database does: retry while it is unreachable, up to a minute. */
-async function migrateWhenReachable(sql: Sql, where: string, log: Logger): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const applied = await migrate(sql);
-      log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
-      return;
-    } catch (err) {
-      if (!isDatabaseUnavailable(err)) throw err;
-      if (attempt >= 12) throw new Error(`database ${where} unreachable after ${attempt} attempts`, { cause: err });
-      log.warn({ attempt, code: (err as { code?: string }).code }, 'database unreachable; retrying');
-      await sleep(Math.min(1000 * attempt, 5000));
+/**
+ * Replicas may start before the database does: retry while it is unreachable, up to a minute.
+ * Migrations get a connection of their own, without the pool's limit on waiting for an answer: a
+ * migration may run, or wait for another replica's, for minutes (migrate.ts).
+ */
+async function migrateWhenReachable(url: string, connectTimeout: number, where: string, log: Logger): Promise<void> {
+  const sql = connect({ url, max: 1, connectTimeout, unansweredMs: false });
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const applied = await migrate(sql);
+        log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
+        return;
+      } catch (err) {
+        if (!isDatabaseUnavailable(err)) throw err;
+        if (attempt >= 12) throw new Error(`database ${where} unreachable after ${attempt} attempts`, { cause: err });
+        log.warn({ attempt, code: (err as { code?: string }).code }, 'database unreachable; retrying');
+        await sleep(Math.min(1000 * attempt, 5000));
+      }
     }
+  } finally {
+    await sql.end({ timeout: 5 });
   }
 }
 
@@ -55,9 +63,9 @@ runMain(async () => {
     url = embedded.url;
     log.warn({ dataDir: config.dataDir }, 'no DATABASE_URL: using the embedded PGlite database (one connection; for local use)');
   }
+  await migrateWhenReachable(url, config.dbTimeout, embedded ? 'embedded' : new URL(url).host, log);
   const sql = connect({ url, max: embedded ? 1 : config.dbPoolSize, connectTimeout: config.dbTimeout });
   const dbDeadlineMs = config.dbTimeout * 1000;
-  await migrateWhenReachable(sql, embedded ? 'embedded' : new URL(url).host, log);
 
   const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
   if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');

@@ -1,4 +1,5 @@
 import postgres, { type Sql } from 'postgres';
+import { unansweredSocket } from './unanswered-socket.js';
 
 export interface DatabaseOptions {
   url: string;
@@ -8,11 +9,21 @@ export interface DatabaseOptions {
   connectTimeout?: number;
   /** Milliseconds a statement may run before the server cancels it. */
   statementTimeoutMs?: number;
+  /**
+   * Milliseconds a connection may wait for any answer to a statement before it is destroyed as
+   * dead (a host gone without a FIN or RST); default statement_timeout + 10 s. `false` for a
+   * connection whose statements may legitimately run longer (migrations).
+   */
+  unansweredMs?: number | false;
 }
 
 /** A postgres.js pool that fails fast when the database is away and reconnects by itself. */
 export function connect(opts: DatabaseOptions): Sql {
+  const statementTimeoutMs = opts.statementTimeoutMs ?? 5000;
+  const unansweredMs = opts.unansweredMs ?? statementTimeoutMs + 10_000;
   return postgres(opts.url, {
+    // postgres.js takes a socket factory but does not declare it.
+    ...(unansweredMs === false ? {} : ({ socket: unansweredSocket(unansweredMs) } as object)),
     max: opts.max ?? 10,
     connect_timeout: opts.connectTimeout ?? 5,
     idle_timeout: 60,
@@ -23,7 +34,7 @@ export function connect(opts: DatabaseOptions): Sql {
     onnotice: () => {},
     connection: {
       application_name: 'imagelist',
-      statement_timeout: opts.statementTimeoutMs ?? 5000,
+      statement_timeout: statementTimeoutMs,
     },
   });
 }
