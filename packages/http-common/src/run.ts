@@ -17,9 +17,24 @@ const DRAIN_MS = 2000;
 export async function listenWithGrace(
   app: FastifyInstance,
   where: { host: string; port: number },
-  opts: { graceMs?: number; drainMs?: number } = {},
+  opts: {
+    graceMs?: number;
+    drainMs?: number;
+    /**
+     * Rejections nobody awaited that are not a fault of the service, logged and survived rather
+     * than closing the process: postgres.js starts a query of its own on each new connection
+     * (its array types) and leaves its rejection unhandled when the connection drops meanwhile.
+     */
+    survivable?: (reason: unknown) => boolean;
+  } = {},
 ): Promise<void> {
-  const grace = closeWithGrace({ delay: opts.graceMs ?? 10_000, logger: app.log }, async ({ err, signal }) => {
+  const onRejection = (reason: unknown) => {
+    if (!opts.survivable?.(reason)) throw reason; // an uncaught exception, closed as below
+    app.log.warn({ code: (reason as { code?: unknown } | null)?.code }, 'a connection failed under a query nobody awaited; continuing');
+  };
+  process.on('unhandledRejection', onRejection);
+  const closeOn = { delay: opts.graceMs ?? 10_000, logger: app.log, skip: ['unhandledRejection' as const] };
+  const grace = closeWithGrace(closeOn, async ({ err, signal }) => {
     const started = Date.now();
     if (err) {
       app.log.error({ err }, 'closing after a fatal error');
@@ -31,6 +46,9 @@ export async function listenWithGrace(
     // The last line: an operator can tell a clean close from one the grace cut short.
     app.log.info({ ms: Date.now() - started }, 'shut down');
   });
-  app.addHook('onClose', async () => grace.uninstall());
+  app.addHook('onClose', async () => {
+    grace.uninstall();
+    process.off('unhandledRejection', onRejection);
+  });
   await app.listen(where);
 }

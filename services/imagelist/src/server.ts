@@ -110,5 +110,5 @@ runMain(async () => {
     await sql.end({ timeout: 3 });
     await embedded?.stop();
   });
-  await listenWithGrace(app, where);
+  await listenWithGrace(app, where, { survivable: isDatabaseUnavailable });
 });

@@ -1,5 +1,8 @@
 import net from 'node:net';
 
+/** PostgreSQL's ReadyForQuery message while idle: 'Z', length 5, status 'I'. */
+const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+
 /**
  * A loopback TCP proxy in front of the database, so a test can take the database away (every
  * connection reset, new ones refused) and bring it back, as a network outage or a restart would.
@@ -9,6 +12,7 @@ export class TcpProxy {
   private readonly sockets = new Set<net.Socket>();
   private readonly pairs = new Set<[client: net.Socket, upstream: net.Socket]>();
   private frozen = false;
+  private resetAfterReadyMs: number | undefined;
   port = 0;
 
   constructor(
@@ -33,6 +37,23 @@ export class TcpProxy {
       }
       client.pipe(upstream).pipe(client);
       if (this.frozen) for (const s of [client, upstream]) s.pause();
+      if (this.resetAfterReadyMs !== undefined) {
+        const ms = this.resetAfterReadyMs;
+        // Everything up to the first ReadyForQuery passes; nothing after it does, until the reset.
+        upstream.unpipe(client);
+        const watch = (data: Buffer) => {
+          const at = data.indexOf(READY_FOR_QUERY);
+          if (at < 0) return void client.write(data);
+          upstream.off('data', watch);
+          client.write(data.subarray(0, at + READY_FOR_QUERY.length));
+          upstream.on('data', () => {});
+          setTimeout(() => {
+            client.resetAndDestroy();
+            upstream.destroy();
+          }, ms);
+        };
+        upstream.on('data', watch).resume();
+      }
     });
     await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
     this.port = (this.server.address() as net.AddressInfo).port;
@@ -73,6 +94,16 @@ export class TcpProxy {
       client.on('data', () => {}).on('error', () => {});
       client.resume();
     }
+  }
+
+  /**
+   * New connections are reset `ms` after the server first says it is ready for a query, and
+   * nothing the server sends after that passes: a database that goes away while a client sets up
+   * its connection (and sends its first query).
+   * `undefined` lets them pass again.
+   */
+  resetNewAfterReady(ms: number | undefined): void {
+    this.resetAfterReadyMs = ms;
   }
 
   thaw(): void {
