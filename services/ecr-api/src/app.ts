@@ -1,7 +1,7 @@
 import { XAuthTokenVerifier } from '@platform/auth';
 import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Config } from './config.js';
-import { AwsClientFactory, type HttpHandler } from './aws/clients.js';
+import { AwsClientFactory, type AttemptTimeouts, type HttpHandler } from './aws/clients.js';
 import { AccountSessions, partitionOf } from './aws/credentials.js';
 import { deadlinePerRequest } from './aws/deadline.js';
 import { classifyAwsError } from './aws/errors.js';
@@ -30,6 +30,8 @@ export interface AwsOverrides {
   requestHandler?: HttpHandler;
   /** SDK attempts per call (default 3). */
   maxAttempts?: number;
+  /** Connect and answer timeouts of one attempt (default 3 s and 10 s). */
+  attemptTimeouts?: Partial<AttemptTimeouts>;
   /** The credential cache's clock. */
   now?: () => number;
   /** Refresh assumed credentials this long before they expire (default 5 minutes). */
@@ -75,6 +77,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     baseCredentials: config.aws.credentials,
     httpHandler: opts.aws?.requestHandler,
     maxAttempts: opts.aws?.maxAttempts,
+    attemptTimeouts: opts.aws?.attemptTimeouts,
     deadlineMs: config.aws.deadlineMs,
     metrics,
   });

@@ -1,16 +1,12 @@
 import { selfSignedCertificate } from '@platform/test-cert';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE_SECRET, EXTERNAL_ID, motoEndpoint, newAccount, SHARED_KEY, TOKEN } from './support/app.js';
 import { httpsGet } from './support/https.js';
+import { exitCode, listeningPort, runServer } from './support/server-process.js';
 
-/** The built entry point, run as an operator would: config file, environment, signals. */
-const SERVER_JS = fileURLToPath(new URL('../dist/server.js', import.meta.url));
 let dir: string;
 
 beforeAll(async () => {
@@ -18,33 +14,10 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-function run(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [SERVER_JS, ...args], {
-    env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  return { child, output: () => out };
-}
-
 async function exitOf(args: string[], env: Record<string, string> = {}) {
-  const { child, output } = run(args, env);
-  const [code] = (await once(child, 'exit')) as [number | null];
+  const { child, output } = runServer(args, env);
+  const code = await exitCode(child);
   return { code, output: output() };
-}
-
-/** Waits for the "Server listening" line and answers the port. */
-async function listeningPort(child: ReturnType<typeof run>['child'], output: () => string, scheme = 'http'): Promise<number> {
-  const deadline = Date.now() + 20_000;
-  const pattern = new RegExp(`Server listening at ${scheme}://127\\.0\\.0\\.1:(\\d+)`);
-  for (;;) {
-    const match = pattern.exec(output());
-    if (match) return Number(match[1]);
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function until<T>(fn: () => Promise<T>, done: (value: T) => boolean, ms = 10_000): Promise<T> {
@@ -96,12 +69,12 @@ describe('server.ts', () => {
         logLevel: 'info',
       }),
     );
-    const { child, output } = run(['--config', config, '--aws-endpoint', motoEndpoint(), '--list-strategy', 'describe'], {
+    const { child, output } = runServer(['--config', config, '--aws-endpoint', motoEndpoint(), '--list-strategy', 'describe'], {
       APP_VERSION: '1.2.3',
       GIT_COMMIT: 'deadbeef',
       BUILD_TIME: '2026-11-22T10:00:00Z',
     });
-    const base = `http://127.0.0.1:${await listeningPort(child, output)}/v1/ecr`;
+    const base = `http://127.0.0.1:${await listeningPort({ child, output })}/v1/ecr`;
     try {
       expect(await (await fetch(`${base}/ping`)).text()).toBe('pong');
       expect(await (await fetch(`${base}/version`)).json()).toEqual({
@@ -123,8 +96,7 @@ describe('server.ts', () => {
       expect(await (await fetch(`${base}/metrics`)).text()).toContain('sts_assume_role_total{outcome="success"} 1');
     } finally {
       child.kill('SIGTERM');
-      const [code] = (await once(child, 'exit')) as [number | null];
-      expect(code).toBe(0);
+      expect(await exitCode(child)).toBe(0);
     }
     const log = output();
     expect(log).toContain('"msg":"starting ecr-api"');
@@ -143,7 +115,7 @@ describe('server.ts', () => {
   it('serves HTTPS with --certfile/--keyfile, reloads a rotated certificate, and stops on SIGTERM', async () => {
     const tls = await mkdtemp(path.join(dir, 'tls-'));
     const { certfile, keyfile } = selfSignedCertificate(tls, { name: 'serving', cn: 'first' });
-    const { child, output } = run(
+    const { child, output } = runServer(
       [
         '--listen',
         '127.0.0.1:0',
@@ -165,7 +137,7 @@ describe('server.ts', () => {
       },
     );
     try {
-      const port = await listeningPort(child, output, 'https');
+      const port = await listeningPort({ child, output }, 'https');
       const ping = await httpsGet(port, '/v1/ecr/ping');
       expect(ping).toMatchObject({ status: 200, body: 'pong', cn: 'first' });
       expect((await httpsGet(port, `/v1/ecr/${newAccount()}/repositories`)).status).toBe(403);
@@ -183,8 +155,7 @@ describe('server.ts', () => {
       expect(rotated.cn).toBe('second');
     } finally {
       child.kill('SIGTERM');
-      const [code] = (await once(child, 'exit')) as [number | null];
-      expect(code).toBe(0);
+      expect(await exitCode(child)).toBe(0);
     }
     const log = output();
     expect(log).toContain('TLS certificate reloaded');

@@ -19,6 +19,11 @@ export interface AwsCredentials {
   expiration?: Date;
 }
 
+export interface AttemptTimeouts {
+  connectionTimeout: number;
+  requestTimeout: number;
+}
+
 /**
  * Timeouts of one attempt of one AWS call. A call makes up to `maxAttempts` attempts; the request's
  * deadline (deadline.ts, --aws-deadline) bounds them all together.
@@ -26,7 +31,7 @@ export interface AwsCredentials {
  * - answer 10 s: ECR and STS answer in well under a second. The SDK only logs a warning when this
  *   passes unless `throwOnRequestTimeout` is set, so it is set: the attempt fails and is retried.
  */
-const ATTEMPT_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 10_000 } as const;
+const ATTEMPT_TIMEOUTS: AttemptTimeouts = { connectionTimeout: 3_000, requestTimeout: 10_000 };
 
 export interface AwsClientOptions {
   region: string;
@@ -38,6 +43,8 @@ export interface AwsClientOptions {
   httpHandler?: HttpHandler;
   /** SDK attempts per call, retries of throttling and 5xx included (SDK default 3). */
   maxAttempts?: number;
+  /** Replaces ATTEMPT_TIMEOUTS (tests: a real SDK timeout without waiting 10 s). */
+  attemptTimeouts?: Partial<AttemptTimeouts>;
   /** The deadline of a call made outside any client request (none today; a safety net). */
   deadlineMs: number;
   metrics: AwsMetrics;
@@ -124,6 +131,7 @@ export class AwsClientFactory {
           httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
           httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
           ...ATTEMPT_TIMEOUTS,
+          ...opts.attemptTimeouts,
           throwOnRequestTimeout: true,
         }),
     );
