@@ -70,6 +70,8 @@ interface Client<I extends object, O extends MetadataBearer> {
 function bound<I extends object, O extends MetadataBearer>(client: Client<I, O>, fallbackMs: number): void {
   const middleware: InitializeMiddleware<I, O> = (next) => (args) => {
     const deadline = currentDeadline();
+    // A call made after the deadline is not sent at all (a scan's remaining repositories).
+    if (deadline?.passed) return Promise.reject(deadline.signal.reason as Error);
     if (deadline) return deadline.race(next(args));
     const own = Deadline.in(fallbackMs);
     return withDeadline(own, () => own.race(next(args))).finally(() => own.dispose());

@@ -54,14 +54,21 @@ export class Deadline {
     this.controller?.abort(new Error('the request this AWS call was made for is answered'));
   }
 
+  /** Whether it has fired (or the request is answered): a call started now would only be aborted. */
+  get passed(): boolean {
+    return this.signal.aborted;
+  }
+
   /** `work`, or AwsDeadlineExceeded when the deadline comes first (`work` is not cancelled by this). */
   race<T>(work: Promise<T>): Promise<T> {
     const signal = this.signal;
-    if (signal.aborted) return Promise.reject(signal.reason as Error);
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => reject(signal.reason as Error);
-      signal.addEventListener('abort', onAbort, { once: true });
+      // Always attached, even when the deadline has already passed: `work` settles later, usually
+      // with an AbortError, and a rejection nobody handles takes the whole process down.
       work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 }

@@ -28,6 +28,13 @@ async function latestImage(ecr: ECRClient, repositoryName: string): Promise<Imag
   return latest;
 }
 
+/** The original's messages, except that failed repositories are never summed up as "already scanned". */
+function summary(started: number, failed: number): string {
+  if (started > 0) return `Scan initiated for ${started} images`;
+  if (failed === 0) return 'All images already scanned in the past 24 hours';
+  return `No scan initiated; ${failed} ${failed === 1 ? 'repository' : 'repositories'} failed (see errors)`;
+}
+
 /**
  * Scans of the latest image of each of this org's repositories in an account: every repository is
  * listed (paged to the end, org-filtered), then handled at most SCAN_CONCURRENCY at a time.
@@ -69,9 +76,8 @@ export class ScanStore {
       if (r?.started) repositories[name] = [r.started];
       if (r?.error) errors[name] = r.error;
     });
-    const n = Object.keys(repositories).length;
     return {
-      message: n === 0 ? 'All images already scanned in the past 24 hours' : `Scan initiated for ${n} images`,
+      message: summary(Object.keys(repositories).length, Object.keys(errors).length),
       repositories,
       ...(Object.keys(errors).length ? { errors } : {}),
     };

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
+import { AwsDeadlineExceeded, Deadline } from '../../src/aws/deadline.js';
 import { auth, metric, motoEndpoint, newAccount, testApp } from '../support/app.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 
@@ -99,5 +100,22 @@ describe('the AWS deadline per client request', () => {
     proxy.hang = () => false;
     expect((await fetch(`${base}/${account}/repositories`, { headers: auth })).status).toBe(200);
     expect(await metric(app, 'sts_assume_role_total', { outcome: 'success' })).toBe(1);
+  });
+
+  it('handles the rejection of a call that settles after its deadline had already passed', async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    try {
+      const deadline = Deadline.in(0);
+      let abort!: (err: Error) => void;
+      const call = new Promise<never>((_resolve, reject) => (abort = reject));
+      await expect(deadline.race(call)).rejects.toBeInstanceOf(AwsDeadlineExceeded);
+      abort(new Error('Request aborted'));
+      await sleep(20);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', record);
+    }
   });
 });
