@@ -91,9 +91,17 @@ function throttled(detail: string, cause: unknown) {
 }
 
 const throttling = (err: SdkError) => isThrottlingError(err);
-/** No answer, or no connection: timeouts, resets, DNS (the SDK's "transient" errors without an HTTP status). */
+/**
+ * No answer, or no connection: timeouts, resets, DNS (the SDK's "transient" errors without an HTTP
+ * status). The SDK gives these `$metadata` too (attempts, no status), so they are told apart by that.
+ */
 const unreachable = (err: SdkError) => err.$metadata?.httpStatusCode === undefined && isTransientError(err);
-const timedOut = (err: SdkError) => err.name === 'TimeoutError' || err.code === 'ETIMEDOUT';
+/**
+ * AWS accepted (or never completed) the connection and did not answer: the SDK's connect and
+ * socket timeouts (TimeoutError without a code) and its answer timeout (ETIMEDOUT). The SDK names
+ * resets TimeoutError too, but they keep their code (ECONNRESET, EPIPE): a fault, not a silence.
+ */
+const timedOut = (err: SdkError) => err.code === 'ETIMEDOUT' || (err.name === 'TimeoutError' && err.code === undefined);
 
 function deadlineProblem(err: AwsDeadlineExceeded): HttpProblem {
   return new HttpProblem(504, `AWS did not answer within ${err.deadlineMs / 1000} s; retry later.`, { cause: err });
@@ -134,14 +142,14 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
   if (OWN_CREDENTIALS.has(name)) {
     return new HttpProblem(502, `AWS rejected the service's credentials (${name}).`, { cause: error });
   }
+  if (unreachable(err)) {
+    if (timedOut(err)) return new HttpProblem(504, `AWS did not answer in time (${name || err.code}); retry later.`, { cause: error });
+    return new HttpProblem(502, `AWS could not be reached (${err.code ?? name}).`, { cause: error });
+  }
   if (isSdkError(err)) {
     return new HttpProblem(502, `AWS failed to handle the request (${name || `HTTP ${err.$metadata?.httpStatusCode ?? '?'}`}).`, {
       cause: error,
     });
-  }
-  if (unreachable(err)) {
-    const status = timedOut(err) ? 504 : 502;
-    return new HttpProblem(status, `AWS could not be reached (${err.code ?? name}).`, { cause: error });
   }
   return undefined;
 }

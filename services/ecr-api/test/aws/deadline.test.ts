@@ -118,4 +118,22 @@ describe('the AWS deadline per client request', () => {
       process.off('unhandledRejection', record);
     }
   });
+
+  it("answers 504, not 502, when an attempt times out (the SDK's own TimeoutError) before the deadline", async () => {
+    const proxy = await new RecordingProxy(motoEndpoint()).start();
+    closers.push(() => proxy.stop());
+    proxy.hang = (operation) => operation === 'DescribeRepositories';
+    // One attempt with a 300 ms answer timeout, well inside a 5 s deadline: the SDK gives up first.
+    const app = await testApp({
+      deadlineMs: 5000,
+      aws: { endpoint: proxy.endpoint, maxAttempts: 1, attemptTimeouts: { requestTimeout: 300 } },
+    });
+    const base = await listening(app);
+    const started = Date.now();
+    const res = await fetch(`${base}/${newAccount()}/repositories`, { headers: auth });
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(res.status).toBe(504);
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await res.json()).toMatchObject({ status: 504, detail: 'AWS did not answer in time (TimeoutError); retry later.' });
+  });
 });

@@ -228,6 +228,23 @@ describe('classifyAwsError', () => {
     expect(classifyAwsError(new AssumeRoleError('111111111111', arn, new Error('boom')))?.statusCode).toBe(502);
   });
 
+  it("maps an attempt that timed out to 504 and a refused connection to 502, with or without the SDK's $metadata", () => {
+    const attempts = { $metadata: { attempts: 1, totalRetryDelay: 0 } };
+    const connect = Object.assign(new Error('did not establish a connection'), { name: 'TimeoutError' });
+    const answer = Object.assign(new Error('exceeded the configured requestTimeout'), { name: 'TimeoutError', code: 'ETIMEDOUT' });
+    const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    const reset = Object.assign(new Error('socket hang up'), { name: 'TimeoutError', code: 'ECONNRESET' });
+    for (const extra of [{}, attempts]) {
+      expect(classifyAwsError(Object.assign(connect, extra))?.statusCode).toBe(504);
+      expect(classifyAwsError(Object.assign(answer, extra))?.statusCode).toBe(504);
+      expect(classifyAwsError(Object.assign(refused, extra))).toMatchObject({
+        statusCode: 502,
+        message: 'AWS could not be reached (ECONNREFUSED).',
+      });
+      expect(classifyAwsError(Object.assign(reset, extra))?.statusCode).toBe(502);
+    }
+  });
+
   it('leaves our own errors alone and unknown ones to the generic 500', () => {
     const problem = new HttpProblem(404, 'x');
     expect(classifyAwsError(problem)).toBe(problem);
