@@ -1,6 +1,16 @@
 import { HttpProblem } from '@platform/http-common';
+import { Deadline, withDeadline } from './deadline.js';
 import { classifyAwsError } from './errors.js';
 import { outcomeOf } from './metrics.js';
+
+/**
+ * What undoing the applied steps of a failed change may take, all its undo calls together. A
+ * deadline of its own, since the request's may be what failed the change (and then it has passed).
+ * 3 s: an undo is one to four calls that ECR and IAM answer in well under a second; a hung
+ * endpoint is reported STILL APPLIED rather than holding the answer longer. A change that fails
+ * at the request's deadline is answered up to this much later; a shutdown counts on it too.
+ */
+export const UNDO_DEADLINE_MS = 3_000;
 
 /** One change to AWS, with how to take it back. */
 export interface Step {
@@ -33,17 +43,24 @@ async function rollBack(applied: Step[], failed: Step, err: unknown): Promise<Ht
   if (applied.length === 0) return problem;
   const rolledBack: string[] = [];
   const kept: string[] = [];
-  for (const step of [...applied].reverse()) {
-    if (!step.undo) {
-      kept.push(step.what);
-      continue;
-    }
-    try {
-      await step.undo();
-      rolledBack.push(step.what);
-    } catch (undoErr) {
-      kept.push(`${step.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
-    }
+  const deadline = Deadline.in(UNDO_DEADLINE_MS);
+  try {
+    await withDeadline(deadline, async () => {
+      for (const step of [...applied].reverse()) {
+        if (!step.undo) {
+          kept.push(step.what);
+          continue;
+        }
+        try {
+          await step.undo();
+          rolledBack.push(step.what);
+        } catch (undoErr) {
+          kept.push(`${step.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
+        }
+      }
+    });
+  } finally {
+    deadline.dispose();
   }
   const base = `${problem.message.replace(/\.?$/, '.')} Could not ${failed.what}`;
   const detail =

@@ -1,0 +1,94 @@
+import { DescribeRepositoriesCommand, GetRepositoryPolicyCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import type { App } from '@platform/http-common';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { UNDO_DEADLINE_MS } from '../../src/aws/steps.js';
+import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { RecordingProxy } from '../support/recording-proxy.js';
+
+/**
+ * A change whose AWS call hangs until the request's deadline is rolled back all the same: the undo
+ * runs under a deadline of its own, since the request's has passed. moto behind a proxy that
+ * never answers chosen operations; a 1 s deadline keeps it short (production: 25 s).
+ */
+const DEADLINE_MS = 1000;
+let proxy: RecordingProxy;
+let app: App;
+let account: string;
+let ecr: ECRClient;
+
+beforeAll(async () => {
+  proxy = await new RecordingProxy(motoEndpoint()).start();
+  app = await testApp({ deadlineMs: DEADLINE_MS, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
+  account = newAccount();
+  ecr = await directEcr(account);
+});
+afterAll(async () => {
+  await app?.close();
+  await proxy?.stop();
+});
+beforeEach(() => {
+  proxy.hang = () => false;
+  proxy.reset();
+});
+
+const hang = (...operations: string[]) => (proxy.hang = (operation) => operations.includes(operation));
+const exists = async (repositoryName: string) => {
+  try {
+    await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
+    return true;
+  } catch (err) {
+    if ((err as Error).name === 'RepositoryNotFoundException') return false;
+    throw err;
+  }
+};
+const create = (name: string, extra: Record<string, unknown> = {}) =>
+  app.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, headers: auth, payload: { RepositoryName: name, ...extra } });
+
+describe('a change that reaches its deadline part-way', () => {
+  it('deletes a repository whose policy call hung, so that a retry can create it', async () => {
+    hang('SetRepositoryPolicy');
+    const res = await create('halfway');
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toBe(
+      'AWS did not answer within 1 s; retry later. Could not set the repository policy of grp/halfway; nothing was changed (rolled back: create the repository grp/halfway).',
+    );
+    expect(await exists('grp/halfway')).toBe(false);
+
+    proxy.hang = () => false;
+    expect((await create('halfway')).statusCode).toBe(200);
+  });
+
+  it('restores the previous ScanOnPush of an update whose policy call hung', async () => {
+    expect((await create('updated')).statusCode).toBe(200);
+    const before = (await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: 'grp/updated' }))).policyText;
+    hang('SetRepositoryPolicy');
+    const res = await app.inject({
+      method: 'PUT',
+      url: `/v1/ecr/${account}/repositories/grp/updated`,
+      headers: auth,
+      payload: { ScanOnPush: true, Groups: ['other'] },
+    });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(
+      /Could not set the groups that may pull; nothing was changed \(rolled back: set ScanOnPush to true\)/,
+    );
+    const [repo] = (await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/updated'] }))).repositories!;
+    expect(repo!.imageScanningConfiguration?.scanOnPush).toBe(false);
+    expect((await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: 'grp/updated' }))).policyText).toBe(before);
+  });
+
+  it('says STILL APPLIED when the undo hangs too, within its own deadline', async () => {
+    hang('SetRepositoryPolicy', 'DeleteRepository');
+    const started = Date.now();
+    const res = await create('stuck');
+    const took = Date.now() - started;
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(
+      /Could not set the repository policy of grp\/stuck\. STILL APPLIED: create the repository grp\/stuck \(rolling it back failed: AwsDeadlineExceeded\)\.$/,
+    );
+    expect(proxy.count('DeleteRepository')).toBe(1);
+    expect(took).toBeGreaterThanOrEqual(DEADLINE_MS + UNDO_DEADLINE_MS - 100);
+    expect(took).toBeLessThan(DEADLINE_MS + UNDO_DEADLINE_MS + 3000);
+    expect(await exists('grp/stuck')).toBe(true);
+  });
+});
