@@ -3,12 +3,12 @@ import { createApp, type App, type CreateAppOptions } from '@platform/http-commo
 import type { Config } from './config.js';
 import { AwsClientFactory, type AttemptTimeouts, type HttpHandler } from './aws/clients.js';
 import { AccountSessions, partitionOf } from './aws/credentials.js';
-import { deadlinePerRequest } from './aws/deadline.js';
 import { classifyAwsError } from './aws/errors.js';
 import { createAwsMetrics } from './aws/metrics.js';
 import { ImageStore } from './aws/images.js';
 import { Ownership } from './aws/ownership.js';
 import { RepositoryStore } from './aws/repositories.js';
+import { deadlinePerRequest } from './aws/request-deadlines.js';
 import { ScanStore } from './aws/scans.js';
 import { RepositoryUsers } from './aws/users.js';
 import { authMetrics } from './auth-metrics.js';

@@ -3,6 +3,7 @@ import { createLogger, listenWithGrace, parseListen, runMain } from '@platform/h
 import { readFileSync } from 'node:fs';
 import { buildApp } from './app.js';
 import { describeConfig, readConfig } from './config.js';
+import { SHUTDOWN } from './shutdown.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -28,5 +29,5 @@ runMain(async () => {
     );
   }
   const app = await buildApp({ config, version, logger: log });
-  await listenWithGrace(app, parseListen(config.listen));
+  await listenWithGrace(app, parseListen(config.listen), SHUTDOWN);
 });

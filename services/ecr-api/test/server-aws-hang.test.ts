@@ -1,4 +1,4 @@
-import { CreateRepositoryCommand, PutImageCommand } from '@aws-sdk/client-ecr';
+import { CreateRepositoryCommand, DescribeRepositoriesCommand, PutImageCommand } from '@aws-sdk/client-ecr';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BASE_SECRET, directEcr, manifest, motoEndpoint, newAccount, SHARED_KEY, TOKEN } from './support/app.js';
@@ -7,7 +7,8 @@ import { exitCode, listeningPort, runServer, type ServerProcess } from './suppor
 
 /**
  * The built server (a real child process, real signals) against moto behind a proxy that never
- * answers chosen AWS operations: the process must outlive its requests' deadlines.
+ * answers chosen AWS operations: the process must outlive its requests' deadlines, and a SIGTERM
+ * must answer what is in flight and exit 0 within its grace.
  */
 const ORG = 'spinhang';
 const headers = { 'x-auth-token': TOKEN, 'content-type': 'application/json' };
@@ -31,6 +32,11 @@ function start(args: string[] = []): ServerProcess {
 async function stop(server: ServerProcess): Promise<number | null> {
   if (server.child.exitCode === null) server.child.kill('SIGTERM');
   return exitCode(server.child);
+}
+
+async function until(what: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!what() && Date.now() < end) await sleep(20);
 }
 
 describe('a request whose deadline passes while AWS hangs', () => {
@@ -99,5 +105,49 @@ describe('a request whose deadline passes while AWS hangs', () => {
     // Nothing was scanned, and not because everything had been scanned already.
     expect(body.message).toBe('No scan initiated; 14 repositories failed (see errors)');
     await survives(account);
+  });
+});
+
+describe('SIGTERM while AWS hangs', () => {
+  it('answers the requests in flight 503 problem+json, rolls back their changes, and exits 0 within its grace', async () => {
+    // The default deadline (25 s): longer than the 10 s grace, as in production.
+    const server = start();
+    const base = `http://127.0.0.1:${await listeningPort(server)}/v1/ecr`;
+    const account = newAccount();
+    proxy.reset();
+    proxy.hang = (operation) => operation === 'SetRepositoryPolicy' || operation === 'DescribeRepositories';
+    try {
+      const answer = async (res: Response) => ({ status: res.status, type: res.headers.get('content-type'), body: await res.text() });
+      const create = fetch(`${base}/${account}/repositories/grp`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ RepositoryName: 'inflight' }),
+      }).then(answer);
+      const show = fetch(`${base}/${account}/repositories/grp/other`, { headers }).then(answer);
+      await until(() => proxy.count('SetRepositoryPolicy') > 0 && proxy.count('DescribeRepositories') > 0, 5000);
+      expect(proxy.count('SetRepositoryPolicy')).toBe(1);
+
+      const signalled = Date.now();
+      server.child.kill('SIGTERM');
+      const [created, shown] = await Promise.all([create, show]);
+      const code = await exitCode(server.child);
+      const took = Date.now() - signalled;
+
+      expect(created.status, server.output()).toBe(503);
+      expect(created.type).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(created.body).detail).toMatch(
+        /shutting down.*Could not set the repository policy of grp\/inflight; nothing was changed \(rolled back: create the repository grp\/inflight\)/,
+      );
+      expect(shown.status).toBe(503);
+      expect(shown.type).toMatch(/^application\/problem\+json/);
+      expect(code, server.output()).toBe(0);
+      expect(took).toBeLessThan(10_000);
+      proxy.hang = () => false;
+      const ecr = await directEcr(account);
+      await expect(ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/inflight'] }))).rejects.toThrow(/does not exist/);
+    } finally {
+      proxy.hang = () => false;
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    }
   });
 });

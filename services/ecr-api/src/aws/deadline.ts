@@ -1,4 +1,3 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { setMaxListeners } from 'node:events';
 
@@ -18,6 +17,43 @@ export class AwsDeadlineExceeded extends Error {
   }
 }
 
+/** The service is closing and no longer waits for AWS: errors.ts answers 503 (retry elsewhere). */
+export class ServiceClosing extends Error {
+  constructor() {
+    super('the service is shutting down; the AWS calls still running were cancelled');
+    this.name = 'ServiceClosing';
+  }
+}
+
+/** Deadlines that can all be ended at once, before their time (the app closing). */
+export class DeadlineGroup {
+  private readonly running = new Set<Deadline>();
+  private reason: Error | undefined;
+
+  /** A deadline of `ms` from now that `end` also ends. */
+  deadline(ms: number): Deadline {
+    return new Deadline(Date.now() + ms, ms, this);
+  }
+
+  /** Ends every deadline of the group with `reason`, those armed later too. */
+  end(reason: Error): void {
+    this.reason = reason;
+    for (const deadline of this.running) deadline.end(reason);
+  }
+
+  /**
+   * A deadline arms its timer: kept until it fires or ends, so the group holds only deadlines
+   * whose timer still runs (a request whose client went away is never disposed). Answers the
+   * reason when the group has ended already.
+   */
+  arm(deadline: Deadline, signal: AbortSignal): Error | undefined {
+    if (this.reason) return this.reason;
+    this.running.add(deadline);
+    signal.addEventListener('abort', () => this.running.delete(deadline), { once: true });
+    return undefined;
+  }
+}
+
 /** A deadline whose timer starts on first use: requests that never call AWS arm no timer. */
 export class Deadline {
   private controller: AbortController | undefined;
@@ -28,6 +64,7 @@ export class Deadline {
     readonly at: number,
     /** The full length, for messages. */
     readonly totalMs: number,
+    private readonly group?: DeadlineGroup,
   ) {}
 
   static in(ms: number): Deadline {
@@ -41,22 +78,29 @@ export class Deadline {
       // the signal lives as long as one request, so the listeners go with it.
       setMaxListeners(0, controller.signal);
       const fire = () => controller.abort(new AwsDeadlineExceeded(this.totalMs));
+      const ended = this.group?.arm(this, controller.signal);
       const left = this.at - Date.now();
-      if (left <= 0) fire();
+      if (ended) controller.abort(ended);
+      else if (left <= 0) fire();
       else (this.timer = setTimeout(fire, left)).unref();
     }
     return this.controller.signal;
   }
 
-  /** Stops the timer and cancels what is still running for it (the request is answered). */
-  dispose(): void {
-    clearTimeout(this.timer);
-    this.controller?.abort(new Error('the request this AWS call was made for is answered'));
-  }
-
-  /** Whether it has fired (or the request is answered): a call started now would only be aborted. */
+  /** Whether it has fired (or ended): a call started now would only be aborted. */
   get passed(): boolean {
     return this.signal.aborted;
+  }
+
+  /** Ends it now: what still runs for it fails with `reason`. */
+  end(reason: Error): void {
+    clearTimeout(this.timer);
+    this.controller?.abort(reason);
+  }
+
+  /** Stops the timer and cancels what is still running for it (the request is answered). */
+  dispose(): void {
+    this.end(new Error('the request this AWS call was made for is answered'));
   }
 
   /** `work`, or AwsDeadlineExceeded when the deadline comes first (`work` is not cancelled by this). */
@@ -83,26 +127,4 @@ export function withDeadline<T>(deadline: Deadline, fn: () => T): T {
 /** The deadline of the request being served, if any. */
 export function currentDeadline(): Deadline | undefined {
   return current.getStore();
-}
-
-/**
- * Gives every request of `app` a deadline of `ms` from its arrival for the AWS calls it makes.
- * It is entered in preHandler, after the body is read, as the handler's async context; Fastify
- * runs the handler from within that callback.
- */
-export function deadlinePerRequest(app: FastifyInstance, ms: number): void {
-  const deadlines = new WeakMap<FastifyRequest, Deadline>();
-  app.addHook('onRequest', (request, _reply, done) => {
-    deadlines.set(request, Deadline.in(ms));
-    done();
-  });
-  app.addHook('preHandler', (request, _reply, done) => {
-    const deadline = deadlines.get(request);
-    if (deadline) withDeadline(deadline, done);
-    else done();
-  });
-  app.addHook('onResponse', (request, _reply, done) => {
-    deadlines.get(request)?.dispose();
-    done();
-  });
 }

@@ -1,12 +1,13 @@
-import { HttpProblem } from '@platform/http-common';
+import { HttpProblem, unavailable } from '@platform/http-common';
 import { isThrottlingError, isTransientError } from '@smithy/service-error-classification';
 import type { SdkError as SmithyError } from '@smithy/types';
 import { AssumeRoleError } from './credentials.js';
-import { AwsDeadlineExceeded } from './deadline.js';
+import { AwsDeadlineExceeded, ServiceClosing } from './deadline.js';
 
 /**
  * Turns AWS SDK errors into HTTP problems: not found 404, already exists 409, invalid 400,
- * throttling and limits 429, AssumeRole denied 403, no answer before the deadline 504, other AWS
+ * throttling and limits 429, AssumeRole denied 403, no answer (before the deadline, or within an
+ * attempt's timeout) 504, the service shutting down while AWS had not answered 503, other AWS
  * failures 502; unknown errors fall through to the generic 500. Details quote AWS only for client
  * errors, and scrubbed: an answer never carries an access key, secret key or session token.
  * Throttling and network faults are recognised by the SDK's own classification (the one its
@@ -127,6 +128,7 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
   if (error instanceof HttpProblem) return error;
   if (error instanceof AssumeRoleError) return classifyAssumeRole(error);
   if (error instanceof AwsDeadlineExceeded) return deadlineProblem(error);
+  if (error instanceof ServiceClosing) return unavailable('The service is shutting down; retry the request.', error);
   if (typeof error !== 'object' || error === null) return undefined;
   const err = error as SdkError;
   const name = err.name ?? '';

@@ -15,5 +15,8 @@ export type Tag = Static<typeof Tag>;
 /** ECR allows 50 tags on a repository; the service sets three of them itself. */
 export const MAX_TAGS = 50;
 
-/** Error answers of routes that reach AWS (504: no answer from AWS within the request's deadline). */
-export const awsErrors = { 400: Problem, 403: Problem, 404: Problem, 409: Problem, 429: Problem, 502: Problem, 504: Problem };
+/**
+ * Error answers of routes that reach AWS (503: the service shutting down while AWS had not
+ * answered; 504: no answer from AWS within the request's deadline).
+ */
+export const awsErrors = { 400: Problem, 403: Problem, 404: Problem, 409: Problem, 429: Problem, 502: Problem, 503: Problem, 504: Problem };

@@ -2,6 +2,7 @@ import type { App } from '@platform/http-common';
 import { HttpProblem } from '@platform/http-common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AssumeRoleError } from '../../src/aws/credentials.js';
+import { ServiceClosing } from '../../src/aws/deadline.js';
 import { classifyAwsError, scrub } from '../../src/aws/errors.js';
 import { auth, BASE_AKID, BASE_SECRET, EXTERNAL_ID, metric, newAccount, SHARED_KEY, testApp, TOKEN } from '../support/app.js';
 import { assumeRoleXml, StubAws, stsError, STUB_ACCESS_KEY, STUB_SECRET, STUB_SESSION_TOKEN, type StubRoute } from '../support/stub-aws.js';
@@ -243,6 +244,10 @@ describe('classifyAwsError', () => {
       });
       expect(classifyAwsError(Object.assign(reset, extra))?.statusCode).toBe(502);
     }
+  });
+
+  it('maps AWS calls cancelled by the shutdown to 503 with Retry-After', () => {
+    expect(classifyAwsError(new ServiceClosing())).toMatchObject({ statusCode: 503, headers: { 'retry-after': '1' } });
   });
 
   it('leaves our own errors alone and unknown ones to the generic 500', () => {
