@@ -98,10 +98,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       } catch (err) {
         if (!(err instanceof TooManyImages)) throw err;
         counted('validate', false, 1);
-        request.log.info(
-          { uid: req.uid, kind: field(req.kind.kind), namespace: field(req.namespace), name: field(objectName(req)) },
-          err.message,
-        );
+        request.log.info(reviewed(req), err.message);
         return admissionResponse(req.uid, false, err.message);
       }
       if (images === undefined) {
@@ -117,15 +114,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         counted('validate', decision.allowed, decision.denied.length);
         if (decision.denied.length) {
           request.log.info(
-            {
-              uid: req.uid,
-              operation: req.operation,
-              kind: field(req.kind.kind),
-              namespace: field(req.namespace),
-              name: field(objectName(req)),
-              user: field(req.userInfo?.username),
-              denied: decision.denied,
-            },
+            { ...reviewed(req), operation: req.operation, user: field(req.userInfo?.username), denied: decision.denied },
             decision.allowed ? 'admission would deny' : 'admission denied',
           );
         }
@@ -134,6 +123,11 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       return thenNow(policy.decide(images, req.namespace), answer);
     },
   );
+}
+
+/** What a log line says of the reviewed object: each field as sent, cut to a bounded length. */
+function reviewed(req: AdmissionReview['request']) {
+  return { uid: req.uid, kind: field(req.kind.kind), namespace: field(req.namespace), name: field(objectName(req)) };
 }
 
 /** The object's name; a Pod created from `generateName` has none yet, so its prefix stands in. */
