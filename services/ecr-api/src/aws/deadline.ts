@@ -65,10 +65,21 @@ export class Deadline {
     /** The full length, for messages. */
     readonly totalMs: number,
     private readonly group?: DeadlineGroup,
+    /** A deadline this one ends with, whichever comes first (`before`). */
+    private readonly outer?: Deadline,
   ) {}
 
   static in(ms: number): Deadline {
     return new Deadline(Date.now() + ms, ms);
+  }
+
+  /**
+   * A deadline `ms` before this one, ending with it too (a shutdown ends both): the share of a
+   * request's time a change may spend, leaving the rest for its undo. Its message names this one's
+   * length, the time the client was promised an answer within.
+   */
+  before(ms: number): Deadline {
+    return new Deadline(this.at - ms, this.totalMs, undefined, this);
   }
 
   get signal(): AbortSignal {
@@ -78,13 +89,23 @@ export class Deadline {
       // the signal lives as long as one request, so the listeners go with it.
       setMaxListeners(0, controller.signal);
       const fire = () => controller.abort(new AwsDeadlineExceeded(this.totalMs));
-      const ended = this.group?.arm(this, controller.signal);
+      const ended = this.group?.arm(this, controller.signal) ?? this.follow(controller);
       const left = this.at - Date.now();
       if (ended) controller.abort(ended);
       else if (left <= 0) fire();
       else (this.timer = setTimeout(fire, left)).unref();
     }
     return this.controller.signal;
+  }
+
+  /** Ends `controller` when the outer deadline ends; answers its reason when it has already. */
+  private follow(controller: AbortController): Error | undefined {
+    if (!this.outer) return undefined;
+    const outer = this.outer.signal;
+    if (outer.aborted) return outer.reason as Error;
+    // Removed once this one has ended, however it ends.
+    outer.addEventListener('abort', () => controller.abort(outer.reason), { once: true, signal: controller.signal });
+    return undefined;
   }
 
   /** Whether it has fired (or ended): a call started now would only be aborted. */

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AwsDeadlineExceeded, Deadline } from '../../src/aws/deadline.js';
+import { AwsDeadlineExceeded, Deadline, DeadlineGroup, ServiceClosing } from '../../src/aws/deadline.js';
 import { auth, metric, motoEndpoint, newAccount, testApp } from '../support/app.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 
@@ -135,5 +135,28 @@ describe('the AWS deadline per client request', () => {
     expect(res.status).toBe(504);
     expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect(await res.json()).toMatchObject({ status: 504, detail: 'AWS did not answer in time (TimeoutError); retry later.' });
+  });
+});
+
+describe("a change's share of its request's deadline (Deadline.before)", () => {
+  it('fires that much before the request’s deadline, naming the request’s length', async () => {
+    const request = Deadline.in(400);
+    const change = request.before(300);
+    const started = Date.now();
+    await expect(change.race(new Promise(() => {}))).rejects.toEqual(new AwsDeadlineExceeded(400));
+    expect(Date.now() - started).toBeLessThan(250);
+    expect(request.passed).toBe(false);
+    change.dispose();
+    request.dispose();
+  });
+
+  it('ends when the request’s deadline ends first (a shutdown), with its reason', async () => {
+    const group = new DeadlineGroup();
+    const request = group.deadline(60_000);
+    const change = request.before(3_000);
+    const waiting = change.race(new Promise(() => {}));
+    group.end(new ServiceClosing());
+    await expect(waiting).rejects.toBeInstanceOf(ServiceClosing);
+    expect(request.before(3_000).passed).toBe(true);
   });
 });
