@@ -115,31 +115,38 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
     },
   );
 
-  app.put(
-    '/images',
-    {
-      ...guard,
-      schema: {
-        summary: 'Create an image, or replace the tags of an existing one',
-        body: PutImageBody,
-        security,
-        response: { 200: Image, ...writeErrors },
+  // A PUT's body is JSON whatever its declared type: CI scripts send it with `curl -d`, which says
+  // application/x-www-form-urlencoded, or with no type at all, and the original service read it
+  // all the same. In a scope of its own, so the admission routes keep Fastify's own parser.
+  await app.register(async (scope: App) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'string' }, scope.getDefaultJsonParser('error', 'error'));
+    scope.put(
+      '/images',
+      {
+        ...guard,
+        schema: {
+          summary: 'Create an image, or replace the tags of an existing one',
+          body: PutImageBody,
+          security,
+          response: { 200: Image, ...writeErrors },
+        },
       },
-    },
-    async (request, reply) => {
-      const { body } = request;
-      const id = idFromPath(body.id);
-      if (id.name !== undefined && normalizeName(id.name) !== normalizeName(body.name)) {
-        throw badRequest(`body.id names ${id.name}, another image than body.name ${body.name}`, [
-          { field: 'body.id', message: 'names another image than body.name' },
-        ]);
-      }
-      const tags = body.tags == null ? body.tags : [...new Set(body.tags)];
-      const { json, row } = await store.upsert({ digest: id.digest, name: body.name, tags, by: request.principal ?? null });
-      request.log.info({ id: row.id, name: row.name, by: request.principal }, 'image written');
-      return reply.type(JSON_TYPE).send(json as never);
-    },
-  );
+      async (request, reply) => {
+        const { body } = request;
+        const id = idFromPath(body.id);
+        if (id.name !== undefined && normalizeName(id.name) !== normalizeName(body.name)) {
+          throw badRequest(`body.id names ${id.name}, another image than body.name ${body.name}`, [
+            { field: 'body.id', message: 'names another image than body.name' },
+          ]);
+        }
+        const tags = body.tags == null ? body.tags : [...new Set(body.tags)];
+        const { json, row } = await store.upsert({ digest: id.digest, name: body.name, tags, by: request.principal ?? null });
+        request.log.info({ id: row.id, name: row.name, by: request.principal }, 'image written');
+        return reply.type(JSON_TYPE).send(json as never);
+      },
+    );
+  });
 
   // A DELETE's body means nothing. CI clients that send `content-type: application/json` on every
   // request, with no body, got 400 (an empty JSON body); the original service ignored it. Read and
