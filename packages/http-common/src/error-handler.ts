@@ -48,6 +48,14 @@ export function fieldErrors(issues: ValidationIssue[], context: string | undefin
   return errors.filter((e, i) => errors.findIndex((x) => x.field === e.field && x.message === e.message) === i);
 }
 
+/**
+ * The problem an error answers: itself when it is one, else what `classify` makes of it, else
+ * Fastify's own errors (validation, body parsing) made readable, and any other 5xx anonymous.
+ */
+export function problemOf(error: unknown, classify?: (error: unknown) => HttpProblem | undefined): HttpProblem {
+  return error instanceof HttpProblem ? error : (classify?.(error) ?? problemFromFastify(error as FastifyError));
+}
+
 function problemFromFastify(error: FastifyError): HttpProblem {
   if (error.validation) {
     const errors = fieldErrors(error.validation, error.validationContext);
@@ -88,7 +96,7 @@ export function sendProblem(reply: FastifyReply, problem: HttpProblem): FastifyR
  */
 export function installErrorHandler(app: FastifyInstance, classify?: (error: unknown) => HttpProblem | undefined): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const problem = error instanceof HttpProblem ? error : (classify?.(error) ?? problemFromFastify(error));
+    const problem = problemOf(error, classify);
     if (problem.statusCode === 503) {
       const cause = (error instanceof HttpProblem ? error.cause : error) as { name?: string; code?: string; message?: string } | undefined;
       request.log.warn(cause ? { cause: { type: cause.name, code: cause.code, message: cause.message } } : {}, problem.message);

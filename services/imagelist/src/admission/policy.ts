@@ -93,6 +93,19 @@ export class AdmissionPolicy {
   }
 
   /**
+   * A review the policy cannot check (more images than it reads, a kind it does not know), with
+   * why: denied, except where nothing is denied: an exempt namespace is admitted unchecked, and
+   * audit mode admits it with a warning.
+   */
+  refuse(reason: string, namespace: string | undefined): Decision {
+    if (namespace !== undefined && this.exempt.has(namespace)) return ALLOWED;
+    const denied = [reason];
+    if (this.audit)
+      return { allowed: true, denied, message: reason, warnings: [shorten(`audit mode, would deny: ${reason}`, WARNING_MAX)] };
+    return { allowed: false, denied, message: reason, warnings: [] };
+  }
+
+  /**
    * Synchronous while the answers come from memory, as on the hot path; a promise otherwise. Each
    * image is looked up once; denials come in container order.
    */

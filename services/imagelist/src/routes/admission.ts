@@ -1,4 +1,4 @@
-import type { App } from '@platform/http-common';
+import { problemOf, type App } from '@platform/http-common';
 import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
 import { ContainerImage, isObj, kindName, SUPPORTED_KINDS, TooManyImages } from '../admission/pod-images.js';
@@ -41,22 +41,27 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
     {
       bodyLimit: REVIEW_BODY_LIMIT,
       schema: {
-        summary: 'ImagePolicyWebhook backend: may these images run?',
+        summary: 'ImagePolicyWebhook backend: may these images run? A request that is not a review is answered denied',
         body: ImageReview,
         response: { 200: ImageReviewResponse, ...errors },
+      },
+      // The plugin takes any answer but a 200 for a failure of the backend, which `defaultAllow:
+      // true` admits: a request that is not a review (not JSON, too large, not of the schema) is
+      // answered 200, denied, saying why. A 5xx stays one: then the backend did fail.
+      errorHandler(error, request, reply) {
+        const problem = problemOf(error);
+        if (problem.statusCode >= 500) {
+          app.errorHandler(error, request, reply);
+          return;
+        }
+        counted('imagereview', false, 1);
+        request.log.info({ status: problem.statusCode, detail: problem.message }, 'image review denied: not a review');
+        const reason = `not an ImageReview imagelist can read: ${problem.message}`;
+        void reply.code(200).send(imageReviewResponse({ allowed: false, reason }));
       },
     },
     (request) => {
       const { spec } = request.body;
-      if (spec.containers.length > MAX_REVIEW_IMAGES) {
-        const { message } = new TooManyImages('spec.containers');
-        counted('imagereview', false, 1);
-        request.log.info({ namespace: field(spec.namespace) }, message);
-        return imageReviewResponse({ allowed: false, reason: message });
-      }
-      // The review lists a Pod's containers, then its initContainers, as one list that does not say
-      // which field an entry came from: a denial names the image only.
-      const images = spec.containers.map((c) => new ContainerImage(c.image));
       const answer = (decision: Decision): ImageReviewResponse => {
         counted('imagereview', decision.allowed, decision.denied.length);
         const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
@@ -71,6 +76,11 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         }
         return imageReviewResponse(status);
       };
+      if (spec.containers.length > MAX_REVIEW_IMAGES)
+        return answer(policy.refuse(new TooManyImages('spec.containers').message, spec.namespace));
+      // The review lists a Pod's containers, then its initContainers, as one list that does not say
+      // which field an entry came from: a denial names the image only.
+      const images = spec.containers.map((c) => new ContainerImage(c.image));
       return thenNow(policy.decide(images, spec.namespace), answer);
     },
   );
@@ -92,24 +102,6 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         counted('validate', true, 0);
         return admissionResponse(req.uid, true);
       }
-      let images: ContainerImage[] | undefined;
-      try {
-        images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
-      } catch (err) {
-        if (!(err instanceof TooManyImages)) throw err;
-        counted('validate', false, 1);
-        request.log.info(reviewed(req), err.message);
-        return admissionResponse(req.uid, false, err.message);
-      }
-      if (images === undefined) {
-        // Fail closed: a webhook rule sent a kind whose images we cannot find.
-        counted('validate', false, 1);
-        return admissionResponse(
-          req.uid,
-          false,
-          `imagelist cannot check images of kind ${field(kindName(req.kind))}; it knows ${SUPPORTED_KINDS.join(', ')}`,
-        );
-      }
       const answer = (decision: Decision): AdmissionReviewResponse => {
         counted('validate', decision.allowed, decision.denied.length);
         if (decision.denied.length) {
@@ -120,6 +112,20 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         }
         return admissionResponse(req.uid, decision.allowed, decision.allowed ? undefined : decision.message, decision.warnings);
       };
+      let images: ContainerImage[] | undefined;
+      try {
+        images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
+      } catch (err) {
+        if (!(err instanceof TooManyImages)) throw err;
+        return answer(policy.refuse(err.message, req.namespace));
+      }
+      // Fail closed: a webhook rule sent a kind whose images we cannot find.
+      if (images === undefined) {
+        const kind = field(kindName(req.kind));
+        return answer(
+          policy.refuse(`imagelist cannot check images of kind ${kind}; it knows ${SUPPORTED_KINDS.join(', ')}`, req.namespace),
+        );
+      }
       return thenNow(policy.decide(images, req.namespace), answer);
     },
   );

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { httpsFetch } from '../support/https.js';
+import { httpsFetch, type HttpsResponse } from '../support/https.js';
 
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
 const PROXY_DIGEST = '89562e2c3c4f29abd7e7a3586908f147ee0abeabbf9c07582daf632872b8ac0a';
@@ -197,6 +197,41 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     expect(warnings.join('').length).toBeLessThanOrEqual(2048 + 256);
     expect(warnings[0]).toContain('registry.example.com/team-0/');
     expect(warnings.at(-1)).toMatch(/^audit mode, would deny \d+ more images/);
+  });
+
+  it('admits a review it cannot check (too many images, an unknown kind) in an exempt namespace, and in audit mode with a warning', async () => {
+    const tooMany = await fixture('pod');
+    delete tooMany.request.object.spec.initContainers;
+    tooMany.request.object.spec.containers = Array.from({ length: 1001 }, (_, i) => ({ name: `c${i}`, image: 'evil.example.com/miner:1' }));
+    const unknownKind = await fixture('pod');
+    unknownKind.request.kind = { group: 'example.com', version: 'v1', kind: 'Widget' };
+    const imageReviewOfMany = await fixture('imagereview');
+    imageReviewOfMany.spec.namespace = 'shop';
+    imageReviewOfMany.spec.containers = Array.from({ length: 1001 }, () => ({ image: 'evil.example.com/miner:1' }));
+    const imageReviewOf = (p: number) => httpsFetch(p, { method: 'POST', path: '/admission/imagereview', body: imageReviewOfMany });
+
+    for (const review of [tooMany, unknownKind]) expect((await validate(port, review)).json().response.allowed).toBe(false);
+    expect((await imageReviewOf(port)).json().status.allowed).toBe(false);
+
+    const exempt = await serve({ exemptNamespaces: ['shop'] });
+    for (const review of [tooMany, unknownKind])
+      expect((await validate(exempt, review)).json().response).toEqual({ uid: review.request.uid, allowed: true });
+    expect((await imageReviewOf(exempt)).json().status).toEqual({ allowed: true });
+
+    const audit = await serve({ audit: true });
+    const tooManyAnswer = (await validate(audit, tooMany)).json().response;
+    expect(tooManyAnswer.allowed).toBe(true);
+    expect(tooManyAnswer.warnings).toEqual([
+      'audit mode, would deny: request.object has more than 1000 images; imagelist checks at most 1000 per object',
+    ]);
+    const unknownAnswer = (await validate(audit, unknownKind)).json().response;
+    expect(unknownAnswer.allowed).toBe(true);
+    expect(unknownAnswer.warnings[0]).toMatch(/^audit mode, would deny: imagelist cannot check images of kind Widget\.example\.com;/);
+    const { status } = (await imageReviewOf(audit)).json();
+    expect(status.allowed).toBe(true);
+    expect(status.auditAnnotations['would-deny']).toBe(
+      'spec.containers has more than 1000 images; imagelist checks at most 1000 per object',
+    );
   });
 
   it.each([
@@ -389,23 +424,37 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     expect(status.auditAnnotations['would-deny']).toContain('busybox:1.36');
   });
 
-  it('answers a malformed review with 400', async () => {
+  // The plugin takes any answer but a 200 for a failure of the backend, which `defaultAllow: true`
+  // admits: a request that is not a review is answered 200, denied, naming what is wrong.
+  const notAReview = (res: HttpsResponse, says: string) => {
+    expect(res.status).toBe(200);
+    const { status } = res.json();
+    expect(status.allowed).toBe(false);
+    expect(status.reason).toMatch(/^not an ImageReview imagelist can read: /);
+    expect(status.reason).toContain(says);
+  };
+
+  it('denies a malformed review, naming the field, with a 200', async () => {
     const res = await imageReview(port, {
       apiVersion: 'imagepolicy.k8s.io/v1alpha1',
       kind: 'ImageReview',
-      spec: { containers: [{ name: 'x' }] },
+      spec: { containers: [{ image: 'evil.example.com/miner:1' }, { name: 'x' }] },
     });
-    expect(res.status).toBe(400);
-    expect(res.json().errors[0].field).toBe('body.spec.containers.0.image');
+    notAReview(res, 'body.spec.containers.1.image is required');
   });
 
   // A Pod always has a container; the plugin omits an empty list (omitempty), so both are malformed.
   it.each([
     ['an empty container list', { containers: [] }],
     ['no container list', {}],
-  ])('answers a review with %s with 400, never allowed', async (_what, spec) => {
+  ])('denies a review with %s with a 200', async (_what, spec) => {
     const res = await imageReview(port, { apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec });
-    expect(res.status).toBe(400);
-    expect(res.json().errors[0].field).toBe('body.spec.containers');
+    notAReview(res, 'body.spec.containers');
+  });
+
+  it('denies a body that is not JSON, or larger than 8 MiB, with a 200', async () => {
+    notAReview(await imageReview(port, '{"apiVersion": "imagepolicy.k8s.io/v1alpha1", "spec": {'), 'not valid JSON');
+    const huge = JSON.stringify({ ...(await fixture('imagereview')), pad: 'x'.repeat(8 * 1024 * 1024) });
+    notAReview(await imageReview(port, huge), 'larger than this service accepts');
   });
 });
