@@ -1,10 +1,16 @@
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { relayedSocket } from './relayed-socket.js';
 
-/** What postgres.js hands its `socket` option: where to connect (its parsed options). */
+/** What postgres.js hands its `socket` option: its parsed options. */
 interface Target {
   host: string[];
   port: number[];
   path?: string | false;
+  /** false, or how to run TLS (an sslmode, tls.connect options): postgres.js then runs it on our socket */
+  ssl?: unknown;
+  /** seconds */
+  keep_alive?: number | null | false;
 }
 
 /**
@@ -21,22 +27,35 @@ interface Target {
  * postgres.js starts its connect_timeout, and its TLS (on this socket) when asked, as soon as this
  * returns; writes before the connection is up wait in the socket.
  *
- * Not yet under TLS: Node's TLS then writes to this socket's handle directly, past `write`, so no
- * statement is seen and the connection is never destroyed (nor wrongly).
+ * For TLS, postgres.js gets the socket behind a plain stream (relayed-socket.ts), since Node's TLS
+ * on the socket itself would write to its handle, past `write`. The socket's byte counters, which
+ * do count that traffic, are no substitute: sampled, they cannot tell a statement sent after the
+ * last answer from one answered since, and destroying a socket under Node's TLS lets the TLS
+ * socket raise EBADF after postgres.js stopped listening, which ends the process. The stream costs
+ * TLS a pass through JavaScript per chunk (~30 µs per statement); and postgres.js's keepalive does
+ * not reach the socket through it, so it is set here.
+ *
+ * Not caught: a statement sent before the previous one's answer arrived, then the host vanishing.
+ * That answer counts as a reply, so the later statement is given up only once the connection writes
+ * again and that goes unanswered.
  */
-export function unansweredSocket(silenceMs: number): (target: Target) => net.Socket {
+export function unansweredSocket(silenceMs: number): (target: Target) => net.Socket | Duplex {
   let next = 0;
   return (target) => {
     const socket = new net.Socket();
+    // postgres.js names the server for TLS (SNI, verify-full) from `host`.
+    let named = {};
     if (target.path) socket.connect(target.path);
     else {
       const i = next++ % target.port.length;
-      socket.connect(target.port[i]!, target.host[i]!);
-      // postgres.js names the server for TLS (SNI, verify-full) from this.
-      Object.assign(socket, { host: target.host[i], port: target.port[i] });
+      const [host, port] = [target.host[i]!, target.port[i]!];
+      socket.connect(port, host);
+      named = { host, port };
     }
     destroyWhenUnanswered(socket, silenceMs);
-    return socket;
+    if (!target.ssl) return Object.assign(socket, named);
+    if (target.keep_alive) socket.setKeepAlive(true, 1000 * target.keep_alive);
+    return Object.assign(relayedSocket(socket), named);
   };
 }
 
