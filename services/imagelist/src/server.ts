@@ -55,6 +55,10 @@ runMain(async () => {
   const log = createLogger(config.debug ? 'debug' : config.logLevel);
   for (const warning of warnings) log.warn(warning);
 
+  // Before the database: a tokens file that cannot be read stops the start before it migrates anything.
+  const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
+  if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');
+
   let url = databaseUrl(config);
   let embedded: EmbeddedDatabase | undefined;
   if (!url) {
@@ -66,9 +70,6 @@ runMain(async () => {
   await migrateWhenReachable(url, config.dbTimeout, embedded ? 'embedded' : new URL(url).host, log);
   const sql = connect({ url, max: embedded ? 1 : config.dbPoolSize, connectTimeout: config.dbTimeout });
   const dbDeadlineMs = config.dbTimeout * 1000;
-
-  const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
-  if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');
 
   // The embedded database serves one connection, so there is no second one to LISTEN on.
   const live = embedded

@@ -74,6 +74,21 @@ describe('imagelist CLI', () => {
 });
 
 describe.skipIf(!process.env.DATABASE_URL)('imagelist start-up errors (needs a PostgreSQL server: DATABASE_URL)', () => {
+  it('a tokens file it cannot read stops the start, exit 2, before anything is migrated', async () => {
+    const fresh = await createTestDatabase({ migrated: false });
+    try {
+      const missing = await runCli(['--listen', '127.0.0.1:0', '--tokens-file', path.join(dir, 'absent.yaml')], {
+        DATABASE_URL: fresh.url,
+      });
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('absent.yaml');
+      const [row] = await fresh.sql`SELECT to_regclass('images') IS NOT NULL AS migrated`;
+      expect(row!.migrated).toBe(false);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('a port in use or a bad TLS file is one line naming it, exit 1; a mistyped variable is a warning naming it', async () => {
     const taken = new URL(process.env.DATABASE_URL!).port || '5432';
     const inUse = await runCli(['--listen', `127.0.0.1:${taken}`], { DATABASE_URL: db.url, IMAGELIST_LOGLEVEL: 'debug' });
