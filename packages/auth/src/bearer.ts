@@ -28,11 +28,12 @@ export function bearerAuth(app: FastifyInstance, store: TokenStore, realm: strin
   // settles; a plain function would need the `done` callback instead.
   return async function requireBearer(request: FastifyRequest): Promise<void> {
     const header = request.headers.authorization;
-    if (!header) {
+    const token = header === undefined ? undefined : BEARER.exec(header)?.[1];
+    // No bearer token at all, or another scheme: a challenge without an error code (RFC 6750, 3.1).
+    if (token === undefined) {
       throw new HttpProblem(401, 'This operation needs an Authorization: Bearer token.', { headers: challenge() });
     }
-    const token = BEARER.exec(header)?.[1];
-    const name = token === undefined ? undefined : store.verify(token);
+    const name = store.verify(token);
     if (name === undefined) {
       throw new HttpProblem(401, 'The bearer token is not valid.', { headers: challenge('invalid_token') });
     }
