@@ -7,8 +7,9 @@ interface ValidationIssue {
   instancePath?: string;
   message?: string;
   keyword?: string;
+  schemaPath?: string;
   params?: Record<string, unknown>;
-  parentSchema?: { description?: string; title?: string; anyOf?: { const?: unknown }[] };
+  parentSchema?: { description?: string; title?: string; anyOf?: { const?: unknown; type?: unknown }[] };
 }
 
 /** The values a choice allows (an enum, or a union of constants), where the failed schema is one. */
@@ -18,12 +19,37 @@ function allowedValues(issue: ValidationIssue): unknown[] | undefined {
   return anyOf?.every((s) => 'const' in s) ? anyOf.map((s) => s.const) : undefined;
 }
 
+/** An alternative that only says "not set": `null`, or the constant `""`. */
+const isUnset = (s: { const?: unknown; type?: unknown }) => s.type === 'null' || s.const === null || s.const === '';
+
+/**
+ * The findings that add nothing to the others: those of the "not set" alternatives (`null`, `""`)
+ * of a field that is something or unset, and that field's "must match a schema in anyOf". For
+ * `tags: [""]` against `string[] | null`, the finding is the empty tag, not "tags must be null".
+ */
+function unsetAlternatives(issues: ValidationIssue[]): Set<ValidationIssue> {
+  const drop = new Set<ValidationIssue>();
+  for (const issue of issues) {
+    const anyOf = issue.keyword === 'anyOf' ? issue.parentSchema?.anyOf : undefined;
+    if (!anyOf || !issue.schemaPath || !anyOf.some(isUnset) || anyOf.every(isUnset)) continue;
+    const unsetPaths = anyOf.flatMap((s, i) => (isUnset(s) ? [`${issue.schemaPath}/${i}/`] : []));
+    const fromUnset = (i: ValidationIssue) => unsetPaths.some((p) => `${i.schemaPath ?? ''}/`.startsWith(p));
+    for (const i of issues) if (fromUnset(i)) drop.add(i);
+    // The anyOf's own finding goes when its other alternatives said what is wrong.
+    if (issues.some((i) => i !== issue && !drop.has(i) && i.schemaPath?.startsWith(`${issue.schemaPath}/`))) drop.add(issue);
+  }
+  return drop;
+}
+
 /**
  * Turns AJV's findings into `{field, message}` pairs such as `body.name: must be a valid image name`.
- * A choice is one finding naming its allowed values, not AJV's one per alternative.
+ * A choice is one finding naming its allowed values, not AJV's one per alternative; a field that
+ * may be `null` (or `""`) is named by what is wrong with its value, not also by "must be null".
  */
 export function fieldErrors(issues: ValidationIssue[], context: string | undefined): FieldError[] {
   const root = context === 'querystring' ? 'query' : (context ?? 'request');
+  const unset = unsetAlternatives(issues);
+  issues = issues.filter((i) => !unset.has(i));
   const choices = new Set(issues.filter((i) => allowedValues(i)).map((i) => i.instancePath ?? ''));
   const errors = issues
     .filter((issue) => !(issue.keyword === 'const' && choices.has(issue.instancePath ?? '')))

@@ -16,6 +16,18 @@ beforeAll(async () => {
     classifyError: (err) => (err instanceof DependencyDown ? new HttpProblem(503, 'dependency down') : undefined),
   });
   app.post('/things', { schema: { body: Type.Object({ n: Type.Integer(), tags: Type.Array(Type.String()) }) } }, async (req) => req.body);
+  app.post(
+    '/nullable',
+    {
+      schema: {
+        body: Type.Object({
+          tags: Type.Optional(Type.Union([Type.Array(Type.String({ minLength: 1 })), Type.Null()])),
+          kind: Type.Optional(Type.Union([Type.Union([Type.Literal('a'), Type.Literal('b')]), Type.Literal(''), Type.Null()])),
+        }),
+      },
+    },
+    async (req) => req.body,
+  );
   app.get('/things', { schema: { querystring: Type.Object({ limit: Type.Integer({ maximum: 10 }) }) } }, async (req) => ({
     limit: req.query.limit,
   }));
@@ -35,6 +47,17 @@ describe('createApp', () => {
     expect(res.statusCode).toBe(400);
     expect(res.json().errors[0].field).toBe('body.n');
     expect((await app.inject({ method: 'POST', url: '/things', payload: { n: 1, tags: ['a'] } })).json()).toEqual({ n: 1, tags: ['a'] });
+  });
+
+  it('names what is wrong with the value of a field that may be null, not also "must be null"', async () => {
+    const errors = async (payload: unknown) =>
+      (await app.inject({ method: 'POST', url: '/nullable', payload: payload as object })).json().errors;
+    expect(await errors({ tags: 'a' })).toEqual([{ field: 'body.tags', message: 'must be array' }]);
+    expect(await errors({ tags: ['a', ''] })).toEqual([{ field: 'body.tags.1', message: 'must NOT have fewer than 1 characters' }]);
+    expect(await errors({ kind: 'c' })).toEqual([{ field: 'body.kind', message: 'must be one of a, b' }]);
+    for (const ok of [{ tags: null, kind: null }, { kind: '' }, { tags: ['a'], kind: 'b' }]) {
+      expect((await app.inject({ method: 'POST', url: '/nullable', payload: ok })).statusCode).toBe(200);
+    }
   });
 
   it('coerces query strings to the schema types', async () => {

@@ -1,7 +1,7 @@
 import { badRequest, type App } from '@platform/http-common';
 import type { onRequestAsyncHookHandler } from 'fastify';
 import type { RepositoryStore } from '../aws/repositories.js';
-import { awsErrors, Problem } from '../schemas/common.js';
+import { awsErrors, given, Problem } from '../schemas/common.js';
 import { Image } from '../schemas/image.js';
 import {
   AccountParams,
@@ -56,7 +56,7 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
     },
     async (request) => {
       const { account, group } = request.params;
-      const body = request.body;
+      const body = given(request.body);
       if (body.EncryptionType === 'AES256' && body.KmsKeyId) {
         throw badRequest('KmsKeyId needs EncryptionType KMS (or no EncryptionType).', [
           { field: 'body.KmsKeyId', message: 'is only allowed with EncryptionType KMS' },
@@ -117,7 +117,7 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
     },
     async (request) => {
       const { account, group, name } = request.params;
-      const body = request.body;
+      const body = given(request.body);
       return store.update(account, group, name, {
         ...(body.ScanOnPush !== undefined ? { scanOnPush: parseScanOnPush(body.ScanOnPush) } : {}),
         ...(body.Tags ? { tags: body.Tags } : {}),

@@ -1,7 +1,7 @@
 import type { App } from '@platform/http-common';
 import type { onRequestAsyncHookHandler } from 'fastify';
 import type { RepositoryUsers } from '../aws/users.js';
-import { awsErrors, Problem } from '../schemas/common.js';
+import { awsErrors, given, Problem } from '../schemas/common.js';
 import { RepositoryParams } from '../schemas/repository.js';
 import { CreateUserBody, DeletedUser, UpdatedUser, UpdateUserBody, User, UserNames, UserParams } from '../schemas/user.js';
 
@@ -41,7 +41,8 @@ export async function userRoutes(app: App, opts: { users: RepositoryUsers; autho
     },
     async (request) => {
       const { account, group, name } = request.params;
-      return users.create(account, group, name, { user: request.body.UserName, tags: request.body.Tags });
+      const body = given(request.body);
+      return users.create(account, group, name, { user: body.UserName, tags: body.Tags });
     },
   );
 
@@ -74,7 +75,8 @@ export async function userRoutes(app: App, opts: { users: RepositoryUsers; autho
     },
     async (request) => {
       const { account, group, name, user } = request.params;
-      return users.update(account, group, name, user, { resetKey: request.body.ResetKey ?? false, tags: request.body.Tags });
+      const body = given(request.body);
+      return users.update(account, group, name, user, { resetKey: body.ResetKey ?? false, tags: body.Tags });
     },
   );
 

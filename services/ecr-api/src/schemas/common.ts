@@ -1,5 +1,5 @@
 import { ProblemSchema as Problem } from '@platform/http-common';
-import Type, { type Static } from 'typebox';
+import Type, { type Static, type TSchema, type TSchemaOptions } from 'typebox';
 
 export { Problem };
 
@@ -20,3 +20,29 @@ export const MAX_TAGS = 50;
  * answered; 504: no answer from AWS within the request's deadline).
  */
 export const awsErrors = { 400: Problem, 403: Problem, 404: Problem, 409: Problem, 429: Problem, 502: Problem, 503: Problem, 504: Problem };
+
+/**
+ * Clients of the original decode nothing themselves: Go clients marshal its request structs, which
+ * have no `omitempty`, so every field they did not set arrives as `null` (lists) or `""` (strings).
+ * Such a field means "not set", as it did in the original. `orNull` and `orBlank` widen an optional
+ * body field's schema to accept them; `given` (once, in the route) turns them into absent fields.
+ */
+export const orNull = <T extends TSchema>(schema: T, options?: TSchemaOptions) =>
+  Type.Union([schema, Type.Null()], { description: `${describe(schema)}; null: not set`, ...options });
+
+/** A string field that may also be `""` or `null`: not set. */
+export const orBlank = <T extends TSchema>(schema: T, options?: TSchemaOptions) =>
+  Type.Union([schema, Type.Literal(''), Type.Null()], { description: `${describe(schema)}; "" or null: not set`, ...options });
+
+const describe = (schema: TSchema) => (schema as { description?: string }).description ?? 'the value';
+
+/** A body with its "not set" fields (`null`, or `""` where orBlank allows it) left out. */
+export type Given<T> = { [K in keyof T]: Exclude<T[K], null | ''> };
+
+/**
+ * The body with its fields of value `null` or `""` removed. Runs after validation, where only the
+ * fields that `orNull`/`orBlank` widen can hold those values (a required name is never `""`).
+ */
+export function given<T extends object>(body: T): Given<T> {
+  return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== null && v !== '')) as Given<T>;
+}

@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox';
-import { MAX_TAGS, Tag } from './common.js';
+import { MAX_TAGS, orBlank, orNull, Tag } from './common.js';
 
 /**
  * ECR's repository naming rule: path components `[a-z0-9]+(?:[._-][a-z0-9]+)*` joined by "/",
@@ -51,14 +51,20 @@ const Tags = Type.Array(Tag, {
 export const CreateRepositoryBody = Type.Object(
   {
     RepositoryName: RepositoryShortName,
-    ScanOnPush: Type.Optional(ScanOnPush),
-    ImageTagMutability: Type.Optional(Type.Union([Type.Literal('MUTABLE'), Type.Literal('IMMUTABLE')], { description: 'default MUTABLE' })),
-    EncryptionType: Type.Optional(
-      Type.Union([Type.Literal('AES256'), Type.Literal('KMS')], { description: 'default AES256, or KMS when KmsKeyId is given' }),
+    ScanOnPush: Type.Optional(
+      orBlank(ScanOnPush, { description: 'scan images when pushed: "true" or "false" (or a JSON boolean); default false' }),
     ),
-    KmsKeyId: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'KMS key (id, ARN or alias): encrypts with KMS' })),
-    Groups: Type.Optional(Groups),
-    Tags: Type.Optional(Tags),
+    ImageTagMutability: Type.Optional(
+      orBlank(Type.Union([Type.Literal('MUTABLE'), Type.Literal('IMMUTABLE')], { description: 'default MUTABLE' })),
+    ),
+    EncryptionType: Type.Optional(
+      orBlank(Type.Union([Type.Literal('AES256'), Type.Literal('KMS')], { description: 'default AES256, or KMS when KmsKeyId is given' })),
+    ),
+    KmsKeyId: Type.Optional(
+      orBlank(Type.String({ minLength: 1, maxLength: 2048, description: 'KMS key (id, ARN or alias): encrypts with KMS' })),
+    ),
+    Groups: Type.Optional(orNull(Groups)),
+    Tags: Type.Optional(orNull(Tags)),
   },
   { additionalProperties: false },
 );
@@ -66,10 +72,14 @@ export type CreateRepositoryBody = Static<typeof CreateRepositoryBody>;
 
 export const UpdateRepositoryBody = Type.Object(
   {
-    ScanOnPush: Type.Optional(ScanOnPush),
-    Groups: Type.Optional(Groups),
+    ScanOnPush: Type.Optional(
+      orBlank(ScanOnPush, { description: 'scan images when pushed: "true" or "false" (or a JSON boolean); "" or null: unchanged' }),
+    ),
+    Groups: Type.Optional(orNull(Groups, { description: 'replaces the groups that may pull ([]: the own group only); null: unchanged' })),
     Tags: Type.Optional(
-      Type.Array(Tag, { maxItems: MAX_TAGS, description: 'merged into the existing tags; the org tags cannot be changed' }),
+      orNull(Type.Array(Tag, { maxItems: MAX_TAGS, description: 'merged into the existing tags; the org tags cannot be changed' }), {
+        description: 'merged into the existing tags; the org tags cannot be changed; null: unchanged',
+      }),
     ),
   },
   { additionalProperties: false },

@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox';
-import { MAX_TAGS, Tag } from './common.js';
+import { MAX_TAGS, orNull, Tag } from './common.js';
 import { AccountId, GroupName, RepositoryShortName } from './repository.js';
 
 /** IAM user names are `[\w+=,.@-]`, at most 64 characters; the service names them `{name}-{user}`. */
@@ -25,12 +25,14 @@ export const CreateUserBody = Type.Object(
   {
     UserName: ShortUserName,
     Groups: Type.Optional(
-      Type.Array(Type.Literal('SpinupECRAdminGroup'), {
-        maxItems: 1,
-        description: 'the groups to add the user to: only SpinupECRAdminGroup, which every user is in anyway',
-      }),
+      orNull(
+        Type.Array(Type.Literal('SpinupECRAdminGroup'), {
+          maxItems: 1,
+          description: 'the groups to add the user to: only SpinupECRAdminGroup, which every user is in anyway',
+        }),
+      ),
     ),
-    Tags: Type.Optional(UserTags),
+    Tags: Type.Optional(orNull(UserTags)),
   },
   { additionalProperties: false },
 );
@@ -38,8 +40,8 @@ export type CreateUserBody = Static<typeof CreateUserBody>;
 
 export const UpdateUserBody = Type.Object(
   {
-    ResetKey: Type.Optional(Type.Boolean({ description: 'issue a new access key and delete the old ones' })),
-    Tags: Type.Optional(UserTags),
+    ResetKey: Type.Optional(orNull(Type.Boolean({ description: 'issue a new access key and delete the old ones' }))),
+    Tags: Type.Optional(orNull(UserTags)),
   },
   { additionalProperties: false },
 );
