@@ -53,7 +53,15 @@ export const ConfigSchema = Type.Object({
     }),
   ),
   apiConfig: Type.Optional(
-    Type.String({ minLength: 1, ...meta({ env: 'API_CONFIG', secret: true, description: 'The JSON config itself, instead of a file' }) }),
+    Type.String({
+      minLength: 1,
+      ...meta({
+        env: 'API_CONFIG',
+        secret: true,
+        description:
+          'The JSON config itself, or its base64 (as the original and its k8s chart), instead of a file; --config / API_CONFIG_FILE wins',
+      }),
+    }),
   ),
   listen: Type.Optional(
     Type.String({
@@ -224,13 +232,99 @@ function canonicalKeys(value: unknown, known: string[]): Record<string, unknown>
   return out;
 }
 
+/** Standard base64 (padded, as Go's StdEncoding wants it), once line breaks and spaces are removed. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * API_CONFIG as the original read it: the base64 of the JSON config when it decodes (the k8s chart
+ * puts it there from a Secret; `base64` wraps lines and a Secret may end in a newline), else the
+ * JSON itself. The JSON config holds `{`, which base64 never does, so neither is taken for the
+ * other.
+ */
+function decodeApiConfig(value: string): { text: string; source: string } {
+  const compact = value.replace(/\s+/g, '');
+  if (compact !== '' && BASE64.test(compact))
+    return { text: Buffer.from(compact, 'base64').toString('utf8'), source: 'API_CONFIG (base64)' };
+  return { text: value, source: 'API_CONFIG' };
+}
+
+/**
+ * Where and why `text` is not JSON. JSON.parse's own message quotes the text around the error
+ * (`Unexpected token 'e', "eyJMaXN0ZW"... is not valid JSON`), and the config holds the token and
+ * the AWS secret, so this names only the position and the kind of error.
+ */
+function jsonSyntaxError(text: string): string {
+  let i = 0;
+  const fail = (what: string): never => {
+    const before = text.slice(0, i).split('\n');
+    throw new Error(`${what} at line ${before.length}, column ${before.at(-1)!.length + 1} (character ${i + 1})`);
+  };
+  const space = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const expect = (char: string, what: string) => {
+    space();
+    if (text[i] !== char) fail(text[i] === undefined ? `unexpected end, ${what}` : what);
+    i++;
+  };
+  const string = () => {
+    expect('"', 'expected a string');
+    for (;;) {
+      const c = text[i];
+      if (c === undefined) fail('unterminated string');
+      else if (c === '"') return void i++;
+      else if (c === '\\') {
+        const escape = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
+        escape.lastIndex = i;
+        if (!escape.test(text)) fail('invalid escape in a string');
+        i = escape.lastIndex;
+      } else if (c < ' ') fail('control character in a string');
+      else i++;
+    }
+  };
+  const value = (): void => {
+    space();
+    const c = text[i];
+    if (c === undefined) return fail('unexpected end, expected a value');
+    if (c === '"') return string();
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      space();
+      if (text[i] === close) return void i++;
+      for (;;) {
+        if (c === '{') {
+          string();
+          expect(':', "expected ':' after a property name");
+        }
+        value();
+        space();
+        if (text[i] === ',') i++;
+        else return expect(close, `expected ',' or '${close}'`);
+      }
+    }
+    const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
+    literal.lastIndex = i;
+    if (!literal.test(text)) fail('unexpected character');
+    i = literal.lastIndex;
+  };
+  try {
+    value();
+    space();
+    if (i < text.length) fail('unexpected character after the JSON value');
+    return 'invalid JSON';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 /** Parses and validates the original's JSON config; `source` names it in errors. */
 function parseFileConfig(text: string, source: string): FileConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${source} is not valid JSON: ${(err as Error).message}`);
+  } catch {
+    throw new ConfigError(`${source} is not valid JSON: ${jsonSyntaxError(text)}`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${source} must be a JSON object`);
   const config = canonicalKeys(raw, TOP_KEYS);
@@ -279,7 +373,8 @@ export function resolveConfig(
     }
     file = parseFileConfig(text, `config file ${flags.config}`);
   } else if (flags.apiConfig) {
-    file = parseFileConfig(flags.apiConfig, 'API_CONFIG');
+    const { text, source } = decodeApiConfig(flags.apiConfig);
+    file = parseFileConfig(text, source);
   }
   // Each value was checked by the schema of its source (flags and environment: ConfigSchema; the
   // JSON config: FileConfigSchema); what is left is what no single value can say.

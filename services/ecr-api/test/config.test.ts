@@ -56,6 +56,48 @@ describe('configuration', () => {
     expect(fromEnv).toEqual(fromFile);
   });
 
+  it('reads API_CONFIG as base64, as the original and its k8s chart do, with a trailing newline or wrapped lines', async () => {
+    const json = JSON.stringify(FULL);
+    const raw = await read([], { API_CONFIG: json });
+    const b64 = Buffer.from(json).toString('base64');
+    expect(await read([], { API_CONFIG: b64 })).toEqual(raw);
+    expect(await read([], { API_CONFIG: `${b64}\n` })).toEqual(raw);
+    // `base64 config.json` wraps its output every 76 characters.
+    expect(await read([], { API_CONFIG: `${b64.replace(/.{76}/g, '$&\n')}\n` })).toEqual(raw);
+    expect(await read([], { API_CONFIG: `\n${JSON.stringify(FULL, null, 2)}\n` })).toEqual(raw);
+  });
+
+  it('an explicit config file (--config / API_CONFIG_FILE) wins over API_CONFIG', async () => {
+    const fs = { '/c.json': JSON.stringify(FULL) };
+    const env = { API_CONFIG: Buffer.from(JSON.stringify({ ...FULL, org: 'from-env' })).toString('base64') };
+    expect((await read(['--config', '/c.json'], env, fs)).org).toBe('spindev');
+    expect((await read([], { ...env, API_CONFIG_FILE: '/c.json' }, fs)).org).toBe('spindev');
+    expect((await read([], env, fs)).org).toBe('from-env');
+  });
+
+  it('says where a config is not JSON, never what it holds', async () => {
+    const broken = '{\n  "token": "file-token-value",\n  "account": { "secret": "file-secret-value" },\n  "org": eyJMaXN0ZW\n}';
+    const b64 = Buffer.from(broken).toString('base64');
+    const cases: [Record<string, string>, Record<string, string>, RegExp][] = [
+      [{ API_CONFIG: broken }, {}, /^API_CONFIG is not valid JSON: unexpected character at line 4, column 10 \(character \d+\)$/],
+      [{ API_CONFIG: b64 }, {}, /^API_CONFIG \(base64\) is not valid JSON: unexpected character at line 4, column 10/],
+      [{ API_CONFIG_FILE: '/c.json' }, { '/c.json': broken }, /^config file \/c.json is not valid JSON: unexpected character at line 4/],
+      // Neither JSON nor base64 (here: base64 cut short).
+      [{ API_CONFIG: b64.slice(0, -1) }, {}, /^API_CONFIG is not valid JSON: unexpected character at line 1, column 1 /],
+      [{ API_CONFIG: '{"token": "file-token-value", "org": "o"' }, {}, /unexpected end, expected ',' or '}' at line 1/],
+    ];
+    for (const [env, fs, expected] of cases) {
+      const message = await read([], env, fs).then(
+        () => '',
+        (err: Error) => err.message,
+      );
+      expect(message).toMatch(expected);
+      for (const secret of ['file-token-value', 'file-secret-value', 'eyJMaXN0ZW', b64.slice(0, 10), 'token', 'org']) {
+        expect(message).not.toContain(secret);
+      }
+    }
+  });
+
   it('lets flags and environment override the file; flags win over environment', async () => {
     const fs = { '/c.json': JSON.stringify(FULL) };
     const config = await read(
