@@ -32,19 +32,28 @@ export function adminPolicyDocument(): Record<string, unknown> {
       {
         Sid: 'AllowActionsOnRepositoriesInSpaceAndOrg',
         Effect: 'Allow',
+        // The original's actions on the user's own repository: push, pull, read, delete images
+        // and lifecycle policies, tag mutability. Not its ecr:DeleteRegistryPolicy: a registry has
+        // no resource tags, so under these conditions it never allowed anything.
         Action: [
           'ecr:BatchCheckLayerAvailability',
+          'ecr:BatchDeleteImage',
           'ecr:BatchGetImage',
           'ecr:CompleteLayerUpload',
+          'ecr:DeleteLifecyclePolicy',
           'ecr:DescribeImageScanFindings',
           'ecr:DescribeImages',
           'ecr:GetDownloadUrlForLayer',
           'ecr:InitiateLayerUpload',
           'ecr:ListImages',
           'ecr:PutImage',
+          'ecr:PutImageTagMutability',
+          'ecr:PutLifecyclePolicy',
           'ecr:UploadLayerPart',
         ],
         Resource: '*',
+        // StringEquals, where the original had StringEqualsIgnoreCase: the service sets these tags
+        // on both sides itself, so their case always matches, and the org "Dev" is not the org "dev".
         Condition: {
           StringEquals: {
             'aws:ResourceTag/Name': `\${aws:PrincipalTag/${RESOURCE_NAME_TAG}}`,

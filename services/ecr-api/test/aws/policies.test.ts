@@ -1,7 +1,7 @@
 import type { PolicyVersion } from '@aws-sdk/client-iam';
 import { describe, expect, it } from 'vitest';
 import { groupsFromPolicy, repositoryPolicy } from '../../src/aws/repository-policy.js';
-import { canonicalJson, versionsToPrune } from '../../src/aws/user-access.js';
+import { adminPolicyDocument, canonicalJson, versionsToPrune } from '../../src/aws/user-access.js';
 
 describe('repository policy', () => {
   it('reads back the groups it writes, without the own group, deduplicated', () => {
@@ -25,6 +25,37 @@ describe('repository policy', () => {
     expect(groupsFromPolicy(undefined)).toEqual([]);
     expect(groupsFromPolicy('{not json')).toEqual([]);
     expect(groupsFromPolicy(JSON.stringify({ Statement: [{ Sid: 'Other', Effect: 'Allow' }] }))).toEqual([]);
+  });
+});
+
+/** The original's SpinupECRAdminPolicy actions (its iam/policy.go), on the repository its user's tags name. */
+const ORIGINAL_USER_ACTIONS = [
+  'ecr:PutLifecyclePolicy',
+  'ecr:PutImageTagMutability',
+  'ecr:DescribeImageScanFindings',
+  'ecr:GetDownloadUrlForLayer',
+  'ecr:GetAuthorizationToken',
+  'ecr:UploadLayerPart',
+  'ecr:BatchDeleteImage',
+  'ecr:ListImages',
+  'ecr:DeleteLifecyclePolicy',
+  'ecr:PutImage',
+  'ecr:BatchGetImage',
+  'ecr:CompleteLayerUpload',
+  'ecr:DescribeImages',
+  'ecr:DeleteRegistryPolicy',
+  'ecr:InitiateLayerUpload',
+  'ecr:BatchCheckLayerAvailability',
+];
+
+describe("repository users' shared policy", () => {
+  it("grants the original's actions on the user's own repository, but DeleteRegistryPolicy (and docker login apart)", () => {
+    const [own, login] = adminPolicyDocument().Statement as { Action: string[]; Resource: string; Condition?: unknown }[];
+    const expected = ORIGINAL_USER_ACTIONS.filter((a) => a !== 'ecr:DeleteRegistryPolicy' && a !== 'ecr:GetAuthorizationToken');
+    expect([...own!.Action].sort()).toEqual(expected.sort());
+    expect(Object.keys(own!.Condition as object)).toEqual(['StringEquals']);
+    expect(login).toMatchObject({ Action: ['ecr:GetAuthorizationToken'], Resource: '*' });
+    expect(login).not.toHaveProperty('Condition');
   });
 });
 

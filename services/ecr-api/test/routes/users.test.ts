@@ -374,6 +374,82 @@ describe('org and group isolation', () => {
 });
 
 describe('the shared policy', () => {
+  it("keeps what the original's document granted its users (but DeleteRegistryPolicy) when it replaces it", async () => {
+    const acct = newAccount();
+    const iam2 = await directIam(acct);
+    const ecr2 = await directEcr(acct);
+    const arn = `arn:aws:iam::${acct}:policy/spinup/${ORG}/SpinupECRAdminPolicy-${ORG}`;
+    // The original's SpinupECRAdminPolicy, as the CI users of an org migrated from it have it.
+    const originalActions = [
+      'ecr:PutLifecyclePolicy',
+      'ecr:PutImageTagMutability',
+      'ecr:DescribeImageScanFindings',
+      'ecr:GetDownloadUrlForLayer',
+      'ecr:GetAuthorizationToken',
+      'ecr:UploadLayerPart',
+      'ecr:BatchDeleteImage',
+      'ecr:ListImages',
+      'ecr:DeleteLifecyclePolicy',
+      'ecr:PutImage',
+      'ecr:BatchGetImage',
+      'ecr:CompleteLayerUpload',
+      'ecr:DescribeImages',
+      'ecr:DeleteRegistryPolicy',
+      'ecr:InitiateLayerUpload',
+      'ecr:BatchCheckLayerAvailability',
+    ];
+    const original = {
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Sid: 'AllowActionsOnRepositoriesInSpaceAndOrg',
+          Effect: 'Allow',
+          Action: originalActions,
+          Resource: '*',
+          Condition: {
+            StringEqualsIgnoreCase: {
+              'aws:ResourceTag/Name': '${aws:PrincipalTag/ResourceName}',
+              'aws:ResourceTag/spinup:org': '${aws:PrincipalTag/spinup:org}',
+              'aws:ResourceTag/spinup:spaceid': '${aws:PrincipalTag/spinup:spaceid}',
+            },
+          },
+        },
+        { Sid: 'AllowDockerLogin', Effect: 'Allow', Action: ['ecr:GetAuthorizationToken'], Resource: '*' },
+      ],
+    };
+    await iam2.send(
+      new CreatePolicyCommand({
+        PolicyName: `SpinupECRAdminPolicy-${ORG}`,
+        Path: `/spinup/${ORG}/`,
+        PolicyDocument: JSON.stringify(original),
+      }),
+    );
+    await ecr2.send(
+      new CreateRepositoryCommand({
+        repositoryName: 'grp/app',
+        tags: [
+          { Key: 'Name', Value: 'grp/app' },
+          { Key: 'spinup:org', Value: ORG },
+          { Key: 'spinup:spaceid', Value: 'grp' },
+        ],
+      }),
+    );
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${acct}/repositories/grp/app/users`,
+      headers: auth,
+      payload: { UserName: 'ci' },
+    });
+    expect(res.statusCode).toBe(200);
+    const current = (await iam2.send(new GetPolicyCommand({ PolicyArn: arn }))).Policy!.DefaultVersionId;
+    expect(current).toBe('v2'); // StringEquals where the original had StringEqualsIgnoreCase: a new version
+    const doc = JSON.parse(
+      decodeURIComponent((await iam2.send(new GetPolicyVersionCommand({ PolicyArn: arn, VersionId: current }))).PolicyVersion!.Document!),
+    ) as { Statement: { Action: string[] }[] };
+    const granted = doc.Statement.flatMap((s) => s.Action);
+    expect(originalActions.filter((a) => !granted.includes(a))).toEqual(['ecr:DeleteRegistryPolicy']);
+  });
+
   it('replaces an outdated document with a new default version, pruning the oldest so IAM keeps at most 5', async () => {
     const acct = newAccount();
     const iam2 = await directIam(acct);
