@@ -80,11 +80,12 @@ export class RepositoryUsers {
     return `/spinup/${this.ownership.org}/${group}/${name}/`;
   }
 
-  private iamName(name: string, user: string): string {
+  /** `{name}-{user}`; `field` names where the user came from (the body on POST, the path otherwise) in the 400. */
+  private iamName(name: string, user: string, field: 'body.UserName' | 'params.user'): string {
     const iamName = `${name}-${user}`;
     if (iamName.length > MAX_IAM_USER_NAME) {
       throw badRequest(`The IAM user name ${iamName} is longer than ${MAX_IAM_USER_NAME} characters.`, [
-        { field: 'user', message: `makes the IAM user name "{name}-{user}" longer than ${MAX_IAM_USER_NAME} characters` },
+        { field, message: `makes the IAM user name "{name}-{user}" longer than ${MAX_IAM_USER_NAME} characters` },
       ]);
     }
     return iamName;
@@ -112,7 +113,7 @@ export class RepositoryUsers {
 
   /** The IAM user, when it exists at the repository's path; 404 otherwise. */
   private async owned(iam: IAMClient, group: string, name: string, user: string): Promise<IamUser & { UserName: string }> {
-    const UserName = this.iamName(name, user);
+    const UserName = this.iamName(name, user, 'params.user');
     try {
       const found = (await iam.send(new GetUserCommand({ UserName }))).User;
       if (!found || found.Path !== this.path(group, name)) throw this.notFound(group, name, user);
@@ -146,7 +147,7 @@ export class RepositoryUsers {
    * could not be added to the group is deleted again. No access key yet: PUT with ResetKey issues one.
    */
   async create(account: string, group: string, name: string, input: { user: string; tags: Tag[] | undefined }): Promise<User> {
-    const UserName = this.iamName(name, input.user);
+    const UserName = this.iamName(name, input.user, 'body.UserName');
     const tags = [...callerTags(input.tags ?? []), ...this.serviceTags(group, name, UserName)];
     checkTagCount(tags.length);
     const { iam } = await this.session(account, group, name);

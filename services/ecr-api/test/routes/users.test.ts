@@ -155,9 +155,19 @@ describe('POST .../users', () => {
     await noSuchUser('app-x');
   });
 
-  it('answers 400 when {name}-{user} is longer than IAM allows', async () => {
-    const res = await req('POST', base(), { UserName: 'u'.repeat(61) });
+  it('answers 400 when {name}-{user} is longer than IAM allows, naming where the user came from', async () => {
+    const long = 'u'.repeat(61);
+    const message = 'makes the IAM user name "{name}-{user}" longer than 64 characters';
+    proxy.clear();
+    const res = await req('POST', base(), { UserName: long });
     expect(res.statusCode).toBe(400);
+    expect(res.json().errors).toEqual([{ field: 'body.UserName', message }]);
+    for (const [method, payload] of [['GET'], ['PUT', { ResetKey: true }], ['DELETE']] as const) {
+      const other = await req(method, `${base()}/${long}`, payload);
+      expect(other.statusCode, method).toBe(400);
+      expect(other.json().errors).toEqual([{ field: 'params.user', message }]);
+    }
+    expect(proxy.operations.filter((o) => o.startsWith('Create') || o.startsWith('Delete'))).toEqual([]);
   });
 
   it('deletes the user again when it cannot be added to the group, and says so', async () => {
