@@ -121,6 +121,22 @@ function classifyAssumeRole(err: AssumeRoleError): HttpProblem {
   if (OWN_CREDENTIALS.has(name)) {
     return new HttpProblem(502, `AWS STS rejected the service's own credentials (${name}); check its AWS configuration.`, { cause: err });
   }
+  // As for any AWS call: an attempt that timed out is a 504, no connection a 502 naming its code
+  // (ECONNREFUSED, ENOTFOUND, ...): such errors are named Error, which says nothing.
+  if (unreachable(cause)) {
+    if (timedOut(cause)) {
+      return new HttpProblem(
+        504,
+        `AWS STS did not answer AssumeRole into account ${err.account} in time (${name || cause.code}); retry later.`,
+        {
+          cause: err,
+        },
+      );
+    }
+    return new HttpProblem(502, `AssumeRole into account ${err.account} failed: AWS STS could not be reached (${cause.code ?? name}).`, {
+      cause: err,
+    });
+  }
   return new HttpProblem(502, `AssumeRole into account ${err.account} failed (${name || 'error'}).`, { cause: err });
 }
 

@@ -154,10 +154,12 @@ describe('AWS errors through HTTP', () => {
     expectNoSecrets(rejected.body);
   });
 
-  it('answers 502 when AWS cannot be reached', async () => {
+  it('answers 502 naming the cause when STS cannot be reached', async () => {
     const { app } = await stubbed({ AssumeRole: () => ({ networkError: 'ECONNREFUSED' }) });
     const res = await app.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
     expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toBe(`AssumeRole into account ${account} failed: AWS STS could not be reached (ECONNREFUSED).`);
+    expectNoSecrets(res.body);
   });
 
   it('never puts credentials in an error body, even when AWS quotes them', async () => {
@@ -227,6 +229,18 @@ describe('classifyAwsError', () => {
     expect(classifyAwsError(new AssumeRoleError('111111111111', arn, sdk('Throttling')))?.statusCode).toBe(429);
     expect(classifyAwsError(new AssumeRoleError('111111111111', arn, sdk('ExpiredToken')))?.statusCode).toBe(502);
     expect(classifyAwsError(new AssumeRoleError('111111111111', arn, new Error('boom')))?.statusCode).toBe(502);
+    for (const code of ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN']) {
+      const cause = Object.assign(new Error(`connect ${code} sts.amazonaws.com`), { code, $metadata: { attempts: 3 } });
+      expect(classifyAwsError(new AssumeRoleError('111111111111', arn, cause))).toMatchObject({
+        statusCode: 502,
+        message: `AssumeRole into account 111111111111 failed: AWS STS could not be reached (${code}).`,
+      });
+    }
+    const connect = Object.assign(new Error('did not establish a connection'), { name: 'TimeoutError' });
+    expect(classifyAwsError(new AssumeRoleError('111111111111', arn, connect))).toMatchObject({
+      statusCode: 504,
+      message: 'AWS STS did not answer AssumeRole into account 111111111111 in time (TimeoutError); retry later.',
+    });
   });
 
   it("maps an attempt that timed out to 504 and a refused connection to 502, with or without the SDK's $metadata", () => {
