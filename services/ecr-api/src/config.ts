@@ -2,6 +2,7 @@ import { ConfigError, loadConfig, parseListen, type ConfigMeta, type TlsFiles } 
 import { readFileSync } from 'node:fs';
 import Type, { type Static, type TSchemaOptions } from 'typebox';
 import Value from 'typebox/value';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 
 /**
  * The --help / env metadata of a setting, given as schema options: spreading a TypeBox schema into
@@ -251,71 +252,15 @@ function decodeApiConfig(value: string): { text: string; source: string } {
 /**
  * Where and why `text` is not JSON. JSON.parse's own message quotes the text around the error
  * (`Unexpected token 'e', "eyJMaXN0ZW"... is not valid JSON`), and the config holds the token and
- * the AWS secret, so this names only the position and the kind of error.
+ * the AWS secret, so this names only the kind of error and its position.
  */
 function jsonSyntaxError(text: string): string {
-  let i = 0;
-  const fail = (what: string): never => {
-    const before = text.slice(0, i).split('\n');
-    throw new Error(`${what} at line ${before.length}, column ${before.at(-1)!.length + 1} (character ${i + 1})`);
-  };
-  const space = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
-  };
-  const expect = (char: string, what: string) => {
-    space();
-    if (text[i] !== char) fail(text[i] === undefined ? `unexpected end, ${what}` : what);
-    i++;
-  };
-  const string = () => {
-    expect('"', 'expected a string');
-    for (;;) {
-      const c = text[i];
-      if (c === undefined) fail('unterminated string');
-      else if (c === '"') return void i++;
-      else if (c === '\\') {
-        const escape = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
-        escape.lastIndex = i;
-        if (!escape.test(text)) fail('invalid escape in a string');
-        i = escape.lastIndex;
-      } else if (c < ' ') fail('control character in a string');
-      else i++;
-    }
-  };
-  const value = (): void => {
-    space();
-    const c = text[i];
-    if (c === undefined) return fail('unexpected end, expected a value');
-    if (c === '"') return string();
-    if (c === '{' || c === '[') {
-      const close = c === '{' ? '}' : ']';
-      i++;
-      space();
-      if (text[i] === close) return void i++;
-      for (;;) {
-        if (c === '{') {
-          string();
-          expect(':', "expected ':' after a property name");
-        }
-        value();
-        space();
-        if (text[i] === ',') i++;
-        else return expect(close, `expected ',' or '${close}'`);
-      }
-    }
-    const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
-    literal.lastIndex = i;
-    if (!literal.test(text)) fail('unexpected character');
-    i = literal.lastIndex;
-  };
-  try {
-    value();
-    space();
-    if (i < text.length) fail('unexpected character after the JSON value');
-    return 'invalid JSON';
-  } catch (err) {
-    return (err as Error).message;
-  }
+  const errors: ParseError[] = [];
+  parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  if (!first) return 'invalid JSON';
+  const before = text.slice(0, first.offset).split('\n');
+  return `${printParseErrorCode(first.error)} at line ${before.length}, column ${before.at(-1)!.length + 1}`;
 }
 
 /** Parses and validates the original's JSON config; `source` names it in errors. */

@@ -79,12 +79,16 @@ describe('configuration', () => {
     const broken = '{\n  "token": "file-token-value",\n  "account": { "secret": "file-secret-value" },\n  "org": eyJMaXN0ZW\n}';
     const b64 = Buffer.from(broken).toString('base64');
     const cases: [Record<string, string>, Record<string, string>, RegExp][] = [
-      [{ API_CONFIG: broken }, {}, /^API_CONFIG is not valid JSON: unexpected character at line 4, column 10 \(character \d+\)$/],
-      [{ API_CONFIG: b64 }, {}, /^API_CONFIG \(base64\) is not valid JSON: unexpected character at line 4, column 10/],
-      [{ API_CONFIG_FILE: '/c.json' }, { '/c.json': broken }, /^config file \/c.json is not valid JSON: unexpected character at line 4/],
+      [{ API_CONFIG: broken }, {}, /^API_CONFIG is not valid JSON: InvalidSymbol at line 4, column 10$/],
+      [{ API_CONFIG: b64 }, {}, /^API_CONFIG \(base64\) is not valid JSON: InvalidSymbol at line 4, column 10$/],
+      [
+        { API_CONFIG_FILE: '/c.json' },
+        { '/c.json': broken },
+        /^config file \/c.json is not valid JSON: InvalidSymbol at line 4, column 10$/,
+      ],
       // Neither JSON nor base64 (here: base64 cut short).
-      [{ API_CONFIG: b64.slice(0, -1) }, {}, /^API_CONFIG is not valid JSON: unexpected character at line 1, column 1 /],
-      [{ API_CONFIG: '{"token": "file-token-value", "org": "o"' }, {}, /unexpected end, expected ',' or '}' at line 1/],
+      [{ API_CONFIG: b64.slice(0, -1) }, {}, /^API_CONFIG is not valid JSON: InvalidSymbol at line 1, column 1$/],
+      [{ API_CONFIG: '{"token": "file-token-value", "org": "o"' }, {}, /CloseBraceExpected at line 1, column 41$/],
     ];
     for (const [env, fs, expected] of cases) {
       const message = await read([], env, fs).then(
