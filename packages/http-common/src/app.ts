@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifySchema,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -101,6 +102,22 @@ export interface ServerTimeouts {
 export const SERVER_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 95_000, sendStallMs: 30_000 };
 
 /**
+ * A wildcard route (`/images/*`, whose parameter may hold slashes) is documented as `{*}` with a
+ * parameter named `*`, which OpenAPI client generators cannot name: it is documented under the
+ * wildcard schema's `title` instead (`/images/{id}`).
+ */
+function nameWildcard({ schema, url }: { schema: FastifySchema; url: string }): { schema: FastifySchema; url: string } {
+  const params = schema?.params as { properties?: Record<string, { title?: string }> } | undefined;
+  const name = params?.properties?.['*']?.title;
+  if (!url.endsWith('/*') || !name || !params?.properties) return { schema, url };
+  const { '*': wildcard, ...rest } = params.properties;
+  return {
+    schema: { ...schema, params: { ...params, properties: { ...rest, [name]: wildcard }, required: [name] } },
+    url: `${url.slice(0, -1)}:${name}`,
+  };
+}
+
+/**
  * The Fastify instance both services start from: TypeBox types, JSON problem errors,
  * Prometheus metrics, OpenAPI docs, optional HTTPS with certificate reload.
  * It never listens; server.ts does.
@@ -171,6 +188,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   await app.register(metricsRoute, { path: opts.metricsPath, metrics });
   installNotFoundHandler(app);
   await app.register(swagger, {
+    transform: nameWildcard,
     openapi: {
       openapi: '3.1.0',
       info: { title: opts.openapi.title, version: opts.openapi.version, description: opts.openapi.description ?? '' },

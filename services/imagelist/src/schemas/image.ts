@@ -64,6 +64,9 @@ export const ListImagesQuery = Type.Object({
 export type ListImagesQuery = Static<typeof ListImagesQuery>;
 
 /** The wildcard route parameter; parsed in the route so errors name it `params.id`. */
-export const ImageIdParams = Type.Object({ '*': Type.String({ description: (ImageId as { description?: string }).description }) });
+/** The id route is a wildcard (a repodigest holds slashes); OpenAPI documents it under the title, `{id}`. */
+export const ImageIdParams = Type.Object({
+  '*': Type.String({ title: 'id', description: (ImageId as { description?: string }).description }),
+});
 
 export { ProblemSchema as Problem } from '@platform/http-common';

@@ -340,7 +340,11 @@ describe('health, metrics, docs', () => {
 
   it('publishes an OpenAPI document of every route', async () => {
     const doc = (await app.inject('/docs/json')).json();
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/images', '/images/{*}', '/health/ping']));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/images', '/images/{id}', '/health/ping']));
+    // the wildcard route's parameter, named as the spec names it
+    for (const method of ['get', 'delete']) {
+      expect(doc.paths['/images/{id}'][method].parameters).toEqual([expect.objectContaining({ name: 'id', in: 'path', required: true })]);
+    }
     expect(doc.paths['/images'].put.security).toEqual([{ bearer: [] }]);
   });
 
