@@ -41,6 +41,23 @@ async function migrateWhenReachable(url: string, connectTimeout: number, where: 
   }
 }
 
+/**
+ * The embedded database, for local use when no database is configured. Where it cannot keep its
+ * files (a read-only image, whose Deployment lost its DATABASE_URL), the start fails naming both.
+ */
+async function startEmbeddedIn(dataDir: string): Promise<EmbeddedDatabase> {
+  if (!dataDir.startsWith('memory://')) {
+    try {
+      mkdirSync(dataDir, { recursive: true });
+    } catch (err) {
+      throw new ConfigError(
+        `no database: DATABASE_URL (or --db-host) is not set, and the embedded database cannot keep its files in ${dataDir} (${(err as NodeJS.ErrnoException).code}); set DATABASE_URL, or --data-dir / IMAGELIST_DATA_DIR to a writable directory or memory://`,
+      );
+    }
+  }
+  return startEmbedded(dataDir);
+}
+
 runMain(async () => {
   const warnings: string[] = [];
   const config = loadConfig(ConfigSchema, {
@@ -62,8 +79,7 @@ runMain(async () => {
   let url = databaseUrl(config);
   let embedded: EmbeddedDatabase | undefined;
   if (!url) {
-    if (!config.dataDir.startsWith('memory://')) mkdirSync(config.dataDir, { recursive: true });
-    embedded = await startEmbedded(config.dataDir);
+    embedded = await startEmbeddedIn(config.dataDir);
     url = embedded.url;
     log.warn({ dataDir: config.dataDir }, 'no DATABASE_URL: using the embedded PGlite database (one connection; for local use)');
   }

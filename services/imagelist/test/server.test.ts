@@ -59,6 +59,16 @@ describe('imagelist CLI', () => {
     expect(tls.stderr).toMatch(/--certfile and --keyfile/);
   });
 
+  it('without a database, and nowhere to keep the embedded one, says so and exits 2', async () => {
+    const file = path.join(dir, 'a-file');
+    await writeFile(file, '');
+    const { code, stderr } = await runCli(['--listen', '127.0.0.1:0', '--data-dir', path.join(file, 'imagelist')], { DATABASE_URL: '' });
+    expect(code).toBe(2);
+    expect(stderr).toContain(
+      `no database: DATABASE_URL (or --db-host) is not set, and the embedded database cannot keep its files in ${file}/imagelist (ENOTDIR)`,
+    );
+  });
+
   it('names the allowed values of a choice once, answers --version and -h, and warns of a mistyped variable', async () => {
     const level = await runCli(['--log-level', 'loud']);
     expect(level.code).toBe(2);
