@@ -3,7 +3,7 @@
 # (deploy/INSTALL-TOOLS.sh: ShellCheck, kubectl with kustomize v5) where it can (root on Debian),
 # and otherwise says what is missing; the tests that need a missing tool then fail naming it.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   bash deploy/INSTALL-TOOLS.sh || echo "test tools: deploy/INSTALL-TOOLS.sh failed; the deploy tests will name what is missing" >&2
 else

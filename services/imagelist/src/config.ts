@@ -51,7 +51,7 @@ export const ConfigSchema = Type.Object({
     default: 300,
     env: 'IMAGELIST_OUTAGE_GRACE',
     description:
-      'Seconds that admission and reads answer from the last exact in-memory allowlist while the database is unreachable, then fail closed; 0: fail closed at once. The default equals the ImagePolicyWebhook allow cache (allowTTL, 5 min)',
+      'Seconds that admission and reads answer from the last exact in-memory allowlist while the database is unreachable, then fail closed; 0: fail closed at once. The default equals the default of the ImagePolicyWebhook allow cache (allowTTL, 5 min)',
   }),
   indexMaxImages: Type.Integer({
     minimum: 0,
