@@ -25,11 +25,20 @@ export const ConfigSchema = Type.Object({
   dbName: Type.String({ default: 'imagelist', env: 'IMAGELIST_DB_NAME', description: 'PostgreSQL database' }),
   dbUser: Type.String({ default: 'postgres', env: 'IMAGELIST_DB_USER', description: 'PostgreSQL user' }),
   dbPassword: Type.Optional(Type.String({ env: 'IMAGELIST_DB_PASSWORD', secret: true, description: 'PostgreSQL password' })),
-  dbSslmode: Type.Union([Type.Literal('disable'), Type.Literal('require'), Type.Literal('verify-full')], {
+  dbSslmode: Type.Union([Type.Literal('disable'), Type.Literal('require'), Type.Literal('verify-ca'), Type.Literal('verify-full')], {
     default: 'disable',
     env: 'IMAGELIST_DB_SSLMODE',
-    description: 'disable, require or verify-full',
+    description:
+      'disable, require (encrypted, unverified), verify-ca (the certificate chains to --db-sslrootcert, any host name) or verify-full (and names the host)',
   }),
+  dbSslrootcert: Type.Optional(
+    Type.String({
+      minLength: 1,
+      env: 'IMAGELIST_DB_SSLROOTCERT',
+      description:
+        'PEM file of the CA certificates the database\'s certificate must chain to, read at start ("system": Node\'s built-in list); makes require check the CA too, as libpq does',
+    }),
+  ),
   dbPoolSize: Type.Integer({
     minimum: 1,
     maximum: 100,
@@ -108,5 +117,7 @@ export function databaseUrl(config: Config): string | undefined {
   url.username = config.dbUser;
   if (config.dbPassword) url.password = config.dbPassword;
   if (config.dbSslmode !== 'disable') url.searchParams.set('sslmode', config.dbSslmode);
+  // with sslmode=disable too: databaseTarget refuses the contradiction rather than drop the CA
+  if (config.dbSslrootcert) url.searchParams.set('sslrootcert', config.dbSslrootcert);
   return url.toString();
 }

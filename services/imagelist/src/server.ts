@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
+import { databaseTarget, type DatabaseTarget } from './store/database-tls.js';
 import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
 import { isDatabaseUnavailable } from './store/errors.js';
 import { ImageSql } from './store/image-sql.js';
@@ -21,8 +22,8 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
  * Migrations get a connection of their own, without the pool's limit on waiting for an answer: a
  * migration may run, or wait for another replica's, for minutes (migrate.ts).
  */
-async function migrateWhenReachable(url: string, connectTimeout: number, where: string, log: Logger): Promise<void> {
-  const sql = connect({ url, max: 1, connectTimeout, unansweredMs: false });
+async function migrateWhenReachable(target: DatabaseTarget, connectTimeout: number, where: string, log: Logger): Promise<void> {
+  const sql = connect({ ...target, max: 1, connectTimeout, unansweredMs: false });
   try {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -69,6 +70,9 @@ runMain(async () => {
   });
   if (Boolean(config.certfile) !== Boolean(config.keyfile)) throw new ConfigError('--certfile and --keyfile must be given together');
   const where = parseListen(config.listen);
+  // Its CA file read once, now: one that cannot be read stops the start (exit 2).
+  const configured = databaseUrl(config);
+  let target = configured === undefined ? undefined : databaseTarget(configured);
   const log = createLogger(config.debug ? 'debug' : config.logLevel);
   for (const warning of warnings) log.warn(warning);
 
@@ -76,21 +80,20 @@ runMain(async () => {
   const tokens = config.tokensFile ? await new TokenStore(config.tokensFile, log).start() : undefined;
   if (!tokens) log.warn('no --tokens-file: PUT and DELETE are open to anyone who can reach the service');
 
-  let url = databaseUrl(config);
   let embedded: EmbeddedDatabase | undefined;
-  if (!url) {
+  if (!target) {
     embedded = await startEmbeddedIn(config.dataDir);
-    url = embedded.url;
+    target = { url: embedded.url };
     log.warn({ dataDir: config.dataDir }, 'no DATABASE_URL: using the embedded PGlite database (one connection; for local use)');
   }
-  await migrateWhenReachable(url, config.dbTimeout, embedded ? 'embedded' : new URL(url).host, log);
-  const sql = connect({ url, max: embedded ? 1 : config.dbPoolSize, connectTimeout: config.dbTimeout });
+  await migrateWhenReachable(target, config.dbTimeout, embedded ? 'embedded' : new URL(target.url).host, log);
+  const sql = connect({ ...target, max: embedded ? 1 : config.dbPoolSize, connectTimeout: config.dbTimeout });
   const dbDeadlineMs = config.dbTimeout * 1000;
 
   // The embedded database serves one connection, so there is no second one to LISTEN on.
   const live = embedded
     ? undefined
-    : new LiveIndex(new ImageSql(sql, dbDeadlineMs), url, {
+    : new LiveIndex(new ImageSql(sql, dbDeadlineMs), target, {
         outageGraceMs: config.outageGrace * 1000,
         maxImages: config.indexMaxImages,
         feed: { connectTimeoutS: config.dbTimeout },

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
+import type { DatabaseTarget } from './database-tls.js';
+import { hostSocket } from './host-socket.js';
 import { CHANNEL, type ImageSql } from './image-sql.js';
 
 export interface FeedLogger {
@@ -63,7 +65,7 @@ export class ChangeFeed {
   private readonly connectTimeoutS: number;
 
   constructor(
-    private readonly url: string,
+    private readonly target: DatabaseTarget,
     private readonly images: ImageSql,
     private readonly listener: ChangeFeedListener,
     private readonly opts: ChangeFeedOptions = {},
@@ -127,7 +129,8 @@ export class ChangeFeed {
     while (!this.closed) {
       let lost!: () => void;
       const gone = new Promise<void>((resolve) => (lost = resolve));
-      const conn = postgres(this.url, {
+      const conn = postgres(this.target.url, {
+        ...(this.target.ssl ? { ssl: this.target.ssl } : {}),
         max: 1,
         max_lifetime: null,
         idle_timeout: 0,
@@ -135,8 +138,9 @@ export class ChangeFeed {
         connect_timeout: this.connectTimeoutS,
         onnotice: () => {},
         onclose: () => lost(),
-        // postgres.js calls this for every notification on the connection (missing from its typings)
-        ...({ onnotify: (_channel: string, payload: string) => this.heard(payload) } as object),
+        // postgres.js calls this for every notification on the connection, and takes a socket
+        // factory (both missing from its typings); ours names the server for TLS (host-socket.ts)
+        ...({ onnotify: (_channel: string, payload: string) => this.heard(payload), socket: hostSocket() } as object),
       });
       this.dropCurrent = lost;
       this.current = conn;

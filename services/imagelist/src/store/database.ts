@@ -1,8 +1,10 @@
 import postgres, { type Sql } from 'postgres';
+import type { DatabaseTarget } from './database-tls.js';
+import { hostSocket } from './host-socket.js';
 import { unansweredSocket } from './unanswered-socket.js';
 
-export interface DatabaseOptions {
-  url: string;
+/** `url` and `ssl`: from databaseTarget (database-tls.ts) when the URL may carry sslrootcert. */
+export interface DatabaseOptions extends DatabaseTarget {
   /** Pool size; the embedded database takes one connection. */
   max?: number;
   /** Seconds to wait for a connection before the request fails with 503. */
@@ -22,8 +24,11 @@ export function connect(opts: DatabaseOptions): Sql {
   const statementTimeoutMs = opts.statementTimeoutMs ?? 5000;
   const unansweredMs = opts.unansweredMs ?? statementTimeoutMs + 10_000;
   return postgres(opts.url, {
-    // postgres.js takes a socket factory but does not declare it.
-    ...(unansweredMs === false ? {} : ({ socket: unansweredSocket(unansweredMs) } as object)),
+    // postgres.js takes a socket factory but does not declare it. Ours name the server for TLS by
+    // its IP address too (host-socket.ts).
+    ...({ socket: unansweredMs === false ? hostSocket() : unansweredSocket(unansweredMs) } as object),
+    // run by postgres.js's tls.connect, on our socket too
+    ...(opts.ssl ? { ssl: opts.ssl } : {}),
     max: opts.max ?? 10,
     connect_timeout: opts.connectTimeout ?? 5,
     idle_timeout: 60,

@@ -1,6 +1,7 @@
 import { unavailable } from '@platform/http-common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChangeFeed, type ChangeFeedListener, type ChangeFeedOptions, type FeedLogger } from './change-feed.js';
+import type { DatabaseTarget } from './database-tls.js';
 import { isDatabaseUnavailable } from './errors.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
 import type { ImageSql } from './image-sql.js';
@@ -68,7 +69,7 @@ export class LiveIndex implements ChangeFeedListener {
 
   constructor(
     private readonly sql: ImageSql,
-    url: string,
+    target: DatabaseTarget,
     private readonly opts: LiveIndexOptions,
   ) {
     this.staleAfterMs = opts.staleAfterMs ?? 600;
@@ -76,7 +77,7 @@ export class LiveIndex implements ChangeFeedListener {
     this.maxImages = opts.maxImages ?? Number.POSITIVE_INFINITY;
     this.overLimitRecheckMs = opts.overLimitRecheckMs ?? 300_000;
     this.index = new ImageIndex(opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: opts.answerCacheBytes });
-    this.feed = new ChangeFeed(url, sql, this, { ...opts.feed, log: opts.log });
+    this.feed = new ChangeFeed(target, sql, this, { ...opts.feed, log: opts.log });
   }
 
   start(): this {

@@ -1,17 +1,7 @@
-import net from 'node:net';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { connectToTarget, type SocketTarget } from './host-socket.js';
 import { relayedSocket } from './relayed-socket.js';
-
-/** What postgres.js hands its `socket` option: its parsed options. */
-interface Target {
-  host: string[];
-  port: number[];
-  path?: string | false;
-  /** false, or how to run TLS (an sslmode, tls.connect options): postgres.js then runs it on our socket */
-  ssl?: unknown;
-  /** seconds */
-  keep_alive?: number | null | false;
-}
 
 /**
  * postgres.js's `socket` option: connects as postgres.js would (a unix `path`, or the hosts in
@@ -39,23 +29,14 @@ interface Target {
  * That answer counts as a reply, so the later statement is given up only once the connection writes
  * again and that goes unanswered.
  */
-export function unansweredSocket(silenceMs: number): (target: Target) => net.Socket | Duplex {
-  let next = 0;
+export function unansweredSocket(silenceMs: number): (target: SocketTarget) => net.Socket | Duplex {
+  let attempt = 0;
   return (target) => {
-    const socket = new net.Socket();
-    // postgres.js names the server for TLS (SNI, verify-full) from `host`.
-    let named = {};
-    if (target.path) socket.connect(target.path);
-    else {
-      const i = next++ % target.port.length;
-      const [host, port] = [target.host[i]!, target.port[i]!];
-      socket.connect(port, host);
-      named = { host, port };
-    }
+    const { socket, name } = connectToTarget(target, attempt++);
     destroyWhenUnanswered(socket, silenceMs);
-    if (!target.ssl) return Object.assign(socket, named);
+    if (!target.ssl) return Object.assign(socket, name);
     if (target.keep_alive) socket.setKeepAlive(true, 1000 * target.keep_alive);
-    return Object.assign(relayedSocket(socket), named);
+    return Object.assign(relayedSocket(socket), name);
   };
 }
 

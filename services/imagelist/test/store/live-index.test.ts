@@ -15,7 +15,7 @@ const closers: (() => Promise<void>)[] = [];
 /** One replica: its own pool, its own index (listening through `listenVia`), its own app. */
 async function replica(listenUrl: string): Promise<{ app: App; index: LiveIndex }> {
   const sql = connect({ url: db.url, max: 4 });
-  const index = new LiveIndex(new ImageSql(sql, 2000), listenUrl, { outageGraceMs: 0 }).start();
+  const index = new LiveIndex(new ImageSql(sql, 2000), { url: listenUrl }, { outageGraceMs: 0 }).start();
   const app = await buildApp({ sql, live: index, logger: false, defaultMetrics: false });
   closers.push(async () => {
     await app.close();
@@ -203,7 +203,7 @@ describe('in-memory index across replicas', () => {
       }
     }
     const images = new CountingSql(sql, 2000);
-    const small = new LiveIndex(images, db.url, { outageGraceMs: 60_000, maxImages: 2, overLimitRecheckMs: 0, log }).start();
+    const small = new LiveIndex(images, { url: db.url }, { outageGraceMs: 60_000, maxImages: 2, overLimitRecheckMs: 0, log }).start();
     const app = await buildApp({ sql, live: small, logger: false, defaultMetrics: false });
     closers.push(async () => {
       await app.close();
@@ -248,7 +248,7 @@ describe('in-memory index across replicas', () => {
     const errors: string[] = [];
     const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg) };
     const sql = connect({ url: own.url, max: 2 });
-    const live = new LiveIndex(new ImageSql(sql, 2000), own.url, { outageGraceMs: 60_000, maxImages: 10, log }).start();
+    const live = new LiveIndex(new ImageSql(sql, 2000), { url: own.url }, { outageGraceMs: 60_000, maxImages: 10, log }).start();
     closers.push(async () => {
       await live.close();
       await sql.end({ timeout: 1 });
@@ -272,7 +272,7 @@ describe('in-memory index across replicas', () => {
     const cut = await new TcpProxy(target.hostname, Number(target.port || 5432)).start();
     const url = viaProxy(own.url, cut);
     const sql = connect({ url, max: 2, connectTimeout: 1 });
-    const live = new LiveIndex(new ImageSql(sql, 1000), url, { outageGraceMs: 60_000 }).start();
+    const live = new LiveIndex(new ImageSql(sql, 1000), { url }, { outageGraceMs: 60_000 }).start();
     const app = await buildApp({ sql, live, dbDeadlineMs: 1000, logger: false, defaultMetrics: false });
     closers.push(async () => {
       await app.close();
