@@ -232,11 +232,15 @@ describe('GitHub workflows', () => {
       }
     });
 
-    it('builds its image (without pushing) and starts it read-only', () => {
+    it('builds its image (without pushing), starts it read-only, and checks that it serves and exits 0 on SIGTERM', () => {
       const steps = wf().jobs.image.steps;
       const build = steps.find((s: any) => s.uses?.startsWith('docker/build-push-action'));
       expect(build.with).toMatchObject({ context: '.', file: `services/${svc}/Dockerfile`, push: false });
-      expect(steps.at(-1).run).toMatch(/docker run --rm --read-only/);
+      const runs = steps.map((s: any) => s.run ?? '').join('\n');
+      expect(runs).toMatch(/docker run --rm --read-only .*--help/);
+      expect(runs).toMatch(/docker run -d --name smoke --read-only /);
+      expect(runs).toMatch(/curl -fsS http:\/\/127\.0\.0\.1:\d+\//);
+      expect(runs).toMatch(/docker stop -t \d+ smoke\n.*State\.ExitCode.*= 0/);
     });
   });
 
@@ -284,6 +288,16 @@ describe('GitHub workflows', () => {
       const released = /^## \[(\d+\.\d+\.\d+[^\]]*)\]/m.exec(changelog)![1]!;
       expect(runStep(check.run, { VERSION: released }).status).toBe(0);
       expect(runStep(check.run, { VERSION: '99.0.0' }).status).toBe(1);
+    });
+
+    it("refuses, before building, a tag that is not the version of the service's package.json", () => {
+      const { step: check, index } = step('image', (s) => /package\.json/.test(s.run ?? ''));
+      expect(index).toBeLessThan(uses('image', 'docker/build-push-action').index);
+      const { version } = JSON.parse(readFileSync(path.join(ROOT, 'services', svc, 'package.json'), 'utf8')) as { version: string };
+      expect(runStep(check.run, { VERSION: version }).status).toBe(0);
+      const other = runStep(check.run, { VERSION: '99.0.0' });
+      expect(other.status).toBe(1);
+      expect(other.stdout).toContain(`tag says 99.0.0, services/${svc}/package.json says ${version}`);
     });
 
     it('builds linux/amd64 and linux/arm64 (QEMU), with SBOM and max provenance, tagged with the version, with the build metadata', () => {
