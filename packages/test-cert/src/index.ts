@@ -5,13 +5,13 @@ import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-/**
- * A self-signed P-256 certificate for localhost and 127.0.0.1, valid for one day, written without a
- * passphrase as `<dir>/<name>.crt` and `<dir>/<name>.key` (name `tls` and CN `localhost` by default).
- * Throws when openssl is missing or fails.
- */
-export function selfSignedCertificate(dir: string, opts: { name?: string; cn?: string } = {}): { certfile: string; keyfile: string } {
-  const name = opts.name ?? 'tls';
+export interface CertificateFiles {
+  certfile: string;
+  keyfile: string;
+}
+
+/** A self-signed P-256 certificate with these extensions, valid for one day, as `<dir>/<name>.crt` and `.key`. */
+function selfSigned(dir: string, name: string, cn: string, extensions: string[]): CertificateFiles {
   const certfile = path.join(dir, `${name}.crt`);
   const keyfile = path.join(dir, `${name}.key`);
   execFileSync(
@@ -27,9 +27,8 @@ export function selfSignedCertificate(dir: string, opts: { name?: string; cn?: s
       '-days',
       '1',
       '-subj',
-      `/CN=${opts.cn ?? 'localhost'}`,
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      `/CN=${cn}`,
+      ...extensions.flatMap((extension) => ['-addext', extension]),
       '-keyout',
       keyfile,
       '-out',
@@ -40,9 +39,13 @@ export function selfSignedCertificate(dir: string, opts: { name?: string; cn?: s
   return { certfile, keyfile };
 }
 
-export interface CertificateFiles {
-  certfile: string;
-  keyfile: string;
+/**
+ * A self-signed P-256 certificate for localhost and 127.0.0.1, valid for one day, written without a
+ * passphrase as `<dir>/<name>.crt` and `<dir>/<name>.key` (name `tls` and CN `localhost` by default).
+ * Throws when openssl is missing or fails.
+ */
+export function selfSignedCertificate(dir: string, opts: { name?: string; cn?: string } = {}): CertificateFiles {
+  return selfSigned(dir, opts.name ?? 'tls', opts.cn ?? 'localhost', ['subjectAltName=DNS:localhost,IP:127.0.0.1']);
 }
 
 /**
@@ -50,35 +53,10 @@ export interface CertificateFiles {
  * `<dir>/<name>.crt` and `<dir>/<name>.key` (name `ca` by default), for `issuedCertificate`.
  */
 export function certificateAuthority(dir: string, opts: { name?: string; cn?: string } = {}): CertificateFiles {
-  const name = opts.name ?? 'ca';
-  const certfile = path.join(dir, `${name}.crt`);
-  const keyfile = path.join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${opts.cn ?? 'Test CA'}`,
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-      '-keyout',
-      keyfile,
-      '-out',
-      certfile,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { certfile, keyfile };
+  return selfSigned(dir, opts.name ?? 'ca', opts.cn ?? 'Test CA', [
+    'basicConstraints=critical,CA:TRUE',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
 }
 
 /**

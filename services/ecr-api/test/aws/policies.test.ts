@@ -1,4 +1,5 @@
 import type { PolicyVersion } from '@aws-sdk/client-iam';
+import { ORIGINAL_USER_ACTIONS } from '../support/original-policy.js';
 import { describe, expect, it } from 'vitest';
 import { groupsFromPolicy, repositoryPolicy } from '../../src/aws/repository-policy.js';
 import { adminPolicyDocument, canonicalJson, versionsToPrune } from '../../src/aws/user-access.js';
@@ -27,26 +28,6 @@ describe('repository policy', () => {
     expect(groupsFromPolicy(JSON.stringify({ Statement: [{ Sid: 'Other', Effect: 'Allow' }] }))).toEqual([]);
   });
 });
-
-/** The original's SpinupECRAdminPolicy actions (its iam/policy.go), on the repository its user's tags name. */
-const ORIGINAL_USER_ACTIONS = [
-  'ecr:PutLifecyclePolicy',
-  'ecr:PutImageTagMutability',
-  'ecr:DescribeImageScanFindings',
-  'ecr:GetDownloadUrlForLayer',
-  'ecr:GetAuthorizationToken',
-  'ecr:UploadLayerPart',
-  'ecr:BatchDeleteImage',
-  'ecr:ListImages',
-  'ecr:DeleteLifecyclePolicy',
-  'ecr:PutImage',
-  'ecr:BatchGetImage',
-  'ecr:CompleteLayerUpload',
-  'ecr:DescribeImages',
-  'ecr:DeleteRegistryPolicy',
-  'ecr:InitiateLayerUpload',
-  'ecr:BatchCheckLayerAvailability',
-];
 
 describe("repository users' shared policy", () => {
   it("grants the original's actions on the user's own repository, but DeleteRegistryPolicy (and docker login apart)", () => {

@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminPolicyDocument, canonicalJson } from '../../src/aws/user-access.js';
 import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
 import { directIam } from '../support/direct-iam.js';
+import { ORIGINAL_USER_ACTIONS } from '../support/original-policy.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 
 const ORG = 'spindev';
@@ -46,6 +47,21 @@ async function createRepository(group: string, name: string) {
     payload: { RepositoryName: name },
   });
   expect(res.statusCode).toBe(200);
+}
+
+/** In a fresh account: the org's repository grp/app made directly in ECR, then its user `ci` through the API. */
+async function userOnNewRepository(acct: string, ecr2: ECRClient) {
+  await ecr2.send(
+    new CreateRepositoryCommand({
+      repositoryName: 'grp/app',
+      tags: [
+        { Key: 'Name', Value: 'grp/app' },
+        { Key: 'spinup:org', Value: ORG },
+        { Key: 'spinup:spaceid', Value: 'grp' },
+      ],
+    }),
+  );
+  return app.inject({ method: 'POST', url: `/v1/ecr/${acct}/repositories/grp/app/users`, headers: auth, payload: { UserName: 'ci' } });
 }
 
 beforeAll(async () => {
@@ -389,32 +405,13 @@ describe('the shared policy', () => {
     const iam2 = await directIam(acct);
     const ecr2 = await directEcr(acct);
     const arn = `arn:aws:iam::${acct}:policy/spinup/${ORG}/SpinupECRAdminPolicy-${ORG}`;
-    // The original's SpinupECRAdminPolicy, as the CI users of an org migrated from it have it.
-    const originalActions = [
-      'ecr:PutLifecyclePolicy',
-      'ecr:PutImageTagMutability',
-      'ecr:DescribeImageScanFindings',
-      'ecr:GetDownloadUrlForLayer',
-      'ecr:GetAuthorizationToken',
-      'ecr:UploadLayerPart',
-      'ecr:BatchDeleteImage',
-      'ecr:ListImages',
-      'ecr:DeleteLifecyclePolicy',
-      'ecr:PutImage',
-      'ecr:BatchGetImage',
-      'ecr:CompleteLayerUpload',
-      'ecr:DescribeImages',
-      'ecr:DeleteRegistryPolicy',
-      'ecr:InitiateLayerUpload',
-      'ecr:BatchCheckLayerAvailability',
-    ];
     const original = {
       Version: '2012-10-17',
       Statement: [
         {
           Sid: 'AllowActionsOnRepositoriesInSpaceAndOrg',
           Effect: 'Allow',
-          Action: originalActions,
+          Action: ORIGINAL_USER_ACTIONS,
           Resource: '*',
           Condition: {
             StringEqualsIgnoreCase: {
@@ -434,22 +431,7 @@ describe('the shared policy', () => {
         PolicyDocument: JSON.stringify(original),
       }),
     );
-    await ecr2.send(
-      new CreateRepositoryCommand({
-        repositoryName: 'grp/app',
-        tags: [
-          { Key: 'Name', Value: 'grp/app' },
-          { Key: 'spinup:org', Value: ORG },
-          { Key: 'spinup:spaceid', Value: 'grp' },
-        ],
-      }),
-    );
-    const res = await app.inject({
-      method: 'POST',
-      url: `/v1/ecr/${acct}/repositories/grp/app/users`,
-      headers: auth,
-      payload: { UserName: 'ci' },
-    });
+    const res = await userOnNewRepository(acct, ecr2);
     expect(res.statusCode).toBe(200);
     const current = (await iam2.send(new GetPolicyCommand({ PolicyArn: arn }))).Policy!.DefaultVersionId;
     expect(current).toBe('v2'); // StringEquals where the original had StringEqualsIgnoreCase: a new version
@@ -457,7 +439,7 @@ describe('the shared policy', () => {
       decodeURIComponent((await iam2.send(new GetPolicyVersionCommand({ PolicyArn: arn, VersionId: current }))).PolicyVersion!.Document!),
     ) as { Statement: { Action: string[] }[] };
     const granted = doc.Statement.flatMap((s) => s.Action);
-    expect(originalActions.filter((a) => !granted.includes(a))).toEqual(['ecr:DeleteRegistryPolicy']);
+    expect(ORIGINAL_USER_ACTIONS.filter((a) => !granted.includes(a))).toEqual(['ecr:DeleteRegistryPolicy']);
   });
 
   it('replaces an outdated document with a new default version, pruning the oldest so IAM keeps at most 5', async () => {
@@ -473,22 +455,7 @@ describe('the shared policy', () => {
     for (const n of [2, 3, 4, 5])
       await iam2.send(new CreatePolicyVersionCommand({ PolicyArn: arn, PolicyDocument: old(n), SetAsDefault: n === 3 }));
     expect((await iam2.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))).Versions).toHaveLength(5);
-    await ecr2.send(
-      new CreateRepositoryCommand({
-        repositoryName: 'grp/app',
-        tags: [
-          { Key: 'Name', Value: 'grp/app' },
-          { Key: 'spinup:org', Value: ORG },
-          { Key: 'spinup:spaceid', Value: 'grp' },
-        ],
-      }),
-    );
-    const res = await app.inject({
-      method: 'POST',
-      url: `/v1/ecr/${acct}/repositories/grp/app/users`,
-      headers: auth,
-      payload: { UserName: 'ci' },
-    });
+    const res = await userOnNewRepository(acct, ecr2);
     expect(res.statusCode).toBe(200);
     const versions = (await iam2.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))).Versions!;
     expect(versions).toHaveLength(5);
