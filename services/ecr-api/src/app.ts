@@ -12,7 +12,7 @@ import { deadlinePerRequest } from './aws/request-deadlines.js';
 import { ScanStore } from './aws/scans.js';
 import { RepositoryUsers } from './aws/users.js';
 import { authMetrics } from './auth-metrics.js';
-import { readBodiesAsJson } from './request-body.js';
+import { readRequestBodies } from './request-body.js';
 import { corsRoutes } from './routes/cors.js';
 import { healthRoutes } from './routes/health.js';
 import { imageRoutes } from './routes/images.js';
@@ -68,7 +68,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     classifyError: classifyAwsError,
     tls: config.tls,
   });
-  readBodiesAsJson(app);
+  readRequestBodies(app);
   deadlinePerRequest(app, config.aws.deadlineMs);
 
   const metrics = createAwsMetrics(app.metrics);

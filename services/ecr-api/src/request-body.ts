@@ -1,27 +1,13 @@
-import type { App } from '@platform/http-common';
-
-/** JSON's whitespace: a body of nothing else is no body. */
-const BLANK = /^[ \t\r\n]*$/;
+import { readBodiesAsJson, type App } from '@platform/http-common';
 
 /**
- * Request bodies as the original read them (Go's json.Decoder on the body, whatever the headers
- * said): JSON whatever the Content-Type, be it curl's default `application/x-www-form-urlencoded`,
- * `text/plain`, one Fastify cannot parse (`json`, an empty header) or none. The original's DELETE
- * handlers never read a body, so a route that takes none ignores whatever comes (a client that
- * sets `Content-Type: application/json` on every request can delete), and an empty body is no
- * body: a route that needs one answers 400 naming `body`. Invalid JSON stays a 400 (Fastify's own
- * JSON parser, with its prototype-poisoning checks), a compressed body a 415 (node-server.ts), and
- * the body limit applies as before. ecr-api only: imagelist keeps Fastify's parsers.
+ * Request bodies as the original read them: JSON whatever the Content-Type (http-common's
+ * readBodiesAsJson), also one Fastify cannot parse (`json`, an empty header), which it would
+ * answer 415 before any parser runs: without the header, the body goes to the parser like any
+ * other. A compressed body stays a 415 (node-server.ts).
  */
-export function readBodiesAsJson(app: App): void {
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
-    if (request.routeOptions.schema?.body === undefined || BLANK.test(body as string)) done(null, undefined);
-    else void parseJson(request, body as string, done); // synchronous: it calls done
-  });
-  // Fastify answers 415 to a Content-Type it cannot parse before any parser runs; without the
-  // header, the body goes to the parser above like any other.
+export function readRequestBodies(app: App): void {
+  readBodiesAsJson(app);
   app.addHook('onRequest', (request, _reply, done) => {
     if (request.headers['content-type'] !== undefined && request.mediaType === undefined) delete request.raw.headers['content-type'];
     done();

@@ -1,4 +1,4 @@
-import { badRequest, notFound } from '@platform/http-common';
+import { badRequest, notFound, readBodiesAsJson } from '@platform/http-common';
 import type { App } from '@platform/http-common';
 import type { onRequestAsyncHookHandler } from 'fastify';
 import { isName, normalizeName, parseImageId, type ImageId } from '../reference.js';
@@ -115,12 +115,12 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
     },
   );
 
-  // A PUT's body is JSON whatever its declared type: CI scripts send it with `curl -d`, which says
-  // application/x-www-form-urlencoded, or with no type at all, and the original service read it
-  // all the same. In a scope of its own, so the admission routes keep Fastify's own parser.
+  // The writes read their bodies as the original did (readBodiesAsJson): a PUT's as JSON whatever
+  // its declared type (CI scripts send it with `curl -d`, which says form-urlencoded, or with none),
+  // and a DELETE's not at all (CI clients send `content-type: application/json` on every request,
+  // with no body, which got 400). In a scope of their own: the admission routes keep Fastify's parser.
   await app.register(async (scope: App) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'string' }, scope.getDefaultJsonParser('error', 'error'));
+    readBodiesAsJson(scope);
     scope.put(
       '/images',
       {
@@ -146,15 +146,6 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
         return reply.type(JSON_TYPE).send(json as never);
       },
     );
-  });
-
-  // A DELETE's body means nothing. CI clients that send `content-type: application/json` on every
-  // request, with no body, got 400 (an empty JSON body); the original service ignored it. Read and
-  // dropped, whatever its type, within the body limit; in a scope of its own, so no other route
-  // takes bodies this way.
-  await app.register(async (scope: App) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, _body, done) => done(null, undefined));
     scope.delete(
       '/images/*',
       {
