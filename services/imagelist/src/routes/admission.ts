@@ -3,7 +3,14 @@ import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
 import { ContainerImage, isObj, kindName, SUPPORTED_KINDS, TooManyImages } from '../admission/pod-images.js';
 import type { AdmissionPolicy, Decision } from '../admission/policy.js';
-import { AdmissionReview, AdmissionReviewResponse, ImageReview, ImageReviewResponse, MAX_REVIEW_IMAGES } from '../schemas/admission.js';
+import {
+  AdmissionReview,
+  AdmissionReviewResponse,
+  ImageReview,
+  ImageReviewResponse,
+  MAX_REVIEW_IMAGES,
+  MAX_UID_LENGTH,
+} from '../schemas/admission.js';
 import { Problem } from '../schemas/image.js';
 import { thenNow } from '../then-now.js';
 import { field } from '../admission/shorten.js';
@@ -94,6 +101,20 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         body: AdmissionReview,
         response: { 200: AdmissionReviewResponse, ...errors },
       },
+      // A 4xx is a webhook failure, which `failurePolicy: Ignore` admits: a review that is
+      // malformed but names its uid is answered 200, denied, saying why. Without a uid there is no
+      // answer the API server would take, so the 4xx stays. A 5xx stays one: the backend did fail.
+      errorHandler(error, request, reply) {
+        const problem = problemOf(error);
+        const uid = problem.statusCode < 500 ? reviewUid(request.body) : undefined;
+        if (uid === undefined) {
+          app.errorHandler(error, request, reply);
+          return;
+        }
+        counted('validate', false, 1);
+        request.log.info({ uid, status: problem.statusCode, detail: problem.message }, 'admission denied: not a review');
+        void reply.code(200).send(admissionResponse(uid, false, `not an AdmissionReview imagelist can read: ${problem.message}`));
+      },
     },
     (request) => {
       const { request: req } = request.body;
@@ -129,6 +150,13 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       return thenNow(policy.decide(images, req.namespace), answer);
     },
   );
+}
+
+/** The uid of a body that may not be a review, if it names one the schema would take. */
+function reviewUid(body: unknown): string | undefined {
+  const req = isObj(body) ? body.request : undefined;
+  const uid = isObj(req) ? req.uid : undefined;
+  return typeof uid === 'string' && uid.length >= 1 && uid.length <= MAX_UID_LENGTH ? uid : undefined;
 }
 
 /** What a log line says of the reviewed object: each field as sent, cut to a bounded length. */

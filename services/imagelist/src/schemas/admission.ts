@@ -33,6 +33,9 @@ export const ImageReviewResponse = Type.Object({
 });
 export type ImageReviewResponse = Static<typeof ImageReviewResponse>;
 
+/** Kubernetes sends a UUID; the bound keeps an echoed uid small. */
+export const MAX_UID_LENGTH = 128;
+
 const GroupVersionKind = Type.Object({ group: Type.String(), version: Type.String(), kind: Type.String() });
 /** What a Kubernetes API server sends; anything else (`create`, `PATCH`, empty) is not a review. */
 // An enum rather than a union of literals: one validation error naming the field, not four.
@@ -47,7 +50,7 @@ export const AdmissionReview = Type.Object({
   apiVersion: Type.Literal('admission.k8s.io/v1'),
   kind: Type.Literal('AdmissionReview'),
   request: Type.Object({
-    uid: Type.String({ minLength: 1, maxLength: 128 }),
+    uid: Type.String({ minLength: 1, maxLength: MAX_UID_LENGTH }),
     kind: GroupVersionKind,
     subResource: Type.Optional(Type.String()),
     name: Type.Optional(Type.String()),

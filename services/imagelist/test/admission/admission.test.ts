@@ -236,8 +236,6 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
 
   it.each([
     ['another apiVersion', (r: any) => (r.apiVersion = 'admission.k8s.io/v1beta1'), 'body.apiVersion'],
-    ['no request', (r: any) => delete r.request, 'body.request'],
-    ['no uid', (r: any) => delete r.request.uid, 'body.request.uid'],
     ['an object that is a list', (r: any) => (r.request.object = [1]), 'body.request.object'],
     [
       'containers that are not a list',
@@ -255,7 +253,6 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     ['an HTTP verb as operation', (r: any) => (r.request.operation = 'PATCH'), 'body.request.operation'],
     ['an empty operation', (r: any) => (r.request.operation = ''), 'body.request.operation'],
     ['no operation', (r: any) => delete r.request.operation, 'body.request.operation'],
-    ['an empty uid', (r: any) => (r.request.uid = ''), 'body.request.uid'],
     ['no kind', (r: any) => delete r.request.kind, 'body.request.kind'],
     ['a CREATE without an object', (r: any) => delete r.request.object, 'request.object'],
     ['a CREATE whose object is null', (r: any) => (r.request.object = null), 'request.object'],
@@ -269,16 +266,46 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
       (r: any) => (r.request.object.spec.template.spec.containers = []),
       'request.object.spec.template.spec.containers',
     ],
-  ])('answers a review with %s with 400 naming the field', async (_what, mutate, field) => {
+  ])('denies a review with %s, naming the field: a 4xx would be admitted by failurePolicy Ignore', async (_what, mutate, field) => {
     const review = await fixture('deployment');
     mutate(review);
     const res = await validate(port, review);
-    expect(res.status).toBe(400);
-    expect(res.json().errors.map((e: { field: string }) => e.field)).toContain(field);
+    expect(res.status).toBe(200);
+    const { response } = res.json();
+    expect(response).toMatchObject({ uid: review.request.uid, allowed: false, status: { code: 403, reason: 'Forbidden' } });
+    expect(response.status.message).toMatch(/^not an AdmissionReview imagelist can read: /);
+    expect(response.status.message).toContain(field);
   });
+
+  it.each([
+    ['no request', (r: any) => delete r.request, 'body.request'],
+    ['no uid', (r: any) => delete r.request.uid, 'body.request.uid'],
+    ['an empty uid', (r: any) => (r.request.uid = ''), 'body.request.uid'],
+    ['a uid that is not a string', (r: any) => (r.request.uid = 7), 'body.request.uid'],
+    ['a uid longer than any Kubernetes uid', (r: any) => (r.request.uid = 'u'.repeat(129)), 'body.request.uid'],
+  ])(
+    'answers a review with %s with 400 naming the field: no answer without the uid is one the API server takes',
+    async (_what, mutate, field) => {
+      const review = await fixture('deployment');
+      mutate(review);
+      const res = await validate(port, review);
+      expect(res.status).toBe(400);
+      expect(res.json().errors.map((e: { field: string }) => e.field)).toContain(field);
+    },
+  );
 
   it('answers a body that is not JSON with 400', async () => {
     expect((await validate(port, '{"kind":')).status).toBe(400);
+  });
+
+  it('denies a malformed review in an exempt namespace and in audit mode too', async () => {
+    const review = await fixture('pod');
+    review.request.operation = 'PATCH';
+    for (const p of [await serve({ exemptNamespaces: [review.request.namespace] }), await serve({ audit: true })]) {
+      const res = await validate(p, review);
+      expect(res.status).toBe(200);
+      expect(res.json().response).toMatchObject({ uid: review.request.uid, allowed: false });
+    }
   });
 
   it('checks the images of image volumes, as the kubelet mounts them', async () => {
@@ -317,9 +344,9 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
 
     const pod = (await fixture('pod')).request.object;
     for (const object of [{}, { ephemeralContainers: null }, { ephemeralContainers: [] }, pod]) {
-      const res = await validate(port, { ...review, request: { ...review.request, object } });
-      expect(res.status, JSON.stringify(object).slice(0, 40)).toBe(400);
-      expect(res.json().errors.map((e: { field: string }) => e.field)).toEqual(['request.object.ephemeralContainers']);
+      const { response } = (await validate(port, { ...review, request: { ...review.request, object } })).json();
+      expect(response.allowed, JSON.stringify(object).slice(0, 40)).toBe(false);
+      expect(response.status.message).toMatch(/^not an AdmissionReview imagelist can read: request\.object\.ephemeralContainers /);
     }
   });
 

@@ -185,11 +185,12 @@ describe('UPDATE: only what the update introduces is checked', () => {
       (r: any) => (r.request.oldObject.spec.template.spec.containers[0].image = 7),
       'request.oldObject.spec.template.spec.containers[0].image',
     ],
-  ])('answers an UPDATE with %s with 400 naming the field', async (_what, mutate, field) => {
+  ])('denies an UPDATE with %s, naming the field', async (_what, mutate, field) => {
     const review = await update('deployment');
     mutate(review);
     const { status, body } = await validate(review);
-    expect(status).toBe(400);
-    expect(body.errors.map((e: { field: string }) => e.field)).toContain(field);
+    expect(status).toBe(200);
+    expect(body.response).toMatchObject({ uid: review.request.uid, allowed: false });
+    expect(body.response.status.message).toContain(field);
   });
 });
