@@ -132,7 +132,8 @@ describe('GitHub workflows', () => {
     for (const file of FILES) {
       const lines = text(file)
         .split('\n')
-        .filter((l) => /^\s*(- )?uses:/.test(l));
+        // A job that calls a workflow of this repository (`uses: ./...`) is not a third party's.
+        .filter((l) => /^\s*(- )?uses:/.test(l) && !/uses: \.\//.test(l));
       const uses = Object.values(workflow(file).jobs).flatMap((j: any) => (j.steps ?? []).map((s: any) => s.uses).filter(Boolean));
       expect(lines.length, file).toBe(uses.length);
       for (const line of lines) {
@@ -169,7 +170,8 @@ describe('GitHub workflows', () => {
       expect(wf.permissions, file).toEqual({ contents: 'read' });
       for (const [name, job] of Object.entries<any>(wf.jobs)) {
         const steps = (job.steps ?? []).map((s: any) => `${s.uses ?? ''}\n${s.run ?? ''}`).join('\n');
-        if (!file.endsWith('-release.yml')) expect(job.permissions, `${file} ${name}`).toBeUndefined();
+        // The release's call of the CI workflow runs with the workflow's read-only default.
+        if (!file.endsWith('-release.yml') || job.uses) expect(job.permissions, `${file} ${name}`).toBeUndefined();
         else if (name === 'image') expect(job.permissions).toEqual({ contents: 'read', packages: 'write', 'id-token': 'write' });
         else expect(job.permissions).toEqual({ contents: 'write' });
         // Signing needs the OIDC token, and nothing else gets it.
@@ -263,6 +265,13 @@ describe('GitHub workflows', () => {
 
     it(`runs only for tags ${svc}-v*`, () => {
       expect(wf().on).toEqual({ push: { tags: [`${svc}-v*`] } });
+    });
+
+    it("builds nothing until the service's CI workflow has passed on the tagged commit", () => {
+      expect(wf().jobs.ci).toEqual({ uses: `./.github/workflows/${svc}-ci.yml` });
+      expect(workflow(`${svc}-ci.yml`).on).toHaveProperty('workflow_call');
+      expect(wf().jobs.image.needs).toBe('ci');
+      expect(wf().jobs.release.needs).toBe('image');
     });
 
     it('takes the semver from the tag (and the image name, lowercase, and the build time), refusing anything else', () => {
