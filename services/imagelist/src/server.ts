@@ -11,7 +11,7 @@ import { databaseTarget, type DatabaseTarget } from './store/database-tls.js';
 import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
 import { isDatabaseUnavailable } from './store/errors.js';
 import { ImageSql } from './store/image-sql.js';
-import { LiveIndex } from './store/live-index.js';
+import { indexMemoryBudget, LiveIndex } from './store/live-index.js';
 import { migrate } from './store/migrate.js';
 
 const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with a REST API.';
@@ -96,6 +96,7 @@ runMain(async () => {
     : new LiveIndex(new ImageSql(sql, dbDeadlineMs), target, {
         outageGraceMs: config.outageGrace * 1000,
         maxImages: config.indexMaxImages,
+        maxMemory: indexMemoryBudget(),
         feed: { connectTimeoutS: config.dbTimeout },
         log,
       }).start();

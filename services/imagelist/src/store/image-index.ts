@@ -35,6 +35,12 @@ export interface ImageIndexOptions {
 
 const EMPTY = -1;
 const WORDS = 8; // a sha256 digest as 8 × 32 bits
+/**
+ * Heap bytes a name costs beyond its characters: its entries in `names`, `nameNumbers`,
+ * `spellings` (with its array and the normalised string) and the per-name columns. Measured on
+ * Node 20 at 100,000 distinct names of 28 to 223 characters: 305-312 bytes plus the characters.
+ */
+const NAME_OVERHEAD = 320;
 const HEX_RE = /^[a-f0-9]{64}$/;
 
 /**
@@ -71,6 +77,8 @@ export class ImageIndex {
   private firstOfName: number[] = [];
   private countOfName: number[] = [];
   private freeNames: number[] = [];
+  /** Estimated heap bytes of the names held (NAME_OVERHEAD). */
+  private nameBytes = 0;
   /** Name numbers by normalised name: `nginx` and `docker.io/library/nginx` are one image name. */
   private spellings = new Map<string, number[]>();
 
@@ -99,6 +107,25 @@ export class ImageIndex {
 
   get size(): number {
     return this.used;
+  }
+
+  /**
+   * What the index holds, estimated in bytes: `heap`, its names (JavaScript strings and the maps
+   * that find them), and `outside`, its columns and tags (typed arrays, outside the JavaScript
+   * heap), counted for the images held rather than the room made for more. Without the answer
+   * cache, which is bounded on its own.
+   */
+  memory(): { heap: number; outside: number } {
+    const columns =
+      this.digests.byteLength +
+      this.created.byteLength +
+      this.updated.byteLength +
+      this.nameOf.byteLength +
+      this.nextOfName.byteLength +
+      this.prevOfName.byteLength +
+      this.table.byteLength +
+      this.tags.columnBytes;
+    return { heap: this.nameBytes, outside: Math.ceil((columns * this.used) / this.capacity) + this.tags.liveBytes };
   }
 
   /** Adds the image, or replaces what the index holds for its id. */
@@ -364,6 +391,7 @@ export class ImageIndex {
     nameNo = this.freeNames.pop() ?? this.names.length;
     this.names[nameNo] = name;
     this.nameNumbers.set(name, nameNo);
+    this.nameBytes += name.length + NAME_OVERHEAD;
     this.firstOfName[nameNo] = EMPTY;
     this.countOfName[nameNo] = 0;
     const normalized = normalizeName(name);
@@ -395,6 +423,7 @@ export class ImageIndex {
     if (--this.countOfName[nameNo]! > 0) return;
     const name = this.names[nameNo]!;
     this.nameNumbers.delete(name);
+    this.nameBytes -= name.length + NAME_OVERHEAD;
     const normalized = normalizeName(name);
     const spelled = this.spellings.get(normalized)!.filter((n) => n !== nameNo);
     if (spelled.length) this.spellings.set(normalized, spelled);

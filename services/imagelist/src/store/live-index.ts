@@ -1,5 +1,7 @@
 import { unavailable } from '@platform/http-common';
+import { totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { getHeapStatistics } from 'node:v8';
 import { ChangeFeed, type ChangeFeedListener, type ChangeFeedOptions, type FeedLogger } from './change-feed.js';
 import type { DatabaseTarget } from './database-tls.js';
 import { isDatabaseUnavailable } from './errors.js';
@@ -23,6 +25,15 @@ export interface LiveIndexOptions {
    */
   maxImages?: number;
   /**
+   * The most memory the index may take, as ImageIndex.memory() estimates it: `heap` for its names
+   * (within the JavaScript heap's limit), `total` for all of it (within the container's memory
+   * limit); and `rss`, the process's resident memory while the index grows, which also counts the
+   * garbage of a load. Past any, this replica answers from the database, as past `maxImages`: what
+   * an image costs depends on its name and tags, so a count alone cannot keep the index within
+   * the process (1,000,000 images of distinct names exhausted a 256 MB heap).
+   */
+  maxMemory?: MemoryBudget;
+  /**
    * While over `maxImages`, a change to the allowlist makes the replica count it again, at most
    * this often (default 5 minutes), so it loads its index by itself once deletes make it fit.
    */
@@ -30,6 +41,50 @@ export interface LiveIndexOptions {
   answerCacheBytes?: number;
   feed?: Omit<ChangeFeedOptions, 'log'>;
   log?: FeedLogger & { error(obj: object, msg: string): void };
+}
+
+/**
+ * Of the JavaScript heap's limit, what the index's names may not take: the young generation (up
+ * to three semi-spaces of 16 MB, the Deployment's and V8's default) and what the service itself
+ * keeps there (~30 MB measured at start).
+ */
+const HEAP_NOT_FOR_NAMES = 80 * 2 ** 20;
+/** Of the rest, what the names may take: a heap much fuller than that spends its time collecting. */
+const HEAP_SHARE = 0.6;
+/**
+ * Of the memory limit (the container's, else the machine's), what the whole index may take. The
+ * rest is the process itself: Node and its code, the young generation, the answer cache, the
+ * pages of a load and the garbage of requests (~150 MB at the Deployment's settings).
+ */
+const MEMORY_SHARE = 0.6;
+/**
+ * Of the memory limit, the resident memory at which a growing index is given up, garbage and all:
+ * the estimate leaves out what a load makes and the collector has not yet freed. It counts only
+ * once the index itself holds a quarter of the limit, so that the garbage of an index given up
+ * (freed only by a later collection) does not stop the next load at its first page.
+ */
+const RSS_SHARE = 0.85;
+const RSS_MIN_INDEX_SHARE = 0.25;
+
+export interface MemoryBudget {
+  heap: number;
+  total: number;
+  rss: number;
+  /** The index's own estimate from which `rss` applies. */
+  rssFromIndex: number;
+}
+
+/** The memory the index may take in this process (LiveIndexOptions.maxMemory). */
+export function indexMemoryBudget(): MemoryBudget {
+  const constrained = process.constrainedMemory?.() ?? 0;
+  // Without a limit, cgroups report the largest number they can.
+  const memory = constrained > 0 && constrained < totalmem() ? constrained : totalmem();
+  return {
+    heap: Math.floor(Math.max(0, getHeapStatistics().heap_size_limit - HEAP_NOT_FOR_NAMES) * HEAP_SHARE),
+    total: Math.floor(memory * MEMORY_SHARE),
+    rss: Math.floor(memory * RSS_SHARE),
+    rssFromIndex: Math.floor(memory * RSS_MIN_INDEX_SHARE),
+  };
 }
 
 /** Where an answer comes from right now. */
@@ -65,6 +120,7 @@ export class LiveIndex implements ChangeFeedListener {
   private readonly staleAfterMs: number;
   private readonly pageSize: number;
   private readonly maxImages: number;
+  private readonly maxMemory: MemoryBudget;
   private readonly overLimitRecheckMs: number;
 
   constructor(
@@ -75,6 +131,7 @@ export class LiveIndex implements ChangeFeedListener {
     this.staleAfterMs = opts.staleAfterMs ?? 600;
     this.pageSize = opts.loadPageSize ?? 5000;
     this.maxImages = opts.maxImages ?? Number.POSITIVE_INFINITY;
+    this.maxMemory = opts.maxMemory ?? { heap: Infinity, total: Infinity, rss: Infinity, rssFromIndex: 0 };
     this.overLimitRecheckMs = opts.overLimitRecheckMs ?? 300_000;
     this.index = new ImageIndex(opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: opts.answerCacheBytes });
     this.feed = new ChangeFeed(target, sql, this, { ...opts.feed, log: opts.log });
@@ -100,7 +157,7 @@ export class LiveIndex implements ChangeFeedListener {
     }
   }
 
-  /** True while the allowlist is larger than `maxImages`: this replica answers from the database. */
+  /** True while the allowlist does not fit `maxImages` or `maxMemory`: this replica answers from the database. */
   get overLimit(): boolean {
     return this.tooLarge;
   }
@@ -269,11 +326,26 @@ export class LiveIndex implements ChangeFeedListener {
       found.add(row.id);
     }
     for (const id of ids) if (!found.has(id)) this.index.remove(id);
-    if (this.index.size > this.maxImages) this.giveUp(this.index.size);
+    const outgrown = this.outgrown();
+    if (outgrown) this.giveUp(outgrown);
+  }
+
+  /** Why the index cannot be kept in memory, or undefined while it fits. */
+  private outgrown(): Outgrown | undefined {
+    const images = this.index.size;
+    if (images > this.maxImages) return { images, limit: 'images' };
+    const { heap, outside } = this.index.memory();
+    if (heap > this.maxMemory.heap) return { images, limit: 'heap', estimatedBytes: heap, maxBytes: this.maxMemory.heap };
+    if (heap + outside > this.maxMemory.total)
+      return { images, limit: 'memory', estimatedBytes: heap + outside, maxBytes: this.maxMemory.total };
+    if (heap + outside < this.maxMemory.rssFromIndex) return undefined;
+    const rss = process.memoryUsage.rss();
+    if (rss > this.maxMemory.rss) return { images, limit: 'rss', rssBytes: rss, maxBytes: this.maxMemory.rss };
+    return undefined;
   }
 
   /** Frees the index: the allowlist outgrew it. Tried again on a reconnect, or a change after a while. */
-  private giveUp(images: number): void {
+  private giveUp(outgrown: Outgrown): void {
     this.tooLarge = true;
     this.recheckAt = Date.now() + this.overLimitRecheckMs;
     this.loaded = false;
@@ -281,9 +353,12 @@ export class LiveIndex implements ChangeFeedListener {
     this.index = new ImageIndex(this.opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: this.opts.answerCacheBytes });
     if (this.overLimitLogged) return;
     this.overLimitLogged = true;
+    const { images, limit, ...bytes } = outgrown;
     this.opts.log?.error(
-      { images, maxImages: this.maxImages },
-      'the allowlist is larger than --index-max-images: this replica answers from the database, without an in-memory index or outage grace; raise the limit together with the memory limit',
+      { images, maxImages: this.maxImages, ...bytes },
+      `${OUTGROWN[limit]}: this replica answers from the database, without an in-memory index or outage grace; ${
+        limit === 'images' ? 'raise the limit together with the memory limit' : 'raise the memory limit (and --max-old-space-size)'
+      }`,
     );
   }
 
@@ -294,7 +369,8 @@ export class LiveIndex implements ChangeFeedListener {
     if (estimated > this.maxImages) {
       // The estimate (pg_class.reltuples) lags a bulk delete until the next ANALYZE: count, up to
       // one past the limit, before giving up on an allowlist that may fit after all.
-      if ((await this.sql.countUpTo(this.maxImages + 1)) > this.maxImages) return this.giveUp(estimated);
+      const counted = await this.sql.countUpTo(this.maxImages + 1);
+      if (counted > this.maxImages) return this.giveUp({ images: counted, limit: 'images' });
     }
     this.tooLarge = false;
     // Room for 10% more than the estimate: reltuples is a sample's figure (1,499,970 for
@@ -308,13 +384,14 @@ export class LiveIndex implements ChangeFeedListener {
       for (let after = ''; ;) {
         const page = await this.sql.loadPage(after, this.pageSize);
         for (const row of page) this.index.putRow(row);
-        if (this.index.size > this.maxImages) throw new TooLarge(this.index.size);
+        const outgrown = this.outgrown();
+        if (outgrown) throw new TooLarge(outgrown);
         if (page.length < this.pageSize) break;
         after = page[page.length - 1]!.id;
       }
     } catch (err) {
       this.index.abortSweep();
-      if (err instanceof TooLarge) return this.giveUp(err.images);
+      if (err instanceof TooLarge) return this.giveUp(err.outgrown);
       throw err;
     }
     const dropped = this.index.endSweep();
@@ -323,8 +400,23 @@ export class LiveIndex implements ChangeFeedListener {
   }
 }
 
+interface Outgrown {
+  images: number;
+  limit: 'images' | 'heap' | 'memory' | 'rss';
+  estimatedBytes?: number;
+  rssBytes?: number;
+  maxBytes?: number;
+}
+
+const OUTGROWN: Record<Outgrown['limit'], string> = {
+  images: 'the allowlist is larger than --index-max-images',
+  heap: "the allowlist's names would take more of the JavaScript heap than the index may",
+  memory: `the allowlist would take more than ${MEMORY_SHARE * 100}% of the memory limit`,
+  rss: `the process reached ${RSS_SHARE * 100}% of the memory limit while loading the allowlist`,
+};
+
 class TooLarge extends Error {
-  constructor(readonly images: number) {
-    super(`${images} images`);
+  constructor(readonly outgrown: Outgrown) {
+    super(`${outgrown.images} images (${outgrown.limit})`);
   }
 }

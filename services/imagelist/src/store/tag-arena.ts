@@ -11,6 +11,16 @@ export class TagArena {
   private start = new Uint32Array(0);
   private length = new Uint32Array(0);
 
+  /** Bytes of the per-slot columns. */
+  get columnBytes(): number {
+    return this.start.byteLength + this.length.byteLength;
+  }
+
+  /** Bytes of the tags held, without the old ones not yet compacted away. */
+  get liveBytes(): number {
+    return this.end - this.garbage;
+  }
+
   /** Makes room for slots below `capacity`. */
   resize(capacity: number): void {
     const start = new Uint32Array(capacity);

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseReference } from '../../src/reference.js';
 import { ImageIndex, type ImageRecord } from '../../src/store/image-index.js';
@@ -133,5 +135,44 @@ describe('ImageIndex', () => {
       expect(index.allows(ref(`quay.io/foo/app:n${n}`))).toBe(true);
     }
     expect(index.allows(ref('quay.io/foo/app:r18'))).toBe(false);
+  });
+
+  it('estimates its memory from what it holds: names once each, tags by their bytes, nothing left of what it removed', () => {
+    const index = new ImageIndex();
+    const empty = index.memory();
+    expect(empty.heap).toBe(0);
+    for (let n = 0; n < 1000; n++) index.put(image(n, 'quay.io/foo/app', ['v1']));
+    const oneName = index.memory();
+    for (let n = 1000; n < 2000; n++) index.put(image(n, `quay.io/foo/app-${n}`, ['v1']));
+    const manyNames = index.memory();
+    // A name costs the heap once, whatever the number of its images.
+    expect(manyNames.heap - oneName.heap).toBeGreaterThan(1000 * (oneName.heap - empty.heap) * 0.9);
+    for (let n = 0; n < 1000; n++) index.put(image(n, 'quay.io/foo/app', ['v1', 'x'.repeat(100)]));
+    expect(index.memory().outside - manyNames.outside).toBeGreaterThanOrEqual(1000 * 103); // `,"x…x"`
+    for (let n = 0; n < 2000; n++) index.remove(hex(n));
+    expect(index.memory().heap).toBe(0);
+    expect(index.memory().outside).toBe(0);
+  });
+
+  // The estimate keeps the index within the process (live-index.ts): it must not fall short of
+  // what this Node really spends. Measured in a child with --expose-gc, from the built index.
+  it('does not underestimate what its names cost the heap of this Node', () => {
+    const built = fileURLToPath(new URL('../../dist/store/image-index.js', import.meta.url));
+    const script = `
+      const { ImageIndex } = await import(${JSON.stringify(built)});
+      const heap = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+      const before = heap();
+      const index = new ImageIndex({ answerCacheBytes: 0 });
+      for (let n = 0; n < 50000; n++) {
+        // Flat strings, as postgres.js hands them over.
+        const name = Buffer.from('registry.example.com/team-' + (n % 500) + '/service-' + n).toString();
+        index.putRow({ id: n.toString(16).padStart(64, '0'), name, tagsJson: '"v1"', createdUs: 0, updatedUs: 0 });
+      }
+      const used = heap() - before;
+      console.log(JSON.stringify({ used, estimated: index.memory().heap }));`;
+    const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const { used, estimated } = JSON.parse(out) as { used: number; estimated: number };
+    expect(estimated).toBeGreaterThanOrEqual(used * 0.95);
+    expect(estimated).toBeLessThan(used * 1.5);
   });
 });

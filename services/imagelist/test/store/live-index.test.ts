@@ -2,6 +2,7 @@ import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { connect } from '../../src/store/database.js';
+import { ImageIndex } from '../../src/store/image-index.js';
 import { ImageSql } from '../../src/store/image-sql.js';
 import { LiveIndex } from '../../src/store/live-index.js';
 import { DIGEST_A, DIGEST_B, DIGEST_C } from '../support/app.js';
@@ -178,7 +179,29 @@ describe('in-memory index across replicas', () => {
     await within(5000, async () => b.index.fresh);
   });
 
-  it('a replica whose allowlist outgrows --index-max-images answers from the database instead', async () => {
+  /** What an index of these rows is estimated to hold (ImageIndex.memory), heap and outside together. */
+  async function estimatedBytes(except: string[] = []): Promise<number> {
+    const rows = await db.sql<{ id: string; name: string; tags: string[] }[]>`SELECT id, name, tags FROM images`;
+    const index = new ImageIndex();
+    for (const row of rows) if (!except.includes(row.id)) index.put({ ...row, createdUs: 0, updatedUs: 0 });
+    const { heap, outside } = index.memory();
+    return heap + outside;
+  }
+  const deletedToFit = ['1'.repeat(64), '2'.repeat(64)];
+
+  it.each([
+    ['--index-max-images', async () => ({ maxImages: 2 }), /^the allowlist is larger than --index-max-images/],
+    [
+      'the memory the index may take',
+      async () => {
+        // Between what the three images take and what two of them take.
+        const total = Math.round(((await estimatedBytes()) + (await estimatedBytes(['1'.repeat(64)]))) / 2);
+        return { maxMemory: { heap: Infinity, total, rss: Infinity, rssFromIndex: 0 } };
+      },
+      /^the allowlist would take more than 60% of the memory limit/,
+    ],
+  ])('a replica whose allowlist outgrows %s answers from the database instead', async (_limit, limits, message) => {
+    await db.sql`DELETE FROM images`;
     for (const [id, tag] of [
       ['1'.repeat(64), 'big1'],
       ['2'.repeat(64), 'big2'],
@@ -203,7 +226,11 @@ describe('in-memory index across replicas', () => {
       }
     }
     const images = new CountingSql(sql, 2000);
-    const small = new LiveIndex(images, { url: db.url }, { outageGraceMs: 60_000, maxImages: 2, overLimitRecheckMs: 0, log }).start();
+    const small = new LiveIndex(
+      images,
+      { url: db.url },
+      { outageGraceMs: 60_000, ...(await limits()), overLimitRecheckMs: 0, log },
+    ).start();
     const app = await buildApp({ sql, live: small, logger: false, defaultMetrics: false });
     closers.push(async () => {
       await app.close();
@@ -211,7 +238,7 @@ describe('in-memory index across replicas', () => {
       await sql.end({ timeout: 1 });
     });
     await within(5000, async () => errors.length > 0);
-    expect(errors[0]).toMatch(/larger than --index-max-images/);
+    expect(errors[0]).toMatch(message);
     expect(small.fresh).toBe(false);
     expect(small.overLimit).toBe(true);
     expect(small.index.size).toBe(0);
@@ -229,8 +256,7 @@ describe('in-memory index across replicas', () => {
     expect(small.fresh).toBe(false);
     expect(await allowed(app, 'quay.io/team/big:big4')).toBe(true);
     // Deletes make it fit: it loads its index by itself, without a reconnect.
-    for (const id of ['1'.repeat(64), '2'.repeat(64)])
-      expect((await a.app.inject({ method: 'DELETE', url: `/images/${id}` })).statusCode).toBe(204);
+    for (const id of deletedToFit) expect((await a.app.inject({ method: 'DELETE', url: `/images/${id}` })).statusCode).toBe(204);
     await within(5000, async () => small.fresh);
     expect(infos).toContain('image index loaded');
     expect(small.overLimit).toBe(false);
