@@ -25,7 +25,9 @@ export interface NodeServerOptions {
  *   own check answers a bare 400), and one with a compressed body (`Content-Encoding`) 415;
  * - a response whose headers go out after the close began says `Connection: close`, so the client
  *   sends nothing more on a connection about to close. Fastify says so itself for requests that
- *   arrive after the close began, but not for those that arrived before and are answered after.
+ *   arrive after the close began, but not for those that arrived before and are answered after;
+ * - a connection that pipelines more than MAX_QUEUED_RESPONSES requests ahead of its answers gets
+ *   those answers, then a 429 and the connection closed (queuedBehind).
  */
 export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServerOptions): http.Server {
   const { isClosing } = opts;
@@ -42,6 +44,8 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     connectionsCheckingInterval: 1000,
   };
   const onRequest: RequestListener = (request, response) => {
+    // Node gives a response its socket at once unless another response on it is still unsent.
+    if (response.socket === null && !queuedBehind(request.socket, response)) return;
     const encoding = request.headers['content-encoding'];
     if (!request.headers.host && request.httpVersion === '1.1') answerProblem(response, 400, 'An HTTP/1.1 request needs a Host header.');
     // Fastify would parse a compressed body as it came, and answer that it is not JSON.
@@ -57,6 +61,40 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   answerUnsupportedExpect(server);
   if (opts.sendStallMs > 0) closeSendStalls(server, opts.sendStallMs, opts.onSendStall);
   return server;
+}
+
+/**
+ * Requests one connection may pipeline ahead of its answers. Node parses every request of a chunk
+ * it reads and the handlers all run before any answer is sent, so without a bound one 64 KB write
+ * of 1,500 `GET /docs/json` (no login needed) made 1,500 answers of 100 KB at once: 320 MB, and an
+ * event loop stalled for seconds. No client we serve pipelines (Go's, kubectl's and the
+ * kube-apiserver's HTTP/1.1 clients never do); one that does gets its first answers, then a 429
+ * with `Connection: close`, after which it may send the rest again (RFC 9112, 9.3.2).
+ */
+export const MAX_QUEUED_RESPONSES = 16;
+const QUEUED = Symbol('responses queued behind the one being sent');
+type CountedSocket = Socket & { [QUEUED]?: number };
+
+/**
+ * Counts a response that waits for the ones before it on its connection. Past the bound it
+ * answers 429 and closes the connection after it, once; the requests that still arrive on it
+ * (the rest of a chunk already parsed) are dropped, and Node discards them with the connection.
+ */
+function queuedBehind(socket: CountedSocket, response: http.ServerResponse): boolean {
+  if (socket.destroyed) return false;
+  const queued = (socket[QUEUED] ?? 0) + 1;
+  if (queued > MAX_QUEUED_RESPONSES) {
+    if (queued === MAX_QUEUED_RESPONSES + 1) {
+      socket[QUEUED] = queued;
+      answerProblem(response, 429, `More than ${MAX_QUEUED_RESPONSES} requests pipelined on one connection; send the rest again.`);
+    }
+    return false;
+  }
+  socket[QUEUED] = queued;
+  response.once('close', () => {
+    socket[QUEUED]!--;
+  });
+  return true;
 }
 
 /** A connection's send progress as of the last sweep that saw it move. */

@@ -2,6 +2,7 @@ import net from 'node:net';
 import Type from 'typebox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/index.js';
+import { MAX_QUEUED_RESPONSES } from '../src/node-server.js';
 
 // Errors Node and Fastify find before any route runs, sent over a real socket byte by byte.
 let app: App;
@@ -88,5 +89,32 @@ describe('errors before a route runs are problem+json', () => {
     );
     expectProblem(r, 408);
     expect(r.ms).toBeLessThan(3500);
+  });
+});
+
+describe('pipelined requests', () => {
+  /** Writes `count` requests in one chunk and reads until the server closes; returns the answers' statuses. */
+  async function pipeline(count: number): Promise<number[]> {
+    const socket = net.connect(port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString()));
+    socket.on('error', () => {});
+    const closed = new Promise((r) => socket.on('close', r));
+    const get = (n: number, last: boolean) => `GET /things/${n} HTTP/1.1\r\nHost: x\r\n${last ? 'Connection: close\r\n' : ''}\r\n`;
+    socket.write(Array.from({ length: count }, (_, n) => get(n, n === count - 1)).join(''));
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    socket.destroy();
+    return [...got.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+  }
+
+  it('answers as many as a connection may queue, in order', async () => {
+    expect(await pipeline(MAX_QUEUED_RESPONSES + 1)).toEqual(Array(MAX_QUEUED_RESPONSES + 1).fill(200));
+  });
+
+  // One write of 1,500 requests made the server build 1,500 answers at once, before sending any.
+  it('answers a connection that pipelines more 429 after the answers it took, and closes it', async () => {
+    const statuses = await pipeline(1500);
+    expect(statuses).toEqual([...Array<number>(MAX_QUEUED_RESPONSES + 1).fill(200), 429]);
+    expect((await fetch(`http://127.0.0.1:${port}/things/7`)).status).toBe(200);
   });
 });
