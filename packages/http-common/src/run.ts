@@ -1,5 +1,7 @@
 import closeWithGrace from 'close-with-grace';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { EventEmitter } from 'node:events';
+import { pino } from 'pino';
 
 /**
  * How long a signalled close first keeps answering on open connections, with `Connection: close`,
@@ -8,6 +10,32 @@ import type { FastifyInstance } from 'fastify';
  * that long is unlikely to send at the very moment its connection closes. Inside the 10 s grace.
  */
 const DRAIN_MS = 2000;
+
+/**
+ * How long the exit waits for the log's last writes. pino writes what it still holds
+ * synchronously at exit, and its sonic-boom (v4) retries a failed write for ever, a broken pipe
+ * too: with the reader of stdout gone (`| head`), SIGTERM left the process waiting in
+ * `Atomics.wait` for good. Written before the exit, a broken pipe fails once, and pino then stops
+ * writing to it. A write to a pipe takes well under a millisecond.
+ */
+const LOG_WRITTEN_MS = 250;
+
+/** Resolves once pino's destination has written what it holds ('drain') or failed ('error'), or after `ms`. */
+function logWritten(log: FastifyBaseLogger, ms: number): Promise<void> {
+  const stream = (log as unknown as Record<symbol, unknown>)[pino.symbols.streamSym];
+  if (!(stream instanceof EventEmitter)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stream.off('drain', done);
+      stream.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stream.once('drain', done);
+    stream.once('error', done);
+  });
+}
 
 /**
  * Listens, and on SIGTERM/SIGINT drains kept-alive connections (`drainMs`), stops taking new
@@ -45,6 +73,7 @@ export async function listenWithGrace(
     await app.close();
     // The last line: an operator can tell a clean close from one the grace cut short.
     app.log.info({ ms: Date.now() - started }, 'shut down');
+    await logWritten(app.log, LOG_WRITTEN_MS);
   });
   app.addHook('onClose', async () => {
     grace.uninstall();

@@ -1,6 +1,9 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/index.js';
 
@@ -105,4 +108,26 @@ describe('draining before the close', () => {
     expect(outcomes['200 close']).toBeGreaterThan(0);
     expect(Object.keys(outcomes).filter((o) => !['200 keep-alive', '200 close', 'ECONNREFUSED'].includes(o))).toEqual([]);
   });
+});
+
+describe('exiting with the reader of stdout gone', () => {
+  // pino writes what it still holds synchronously at exit, and its sonic-boom retried a broken pipe
+  // for ever: SIGTERM left the process waiting for good once `| head` had gone.
+  it('exits on SIGTERM within the grace, its last lines lost rather than waited for', async () => {
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    const script = `
+      const { createApp, createLogger, listenWithGrace } = await import(${JSON.stringify(dist)});
+      const app = await createApp({ logger: createLogger('info', { pretty: false }), metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 't', version: '1' } });
+      await listenWithGrace(app, { host: '127.0.0.1', port: 0 }, { drainMs: 0 });`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    expect(line.toString()).toMatch(/Server listening/);
+    child.stdout.destroy(); // the reader goes away: the child's next write fails with EPIPE
+    const signalled = Date.now();
+    child.kill('SIGTERM');
+    const exited = await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(() => r('still running'), 8000))]);
+    if (exited === 'still running') child.kill('SIGKILL');
+    expect(exited).toEqual([0, null]);
+    expect(Date.now() - signalled).toBeLessThan(5000);
+  }, 15_000);
 });
