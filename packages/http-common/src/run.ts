@@ -49,20 +49,37 @@ export async function listenWithGrace(
     graceMs?: number;
     drainMs?: number;
     /**
-     * Rejections nobody awaited that are not a fault of the service, logged and survived rather
-     * than closing the process: postgres.js starts a query of its own on each new connection
-     * (its array types) and leaves its rejection unhandled when the connection drops meanwhile.
+     * Rejections nobody awaited, and errors nobody listened for, that are not a fault of the
+     * service, logged and survived rather than closing the process: postgres.js starts a query of
+     * its own on each new connection (its array types) and leaves its rejection unhandled when the
+     * connection drops meanwhile, and it stops listening to a TLS connection it has closed, whose
+     * last write can still fail afterwards.
      */
     survivable?: (reason: unknown) => boolean;
   } = {},
 ): Promise<void> {
+  let fatal: unknown;
+  let closing = false;
+  const survived = (reason: unknown, what: string) => {
+    if (!opts.survivable?.(reason)) return false;
+    const { code, syscall } = (reason ?? {}) as { code?: unknown; syscall?: unknown };
+    app.log.warn({ code, syscall }, `a connection failed ${what}; continuing`);
+    return true;
+  };
   const onRejection = (reason: unknown) => {
-    if (!opts.survivable?.(reason)) throw reason; // an uncaught exception, closed as below
-    app.log.warn({ code: (reason as { code?: unknown } | null)?.code }, 'a connection failed under a query nobody awaited; continuing');
+    if (!survived(reason, 'under a query nobody awaited')) throw reason; // an uncaught exception, closed as below
+  };
+  const onException = (error: unknown) => {
+    if (survived(error, 'after it was closed')) return;
+    if (closing) process.exit(1); // one while closing, as close-with-grace does
+    fatal = error;
+    void grace.close();
   };
   process.on('unhandledRejection', onRejection);
-  const closeOn = { delay: opts.graceMs ?? 10_000, logger: app.log, skip: ['unhandledRejection' as const] };
-  const grace = closeWithGrace(closeOn, async ({ err, signal }) => {
+  process.on('uncaughtException', onException);
+  const closeOn = { delay: opts.graceMs ?? 10_000, logger: app.log, skip: ['unhandledRejection' as const, 'uncaughtException' as const] };
+  const grace = closeWithGrace(closeOn, async ({ err = fatal, signal }) => {
+    closing = true;
     const started = Date.now();
     if (err) {
       app.log.error({ err }, 'closing after a fatal error');
@@ -74,10 +91,13 @@ export async function listenWithGrace(
     // The last line: an operator can tell a clean close from one the grace cut short.
     app.log.info({ ms: Date.now() - started }, 'shut down');
     await logWritten(app.log, LOG_WRITTEN_MS);
+    // close-with-grace exits 1 after an error it caught itself, and 0 after a close asked for.
+    if (fatal !== undefined) process.exit(1);
   });
   app.addHook('onClose', async () => {
     grace.uninstall();
     process.off('unhandledRejection', onRejection);
+    process.off('uncaughtException', onException);
   });
   await app.listen(where);
 }

@@ -131,3 +131,33 @@ describe('exiting with the reader of stdout gone', () => {
     expect(Date.now() - signalled).toBeLessThan(5000);
   }, 15_000);
 });
+
+describe('errors nobody listened for', () => {
+  it('survives those the service calls survivable, and closes gracefully with exit 1 on any other', async () => {
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    const script = `
+      const { EventEmitter } = await import('node:events');
+      const { createApp, createLogger, listenWithGrace } = await import(${JSON.stringify(dist)});
+      const app = await createApp({ logger: createLogger('info', { pretty: false }), metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 't', version: '1' } });
+      await listenWithGrace(app, { host: '127.0.0.1', port: 0 }, { drainMs: 0, survivable: (e) => e?.code === 'ECANCELED' });
+      const failed = (code) => new EventEmitter().emit('error', Object.assign(new Error('write ' + code), { code, syscall: 'write' }));
+      setTimeout(() => failed('ECANCELED'), 50);
+      setTimeout(() => app.log.info('still serving'), 150);
+      setTimeout(() => failed('EWHATEVER'), 250);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    const messages = out
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(messages.slice(1)).toEqual([
+      'a connection failed after it was closed; continuing',
+      'still serving',
+      'closing after a fatal error',
+      'shut down',
+    ]);
+    expect(code).toBe(1);
+  }, 15_000);
+});

@@ -9,7 +9,7 @@ import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
 import { databaseTarget, type DatabaseTarget } from './store/database-tls.js';
 import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
-import { isDatabaseUnavailable } from './store/errors.js';
+import { isDatabaseUnavailable, isLostDatabaseConnection } from './store/errors.js';
 import { ImageSql } from './store/image-sql.js';
 import { indexMemoryBudget, LiveIndex } from './store/live-index.js';
 import { migrate } from './store/migrate.js';
@@ -131,5 +131,5 @@ runMain(async () => {
     await sql.end({ timeout: 3 });
     await embedded?.stop();
   });
-  await listenWithGrace(app, where, { survivable: isDatabaseUnavailable });
+  await listenWithGrace(app, where, { survivable: isLostDatabaseConnection });
 });

@@ -143,6 +143,34 @@ describe.skipIf(!process.env.DATABASE_URL)('sslrootcert: a private CA (needs a P
     expect(await reach(connection, wrong)).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
   });
 
+  // The pool's TLS runs on a relay stream (relayed-socket.ts). A relay that closed before
+  // postgres.js's queued write left every later connect of that connection silent: after one
+  // refused connect, CONNECT_TIMEOUT for good, so a replica never came back from a restart.
+  it('the pool connects again once a database that refused it is back', async () => {
+    const proxy = await new TcpProxy(new URL(db.url).hostname, Number(new URL(db.url).port || 5432), {
+      tls: { cert: await readFile(path.join(dir, 'ip.crt')), key: await readFile(path.join(dir, 'ip.key')) },
+    }).start();
+    const sql = connect({ ...databaseTarget(urlVia(proxy, '127.0.0.1', { sslmode: 'require' })), max: 1, connectTimeout: 1 });
+    try {
+      await proxy.stop();
+      await expect(sql`SELECT 1`).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+      await proxy.restore();
+      const codes: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        try {
+          expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }]);
+          break;
+        } catch (err) {
+          codes.push((err as { code?: string }).code ?? String(err));
+        }
+      }
+      expect(codes.length, codes.join(', ')).toBeLessThan(5);
+    } finally {
+      await sql.end({ timeout: 0 });
+      await proxy.stop();
+    }
+  });
+
   it('the pool keeps its other URL parameters, sent to the server as before', async () => {
     const url = urlVia(proxies.ip, '127.0.0.1', { sslmode: 'verify-full', sslrootcert: ca.certfile, search_path: 'elsewhere,public' });
     const sql = connect({ ...databaseTarget(url), max: 1, connectTimeout: 2 });

@@ -33,6 +33,16 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return CONNECTION_CODES.has(code) || isUnavailableState(code);
 }
 
+/**
+ * What the process may survive when nobody handled it (listenWithGrace's `survivable`): the
+ * database unreachable, or a write that Node cancelled on a TLS connection postgres.js had
+ * already closed and stopped listening to.
+ */
+export function isLostDatabaseConnection(error: unknown): boolean {
+  const { code, syscall } = (error ?? {}) as { code?: unknown; syscall?: unknown };
+  return isDatabaseUnavailable(error) || (code === 'ECANCELED' && syscall === 'write');
+}
+
 /** For the app's error handler: a database outage becomes a 503 the client may retry. */
 export function classifyDatabaseError(error: unknown): HttpProblem | undefined {
   if (isDatabaseUnavailable(error)) return unavailable('The database is unavailable; retry shortly.', error);
