@@ -16,10 +16,13 @@ function rawProblem(status: number, detail: string): string {
 
 /**
  * Fastify's clientErrorHandler: malformed request lines, oversized headers, a missing Host
- * header, request and header timeouts. Answered as problem+json like every other error.
+ * header, request and header timeouts. Answered as problem+json like every other error. HTTPS
+ * sends its TLS errors here too (a handshake that timed out or failed): no answer can go over a
+ * connection without TLS, so it is closed, as Node closes it when nobody listens.
  */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+  const tlsFailed = /^ERR_(TLS|SSL)_/.test(err.code ?? '');
+  if (!socket.writable || err.code === 'ECONNRESET' || tlsFailed) return void socket.destroy();
   const status = STATUS_OF[err.code ?? ''] ?? 400;
   const detail =
     status === 408

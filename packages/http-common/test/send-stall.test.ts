@@ -200,3 +200,25 @@ describe.concurrent('not a send stall', () => {
     await server.app.close();
   });
 });
+
+describe('a TLS handshake never begun', () => {
+  // Node's default handshake timeout is 120 s: thousands of such connections held memory that long.
+  it('is closed after the headers timeout', async () => {
+    const app = await createApp({
+      metricsPath: '/metrics',
+      defaultMetrics: false,
+      openapi: { title: 'test', version: '1.0.0' },
+      timeouts: { headersMs: 1000, requestMs: 2000 },
+      tls: certs,
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const socket = net.connect((app.server.address() as net.AddressInfo).port, '127.0.0.1');
+    socket.on('error', () => {});
+    const opened = Date.now();
+    await once(socket, 'close');
+    const closedAfter = Date.now() - opened;
+    expect(closedAfter).toBeGreaterThanOrEqual(900);
+    expect(closedAfter).toBeLessThan(3000);
+    await app.close();
+  });
+});
