@@ -153,6 +153,17 @@ describe('per-request logging (access log)', () => {
     expect(typeof lines[0]!.responseTime).toBe('number');
   });
 
+  it('writes no secret a client put in the query string', async () => {
+    const { app, lines } = await appLoggingAt('warn', 50);
+    open = app;
+    await app.inject('/slow?name=app&access_token=tok-one&X-Amz-Signature=abc&password&sort=id');
+    expect(lines).toHaveLength(1);
+    expect((lines[0]!.req as { url: string }).url).toBe(
+      '/slow?name=app&access_token=[redacted]&X-Amz-Signature=[redacted]&password=[redacted]&sort=id',
+    );
+    expect(JSON.stringify(lines)).not.toContain('tok-one');
+  });
+
   it('writes a slow request at warn, with its time', async () => {
     const { app, lines } = await appLoggingAt('warn', 50);
     open = app;
