@@ -31,6 +31,8 @@ async function migrateWhenReachable(target: DatabaseTarget, connectTimeout: numb
         log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
         return;
       } catch (err) {
+        const refused = certificateRefused(err);
+        if (refused) throw new ConfigError(`database ${where}: ${refused}`);
         if (!isDatabaseUnavailable(err)) throw err;
         if (attempt >= 12) throw new Error(`database ${where} unreachable after ${attempt} attempts`, { cause: err });
         log.warn({ attempt, code: (err as { code?: string }).code }, 'database unreachable; retrying');
@@ -40,6 +42,30 @@ async function migrateWhenReachable(target: DatabaseTarget, connectTimeout: numb
   } finally {
     await sql.end({ timeout: 5 });
   }
+}
+
+/** Node's codes for a server certificate that TLS verification refused. */
+const CERTIFICATE_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** What is wrong with the database's certificate, said for an operator, or undefined. */
+function certificateRefused(err: unknown): string | undefined {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code !== 'string' || !CERTIFICATE_CODES.has(code)) return undefined;
+  const check =
+    code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? 'the host in the URL must be one the certificate names (or use sslmode=verify-ca)'
+      : "the certificate must come from a CA in sslrootcert (--db-sslrootcert), or Node's built-in CAs without it";
+  return `its TLS certificate was refused (${code}: ${String(message)}); ${check}`;
 }
 
 /**

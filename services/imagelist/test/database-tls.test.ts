@@ -275,6 +275,20 @@ describe.skipIf(!process.env.DATABASE_URL)('imagelist with sslrootcert (needs a 
     }
   });
 
+  it('a certificate the CA or the host name refuses stops the start, exit 2, saying what to check', async () => {
+    const otherCaUrl = urlVia(proxies.ip, '127.0.0.1', { sslmode: 'verify-ca', sslrootcert: otherCa.certfile });
+    const wrongCa = await runCli(['--listen', '127.0.0.1:0'], { DATABASE_URL: otherCaUrl });
+    expect(wrongCa.code).toBe(2);
+    expect(wrongCa.stderr.trim()).toMatch(
+      /^database 127\.0\.0\.1:\d+: its TLS certificate was refused \(UNABLE_TO_VERIFY_LEAF_SIGNATURE: .+\); the certificate must come from a CA in sslrootcert/,
+    );
+    const otherHost = urlVia(proxies.name, '127.0.0.1', { sslmode: 'verify-full', sslrootcert: ca.certfile });
+    const wrongHost = await runCli(['--listen', '127.0.0.1:0'], { DATABASE_URL: otherHost });
+    expect(wrongHost.code).toBe(2);
+    expect(wrongHost.stderr).toContain('(ERR_TLS_CERT_ALTNAME_INVALID: ');
+    expect(wrongHost.stderr).toContain('the host in the URL must be one the certificate names');
+  });
+
   it('verify-full with sslrootcert: migrates, serves, and its change feed hears a change made elsewhere', { timeout: 40_000 }, async () => {
     const fresh = await createTestDatabase({ migrated: false });
     const port = await freePort();
