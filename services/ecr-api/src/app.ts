@@ -1,5 +1,5 @@
 import { XAuthTokenVerifier } from '@platform/auth';
-import { createApp, type App, type CreateAppOptions } from '@platform/http-common';
+import { createApp, readBodiesAsJson, type App, type CreateAppOptions } from '@platform/http-common';
 import type { Config } from './config.js';
 import { AwsClientFactory, type AttemptTimeouts, type HttpHandler } from './aws/clients.js';
 import { AccountSessions, partitionOf } from './aws/credentials.js';
@@ -12,7 +12,6 @@ import { deadlinePerRequest } from './aws/request-deadlines.js';
 import { ScanStore } from './aws/scans.js';
 import { RepositoryUsers } from './aws/users.js';
 import { authMetrics } from './auth-metrics.js';
-import { readRequestBodies } from './request-body.js';
 import { corsRoutes } from './routes/cors.js';
 import { healthRoutes } from './routes/health.js';
 import { imageRoutes } from './routes/images.js';
@@ -68,7 +67,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     classifyError: classifyAwsError,
     tls: config.tls,
   });
-  readRequestBodies(app);
+  // Bodies as the original read them: JSON whatever the Content-Type, or none.
+  readBodiesAsJson(app);
   deadlinePerRequest(app, config.aws.deadlineMs);
 
   const metrics = createAwsMetrics(app.metrics);

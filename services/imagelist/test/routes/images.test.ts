@@ -134,6 +134,8 @@ describe('PUT /images', () => {
     expect((await send({ 'content-type': 'text/plain' }, DIGEST_B)).statusCode).toBe(200);
     expect((await send({}, DIGEST_C)).statusCode).toBe(200);
     expect(await count()).toBe(3);
+    // a type Fastify cannot parse is no type, not a 415
+    for (const type of ['json', '', ';']) expect((await send({ 'content-type': type }, DIGEST_A)).statusCode, type).toBe(200);
     expect((await app.inject(`/images/${DIGEST_B}`)).json()).toMatchObject({ name: 'quay.io/foo/nginx', tags: ['v1'] });
   });
 });
@@ -308,6 +310,11 @@ describe('DELETE /images/:id', () => {
     await put({ id: DIGEST_A, name: 'quay.io/foo/nginx' });
     expect((await del(DIGEST_A, { 'content-type': 'application/json' }, '{"not": "json"')).statusCode).toBe(204);
     expect(await count()).toBe(0);
+    for (const type of ['', 'a', ';', '/']) {
+      await put({ id: DIGEST_A, name: 'quay.io/foo/nginx' });
+      expect((await del(DIGEST_A, { 'content-type': type }, 'x')).statusCode, type).toBe(204);
+      expect(await count()).toBe(0);
+    }
     // a PUT needs its body
     const empty = await app.inject({ method: 'PUT', url: '/images', headers: { 'content-type': 'application/json' } });
     expect(empty.statusCode).toBe(400);
