@@ -3,7 +3,7 @@
 import './no-pretenuring.js';
 import { TokenStore } from '@platform/auth';
 import { ConfigError, createLogger, listenWithGrace, loadConfig, parseListen, runMain, type Logger } from '@platform/http-common';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
@@ -76,6 +76,9 @@ async function startEmbeddedIn(dataDir: string): Promise<EmbeddedDatabase> {
   if (!dataDir.startsWith('memory://')) {
     try {
       mkdirSync(dataDir, { recursive: true });
+      // One that exists but cannot be written (a read-only mount, another user's) failed later
+      // inside PGlite, as `{"name":"ErrnoError","errno":69}`.
+      accessSync(dataDir, constants.W_OK);
     } catch (err) {
       throw new ConfigError(
         `no database: DATABASE_URL (or --db-host) is not set, and the embedded database cannot keep its files in ${dataDir} (${(err as NodeJS.ErrnoException).code}); set DATABASE_URL, or --data-dir / IMAGELIST_DATA_DIR to a writable directory or memory://`,
