@@ -3,11 +3,12 @@ import { IAMClient } from '@aws-sdk/client-iam';
 import { ResourceGroupsTaggingAPIClient } from '@aws-sdk/client-resource-groups-tagging-api';
 import { STSClient } from '@aws-sdk/client-sts';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { HttpHandlerOptions, InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
+import type { FinalizeRequestMiddleware, HttpHandlerOptions, InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { outcomeOf, type AwsMetrics } from './metrics.js';
+import { mayHaveTakenEffect } from './unanswered.js';
 
 /** The SDK's HTTP layer: Node's HTTP(S) with shared keep-alive agents; focused tests inject canned answers. */
 export type HttpHandler = Pick<NodeHttpHandler, 'handle' | 'updateHttpClientConfig' | 'httpHandlerConfigs' | 'destroy'>;
@@ -77,6 +78,42 @@ function bound<I extends object, O extends MetadataBearer>(client: Client<I, O>,
     return withDeadline(own, () => own.race(next(args))).finally(() => own.dispose());
   };
   client.middlewareStack.add(middleware, { step: 'initialize', priority: 'high', name: 'ecrApiDeadline', override: true });
+}
+
+/**
+ * Calls that must not be sent twice: a second CreateRepository or CreateUser after an attempt whose
+ * answer was lost fails with "already exists" although the first one created it, and a second
+ * CreateAccessKey makes a second key. The SDK retries an attempt that timed out or got a 5xx; for
+ * these only AWS's refusals (throttling) are retried, and the caller (steps.ts) learns that the
+ * call may have taken effect.
+ */
+const SEND_ONCE = new Set(['CreateRepositoryCommand', 'CreateUserCommand', 'CreateAccessKeyCommand']);
+
+/** Carries an attempt's error past the SDK's retry loop, which retries nothing it cannot classify. */
+class NotRetried extends Error {
+  constructor(readonly attempt: unknown) {
+    super('an attempt that may have taken effect is not retried');
+  }
+}
+
+function sendOnce<I extends object, O extends MetadataBearer>(client: Client<I, O>): void {
+  const inside: FinalizeRequestMiddleware<I, O> = (next, context) => async (args) => {
+    try {
+      return await next(args);
+    } catch (err) {
+      if (SEND_ONCE.has(context.commandName ?? '') && mayHaveTakenEffect(err)) throw new NotRetried(err);
+      throw err;
+    }
+  };
+  const outside: FinalizeRequestMiddleware<I, O> = (next) => async (args) => {
+    try {
+      return await next(args);
+    } catch (err) {
+      throw err instanceof NotRetried ? err.attempt : err;
+    }
+  };
+  client.middlewareStack.addRelativeTo(inside, { relation: 'after', toMiddleware: 'retryMiddleware', name: 'ecrApiSendOnce' });
+  client.middlewareStack.addRelativeTo(outside, { relation: 'before', toMiddleware: 'retryMiddleware', name: 'ecrApiSendOnceError' });
 }
 
 /** Counts and times every call of a client by service, operation and outcome. */
@@ -152,6 +189,7 @@ export class AwsClientFactory {
   private prepare<I extends object, O extends MetadataBearer>(client: Client<I, O>, service: string): void {
     bound(client, this.opts.deadlineMs);
     instrument(client, service, this.opts.metrics);
+    sendOnce(client);
   }
 
   /** The STS client, with the service's own credentials. */

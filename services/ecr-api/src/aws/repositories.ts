@@ -26,6 +26,7 @@ import { GROUP_TAG, NAME_TAG, ORG_TAG, Ownership, toTags } from './ownership.js'
 import { groupsFromPolicy, repositoryPolicy } from './repository-policy.js';
 import { classifyAwsError } from './errors.js';
 import { applySteps, type Step } from './steps.js';
+import { CLOCK_SLACK_MS, unlessGone } from './unanswered.js';
 import type { RepositoryUsers } from './users.js';
 
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
@@ -224,10 +225,12 @@ export class RepositoryStore {
     const groups = [...new Set(input.groups ?? [])];
     const { ecr } = await this.sessions.get(account);
     let created: EcrRepository | undefined;
+    let sentAt = 0;
     await applySteps([
       {
         what: `create the repository ${repositoryName}`,
         apply: async () => {
+          sentAt = Date.now();
           const out = await ecr.send(
             new CreateRepositoryCommand({
               repositoryName,
@@ -244,14 +247,36 @@ export class RepositoryStore {
           created = out.repository;
         },
         // Not forced: an image pushed in the meantime is not deleted with it.
-        undo: async () => void (await ecr.send(new DeleteRepositoryCommand({ repositoryName }))),
+        undo: async (unconfirmed) => {
+          if (unconfirmed && !(await this.justCreated(ecr, group, input.name, sentAt))) return;
+          await unlessGone('RepositoryNotFoundException', ecr.send(new DeleteRepositoryCommand({ repositoryName })));
+        },
       },
       {
         what: `set the repository policy of ${repositoryName}`,
         apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: repositoryPolicy(groups) }))),
+        // Deleting the repository (the undo above) deletes its policy.
+        undo: async () => {},
       },
     ]);
     return toRepository(created!, tags, groups);
+  }
+
+  /**
+   * Whether `{group}/{name}` is as a CreateRepository sent at `sentAt` that got no answer would have
+   * left it: this org's and group's, created since, and without a policy yet. Otherwise that call
+   * failed (the name was taken), and the repository is someone else's to keep.
+   */
+  private async justCreated(ecr: ECRClient, group: string, name: string, sentAt: number): Promise<boolean> {
+    let repository: EcrRepository;
+    try {
+      ({ repository } = await this.ownership.require(ecr, group, name));
+    } catch (err) {
+      if (err instanceof HttpProblem && err.statusCode === 404) return false;
+      throw err;
+    }
+    if ((repository.createdAt?.getTime() ?? 0) < sentAt - CLOCK_SLACK_MS) return false;
+    return (await readPolicy(ecr, `${group}/${name}`)) === undefined;
   }
 
   async get(account: string, group: string, name: string): Promise<Repository> {
@@ -296,8 +321,9 @@ export class RepositoryStore {
         what: 'set the groups that may pull',
         apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText }))),
         undo: async () => {
-          if (oldPolicy === undefined) await ecr.send(new DeleteRepositoryPolicyCommand({ repositoryName }));
-          else await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: oldPolicy }));
+          if (oldPolicy === undefined) {
+            await unlessGone('RepositoryPolicyNotFoundException', ecr.send(new DeleteRepositoryPolicyCommand({ repositoryName })));
+          } else await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: oldPolicy }));
         },
       });
     }

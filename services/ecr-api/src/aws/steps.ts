@@ -2,6 +2,7 @@ import { HttpProblem } from '@platform/http-common';
 import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { classifyAwsError } from './errors.js';
 import { outcomeOf } from './metrics.js';
+import { mayHaveTakenEffect } from './unanswered.js';
 
 /**
  * What undoing the applied steps of a failed change may take, all its undo calls together: an undo
@@ -21,14 +22,19 @@ export interface Step {
   /** What the step does, as the answer says it: "set ScanOnPush to false". */
   what: string;
   apply(): Promise<void>;
-  /** Undoes `apply`; absent when the change cannot be taken back. */
-  undo?: () => Promise<void>;
+  /**
+   * Undoes `apply`; absent when the change cannot be taken back. Also called, with `unconfirmed`,
+   * when `apply` failed in a way that may still have taken effect (no answer, a 5xx): it must then
+   * undo only what this request did, and do nothing when there is nothing to undo.
+   */
+  undo?: (unconfirmed: boolean) => Promise<void>;
 }
 
 /**
  * Applies `steps` in order. When one fails, the applied ones are undone in reverse order and the
  * failure is thrown as an HTTP problem whose detail says what was tried, what was rolled back and
  * what, if anything, is still applied: a request never leaves a change behind without saying so.
+ * A step whose call got no answer may have been done: it is undone too, or named as perhaps done.
  *
  * A change that may need an undo stops its steps the undo's budget before the request's deadline,
  * so that even a change cut short at its deadline is answered, rolled back, within it.
@@ -36,16 +42,20 @@ export interface Step {
 export async function applySteps(steps: Step[]): Promise<void> {
   const request = currentDeadline();
   const undoMs = undoBudget(request);
-  const mayUndo = steps.slice(0, -1).some((step) => step.undo);
+  const mayUndo = steps.some((step) => step.undo);
   const forward = request && mayUndo ? request.before(undoMs) : undefined;
   const apply = (step: Step) => (forward ? withDeadline(forward, () => step.apply()) : step.apply());
   const applied: Step[] = [];
   try {
     for (const step of steps) {
+      // Not sent at all: nothing of it to undo.
+      if (forward?.passed) throw await rollBack(applied, step, forward.signal.reason, false, Deadline.in(undoMs));
       try {
         await apply(step);
       } catch (err) {
-        throw await rollBack(applied, step, err, undoMs);
+        // Its own deadline: the request's (or the change's share of it) may be what failed the change.
+        const undoDeadline = Deadline.in(undoMs);
+        throw await rollBack(applied, step, err, mayHaveTakenEffect(err), undoDeadline);
       }
       applied.push(step);
     }
@@ -54,22 +64,38 @@ export async function applySteps(steps: Step[]): Promise<void> {
   }
 }
 
-async function rollBack(applied: Step[], failed: Step, err: unknown, undoMs: number): Promise<HttpProblem> {
+/** Undoes `applied` (and `failed`, when it may have taken effect) under `deadline`, which it disposes. */
+async function rollBack(applied: Step[], failed: Step, err: unknown, unconfirmed: boolean, deadline: Deadline): Promise<HttpProblem> {
   const problem = classifyAwsError(err) ?? new HttpProblem(500, 'An internal error occurred.', { cause: err });
-  if (applied.length === 0) return problem;
   const rolledBack: string[] = [];
   const kept: string[] = [];
-  // Its own deadline: the request's (or the change's share of it) may be what failed the change.
-  const deadline = Deadline.in(undoMs);
+  /** What the failed step may have done and is not undone. */
+  const perhaps: string[] = [];
   try {
+    if (applied.length === 0 && !unconfirmed) return problem;
     await withDeadline(deadline, async () => {
+      if (unconfirmed) {
+        // Undone quietly: the answer already says it could not be done.
+        if (!failed.undo) perhaps.push(failed.what);
+        else {
+          // Likely to hang as the step did: it gets half the time when applied steps wait for theirs.
+          const share = applied.length ? deadline.before((deadline.at - Date.now()) / 2) : deadline;
+          try {
+            await withDeadline(share, () => failed.undo!(true));
+          } catch (undoErr) {
+            perhaps.push(`${failed.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
+          } finally {
+            if (share !== deadline) share.dispose();
+          }
+        }
+      }
       for (const step of [...applied].reverse()) {
         if (!step.undo) {
           kept.push(step.what);
           continue;
         }
         try {
-          await step.undo();
+          await step.undo(false);
           rolledBack.push(step.what);
         } catch (undoErr) {
           kept.push(`${step.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
@@ -80,10 +106,12 @@ async function rollBack(applied: Step[], failed: Step, err: unknown, undoMs: num
     deadline.dispose();
   }
   const base = `${problem.message.replace(/\.?$/, '.')} Could not ${failed.what}`;
+  const undone = rolledBack.length ? ` (rolled back: ${rolledBack.join('; ')})` : '';
+  const still = [...kept, ...(perhaps.length ? [`perhaps: ${perhaps.join('; ')}`] : [])];
   const detail =
-    kept.length === 0
-      ? `${base}; nothing was changed (rolled back: ${rolledBack.join('; ')}).`
-      : `${base}. STILL APPLIED: ${kept.join('; ')}${rolledBack.length ? `; rolled back: ${rolledBack.join('; ')}` : ''}.`;
+    still.length === 0
+      ? `${base}; nothing was changed${undone}.`
+      : `${base}. STILL APPLIED: ${still.join('; ')}${rolledBack.length ? `; rolled back: ${rolledBack.join('; ')}` : ''}.`;
   return new HttpProblem(problem.statusCode, detail, {
     headers: problem.headers,
     cause: err,

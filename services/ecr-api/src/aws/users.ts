@@ -23,6 +23,7 @@ import { classifyAwsError } from './errors.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, type Ownership } from './ownership.js';
 import { rfc3339 } from './repositories.js';
 import { applySteps, type Step } from './steps.js';
+import { CLOCK_SLACK_MS, unlessGone } from './unanswered.js';
 import { ADMIN_GROUP, RESOURCE_NAME_TAG, UserAccess } from './user-access.js';
 
 const RESERVED = new Set([NAME_TAG, RESOURCE_NAME_TAG, ORG_TAG, GROUP_TAG]);
@@ -152,10 +153,12 @@ export class RepositoryUsers {
     checkTagCount(tags.length);
     const { iam } = await this.session(account, group, name);
     await this.access.ensure(iam, account);
+    let sentAt = 0;
     await applySteps([
       {
         what: `create the IAM user ${UserName}`,
         apply: async () => {
+          sentAt = Date.now();
           try {
             await iam.send(new CreateUserCommand({ UserName, Path: this.path(group, name), Tags: tags }));
           } catch (err) {
@@ -166,14 +169,38 @@ export class RepositoryUsers {
             });
           }
         },
-        undo: async () => void (await iam.send(new DeleteUserCommand({ UserName }))),
+        // IAM refuses to delete a user that is in a group: the group's undo below comes first.
+        undo: async (unconfirmed) => {
+          if (unconfirmed && !(await this.justCreated(iam, group, name, UserName, sentAt))) return;
+          await unlessGone('NoSuchEntityException', iam.send(new DeleteUserCommand({ UserName })));
+        },
       },
       {
         what: `add ${UserName} to the group ${this.access.groupName}`,
         apply: async () => void (await iam.send(new AddUserToGroupCommand({ UserName, GroupName: this.access.groupName }))),
+        undo: async () =>
+          unlessGone('NoSuchEntityException', iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName: this.access.groupName }))),
       },
     ]);
     return { UserName: input.user, AccessKeys: [], Groups: [ADMIN_GROUP], Tags: tags };
+  }
+
+  /**
+   * Whether the IAM user is as a CreateUser sent at `sentAt` that got no answer would have left it:
+   * at the repository's path, created since, in no group and without keys. Otherwise that call
+   * failed (the name was taken), and the user is someone else's to keep.
+   */
+  private async justCreated(iam: IAMClient, group: string, name: string, UserName: string, sentAt: number): Promise<boolean> {
+    let found: IamUser | undefined;
+    try {
+      found = (await iam.send(new GetUserCommand({ UserName }))).User;
+    } catch (err) {
+      if ((err as Error).name === 'NoSuchEntityException') return false;
+      throw err;
+    }
+    if (!found || found.Path !== this.path(group, name) || (found.CreateDate?.getTime() ?? 0) < sentAt - CLOCK_SLACK_MS) return false;
+    const [groups, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
+    return groups.length === 0 && keys.length === 0;
   }
 
   async get(account: string, group: string, name: string, user: string): Promise<User> {
@@ -241,6 +268,7 @@ export class RepositoryUsers {
     const deleted: string[] = [];
     if (input.resetKey) {
       const old = await this.accessKeys(iam, UserName);
+      const oldIds = new Set(old.map((k) => k.AccessKeyId));
       const deleteKey = (id: string): Step => ({
         what: `delete the access key ${id}`,
         apply: async () => {
@@ -250,10 +278,12 @@ export class RepositoryUsers {
       });
       const room = old.length >= 2 ? old.slice(0, old.length - 1) : [];
       const rest = old.slice(room.length);
+      let sentAt = 0;
       steps.push(...room.map((k) => deleteKey(k.AccessKeyId!)));
       steps.push({
         what: `create a new access key for ${UserName}`,
         apply: async () => {
+          sentAt = Date.now();
           const key = (await iam.send(new CreateAccessKeyCommand({ UserName }))).AccessKey;
           if (!key?.AccessKeyId || !key.SecretAccessKey) throw new HttpProblem(502, 'AWS answered CreateAccessKey without a key.');
           created = {
@@ -264,7 +294,17 @@ export class RepositoryUsers {
             UserName: key.UserName ?? UserName,
           };
         },
-        undo: async () => void (await iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: created!.AccessKeyId }))),
+        undo: async (unconfirmed) => {
+          const keys = await this.accessKeys(iam, UserName);
+          // Unanswered, the new key's id is unknown: it is the key that was not there before.
+          const isNew = (k: AccessKeyMetadata) =>
+            unconfirmed
+              ? !oldIds.has(k.AccessKeyId) && (k.CreateDate?.getTime() ?? 0) >= sentAt - CLOCK_SLACK_MS
+              : k.AccessKeyId === created?.AccessKeyId;
+          for (const k of keys.filter(isNew)) {
+            await unlessGone('NoSuchEntityException', iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: k.AccessKeyId })));
+          }
+        },
       });
       steps.push(...rest.map((k) => deleteKey(k.AccessKeyId!)));
     }

@@ -16,6 +16,11 @@ export abstract class AwsProxy {
   /** Answers the call (or leaves it hanging) instead of moto: true; lets it through: false. */
   protected abstract intercept(call: AwsCall, res: ServerResponse): boolean;
 
+  /** Whether moto's answer to a call that went through is passed on (false: applied, answer lost). */
+  protected deliver(_call: AwsCall): boolean {
+    return true;
+  }
+
   /** moto's answer to a call that went through. */
   protected answered(_call: AwsCall, _status: number, _body: Buffer): void {}
 
@@ -36,6 +41,7 @@ export abstract class AwsProxy {
             upstreamRes.on('end', () => {
               const answer = Buffer.concat(out);
               this.answered(call, upstreamRes.statusCode ?? 0, answer);
+              if (!this.deliver(call)) return;
               res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
               res.end(answer);
             });

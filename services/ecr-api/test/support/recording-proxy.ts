@@ -15,10 +15,17 @@ export class RecordingProxy extends AwsProxy {
   readonly calls: RecordedCall[] = [];
 
   /** Operations the proxy records and then never answers (a hung AWS endpoint). */
-  hang: (operation: string) => boolean = () => false;
+  hang: (operation: string, call: AwsCall) => boolean = () => false;
+
+  /** Operations the proxy lets moto apply and then never answers (an answer lost on the way back). */
+  loseAnswer: (operation: string) => boolean = () => false;
+
+  protected override deliver(call: AwsCall): boolean {
+    return !this.loseAnswer(call.operation);
+  }
 
   protected intercept(call: AwsCall, _res: ServerResponse): boolean {
-    if (!this.hang(call.operation)) return false;
+    if (!this.hang(call.operation, call)) return false;
     this.calls.push({ ...call, status: 0, responseBody: '' });
     return true;
   }

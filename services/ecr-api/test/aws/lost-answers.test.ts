@@ -1,0 +1,140 @@
+import { CreateRepositoryCommand, DescribeRepositoriesCommand, GetRepositoryPolicyCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import { GetUserCommand, ListAccessKeysCommand, ListGroupsForUserCommand, type IAMClient } from '@aws-sdk/client-iam';
+import type { App } from '@platform/http-common';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { directIam } from '../support/direct-iam.js';
+import { RecordingProxy } from '../support/recording-proxy.js';
+
+/**
+ * A call that AWS applies but whose answer never comes back: moto applies it behind a proxy that
+ * then drops the answer, and the SDK's attempt times out (300 ms here, 10 s in production). The SDK
+ * keeps its default 3 attempts, so a create it retried would meet "already exists".
+ */
+const ORG = 'spindev';
+let proxy: RecordingProxy;
+let app: App;
+let account: string;
+let ecr: ECRClient;
+let iam: IAMClient;
+
+beforeAll(async () => {
+  proxy = await new RecordingProxy(motoEndpoint()).start();
+  app = await testApp({ org: ORG, deadlineMs: 8000, aws: { endpoint: proxy.endpoint, attemptTimeouts: { requestTimeout: 300 } } });
+  account = newAccount();
+  ecr = await directEcr(account);
+  iam = await directIam(account);
+});
+afterAll(async () => {
+  await app?.close();
+  await proxy?.stop();
+});
+beforeEach(() => {
+  proxy.hang = () => false;
+  proxy.loseAnswer = () => false;
+  proxy.reset();
+});
+
+/** Loses the answers to the first `times` calls of `operation`. */
+function lose(operation: string, times = 1) {
+  let left = times;
+  proxy.loseAnswer = (op) => op === operation && left-- > 0;
+}
+
+const req = (method: 'POST' | 'PUT' | 'GET', path: string, payload?: Record<string, unknown>) =>
+  app.inject({ method, url: `/v1/ecr/${account}/repositories/${path}`, headers: auth, ...(payload ? { payload } : {}) });
+const exists = async (repositoryName: string) => {
+  try {
+    await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
+    return true;
+  } catch (err) {
+    if ((err as Error).name === 'RepositoryNotFoundException') return false;
+    throw err;
+  }
+};
+const keysOf = async (UserName: string) =>
+  ((await iam.send(new ListAccessKeysCommand({ UserName }))).AccessKeyMetadata ?? []).map((k) => k.AccessKeyId);
+
+describe('a create whose answer was lost', () => {
+  it('is not retried into "already exists", is undone, and the retried request creates the repository', async () => {
+    lose('CreateRepository');
+    const res = await req('POST', 'grp', { RepositoryName: 'lost' });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toBe(
+      'AWS did not answer in time (TimeoutError); retry later. Could not create the repository grp/lost; nothing was changed.',
+    );
+    expect(proxy.count('CreateRepository')).toBe(1);
+    expect(await exists('grp/lost')).toBe(false);
+
+    const retried = await req('POST', 'grp', { RepositoryName: 'lost' });
+    expect(retried.statusCode).toBe(200);
+    expect((await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: 'grp/lost' }))).policyText).toContain(
+      'AllowPullImagesFromSpaceAndOrg',
+    );
+  });
+
+  it('leaves a repository that was there before alone (the lost answer was "already exists")', async () => {
+    await ecr.send(
+      new CreateRepositoryCommand({
+        repositoryName: 'grp/theirs',
+        tags: [
+          { Key: 'Name', Value: 'grp/theirs' },
+          { Key: 'spinup:org', Value: 'orgb' },
+          { Key: 'spinup:spaceid', Value: 'grp' },
+        ],
+      }),
+    );
+    lose('CreateRepository');
+    const res = await req('POST', 'grp', { RepositoryName: 'theirs' });
+    expect(res.statusCode).toBe(504);
+    expect(await exists('grp/theirs')).toBe(true);
+    expect(proxy.count('DeleteRepository')).toBe(0);
+  });
+
+  it('deletes a user whose CreateUser answer was lost, and the retried request creates it in its group', async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'app' })).statusCode).toBe(200);
+    lose('CreateUser');
+    const res = await req('POST', 'grp/app/users', { UserName: 'lost' });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(/Could not create the IAM user app-lost; nothing was changed\.$/);
+    expect(proxy.count('CreateUser')).toBe(1);
+    await expect(iam.send(new GetUserCommand({ UserName: 'app-lost' }))).rejects.toMatchObject({ name: 'NoSuchEntityException' });
+
+    expect((await req('POST', 'grp/app/users', { UserName: 'lost' })).statusCode).toBe(200);
+    const groups = (await iam.send(new ListGroupsForUserCommand({ UserName: 'app-lost' }))).Groups!.map((g) => g.GroupName);
+    expect(groups).toEqual([`SpinupECRAdminGroup-${ORG}`]);
+  });
+
+  it('takes a user whose AddUserToGroup answer was lost out of the group before deleting it (IAM requires it)', async () => {
+    // Every attempt's: the SDK retries AddUserToGroup, which is idempotent.
+    lose('AddUserToGroup', Infinity);
+    const res = await req('POST', 'grp/app/users', { UserName: 'half' });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(
+      /Could not add app-half to the group .*; nothing was changed \(rolled back: create the IAM user app-half\)\.$/,
+    );
+    const ops = proxy.operations();
+    expect(ops.indexOf('RemoveUserFromGroup')).toBeGreaterThan(ops.indexOf('AddUserToGroup'));
+    expect(ops.indexOf('DeleteUser')).toBeGreaterThan(ops.indexOf('RemoveUserFromGroup'));
+    await expect(iam.send(new GetUserCommand({ UserName: 'app-half' }))).rejects.toMatchObject({ name: 'NoSuchEntityException' });
+  });
+
+  it('deletes an access key whose secret never came back, so a retried ResetKey is not refused for the key limit', async () => {
+    expect((await req('POST', 'grp/app/users', { UserName: 'key' })).statusCode).toBe(200);
+    const first = await req('PUT', 'grp/app/users/key', { ResetKey: true });
+    expect(first.statusCode).toBe(200);
+    const oldKey = first.json().AccessKey.AccessKeyId as string;
+
+    proxy.reset();
+    lose('CreateAccessKey');
+    const res = await req('PUT', 'grp/app/users/key', { ResetKey: true });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(/Could not create a new access key for app-key; nothing was changed\.$/);
+    expect(proxy.count('CreateAccessKey')).toBe(1);
+    expect(await keysOf('app-key')).toEqual([oldKey]);
+
+    const retried = await req('PUT', 'grp/app/users/key', { ResetKey: true });
+    expect(retried.statusCode).toBe(200);
+    expect(await keysOf('app-key')).toEqual([retried.json().AccessKey.AccessKeyId]);
+  });
+});
