@@ -17,6 +17,14 @@ export const UNDO_DEADLINE_MS = 3_000;
  */
 const undoBudget = (deadline: Deadline | undefined) => Math.min(UNDO_DEADLINE_MS, (deadline?.totalMs ?? Infinity) / 4);
 
+/** An undo that declines, for a reason the answer gives: "it is the user's only access key". */
+export class UndoDeclined extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'UndoDeclined';
+  }
+}
+
 /** One change to AWS, with how to take it back. */
 export interface Step {
   /** What the step does, as the answer says it: "set ScanOnPush to false". */
@@ -28,6 +36,11 @@ export interface Step {
    * undo only what this request did, and do nothing when there is nothing to undo.
    */
   undo?: (unconfirmed: boolean) => Promise<void>;
+  /**
+   * Whether an `apply` that failed that way took effect after all, read back from AWS: when it did,
+   * the change goes on as if it had been answered. Absent, or failing: it may have.
+   */
+  tookEffect?: () => Promise<boolean>;
 }
 
 /**
@@ -42,7 +55,7 @@ export interface Step {
 export async function applySteps(steps: Step[]): Promise<void> {
   const request = currentDeadline();
   const undoMs = undoBudget(request);
-  const mayUndo = steps.some((step) => step.undo);
+  const mayUndo = steps.some((step) => step.undo || step.tookEffect);
   const forward = request && mayUndo ? request.before(undoMs) : undefined;
   const apply = (step: Step) => (forward ? withDeadline(forward, () => step.apply()) : step.apply());
   const applied: Step[] = [];
@@ -55,12 +68,31 @@ export async function applySteps(steps: Step[]): Promise<void> {
       } catch (err) {
         // Its own deadline: the request's (or the change's share of it) may be what failed the change.
         const undoDeadline = Deadline.in(undoMs);
-        throw await rollBack(applied, step, err, mayHaveTakenEffect(err), undoDeadline);
+        let unconfirmed = mayHaveTakenEffect(err);
+        if (unconfirmed && step.tookEffect) {
+          const took = await tookEffect(step, undoDeadline);
+          if (took) {
+            undoDeadline.dispose();
+            applied.push(step);
+            continue;
+          }
+          if (took === false) unconfirmed = false;
+        }
+        throw await rollBack(applied, step, err, unconfirmed, undoDeadline);
       }
       applied.push(step);
     }
   } finally {
     forward?.dispose();
+  }
+}
+
+/** The step's `tookEffect`, under a deadline of its own; undefined when it cannot tell. */
+async function tookEffect(step: Step, deadline: Deadline): Promise<boolean | undefined> {
+  try {
+    return await withDeadline(deadline, () => step.tookEffect!());
+  } catch {
+    return undefined;
   }
 }
 
@@ -98,7 +130,8 @@ async function rollBack(applied: Step[], failed: Step, err: unknown, unconfirmed
           await step.undo(false);
           rolledBack.push(step.what);
         } catch (undoErr) {
-          kept.push(`${step.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
+          if (undoErr instanceof UndoDeclined) kept.push(`${step.what} (not rolled back: ${undoErr.reason})`);
+          else kept.push(`${step.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
         }
       }
     });

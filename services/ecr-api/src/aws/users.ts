@@ -22,7 +22,7 @@ import type { AccountSessions } from './credentials.js';
 import { classifyAwsError } from './errors.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, type Ownership } from './ownership.js';
 import { rfc3339 } from './repositories.js';
-import { applySteps, type Step } from './steps.js';
+import { applySteps, UndoDeclined, type Step } from './steps.js';
 import { CLOCK_SLACK_MS, unlessGone } from './unanswered.js';
 import { ADMIN_GROUP, RESOURCE_NAME_TAG, UserAccess } from './user-access.js';
 
@@ -233,7 +233,9 @@ export class RepositoryUsers {
    * Merges tags (TagUser), then, with ResetKey, issues a new access key and deletes the old ones.
    * IAM allows two keys per user: with two already, the oldest is deleted first to make room.
    * When a step fails, the earlier ones are rolled back where they can be (a new key is deleted
-   * again, so its secret is never lost while the key works) and the answer names what stays done.
+   * again, so its secret is never lost while the key works, unless it is the only key left) and the
+   * answer names what stays done. A delete whose answer was lost is read back before anything is
+   * rolled back.
    */
   async update(
     account: string,
@@ -272,8 +274,16 @@ export class RepositoryUsers {
       const deleteKey = (id: string): Step => ({
         what: `delete the access key ${id}`,
         apply: async () => {
-          await iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: id }));
+          // NoSuchEntity: gone already, perhaps by an attempt of this call whose answer was lost.
+          await unlessGone('NoSuchEntityException', iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: id })));
           deleted.push(id);
+        },
+        // A delete whose answer was lost is read back: undoing the new key after it would leave
+        // the user without a key that works.
+        tookEffect: async () => {
+          const gone = !(await this.accessKeys(iam, UserName)).some((k) => k.AccessKeyId === id);
+          if (gone) deleted.push(id);
+          return gone;
         },
       });
       const room = old.length >= 2 ? old.slice(0, old.length - 1) : [];
@@ -301,7 +311,11 @@ export class RepositoryUsers {
             unconfirmed
               ? !oldIds.has(k.AccessKeyId) && (k.CreateDate?.getTime() ?? 0) >= sentAt - CLOCK_SLACK_MS
               : k.AccessKeyId === created?.AccessKeyId;
-          for (const k of keys.filter(isNew)) {
+          const fresh = keys.filter(isNew);
+          if (!unconfirmed && old.length > 0 && fresh.length === keys.length) {
+            throw new UndoDeclined("it is now the user's only access key, and its secret is not returned: reset the key again");
+          }
+          for (const k of fresh) {
             await unlessGone('NoSuchEntityException', iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: k.AccessKeyId })));
           }
         },

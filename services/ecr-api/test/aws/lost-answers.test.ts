@@ -8,7 +8,7 @@ import { RecordingProxy } from '../support/recording-proxy.js';
 
 /**
  * A call that AWS applies but whose answer never comes back: moto applies it behind a proxy that
- * then drops the answer, and the SDK's attempt times out (300 ms here, 10 s in production). The SDK
+ * then drops the answer, and the SDK's attempt times out (600 ms here, 10 s in production). The SDK
  * keeps its default 3 attempts, so a create it retried would meet "already exists".
  */
 const ORG = 'spindev';
@@ -20,7 +20,7 @@ let iam: IAMClient;
 
 beforeAll(async () => {
   proxy = await new RecordingProxy(motoEndpoint()).start();
-  app = await testApp({ org: ORG, deadlineMs: 8000, aws: { endpoint: proxy.endpoint, attemptTimeouts: { requestTimeout: 300 } } });
+  app = await testApp({ org: ORG, deadlineMs: 12_000, aws: { endpoint: proxy.endpoint, attemptTimeouts: { requestTimeout: 600 } } });
   account = newAccount();
   ecr = await directEcr(account);
   iam = await directIam(account);
@@ -136,5 +136,64 @@ describe('a create whose answer was lost', () => {
     const retried = await req('PUT', 'grp/app/users/key', { ResetKey: true });
     expect(retried.statusCode).toBe(200);
     expect(await keysOf('app-key')).toEqual([retried.json().AccessKey.AccessKeyId]);
+  });
+});
+
+describe('ResetKey when the delete of the old key got no answer', () => {
+  async function userWithKey(user: string): Promise<string> {
+    expect((await req('POST', 'grp/app/users', { UserName: user })).statusCode).toBe(200);
+    const res = await req('PUT', `grp/app/users/${user}`, { ResetKey: true });
+    expect(res.statusCode).toBe(200);
+    return res.json().AccessKey.AccessKeyId as string;
+  }
+
+  it('keeps and answers the new key when the old one was deleted (every answer lost)', async () => {
+    const oldKey = await userWithKey('del1');
+    lose('DeleteAccessKey', Infinity);
+    const res = await req('PUT', 'grp/app/users/del1', { ResetKey: true });
+    expect(res.statusCode).toBe(200);
+    const { AccessKey, DeletedAccessKeys } = res.json();
+    expect(DeletedAccessKeys).toEqual([oldKey]);
+    expect(AccessKey.SecretAccessKey).toEqual(expect.any(String));
+    expect(await keysOf('app-del1')).toEqual([AccessKey.AccessKeyId]);
+  });
+
+  it('keeps and answers the new key when the SDK retried the delete into NoSuchEntity', async () => {
+    const oldKey = await userWithKey('del2');
+    lose('DeleteAccessKey');
+    const res = await req('PUT', 'grp/app/users/del2', { ResetKey: true });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().DeletedAccessKeys).toEqual([oldKey]);
+    expect(await keysOf('app-del2')).toEqual([res.json().AccessKey.AccessKeyId]);
+  });
+
+  it('rolls the new key back when the old one is still there', async () => {
+    const oldKey = await userWithKey('del3');
+    proxy.hang = (op, call) => op === 'DeleteAccessKey' && call.params.AccessKeyId === oldKey;
+    const res = await req('PUT', 'grp/app/users/del3', { ResetKey: true });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(
+      /Could not delete the access key \w+; nothing was changed \(rolled back: create a new access key for app-del3\)\.$/,
+    );
+    expect(await keysOf('app-del3')).toEqual([oldKey]);
+  });
+
+  it("keeps the new key, and says so, when the delete cannot be read back and the new key is the user's only one", async () => {
+    await userWithKey('del4');
+    let lists = 0;
+    // The old key's delete is applied but never answered; so is the read-back (all 3 attempts);
+    // the undo's own ListAccessKeys then finds the new key alone.
+    proxy.loseAnswer = (op) => op === 'DeleteAccessKey' || (op === 'ListAccessKeys' && ++lists >= 2 && lists <= 4);
+    const res = await req('PUT', 'grp/app/users/del4', { ResetKey: true });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(
+      /STILL APPLIED: create a new access key for app-del4 \(not rolled back: it is now the user's only access key, and its secret is not returned: reset the key again\); perhaps: delete the access key \w+\.$/,
+    );
+    expect(await keysOf('app-del4')).toHaveLength(1);
+
+    proxy.loseAnswer = () => false;
+    const retried = await req('PUT', 'grp/app/users/del4', { ResetKey: true });
+    expect(retried.statusCode).toBe(200);
+    expect(await keysOf('app-del4')).toEqual([retried.json().AccessKey.AccessKeyId]);
   });
 });
