@@ -1,4 +1,4 @@
-import { HttpProblem } from '@platform/http-common';
+import { HttpProblem, unavailable } from '@platform/http-common';
 import type { FastifyRequest } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import { BcryptWorker } from './bcrypt-worker.js';
@@ -24,6 +24,13 @@ export interface XAuthTokenOptions {
   maxInFlight?: number;
 }
 
+/**
+ * What a check of a token found: `valid`, `invalid` (a verified mismatch, or not a token at all),
+ * or `unverified` (refused without an answer: bcrypt was busy, or its worker was lost), which a
+ * retry may pass.
+ */
+export type XAuthTokenCheck = 'valid' | 'invalid' | 'unverified';
+
 /** Counters of what the verifier did (tests, and a metric if a service wants one). */
 export interface XAuthTokenStats {
   /** bcrypt comparisons computed. */
@@ -44,7 +51,7 @@ export interface XAuthTokenStats {
 export class XAuthTokenVerifier {
   private readonly good: LRUCache<string, true>;
   private readonly bad: LRUCache<string, true>;
-  private readonly inFlight = new Map<string, Promise<boolean>>();
+  private readonly inFlight = new Map<string, Promise<XAuthTokenCheck>>();
   private readonly worker: BcryptWorker;
   private readonly maxCost: number;
   private readonly maxInFlight: number;
@@ -64,24 +71,28 @@ export class XAuthTokenVerifier {
   }
 
   async verify(header: string | undefined): Promise<boolean> {
-    if (!header) return false;
-    if (this.good.get(header)) return true;
-    if (this.bad.get(header)) return false;
+    return (await this.check(header)) === 'valid';
+  }
+
+  async check(header: string | undefined): Promise<XAuthTokenCheck> {
+    if (!header) return 'invalid';
+    if (this.good.get(header)) return 'valid';
+    if (this.bad.get(header)) return 'invalid';
     const match = BCRYPT.exec(header);
-    if (!match || Number(match[1]) > this.maxCost || Number(match[1]) < 4) return false;
+    if (!match || Number(match[1]) > this.maxCost || Number(match[1]) < 4) return 'invalid';
     const shared = this.inFlight.get(header);
     if (shared) return shared;
     if (this.inFlight.size >= this.maxInFlight) {
       this.counts.refusedBusy++;
-      return false;
+      return 'unverified';
     }
     this.counts.computed++;
     const verifying = this.worker.compare(header).then(
-      (ok) => {
+      (ok): XAuthTokenCheck => {
         (ok ? this.good : this.bad).set(header, true);
-        return ok;
+        return ok ? 'valid' : 'invalid';
       },
-      () => false, // the worker was lost: refuse this once, remember nothing
+      (): XAuthTokenCheck => 'unverified', // the worker was lost: refuse this once, remember nothing
     );
     this.inFlight.set(header, verifying);
     try {
@@ -96,13 +107,17 @@ export class XAuthTokenVerifier {
     return this.worker.close();
   }
 
-  /** An onRequest hook answering 403 (as the original does) without a valid token. */
+  /**
+   * An onRequest hook answering 403 (as the original does) without a valid token, and 503 with
+   * Retry-After when the token could not be verified (bcrypt busy): a valid token refused under a
+   * flood of forged ones must look like a moment's unavailability, not like a wrong key.
+   */
   hook() {
     return async (request: FastifyRequest): Promise<void> => {
       const header = request.headers['x-auth-token'];
-      if (!(await this.verify(Array.isArray(header) ? header[0] : header))) {
-        throw new HttpProblem(403, 'A valid X-Auth-Token is required.');
-      }
+      const found = await this.check(Array.isArray(header) ? header[0] : header);
+      if (found === 'unverified') throw unavailable('The X-Auth-Token could not be verified now; retry the request.');
+      if (found === 'invalid') throw new HttpProblem(403, 'A valid X-Auth-Token is required.');
     };
   }
 }

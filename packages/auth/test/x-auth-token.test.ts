@@ -75,6 +75,17 @@ describe('XAuthTokenVerifier', () => {
     expect(v.stats).toEqual({ computed: 3, refusedBusy: 18 });
   });
 
+  it('tells a token refused unverified (busy) from a verified mismatch', async () => {
+    const v = verifier({ maxInFlight: 1 });
+    const underWay = v.check(forged(10));
+    const fresh = bcrypt.hashSync(key, 4);
+    expect(await v.check(fresh)).toBe('unverified');
+    expect(await underWay).toBe('invalid');
+    expect(await v.check(fresh)).toBe('valid');
+    expect(await v.check(bcrypt.hashSync('other', 4))).toBe('invalid');
+    expect(await v.check(undefined)).toBe('invalid');
+  });
+
   it('bounds the remembered hashes (LRU)', async () => {
     const v = verifier({ rejectedCacheSize: 2 });
     const [a, b, c] = [forged(4), forged(4), forged(4)];

@@ -1,5 +1,6 @@
 import type { App } from '@platform/http-common';
 import bcrypt from 'bcryptjs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auth, metric, newAccount, SHARED_KEY, testApp } from '../support/app.js';
 
@@ -74,9 +75,34 @@ describe('forged X-Auth-Token values', () => {
       const forged = Array.from({ length: 20 }, (_, i) => bcrypt.hashSync(`forged-${i}`, 4).replace(/^\$2b\$04\$/, '$2b$12$'));
       const flood = forged.map((token) => flooded.inject({ url, headers: { 'x-auth-token': token } }));
       expect((await flooded.inject({ url, headers: auth })).statusCode).toBe(200);
-      expect((await Promise.all(flood)).map((r) => r.statusCode)).toEqual(Array(20).fill(403));
+      // The two verified are wrong keys (403); the others were not verified: 503, retry.
+      const statuses = (await Promise.all(flood)).map((r) => r.statusCode);
+      expect(statuses.filter((s) => s === 403)).toHaveLength(2);
+      expect(statuses.filter((s) => s === 503)).toHaveLength(18);
       expect(await metric(flooded, 'x_auth_token_verifications_total', { outcome: 'computed' })).toBe(3); // the good one and two forged
       expect(await metric(flooded, 'x_auth_token_verifications_total', { outcome: 'refused_busy' })).toBe(18);
+    } finally {
+      await flooded.close();
+    }
+  });
+
+  it('answers a valid token that arrives while bcrypt is busy 503 with Retry-After, not 403 (a wrong key)', async () => {
+    const flooded = await testApp();
+    try {
+      const url = `/v1/ecr/${newAccount()}/repositories`;
+      const forged = [0, 1].map((i) => bcrypt.hashSync(`forged-${i}`, 4).replace(/^\$2b\$04\$/, '$2b$12$'));
+      const flood = forged.map((token) => flooded.inject({ url, headers: { 'x-auth-token': token } }));
+      // Both forged tokens under way (cost 12: a quarter of a second each).
+      while ((await metric(flooded, 'x_auth_token_verifications_total', { outcome: 'computed' })) < 2) await sleep(5);
+      const fresh = { 'x-auth-token': bcrypt.hashSync(SHARED_KEY, 4) };
+      const busy = await flooded.inject({ url, headers: fresh });
+      expect(busy.statusCode).toBe(503);
+      expect(busy.headers['retry-after']).toBe('1');
+      expect(busy.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(busy.json()).toMatchObject({ status: 503, detail: 'The X-Auth-Token could not be verified now; retry the request.' });
+      expect((await Promise.all(flood)).map((r) => r.statusCode)).toEqual([403, 403]);
+      // Retried once bcrypt is free, it passes.
+      expect((await flooded.inject({ url, headers: fresh })).statusCode).toBe(200);
     } finally {
       await flooded.close();
     }
