@@ -146,8 +146,11 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
   if (error instanceof AwsDeadlineExceeded) return deadlineProblem(error);
   if (error instanceof ServiceClosing) return unavailable('The service is shutting down; retry the request.', error);
   if (typeof error !== 'object' || error === null) return undefined;
-  const err = error as SdkError;
+  const err = error as SdkError & { statusCode?: unknown };
   const name = err.name ?? '';
+  // The client's own request failing, such as its body cut off when it disconnects (ECONNRESET,
+  // "aborted"): Fastify marks those 4xx, and they are not AWS's network.
+  if (!isSdkError(err) && typeof err.statusCode === 'number' && err.statusCode < 500) return undefined;
 
   if (NOT_FOUND.has(name)) return new HttpProblem(404, `Not found${awsMessage(err)}`, { cause: error });
   if (CONFLICT.has(name)) return new HttpProblem(409, `Conflict${awsMessage(err)}`, { cause: error });

@@ -48,11 +48,19 @@ function testConfig(
 
 /** The service against moto (or against `aws.endpoint`/`aws.requestHandler` when given). */
 export function testApp(
-  opts: { org?: string; listStrategy?: ListStrategy; sessionDuration?: number; deadlineMs?: number; aws?: AwsOverrides } = {},
+  opts: {
+    org?: string;
+    listStrategy?: ListStrategy;
+    sessionDuration?: number;
+    deadlineMs?: number;
+    aws?: AwsOverrides;
+    /** Where the app's log lines go (default: none). */
+    logStream?: { write(line: string): void };
+  } = {},
 ): Promise<App> {
   return buildApp({
     config: testConfig(opts),
-    logger: false,
+    logger: opts.logStream ? { level: 'info', stream: opts.logStream } : false,
     defaultMetrics: false,
     version: { version: '9.8.7', githash: 'abc1234', buildstamp: '2026-01-02T03:04:05Z' },
     aws: { endpoint: motoEndpoint(), ...opts.aws },
