@@ -28,7 +28,6 @@ const RULES = {
   org: { pattern: '^[\\w.:/=+@-]{1,256}$', problem: 'org must be 1-256 characters of letters, digits and _.:/=+@- (it is a tag value)' },
   externalId: { minLength: 2, maxLength: 1224, problem: 'account.externalId must be 2-1224 characters' },
   endpoint: { pattern: '^https?://[^\\s/]+', problem: 'the AWS endpoint must be an http(s) URL' },
-  logLevel: { problem: `logLevel must be one of ${LOG_LEVELS.join(', ')}` },
 } as const;
 const logLevelSchema = (opts: TSchemaOptions) =>
   Type.Union(
@@ -187,7 +186,8 @@ const FileConfigSchema = Type.Object({
   ),
   token: Type.Optional(Type.String()),
   org: Type.Optional(Type.String(RULES.org)),
-  logLevel: Type.Optional(logLevelSchema(RULES.logLevel)),
+  // Any string, as the original read it: a level it did not know was info (fileLogLevel).
+  logLevel: Type.Optional(Type.String()),
 });
 type FileConfig = Static<typeof FileConfigSchema>;
 
@@ -288,6 +288,19 @@ function parseFileConfig(text: string, source: string): FileConfig {
   return config;
 }
 
+/**
+ * The config's `logLevel`: the original (logrus) knew error, warn and debug and ran at info with
+ * anything else (`warning`, `panic`, `verbose`, ...), so a carried-over config must not stop the
+ * service; such a value is info, and `warn` names it.
+ */
+function fileLogLevel(value: string | undefined, warn?: (message: string) => void): LogLevel | undefined {
+  if (value === undefined || (LOG_LEVELS as readonly string[]).includes(value)) return value as LogLevel | undefined;
+  warn?.(
+    `logLevel ${JSON.stringify(value.slice(0, 40))} in the config is not one of ${LOG_LEVELS.join(', ')}; using info, as the original did`,
+  );
+  return 'info';
+}
+
 /** The `problem` text of the schema at `path` inside `schema`, if it has one. */
 function problemOf(schema: unknown, path: string[]): string | undefined {
   let at = schema as { properties?: Record<string, unknown>; problem?: string } | undefined;
@@ -305,6 +318,7 @@ export function resolveConfig(
   flags: ConfigFlags,
   env: NodeJS.ProcessEnv,
   readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+  warn?: (message: string) => void,
 ): Config {
   let file: FileConfig = {};
   if (flags.config) {
@@ -352,7 +366,7 @@ export function resolveConfig(
   } catch (err) {
     problems.push((err as Error).message);
   }
-  const logLevel = flags.logLevel ?? file.logLevel ?? 'info';
+  const logLevel = flags.logLevel ?? fileLogLevel(file.logLevel, warn) ?? 'info';
 
   if (Boolean(flags.certfile) !== Boolean(flags.keyfile)) problems.push('--certfile and --keyfile must be given together');
 
@@ -382,7 +396,8 @@ export const SUMMARY = 'ecr-api: a REST API over Amazon ECR repositories of one 
 
 /**
  * Reads flags and environment (and the JSON config they point to); throws ConfigError/HelpRequested.
- * `warn` receives a warning for each ECR_API_* variable that sets nothing (a mistyped name).
+ * `warn` receives a warning for each ECR_API_* variable that sets nothing (a mistyped name), and
+ * for a config `logLevel` it does not know (read as info).
  */
 export function readConfig(
   opts: { version?: string; argv?: string[]; env?: NodeJS.ProcessEnv; warn?: (message: string) => void } = {},
@@ -397,7 +412,7 @@ export function readConfig(
     envPrefix: 'ECR_API_',
     warn: opts.warn,
   });
-  return resolveConfig(flags, env);
+  return resolveConfig(flags, env, undefined, opts.warn);
 }
 
 /** The configuration as it may be logged: no token, secret key or external id. */

@@ -163,7 +163,6 @@ describe('configuration', () => {
     ],
     ['a bad listen address', { ...FULL, listenAddress: 'nope' }, 'invalid listen address'],
     ['a bad region', { ...FULL, account: { ...FULL.account, region: 'moon' } }, 'region must be an AWS region name'],
-    ['a bad log level', { ...FULL, logLevel: 'loud' }, 'logLevel must be one of'],
     ['a non-string token', { ...FULL, token: 42 }, 'token'],
     ['a bad org', { ...FULL, org: 'two words' }, 'org must be 1-256 characters'],
     ['a bad role', { ...FULL, account: { ...FULL.account, role: 'no spaces' } }, 'account.role must be an IAM role name'],
@@ -183,6 +182,26 @@ describe('configuration', () => {
     expect(config.aws.region).toBe('eu-north-1');
     expect(config.logLevel).toBe('debug');
     await expect(read([], { API_CONFIG: JSON.stringify(blank), AWS_REGION: 'mars' })).rejects.toThrow(/region must be an AWS region name/);
+  });
+
+  it.each(['warning', 'panic', 'verbose', 'loud'])(
+    'runs a config logLevel the original knew no better than info (%s) at info, with a warning naming it',
+    (level) => {
+      const warnings: string[] = [];
+      const config = readConfig({
+        argv: [],
+        env: { API_CONFIG: JSON.stringify({ ...FULL, logLevel: level }) },
+        warn: (w) => warnings.push(w),
+      });
+      expect(config.logLevel).toBe('info');
+      expect(warnings).toEqual([
+        `logLevel "${level}" in the config is not one of fatal, error, warn, info, debug, trace; using info, as the original did`,
+      ]);
+    },
+  );
+
+  it('still refuses an unknown --log-level / ECR_API_LOG_LEVEL (settings of this service, not the original)', async () => {
+    await expect(read(['--log-level', 'warning'], { API_CONFIG: JSON.stringify(FULL) })).rejects.toThrow(/log-level|logLevel/i);
   });
 
   it('reports unreadable and malformed config files clearly', async () => {
