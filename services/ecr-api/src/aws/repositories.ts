@@ -31,9 +31,12 @@ import type { RepositoryUsers } from './users.js';
 
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
 
-/** Time as the original's Go JSON wrote it: RFC 3339, fractional seconds only when there are some. */
+/**
+ * Time as the original's Go JSON wrote it (time.RFC3339Nano): fractional seconds without their
+ * trailing zeros, none for a whole second (`...18.8Z`, `...18Z`).
+ */
 export function rfc3339(date: Date | undefined): string | undefined {
-  return date ? date.toISOString().replace('.000Z', 'Z') : undefined;
+  return date ? date.toISOString().replace(/\.(\d*?)0*Z$/, (_, digits: string) => (digits ? `.${digits}Z` : 'Z')) : undefined;
 }
 
 /**

@@ -68,7 +68,7 @@ describe('POST /v1/ecr/{account}/repositories/{group}', () => {
       RepositoryName: 'spindev-00001/dasher',
       RepositoryUri: `${account}.dkr.ecr.us-east-1.amazonaws.com/spindev-00001/dasher`,
     });
-    expect(body.CreatedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    expect(body.CreatedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z$/);
     const expectedTags = [
       { Key: 'CreatedBy', Value: 'santa' },
       { Key: 'Name', Value: 'spindev-00001/dasher' },
