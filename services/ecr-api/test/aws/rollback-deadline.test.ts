@@ -11,8 +11,11 @@ import { RecordingProxy } from '../support/recording-proxy.js';
  * operations; a 1 s deadline keeps it short (production: 25 s).
  */
 const DEADLINE_MS = 1000;
-/** Past the deadline: the answer's own way out (a timer fires late on a busy machine). */
-const SLACK_MS = 300;
+/**
+ * Past the deadline: the answer's own way out, and timers firing late on a busy machine (1.3-1.4 s
+ * seen under a parallel suite at load 7). Before the undo had a budget, the answer came at 4 s.
+ */
+const SLACK_MS = 600;
 let proxy: RecordingProxy;
 let app: App;
 let account: string;
