@@ -1,8 +1,8 @@
-import { CreateRepositoryCommand, DescribeRepositoriesCommand, GetRepositoryPolicyCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import { CreateRepositoryCommand, GetRepositoryPolicyCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import { GetUserCommand, ListAccessKeysCommand, ListGroupsForUserCommand, type IAMClient } from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { auth, directEcr, motoEndpoint, newAccount, testApp, repositoryExists } from '../support/app.js';
 import { directIam } from '../support/direct-iam.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 
@@ -43,15 +43,7 @@ function lose(operation: string, times = 1) {
 
 const req = (method: 'POST' | 'PUT' | 'GET', path: string, payload?: Record<string, unknown>) =>
   app.inject({ method, url: `/v1/ecr/${account}/repositories/${path}`, headers: auth, ...(payload ? { payload } : {}) });
-const exists = async (repositoryName: string) => {
-  try {
-    await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
-    return true;
-  } catch (err) {
-    if ((err as Error).name === 'RepositoryNotFoundException') return false;
-    throw err;
-  }
-};
+const exists = (repositoryName: string) => repositoryExists(ecr, repositoryName);
 const keysOf = async (UserName: string) =>
   ((await iam.send(new ListAccessKeysCommand({ UserName }))).AccessKeyMetadata ?? []).map((k) => k.AccessKeyId);
 

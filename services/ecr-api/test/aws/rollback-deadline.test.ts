@@ -1,7 +1,7 @@
 import { DescribeRepositoriesCommand, GetRepositoryPolicyCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { auth, directEcr, motoEndpoint, newAccount, testApp, repositoryExists } from '../support/app.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 
 /**
@@ -37,15 +37,7 @@ beforeEach(() => {
 });
 
 const hang = (...operations: string[]) => (proxy.hang = (operation) => operations.includes(operation));
-const exists = async (repositoryName: string) => {
-  try {
-    await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
-    return true;
-  } catch (err) {
-    if ((err as Error).name === 'RepositoryNotFoundException') return false;
-    throw err;
-  }
-};
+const exists = (repositoryName: string) => repositoryExists(ecr, repositoryName);
 const create = (name: string, extra: Record<string, unknown> = {}) =>
   app.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, headers: auth, payload: { RepositoryName: name, ...extra } });
 

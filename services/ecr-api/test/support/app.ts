@@ -1,5 +1,5 @@
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
-import { CreateRepositoryCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
+import { CreateRepositoryCommand, DescribeRepositoriesCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import bcrypt from 'bcryptjs';
 import { randomInt } from 'node:crypto';
@@ -89,6 +89,17 @@ export async function directEcr(account: string): Promise<ECRClient> {
     endpoint,
     credentials: { accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken! },
   });
+}
+
+/** Whether moto holds the repository, asked straight (not through the service). */
+export async function repositoryExists(ecr: ECRClient, repositoryName: string): Promise<boolean> {
+  try {
+    await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
+    return true;
+  } catch (err) {
+    if ((err as Error).name === 'RepositoryNotFoundException') return false;
+    throw err;
+  }
 }
 
 /**
