@@ -8,6 +8,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { outcomeOf, type AwsMetrics } from './metrics.js';
+import { retriedDeletesAreDone } from './retried-deletes.js';
 import { mayHaveTakenEffect } from './unanswered.js';
 
 /** The SDK's HTTP layer: Node's HTTP(S) with shared keep-alive agents; focused tests inject canned answers. */
@@ -190,6 +191,7 @@ export class AwsClientFactory {
     bound(client, this.opts.deadlineMs);
     instrument(client, service, this.opts.metrics);
     sendOnce(client);
+    retriedDeletesAreDone(client.middlewareStack);
   }
 
   /** The STS client, with the service's own credentials. */

@@ -6,8 +6,7 @@ import { classifyAwsError } from './errors.js';
 import { describeFindings } from './findings.js';
 import type { Ownership } from './ownership.js';
 import { toImage } from './repositories.js';
-
-const TAG_MISSING = new Set(['ImageTagDoesNotExist', 'ImageNotFound']);
+import { IMAGE_MISSING } from './retried-deletes.js';
 
 /** One image of a repository by tag: show it with its scan findings, or delete the tag. */
 export class ImageStore {
@@ -65,7 +64,7 @@ export class ImageStore {
     const deleted = (out.imageIds ?? []).map((i) => ({ ImageDigest: i.imageDigest, ImageTag: i.imageTag }));
     if (!deleted.length) {
       const failure = out.failures?.[0];
-      if (!failure || TAG_MISSING.has(failure.failureCode ?? '')) throw this.notFound(group, name, tag);
+      if (!failure || IMAGE_MISSING.has(failure.failureCode ?? '')) throw this.notFound(group, name, tag);
       throw new HttpProblem(
         409,
         `Could not delete ${group}/${name}:${tag}: ${failure.failureCode ?? 'failure'} ${failure.failureReason ?? ''}`.trim(),

@@ -1,8 +1,14 @@
-import { CreateRepositoryCommand, GetRepositoryPolicyCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import {
+  CreateRepositoryCommand,
+  DescribeImagesCommand,
+  GetRepositoryPolicyCommand,
+  PutImageCommand,
+  type ECRClient,
+} from '@aws-sdk/client-ecr';
 import { GetUserCommand, ListAccessKeysCommand, ListGroupsForUserCommand, type IAMClient } from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auth, directEcr, motoEndpoint, newAccount, testApp, repositoryExists } from '../support/app.js';
+import { auth, directEcr, manifest, motoEndpoint, newAccount, testApp, repositoryExists } from '../support/app.js';
 import { directIam } from '../support/direct-iam.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 
@@ -41,7 +47,7 @@ function lose(operation: string, times = 1) {
   proxy.loseAnswer = (op) => op === operation && left-- > 0;
 }
 
-const req = (method: 'POST' | 'PUT' | 'GET', path: string, payload?: Record<string, unknown>) =>
+const req = (method: 'POST' | 'PUT' | 'GET' | 'DELETE', path: string, payload?: Record<string, unknown>) =>
   app.inject({ method, url: `/v1/ecr/${account}/repositories/${path}`, headers: auth, ...(payload ? { payload } : {}) });
 const exists = (repositoryName: string) => repositoryExists(ecr, repositoryName);
 const keysOf = async (UserName: string) =>
@@ -187,5 +193,69 @@ describe('ResetKey when the delete of the old key got no answer', () => {
     const retried = await req('PUT', 'grp/app/users/del4', { ResetKey: true });
     expect(retried.statusCode).toBe(200);
     expect(await keysOf('app-del4')).toEqual([retried.json().AccessKey.AccessKeyId]);
+  });
+});
+
+const userGone = () => expect.objectContaining({ name: 'NoSuchEntityException' });
+
+/** A repository user in the org's group, with one access key. */
+async function userWithKey(repository: string, user: string): Promise<string> {
+  expect((await req('POST', `grp/${repository}/users`, { UserName: user })).statusCode).toBe(200);
+  const res = await req('PUT', `grp/${repository}/users/${user}`, { ResetKey: true });
+  expect(res.statusCode).toBe(200);
+  return res.json().AccessKey.AccessKeyId as string;
+}
+
+describe('a delete whose answer was lost, retried by the SDK into "not found"', () => {
+  it('answers the deleted repository, gone from AWS (DeleteRepository)', async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'gone' })).statusCode).toBe(200);
+    lose('DeleteRepository');
+    const res = await req('DELETE', 'grp/gone');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ RepositoryName: 'grp/gone', Users: [] });
+    expect(proxy.count('DeleteRepository')).toBe(2);
+    expect(await exists('grp/gone')).toBe(false);
+  });
+
+  it.each(['RemoveUserFromGroup', 'DeleteAccessKey', 'DeleteUser'])('answers the deleted user, gone from IAM (%s)', async (operation) => {
+    expect((await req('POST', 'grp', { RepositoryName: `u-${operation.toLowerCase()}` })).statusCode).toBe(200);
+    const key = await userWithKey(`u-${operation.toLowerCase()}`, 'ci');
+    lose(operation);
+    const res = await req('DELETE', `grp/u-${operation.toLowerCase()}/users/ci`);
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ UserName: 'ci', DeletedAccessKeys: [key], RemovedFromGroups: [`SpinupECRAdminGroup-${ORG}`] });
+    expect(proxy.count(operation)).toBe(2);
+    await expect(iam.send(new GetUserCommand({ UserName: `u-${operation.toLowerCase()}-ci` }))).rejects.toEqual(userGone());
+  });
+
+  it("answers the deleted repository and its users when a user's DeleteUser answer was lost", async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'withuser' })).statusCode).toBe(200);
+    await userWithKey('withuser', 'ci');
+    lose('DeleteUser');
+    const res = await req('DELETE', 'grp/withuser');
+    expect(res.statusCode).toBe(200);
+    expect(res.json().Users).toEqual(['ci']);
+    expect(await exists('grp/withuser')).toBe(false);
+    await expect(iam.send(new GetUserCommand({ UserName: 'withuser-ci' }))).rejects.toEqual(userGone());
+  });
+
+  it('answers the deleted image tag, gone from ECR (BatchDeleteImage)', async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'img' })).statusCode).toBe(200);
+    await ecr.send(new PutImageCommand({ repositoryName: 'grp/img', imageManifest: manifest(7), imageTag: 'v1' }));
+    lose('BatchDeleteImage');
+    const res = await req('DELETE', 'grp/img/images/v1');
+    expect(res.statusCode).toBe(200);
+    // The retry cannot tell the digest of the image the first attempt deleted.
+    expect(res.json()).toEqual({ Failures: [], ImageIds: [{ ImageTag: 'v1' }] });
+    expect((await ecr.send(new DescribeImagesCommand({ repositoryName: 'grp/img' }))).imageDetails).toEqual([]);
+  });
+
+  it('still answers 404 for a repository, user or image tag that was never there', async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'here' })).statusCode).toBe(200);
+    for (const path of ['grp/never', 'grp/here/users/never', 'grp/here/images/never']) {
+      const res = await req('DELETE', path);
+      expect(res.statusCode, path).toBe(404);
+    }
+    expect(await exists('grp/here')).toBe(true);
   });
 });
