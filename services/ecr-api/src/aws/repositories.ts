@@ -2,6 +2,7 @@ import {
   CreateRepositoryCommand,
   DeleteRepositoryCommand,
   DeleteRepositoryPolicyCommand,
+  DescribeRepositoriesCommand,
   GetRepositoryPolicyCommand,
   paginateDescribeImages,
   paginateDescribeRepositories,
@@ -351,25 +352,45 @@ export class RepositoryStore {
   /**
    * Deletes the repository's IAM users first, then the repository with its images: a user must not
    * outlive its repository (a new repository of the same name would give it access again), and
-   * when deleting a user fails the repository is still there to retry on.
+   * when deleting a user fails the repository is still there to retry on. A DeleteRepository that
+   * got no answer is read back: gone, the delete is answered as done.
    */
   async delete(account: string, group: string, name: string): Promise<DeletedRepository> {
     const session = await this.sessions.get(account);
     const { ecr } = session;
+    const repositoryName = `${group}/${name}`;
     const { repository, tags } = await this.ownership.require(ecr, group, name);
-    const groups = groupsFromPolicy(await readPolicy(ecr, `${group}/${name}`));
+    const groups = groupsFromPolicy(await readPolicy(ecr, repositoryName));
     const users = await this.users.deleteAll(session.iam, group, name);
+    let deleted: EcrRepository | undefined;
     try {
-      const out = await ecr.send(new DeleteRepositoryCommand({ repositoryName: `${group}/${name}`, force: true }));
-      return { ...toRepository(out.repository ?? repository, tags, groups), Users: users };
+      await applySteps([
+        {
+          what: `delete the repository ${repositoryName}`,
+          apply: async () => {
+            deleted = (await ecr.send(new DeleteRepositoryCommand({ repositoryName, force: true }))).repository;
+          },
+          tookEffect: async () => !(await this.exists(ecr, repositoryName)),
+        },
+      ]);
+      return { ...toRepository(deleted ?? repository, tags, groups), Users: users };
     } catch (err) {
       if (!users.length) throw err;
       const problem = classifyAwsError(err) ?? new HttpProblem(500, 'An internal error occurred.', { cause: err });
-      throw new HttpProblem(
-        problem.statusCode,
-        `${problem.message.replace(/\.?$/, '.')} The repository was not deleted, but its users were: ${users.join(', ')}.`,
-        { headers: problem.headers, cause: err },
-      );
+      throw new HttpProblem(problem.statusCode, `${problem.message.replace(/\.?$/, '.')} Its users were deleted: ${users.join(', ')}.`, {
+        headers: problem.headers,
+        cause: err,
+      });
+    }
+  }
+
+  private async exists(ecr: ECRClient, repositoryName: string): Promise<boolean> {
+    try {
+      await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
+      return true;
+    } catch (err) {
+      if ((err as Error).name === 'RepositoryNotFoundException') return false;
+      throw err;
     }
   }
 

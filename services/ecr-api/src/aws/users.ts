@@ -203,6 +203,16 @@ export class RepositoryUsers {
     return groups.length === 0 && keys.length === 0;
   }
 
+  private async userExists(iam: IAMClient, UserName: string): Promise<boolean> {
+    try {
+      await iam.send(new GetUserCommand({ UserName }));
+      return true;
+    } catch (err) {
+      if ((err as Error).name === 'NoSuchEntityException') return false;
+      throw err;
+    }
+  }
+
   async get(account: string, group: string, name: string, user: string): Promise<User> {
     const { iam } = await this.session(account, group, name);
     const found = await this.owned(iam, group, name, user);
@@ -338,7 +348,8 @@ export class RepositoryUsers {
 
   /**
    * RemoveUserFromGroup for each group, DeleteAccessKey for each key, then DeleteUser (IAM refuses
-   * to delete a user that still has either). None of it can be undone: a failure answers what was done.
+   * to delete a user that still has either). None of it can be undone: a failure answers what was
+   * done. A call that got no answer is read back, and goes on as done when it was.
    */
   private async remove(iam: IAMClient, UserName: string): Promise<Omit<DeletedUser, 'UserName'>> {
     const [groups, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
@@ -346,12 +357,18 @@ export class RepositoryUsers {
       ...groups.map((GroupName) => ({
         what: `remove ${UserName} from the group ${GroupName}`,
         apply: async () => void (await iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName }))),
+        tookEffect: async () => !(await this.groupsOf(iam, UserName)).includes(GroupName),
       })),
       ...keys.map((k) => ({
         what: `delete the access key ${k.AccessKeyId}`,
         apply: async () => void (await iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: k.AccessKeyId }))),
+        tookEffect: async () => !(await this.accessKeys(iam, UserName)).some((left) => left.AccessKeyId === k.AccessKeyId),
       })),
-      { what: `delete the IAM user ${UserName}`, apply: async () => void (await iam.send(new DeleteUserCommand({ UserName }))) },
+      {
+        what: `delete the IAM user ${UserName}`,
+        apply: async () => void (await iam.send(new DeleteUserCommand({ UserName }))),
+        tookEffect: async () => !(await this.userExists(iam, UserName)),
+      },
     ]);
     return { DeletedAccessKeys: keys.map((k) => k.AccessKeyId!), RemovedFromGroups: groups };
   }

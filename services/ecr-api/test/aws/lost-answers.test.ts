@@ -259,3 +259,33 @@ describe('a delete whose answer was lost, retried by the SDK into "not found"', 
     expect(await exists('grp/here')).toBe(true);
   });
 });
+
+describe('a delete whose every answer was lost', () => {
+  it('answers the deleted user when every answer to its DeleteUser was lost (read back)', async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'u-all' })).statusCode).toBe(200);
+    await userWithKey('u-all', 'ci');
+    lose('DeleteUser', Infinity);
+    const res = await req('DELETE', 'grp/u-all/users/ci');
+    expect(res.statusCode).toBe(200);
+    expect(proxy.count('DeleteUser')).toBe(3);
+    await expect(iam.send(new GetUserCommand({ UserName: 'u-all-ci' }))).rejects.toEqual(userGone());
+  });
+
+  it('answers the deleted repository when every answer to DeleteRepository was lost (read back)', async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'all' })).statusCode).toBe(200);
+    lose('DeleteRepository', Infinity);
+    const res = await req('DELETE', 'grp/all');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ RepositoryName: 'grp/all', Users: [] });
+    expect(await exists('grp/all')).toBe(false);
+  });
+
+  it('still answers 504 when DeleteRepository never reached ECR (read back: still there)', async () => {
+    expect((await req('POST', 'grp', { RepositoryName: 'kept' })).statusCode).toBe(200);
+    proxy.hang = (op) => op === 'DeleteRepository';
+    const res = await req('DELETE', 'grp/kept');
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toBe('AWS did not answer in time (TimeoutError); retry later.');
+    expect(await exists('grp/kept')).toBe(true);
+  });
+});
