@@ -1,5 +1,6 @@
 import { AssumeRoleCommand } from '@aws-sdk/client-sts';
 import type { FastifyBaseLogger } from 'fastify';
+import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 import { LRUCache } from 'lru-cache';
 import type { AccountClients, AwsClientFactory, AwsCredentials } from './clients.js';
 import { currentDeadline, Deadline, withDeadline } from './deadline.js';
@@ -50,6 +51,12 @@ export function partitionOf(region: string): string {
   if (region.startsWith('us-isob-')) return 'aws-iso-b';
   return 'aws';
 }
+
+/**
+ * AWS refused an account's assumed credentials themselves: expired before the cache's clock says
+ * so (the host's clock stepped back, a suspended VM), or invalidated. A fresh AssumeRole is the cure.
+ */
+export const SESSION_REJECTED = new Set(['ExpiredToken', 'ExpiredTokenException', 'InvalidClientTokenId', 'UnrecognizedClientException']);
 
 /** A refresh that fails this close to the old credentials' expiry no longer falls back on them. */
 const STALE_GRACE_MS = 30_000;
@@ -149,6 +156,34 @@ export class AccountSessions {
       throw new AssumeRoleError(account, roleArn, err);
     }
     this.opts.log?.debug({ account, roleArn, expiresAt: new Date(expiresAt).toISOString() }, 'assumed role');
-    return { account, expiresAt, ...this.opts.clients.forAccount(credentials) };
+    const session: AccountSession = { account, expiresAt, ...this.opts.clients.forAccount(credentials) };
+    for (const client of [session.ecr, session.tagging, session.iam]) this.dropWhenRejected(client, session);
+    return session;
+  }
+
+  /**
+   * Forgets the session when AWS refuses its credentials, so that the next request assumes the
+   * role again instead of being refused until the cache's TTL (up to the session's lifetime).
+   */
+  private dropWhenRejected(client: Pick<AccountSession['ecr'], 'middlewareStack'>, session: AccountSession): void {
+    const middleware: InitializeMiddleware<object, MetadataBearer> = (next) => async (args) => {
+      try {
+        return await next(args);
+      } catch (err) {
+        if (SESSION_REJECTED.has((err as Error).name) && this.cache.peek(session.account, { allowStale: true }) === session) {
+          this.cache.delete(session.account);
+          this.opts.log?.warn(
+            { account: session.account, err: outcomeOf(err) },
+            'AWS refused the assumed credentials; the role is assumed again on the next request',
+          );
+        }
+        throw err;
+      }
+    };
+    (client.middlewareStack as unknown as MiddlewareStack<object, MetadataBearer>).add(middleware, {
+      step: 'initialize',
+      name: 'ecrApiDropRejectedSession',
+      override: true,
+    });
   }
 }

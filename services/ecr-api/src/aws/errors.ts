@@ -1,7 +1,7 @@
 import { HttpProblem, unavailable } from '@platform/http-common';
 import { isThrottlingError, isTransientError } from '@smithy/service-error-classification';
 import type { SdkError as SmithyError } from '@smithy/types';
-import { AssumeRoleError } from './credentials.js';
+import { AssumeRoleError, SESSION_REJECTED } from './credentials.js';
 import { AwsDeadlineExceeded, ServiceClosing } from './deadline.js';
 
 /**
@@ -159,6 +159,10 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
   if (throttling(err)) return throttled('AWS is throttling requests; retry later.', error);
   if (DENIED.has(name)) {
     return new HttpProblem(403, `The assumed role may not do this (${name}); check its permissions.`, { cause: error });
+  }
+  // The account's assumed credentials: credentials.ts has forgotten them, the retry assumes the role again.
+  if (SESSION_REJECTED.has(name)) {
+    return unavailable(`AWS refused the assumed-role credentials of the account (${name}); they are renewed: retry the request.`, error);
   }
   if (OWN_CREDENTIALS.has(name)) {
     return new HttpProblem(502, `AWS rejected the service's credentials (${name}).`, { cause: error });

@@ -1,6 +1,7 @@
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auth, EXTERNAL_ID, metric, motoEndpoint, newAccount, ROLE, testApp } from '../support/app.js';
+import { ExpiringProxy } from '../support/expiring-proxy.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 import { assumeRoleXml, StubAws, stsError } from '../support/stub-aws.js';
 
@@ -125,6 +126,42 @@ describe('a failed refresh', () => {
       expect(stub.count('AssumeRole')).toBe(5);
     } finally {
       await stubbed.close();
+    }
+  });
+});
+
+describe('assumed credentials that AWS refuses before the cache expects', () => {
+  it('are forgotten: the request is a 503 to retry, and the retry assumes the role again (was 502 until the cached TTL ran out)', async () => {
+    const expiring = await new ExpiringProxy(motoEndpoint()).start();
+    const refused = await testApp({ org: 'spinexpired', aws: { endpoint: expiring.endpoint } });
+    try {
+      const account = newAccount();
+      const create = (name: string) =>
+        refused.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, headers: auth, payload: { RepositoryName: name } });
+      const get = (name: string) => refused.inject({ url: `/v1/ecr/${account}/repositories/grp/${name}`, headers: auth });
+      expect((await create('app')).statusCode).toBe(200);
+      expect(expiring.count('AssumeRole')).toBe(1);
+
+      // AWS now refuses the cached credentials (a host clock stepped back, a resumed VM): ECR's JSON protocol
+      expiring.expireSeenKeys();
+      const first = await get('app');
+      expect(first.statusCode).toBe(503);
+      expect(first.headers['retry-after']).toBe('1');
+      expect(first.json().detail).toContain('ExpiredTokenException');
+      const again = await get('app');
+      expect(again.statusCode).toBe(200);
+      expect(again.json().RepositoryName).toBe('grp/app');
+      expect(expiring.count('AssumeRole')).toBe(2);
+
+      // a write refused the same way changes nothing, and its retry works
+      expiring.expireSeenKeys();
+      expect((await create('other')).statusCode).toBe(503);
+      expect((await get('other')).statusCode).toBe(404);
+      expect((await create('other')).statusCode).toBe(200);
+      expect(expiring.count('AssumeRole')).toBe(3);
+    } finally {
+      await refused.close();
+      await expiring.stop();
     }
   });
 });

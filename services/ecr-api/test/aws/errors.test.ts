@@ -75,7 +75,7 @@ describe('AWS errors through HTTP', () => {
     ['InvalidParameterException', 400, 'GetResources', 'InvalidParameterException'],
     ['InternalServiceException', 502, 'GetResources', 'InternalServiceException'],
     ['AccessDeniedException (role lacks a permission)', 403, 'GetResources', 'AccessDeniedException'],
-    ['UnrecognizedClientException', 502, 'GetResources', 'UnrecognizedClientException'],
+    ['UnrecognizedClientException (the assumed credentials refused: retry, renewed)', 503, 'GetResources', 'UnrecognizedClientException'],
   ])('maps %s to %i', async (_what, status, operation, awsError) => {
     const { app } = await stubbed({
       [operation]: () => ({ awsError, message: `${awsError} happened`, status: awsError.startsWith('Internal') ? 500 : 400 }),

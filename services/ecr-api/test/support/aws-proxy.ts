@@ -1,4 +1,4 @@
-import { createServer, request, type Server, type ServerResponse } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describeAwsCall, type AwsCall } from './aws-call.js';
 
@@ -14,7 +14,7 @@ export abstract class AwsProxy {
   constructor(private readonly upstream: string) {}
 
   /** Answers the call (or leaves it hanging) instead of moto: true; lets it through: false. */
-  protected abstract intercept(call: AwsCall, res: ServerResponse): boolean;
+  protected abstract intercept(call: AwsCall, res: ServerResponse, req: IncomingMessage): boolean;
 
   /** Whether moto's answer to a call that went through is passed on (false: applied, answer lost). */
   protected deliver(_call: AwsCall): boolean {
@@ -32,7 +32,7 @@ export abstract class AwsProxy {
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         const call = describeAwsCall(req.headers['x-amz-target'], body.toString('utf8'), `${req.method} ${req.url}`);
-        if (this.intercept(call, res)) return;
+        if (this.intercept(call, res, req)) return;
         const upstreamReq = request(
           { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
           (upstreamRes) => {
