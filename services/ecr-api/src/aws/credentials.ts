@@ -107,6 +107,16 @@ export class AccountSessions {
   }
 
   async get(account: string): Promise<AccountSession> {
+    // Due for refresh but still valid: answered at once, the AssumeRole runs (or already runs) apart.
+    // A request does not wait on STS while it holds working credentials; a hung or failing STS
+    // costs nothing until the credentials are too close to their expiry.
+    const cached = this.cache.peek(account, { allowStale: true });
+    if (cached && this.cache.getRemainingTTL(account) <= 0 && this.now() < cached.expiresAt - STALE_GRACE_MS) {
+      this.cache.fetch(account).catch((err: unknown) => {
+        this.opts.log?.warn({ account, err: outcomeOf(err) }, 'AssumeRole refresh failed; using the cached credentials until they expire');
+      });
+      return cached;
+    }
     const wait = this.cache.fetch(account);
     try {
       const session = await (currentDeadline()?.race(wait) ?? wait);

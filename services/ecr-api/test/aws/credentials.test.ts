@@ -165,3 +165,39 @@ describe('assumed credentials that AWS refuses before the cache expects', () => 
     }
   });
 });
+
+describe('a refresh while STS hangs', () => {
+  it('answers with the cached credentials at once while they are valid, the AssumeRole going on apart (was: each request waited its whole deadline, then 504)', async () => {
+    const hung = await new RecordingProxy(motoEndpoint()).start();
+    let now = Date.now();
+    const slow = await testApp({
+      org: 'spinhang',
+      sessionDuration: 900,
+      deadlineMs: 2000,
+      aws: { endpoint: hung.endpoint, now: () => now },
+    });
+    try {
+      const account = newAccount();
+      const get = () => slow.inject({ url: `/v1/ecr/${account}/repositories`, headers: auth });
+      expect((await get()).statusCode).toBe(200);
+      expect(hung.count('AssumeRole')).toBe(1);
+
+      hung.hang = (operation) => operation === 'AssumeRole';
+      now += 11 * 60_000; // 15-minute credentials: inside the 5-minute refresh margin, still valid
+      for (let i = 0; i < 3; i++) {
+        const started = Date.now();
+        const res = await get();
+        expect(res.statusCode).toBe(200);
+        expect(Date.now() - started).toBeLessThan(1000);
+      }
+      expect(hung.count('AssumeRole')).toBe(2); // one refresh in flight, shared
+
+      now += 4 * 60_000 - 20_000; // 20 s before expiry: too close to use; the request waits for STS
+      const late = await get();
+      expect(late.statusCode).toBe(504);
+    } finally {
+      await slow.close();
+      await hung.stop();
+    }
+  });
+});
