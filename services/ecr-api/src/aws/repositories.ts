@@ -135,6 +135,16 @@ export interface UpdateInput {
   groups?: string[];
 }
 
+/** Whether the policy in place is `wanted`, whitespace aside (AWS may answer it reformatted). */
+function samePolicy(current: string | undefined, wanted: string): boolean {
+  if (current === undefined) return false;
+  try {
+    return JSON.stringify(JSON.parse(current)) === JSON.stringify(JSON.parse(wanted));
+  } catch {
+    return false;
+  }
+}
+
 /** The repository's policy text, or undefined when it has none. */
 async function readPolicy(ecr: ECRClient, repositoryName: string): Promise<string | undefined> {
   try {
@@ -298,7 +308,9 @@ export class RepositoryStore {
     const { ecr } = await this.sessions.get(account);
     const { repository, tags } = await this.ownership.require(ecr, group, name);
     const repositoryName = `${group}/${name}`;
-    const changes = userTags(input.tags ?? []);
+    // Only the tags that change: a key already holding that value costs no TagResource.
+    const current = new Map(tags.map((t) => [t.Key, t.Value]));
+    const changes = userTags(input.tags ?? []).filter((t) => current.get(t.Key) !== t.Value);
     const merged = changes.length ? mergeTags(tags, changes) : tags;
     checkTagCount(merged.length, 'body.Tags');
     const oldPolicy = await readPolicy(ecr, repositoryName);
@@ -319,8 +331,8 @@ export class RepositoryStore {
         undo: async () => void (await put(oldScan)),
       });
     }
-    if (input.groups !== undefined) {
-      const policyText = repositoryPolicy(input.groups);
+    const policyText = input.groups !== undefined ? repositoryPolicy(input.groups) : undefined;
+    if (policyText !== undefined && !samePolicy(oldPolicy, policyText)) {
       steps.push({
         what: 'set the groups that may pull',
         apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText }))),

@@ -66,6 +66,36 @@ describe('AWS calls per request', () => {
     });
   });
 
+  it('an update that changes nothing writes nothing (was: SetRepositoryPolicy and TagResource sent again)', async () => {
+    const own = newAccount(); // apart from the scans' account, whose repositories are counted
+    const url = `/v1/ecr/${own}/repositories/grp/same`;
+    const body = { RepositoryName: 'same', ScanOnPush: true, Groups: ['g2'], Tags: [{ Key: 'a', Value: 'b' }] };
+    expect((await app.inject({ method: 'POST', url: `/v1/ecr/${own}/repositories/grp`, headers: auth, payload: body })).statusCode).toBe(
+      200,
+    );
+    const same = { ScanOnPush: 'true', Groups: ['g2'], Tags: [{ Key: 'a', Value: 'b' }] };
+    expect(await calls('PUT', url, same)).toEqual({ status: 200, ops: { ...OWNED, GetRepositoryPolicy: 1 } });
+    // one tag of two changed: only that one is written
+    const put = await app.inject({
+      method: 'PUT',
+      url,
+      headers: auth,
+      payload: {
+        Tags: [
+          { Key: 'a', Value: 'b' },
+          { Key: 'c', Value: 'd' },
+        ],
+      },
+    });
+    expect(put.statusCode).toBe(200);
+    expect(put.json().Tags).toContainEqual({ Key: 'c', Value: 'd' });
+    expect(put.json().Groups).toEqual(['g2']);
+    expect(await calls('PUT', url, { Groups: ['g3'] })).toEqual({
+      status: 200,
+      ops: { ...OWNED, GetRepositoryPolicy: 1, SetRepositoryPolicy: 1 },
+    });
+  });
+
   it('image tags', async () => {
     const ecr = await directEcr(account);
     await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: manifest(1), imageTag: 'v1' }));
