@@ -1,5 +1,7 @@
 import { paginateDescribeImages, StartImageScanCommand, type ECRClient, type ImageDetail } from '@aws-sdk/client-ecr';
+import { Readable } from 'node:stream';
 import type { RepositoryFindings, ScanStarted } from '../schemas/image.js';
+import { currentDeadline, withDeadline } from './deadline.js';
 import type { AccountSessions } from './credentials.js';
 import { classifyAwsError } from './errors.js';
 import { describeFindings } from './findings.js';
@@ -8,6 +10,10 @@ import type { RepositoryStore } from './repositories.js';
 
 /** Repositories worked on at once: bounds the ECR calls in flight per request (ECR throttles per account). */
 export const SCAN_CONCURRENCY = 8;
+/** scanFindings: repositories fetched ahead of the one being written (their findings are held). */
+const FINDINGS_WINDOW = 16;
+/** scanFindings: an answer up to this size (JSON text) is answered whole; a larger one is streamed. */
+const FINDINGS_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Basic scanning allows one scan per image per 24 hours. */
 const RESCAN_AFTER_MS = 24 * 3600_000;
 
@@ -91,32 +97,108 @@ export class ScanStore {
   }
 
   /**
-   * The findings of each repository's latest image, every page of them. Repositories without
-   * images or whose latest image was never scanned are left out; any other AWS failure fails the
-   * request (a partial list would look complete).
+   * The findings of each repository's latest image, every page of them, as the JSON text of the
+   * answer. Repositories without images or whose latest image was never scanned are left out; any
+   * other AWS failure fails the request (a partial list would look complete).
+   *
+   * Memory is bounded, not proportional to the org: repositories are worked on in name order, at
+   * most SCAN_CONCURRENCY at a time and at most FINDINGS_WINDOW ahead of the one being written,
+   * and each is turned into JSON text as soon as it is its turn. An answer that fits in
+   * FINDINGS_BUFFER_BYTES is answered whole (a failure is then an ordinary error answer); a larger
+   * one is streamed from there on, and a failure after that point cuts the connection, so the
+   * client sees a broken body, never a complete-looking list. (Before, every repository's
+   * findings were held at once: 200 repositories with 1,000 findings each exhausted the heap.)
    */
-  async findings(account: string): Promise<RepositoryFindings[]> {
+  async findingsJson(account: string): Promise<string | Readable> {
     const names = await this.repositories.list(account);
     const { ecr } = await this.sessions.get(account);
-    const results = await mapLimit(names, SCAN_CONCURRENCY, async (repositoryName): Promise<RepositoryFindings | undefined> => {
-      try {
-        const image = await latestImage(ecr, repositoryName);
-        if (!image?.imageDigest) return undefined;
-        const out = await describeFindings(ecr, repositoryName, { imageDigest: image.imageDigest });
-        const tag = image.imageTags?.[0];
-        return {
-          ImageId: { ImageDigest: image.imageDigest, ...(tag ? { ImageTag: tag } : {}) },
-          ImageScanFindings: out.findings,
-          ImageScanStatus: { Description: out.status?.description, Status: out.status?.status },
-          RegistryId: out.registryId ?? image.registryId ?? account,
-          RepositoryName: repositoryName,
-        };
-      } catch (err) {
-        const name = (err as Error).name;
-        if (GONE.has(name) || name === 'ScanNotFoundException') return undefined;
-        throw err;
+    const deadline = currentDeadline();
+    const one = (name: string) => {
+      const work = () => this.repositoryFindings(ecr, account, name);
+      return deadline ? withDeadline(deadline, work) : work();
+    };
+    const slots = new Array<Promise<RepositoryFindings | undefined> | undefined>(names.length);
+    let inFlight = 0;
+    let started = 0;
+    let written = 0;
+    const startMore = () => {
+      while (inFlight < SCAN_CONCURRENCY && started < names.length && started < written + FINDINGS_WINDOW) {
+        const slot = one(names[started]!);
+        slots[started++] = slot;
+        inFlight++;
+        slot.then(
+          () => {
+            inFlight--;
+            startMore();
+          },
+          () => inFlight--, // the failure is thrown where the slot is awaited
+        );
       }
-    });
-    return results.filter((r): r is RepositoryFindings => r !== undefined);
+    };
+    startMore();
+    async function* parts(): AsyncGenerator<string> {
+      yield '[';
+      let first = true;
+      for (let i = 0; i < names.length; i++) {
+        const found = await slots[i];
+        slots[i] = undefined;
+        written = i + 1;
+        startMore();
+        if (found) {
+          yield (first ? '' : ',') + JSON.stringify(found);
+          first = false;
+        }
+      }
+      yield ']';
+    }
+    const it = parts();
+    const head: string[] = [];
+    let size = 0;
+    for (;;) {
+      const next = await it.next();
+      if (next.done) return head.join('');
+      head.push(next.value);
+      size += next.value.length;
+      if (size > FINDINGS_BUFFER_BYTES) break;
+    }
+    const stream = Readable.from(
+      (async function* () {
+        yield head.splice(0).join('');
+        yield* it;
+      })(),
+      { objectMode: false },
+    );
+    // The deadline passing or the service closing cuts the answer at once while repositories are
+    // still to be read (they can no longer be): not only once the client has drained what was
+    // read before, which a slow client could make outlast the shutdown's grace.
+    const signal = deadline?.signal;
+    if (signal) {
+      const cut = () => {
+        if (started < names.length || inFlight > 0) stream.destroy(signal.reason as Error);
+      };
+      signal.addEventListener('abort', cut, { once: true });
+      stream.once('close', () => signal.removeEventListener('abort', cut));
+    }
+    return stream;
+  }
+
+  private async repositoryFindings(ecr: ECRClient, account: string, repositoryName: string): Promise<RepositoryFindings | undefined> {
+    try {
+      const image = await latestImage(ecr, repositoryName);
+      if (!image?.imageDigest) return undefined;
+      const out = await describeFindings(ecr, repositoryName, { imageDigest: image.imageDigest });
+      const tag = image.imageTags?.[0];
+      return {
+        ImageId: { ImageDigest: image.imageDigest, ...(tag ? { ImageTag: tag } : {}) },
+        ImageScanFindings: out.findings,
+        ImageScanStatus: { Description: out.status?.description, Status: out.status?.status },
+        RegistryId: out.registryId ?? image.registryId ?? account,
+        RepositoryName: repositoryName,
+      };
+    } catch (err) {
+      const name = (err as Error).name;
+      if (GONE.has(name) || name === 'ScanNotFoundException') return undefined;
+      throw err;
+    }
   }
 }
