@@ -104,6 +104,9 @@ const unreachable = (err: SdkError) => err.$metadata?.httpStatusCode === undefin
  */
 const timedOut = (err: SdkError) => err.code === 'ETIMEDOUT' || (err.name === 'TimeoutError' && err.code === undefined);
 
+/** The SDK could not parse the answer (its deserializer's SyntaxError). */
+const unreadable = (err: SdkError) => err.name === 'SyntaxError' || (err.message ?? '').includes('Deserialization error');
+
 function deadlineProblem(err: AwsDeadlineExceeded): HttpProblem {
   return new HttpProblem(504, `AWS did not answer within ${err.deadlineMs / 1000} s; retry later.`, { cause: err });
 }
@@ -170,6 +173,20 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
   if (unreachable(err)) {
     if (timedOut(err)) return new HttpProblem(504, `AWS did not answer in time (${name || err.code}); retry later.`, { cause: error });
     return new HttpProblem(502, `AWS could not be reached (${err.code ?? name}).`, { cause: error });
+  }
+  if (isSdkError(err) && unreadable(err)) {
+    // Not AWS's answer (a proxy's or load balancer's HTML page, a cut body): say what it was, not
+    // the parser's name. A 5xx one is a passing fault, worth retrying.
+    const status = err.$metadata?.httpStatusCode;
+    const passing = status !== undefined && status >= 500;
+    return new HttpProblem(
+      502,
+      `AWS answered HTTP ${status ?? '?'} with a body that is not an AWS answer${passing ? '; retry later' : ''}.`,
+      {
+        cause: error,
+        ...(passing ? { headers: { 'retry-after': '1' } } : {}),
+      },
+    );
   }
   if (isSdkError(err)) {
     return new HttpProblem(502, `AWS failed to handle the request (${name || `HTTP ${err.$metadata?.httpStatusCode ?? '?'}`}).`, {

@@ -11,6 +11,8 @@ export interface Fault {
   times?: number;
   /** Let this many matching calls through before failing (default 0). */
   skip?: number;
+  /** Answer this body instead of an AWS error (a proxy's or load balancer's page). */
+  raw?: { contentType: string; body: string };
 }
 
 /**
@@ -42,7 +44,10 @@ export class FaultProxy extends AwsProxy {
     else if (fault && fault.left > 0) {
       fault.left--;
       const message = fault.message ?? `${fault.code} (injected)`;
-      if (protocol === 'json') {
+      if (fault.raw) {
+        res.writeHead(fault.status ?? 503, { 'content-type': fault.raw.contentType });
+        res.end(fault.raw.body);
+      } else if (protocol === 'json') {
         res.writeHead(fault.status ?? 400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': fault.code });
         res.end(JSON.stringify({ __type: fault.code, message }));
       } else {

@@ -1,0 +1,70 @@
+import type { ECRClient } from '@aws-sdk/client-ecr';
+import type { App } from '@platform/http-common';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { auth, directEcr, motoEndpoint, newAccount, repositoryExists, testApp } from '../support/app.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+
+/**
+ * Answers that are not AWS's (a proxy's or load balancer's HTML error page, a body cut short), by
+ * a proxy in front of moto; the SDK's own retries (3 attempts) are on.
+ */
+let proxy: FaultProxy;
+let app: App;
+let account: string;
+let ecr: ECRClient;
+const HTML = { contentType: 'text/html', body: '<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>' };
+
+beforeAll(async () => {
+  proxy = await new FaultProxy(motoEndpoint()).start();
+  app = await testApp({ aws: { endpoint: proxy.endpoint } });
+  account = newAccount();
+  ecr = await directEcr(account);
+  const created = await app.inject({
+    method: 'POST',
+    url: `/v1/ecr/${account}/repositories/grp`,
+    headers: auth,
+    payload: { RepositoryName: 'app' },
+  });
+  expect(created.statusCode).toBe(200);
+});
+afterAll(async () => {
+  await app?.close();
+  await proxy?.stop();
+});
+beforeEach(() => proxy.clear());
+
+describe('an answer that is not an AWS answer', () => {
+  it('is named by its HTTP status, not the parser (was: "AWS failed to handle the request (SyntaxError)"); a 5xx one is retried, then says to retry', async () => {
+    proxy.fail('DescribeRepositories', { code: 'html', status: 503, raw: HTML });
+    const res = await app.inject({ url: `/v1/ecr/${account}/repositories/grp/app`, headers: auth });
+    expect(res.statusCode).toBe(502);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(res.json().detail).toBe('AWS answered HTTP 503 with a body that is not an AWS answer; retry later.');
+    expect(proxy.count('DescribeRepositories')).toBe(3);
+
+    proxy.clear();
+    proxy.fail('GetRepositoryPolicy', {
+      code: 'cut',
+      status: 200,
+      raw: { contentType: 'application/x-amz-json-1.1', body: '{"policyText": "{\\"Ver' },
+    });
+    const cut = await app.inject({ url: `/v1/ecr/${account}/repositories/grp/app`, headers: auth });
+    expect(cut.statusCode).toBe(502);
+    expect(cut.headers['retry-after']).toBeUndefined();
+    expect(cut.json().detail).toBe('AWS answered HTTP 200 with a body that is not an AWS answer.');
+  });
+
+  it('in the middle of a create: the repository is deleted again, and the answer says so', async () => {
+    proxy.fail('SetRepositoryPolicy', { code: 'html', status: 502, raw: HTML });
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: 'half' },
+    });
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toContain('AWS answered HTTP 502 with a body that is not an AWS answer');
+    expect(res.json().detail).toContain('nothing was changed');
+    expect(await repositoryExists(ecr, 'grp/half')).toBe(false);
+  });
+});
