@@ -113,7 +113,21 @@ export class LiveIndex implements ChangeFeedListener {
   /** Set when the database was found unreachable, until it is heard from again. */
   private unreachableSince: number | undefined;
   private outageLogged: 'no' | 'stale' | 'closed' = 'no';
-  private pending = new Set<string>();
+  /** Ids announced and not yet read, with when each was (last) heard. */
+  private pending = new Map<string, number>();
+  /**
+   * Ids announced and not yet applied (pending, being read, or covered by a reload that has not
+   * finished), with when each was heard. Memory is not exact for them: past `staleAfterMs` answers
+   * come from the database, and they are dropped from memory (dropOverdue), so that the outage
+   * path cannot admit an image a DELETE we were told of removed.
+   */
+  private unconfirmed = new Map<string, number>();
+  /** When the oldest entry of `unconfirmed` was heard (kept current: `fresh` reads it per request). */
+  private unconfirmedSince: number | undefined;
+  /** When a TRUNCATE was heard that no completed reload has applied yet. */
+  private truncatedSince: number | undefined;
+  private overdueTimer: NodeJS.Timeout | undefined;
+  private overdueLogged = false;
   private reloadAll = false;
   private draining: Promise<void> | undefined;
   private closed = false;
@@ -144,6 +158,7 @@ export class LiveIndex implements ChangeFeedListener {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.overdueTimer);
     await this.feed.close();
     await this.draining;
   }
@@ -163,7 +178,16 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   get fresh(): boolean {
-    return !this.tooLarge && this.loaded && this.feed.state === 'listening' && Date.now() - this.feed.currentAsOf < this.staleAfterMs;
+    const now = Date.now();
+    return (
+      !this.tooLarge &&
+      this.loaded &&
+      this.feed.state === 'listening' &&
+      now - this.feed.currentAsOf < this.staleAfterMs &&
+      // a change heard but not applied for as long: memory is not what the database holds
+      (this.unconfirmedSince === undefined || now - this.unconfirmedSince < this.staleAfterMs) &&
+      (this.truncatedSince === undefined || now - this.truncatedSince < this.staleAfterMs)
+    );
   }
 
   /** When the in-memory state was last known to be exact (ms since the epoch; 0: never). */
@@ -173,7 +197,10 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   private noteExact(): void {
-    if (this.loaded && this.feed.state === 'listening') this.lastExactAt = Math.max(this.lastExactAt, this.feed.currentAsOf);
+    if (!this.loaded || this.feed.state !== 'listening') return;
+    // Exact up to the oldest change not yet applied (whose ids dropOverdue takes out of memory).
+    const asOf = Math.min(this.feed.currentAsOf, this.unconfirmedSince ?? Infinity, this.truncatedSince ?? Infinity);
+    this.lastExactAt = Math.max(this.lastExactAt, asOf);
   }
 
   /** False from a failed database call (a heartbeat, a read, a write) until a heartbeat succeeds. */
@@ -243,8 +270,17 @@ export class LiveIndex implements ChangeFeedListener {
       if (Date.now() < this.recheckAt) return;
       this.recheckAt = Date.now() + this.overLimitRecheckMs;
       this.reloadAll = true;
-    } else if (id === '*') this.reloadAll = true;
-    else this.pending.add(id);
+    } else if (id === '*') {
+      this.reloadAll = true;
+      this.truncatedSince ??= Date.now();
+      this.watchOverdue();
+    } else {
+      const now = Date.now();
+      this.pending.set(id, now);
+      if (!this.unconfirmed.has(id)) this.unconfirmed.set(id, now);
+      this.unconfirmedSince ??= now;
+      this.watchOverdue();
+    }
     this.drain();
   }
 
@@ -262,7 +298,61 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   private withinGrace(): boolean {
+    // A TRUNCATE heard and not yet re-read: the last state in memory holds what it removed.
+    if (this.truncatedSince !== undefined) return false;
     return !this.tooLarge && this.everLoaded && this.opts.outageGraceMs > 0 && Date.now() - this.exactAsOf < this.opts.outageGraceMs;
+  }
+
+  /** Applied (read from the database after it changed): these ids are exact in memory again, unless heard since. */
+  private confirm(ids: Iterable<string>): void {
+    for (const id of ids) {
+      const heardAgain = this.pending.get(id);
+      if (heardAgain === undefined) this.unconfirmed.delete(id);
+      else this.unconfirmed.set(id, heardAgain);
+    }
+    let oldest: number | undefined;
+    for (const at of this.unconfirmed.values()) if (oldest === undefined || at < oldest) oldest = at;
+    this.unconfirmedSince = oldest;
+    if (oldest === undefined && this.truncatedSince === undefined) this.overdueLogged = false;
+  }
+
+  /** Arms one timer for when the oldest change not yet applied becomes overdue. */
+  private watchOverdue(): void {
+    if (this.overdueTimer || this.closed) return;
+    const oldest = Math.min(this.unconfirmedSince ?? Infinity, this.truncatedSince ?? Infinity);
+    if (oldest === Infinity) return;
+    this.overdueTimer = setTimeout(() => this.dropOverdue(), Math.max(0, oldest + this.staleAfterMs - Date.now()));
+    this.overdueTimer.unref();
+  }
+
+  /**
+   * Changes heard `staleAfterMs` ago and still not applied (the database slow, a table lock, the
+   * pool busy): answers already come from the database (`fresh`); the changed images also leave
+   * memory, so that if the database then fails, the outage's answers from memory deny them rather
+   * than admit what a DELETE or a tag change removed. They come back when they are read.
+   */
+  private dropOverdue(): void {
+    this.overdueTimer = undefined;
+    const now = Date.now();
+    let dropped = 0;
+    for (const [id, at] of this.unconfirmed) {
+      if (now - at >= this.staleAfterMs && this.index.remove(id)) dropped++;
+    }
+    const overdue = Math.min(this.unconfirmedSince ?? Infinity, this.truncatedSince ?? Infinity);
+    if (overdue !== Infinity && now - overdue >= this.staleAfterMs && !this.overdueLogged) {
+      this.overdueLogged = true;
+      this.opts.log?.warn(
+        { unapplied: this.unconfirmed.size, truncate: this.truncatedSince !== undefined, dropped, overdueMs: now - overdue },
+        'changes to the allowlist could not be read back in time; answering from the database until they are',
+      );
+    }
+    // re-armed for the next change to become overdue (none: the next change arms it)
+    if (this.unconfirmed.size > 0 || this.truncatedSince !== undefined) {
+      let next = Infinity;
+      for (const at of this.unconfirmed.values()) if (now - at < this.staleAfterMs) next = Math.min(next, at);
+      this.overdueTimer = setTimeout(() => this.dropOverdue(), next === Infinity ? this.staleAfterMs : next + this.staleAfterMs - now);
+      this.overdueTimer.unref();
+    }
   }
 
   private outage(): 'stale' | 'unavailable' {
@@ -296,11 +386,16 @@ export class LiveIndex implements ChangeFeedListener {
             this.reloadAll = false;
             this.pending.clear();
             this.loaded = false;
+            // what the reload covers: every change heard before it starts
+            const covered = [...this.unconfirmed.keys()];
+            const truncatedSince = this.truncatedSince;
             await this.reload();
             this.loaded = !this.tooLarge && this.feed.state === 'listening';
             this.everLoaded ||= this.loaded;
+            if (this.truncatedSince === truncatedSince) this.truncatedSince = undefined;
+            this.confirm(covered);
           } else {
-            await this.apply([...this.pending]);
+            await this.apply([...this.pending.keys()]);
           }
         } catch (err) {
           this.noteFailure(err);
@@ -315,9 +410,12 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   private async apply(ids: string[]): Promise<void> {
+    const heard = ids.map((id) => this.pending.get(id)!);
     for (const id of ids) this.pending.delete(id);
     const rows = await this.sql.byIds(ids).catch((err: unknown) => {
-      for (const id of ids) this.pending.add(id);
+      ids.forEach((id, i) => {
+        if (!this.pending.has(id)) this.pending.set(id, heard[i]!);
+      });
       throw err;
     });
     const found = new Set<string>();
@@ -326,6 +424,7 @@ export class LiveIndex implements ChangeFeedListener {
       found.add(row.id);
     }
     for (const id of ids) if (!found.has(id)) this.index.remove(id);
+    this.confirm(ids);
     const outgrown = this.outgrown();
     if (outgrown) this.giveUp(outgrown);
   }
