@@ -43,8 +43,26 @@ export function isLostDatabaseConnection(error: unknown): boolean {
   return isDatabaseUnavailable(error) || (code === 'ECANCELED' && syscall === 'write');
 }
 
-/** For the app's error handler: a database outage becomes a 503 the client may retry. */
+/**
+ * SQLSTATEs of a database that answers but cannot take this write now: read-only (a hot standby
+ * the URL reaches during a failover, `default_transaction_read_only`), or out of a resource (class
+ * 53: disk full, out of memory, a configured limit). The database is reachable, so these do not
+ * count as an outage (reads and admission go on); the write is answered 503 naming the cause,
+ * which the client may retry, not a bare 500 with a stack in the log.
+ */
+const WRITE_REFUSED: Record<string, string> = {
+  '25006': 'The database is read-only (a standby, or default_transaction_read_only); the write was not made. Retry once it accepts writes.',
+  '53100': 'The database is out of disk space; the write was not made. Retry once it has room.',
+  '53200': 'The database is out of memory; the write was not made. Retry shortly.',
+};
+
+/** For the app's error handler: a database outage, or a database refusing writes for now, becomes a 503 the client may retry. */
 export function classifyDatabaseError(error: unknown): HttpProblem | undefined {
   if (isDatabaseUnavailable(error)) return unavailable('The database is unavailable; retry shortly.', error);
-  return undefined;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return undefined;
+  const refused =
+    WRITE_REFUSED[code] ??
+    (code.startsWith('53') ? 'The database is out of a resource; the write was not made. Retry shortly.' : undefined);
+  return refused === undefined ? undefined : unavailable(refused, error);
 }
