@@ -237,13 +237,23 @@ export class LiveIndex implements ChangeFeedListener {
     });
   }
 
-  /** Read-your-writes on this replica, before the notification comes back. */
+  /**
+   * Read-your-writes on this replica, before the notification comes back; and the id is read
+   * back once more. The write's answer may reach this replica after another replica's later change
+   * to the same image (a retransmitted packet on the pool's connection, while the listener's is on
+   * time) was heard and applied: applied last, our own row would then stand in memory for good,
+   * as no notification follows (an image deleted since, admitted until the next reload).
+   */
   wrote(row: ImageRecord): void {
-    if (!this.tooLarge) this.index.put(row);
+    if (this.tooLarge) return;
+    this.index.put(row);
+    this.readBack(row.id);
   }
 
+  /** As `wrote`: gone from memory at once, read back once more (another replica may have written it again since). */
   deleted(id: string): void {
     this.index.remove(id);
+    if (!this.tooLarge) this.readBack(id);
   }
 
   /** Writes need the database: while it is known to be unreachable they fail at once. */
@@ -274,13 +284,17 @@ export class LiveIndex implements ChangeFeedListener {
       this.reloadAll = true;
       this.truncatedSince ??= Date.now();
       this.watchOverdue();
-    } else {
-      const now = Date.now();
-      this.pending.set(id, now);
-      if (!this.unconfirmed.has(id)) this.unconfirmed.set(id, now);
-      this.unconfirmedSince ??= now;
-      this.watchOverdue();
-    }
+    } else return this.readBack(id);
+    this.drain();
+  }
+
+  /** The id changed: it is read from the database again, and is not exact in memory until it is. */
+  private readBack(id: string): void {
+    const now = Date.now();
+    this.pending.set(id, now);
+    if (!this.unconfirmed.has(id)) this.unconfirmed.set(id, now);
+    this.unconfirmedSince ??= now;
+    this.watchOverdue();
     this.drain();
   }
 
