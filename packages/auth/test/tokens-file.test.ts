@@ -57,6 +57,10 @@ describe('parseTokensFile', () => {
       expect(message).not.toContain('LeakTok3n');
     }
   });
+  it('refuses a file over 1 MiB unparsed, saying its size', () => {
+    const big = `tokens:\n${'  - name: t\n    token: x\n'.repeat(50_000)}`;
+    expect(() => parseTokensFile(big)).toThrow(/tokens file is \d+ bytes, more than the 1048576/);
+  });
   it('accepts an empty list', () => {
     expect(parseTokensFile('tokens: []\n')).toEqual([]);
     expect(parseTokensFile('tokens:\n')).toEqual([]);
