@@ -1,6 +1,5 @@
 import { unavailable } from '@platform/http-common';
 import { Readable } from 'node:stream';
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { SortKey } from '../schemas/image.js';
 import type { ImageIndex, ImageRecord } from './image-index.js';
 import { sortValue, toJson, type Cursor, type ImageSql, type UpsertImage } from './image-sql.js';
@@ -47,18 +46,11 @@ const STREAM_PAGE = 500;
 const STREAMS = 32;
 
 /**
- * List queries running at once, whatever the number of clients listing: lists are open to anyone,
- * and must leave the pool's other connections to writes and to lookups the index cannot answer.
- */
-const LIST_QUERIES = 2;
-
-/**
  * The allowlist: writes go to the database (one statement each, so each is atomic); reads come
  * from the live in-memory index when it may answer (live-index.ts), else from the database.
  */
 export class ImageStore {
   private readonly batcher: WriteBatcher<UpsertImage, ImageRecord>;
-  private readonly listQueries: LimitFunction = pLimit(LIST_QUERIES);
   private streams = 0;
 
   constructor(
@@ -157,7 +149,8 @@ export class ImageStore {
 
   private async listFromDatabase(opts: ListOptions): Promise<Page> {
     const { name, sort } = opts;
-    const page = (after: Cursor | undefined, limit: number) => this.listQueries(() => this.images.page({ name, sort, after, limit }));
+    // two list queries at a time, each within the deadline, its wait for a turn included (image-sql.ts)
+    const page = (after: Cursor | undefined, limit: number) => this.images.page({ name, sort, after, limit });
     if (opts.limit !== undefined) {
       const rows = await page(opts.after, opts.limit + 1);
       const more = rows.length > opts.limit;
