@@ -1,6 +1,7 @@
 import type { Allowlist } from '../admission/policy.js';
 import { Memo } from '../memo.js';
 import type { ImageReference } from '../reference.js';
+import type { ImageIndex } from './image-index.js';
 import type { ImageSql } from './image-sql.js';
 import type { LiveIndex } from './live-index.js';
 
@@ -24,6 +25,13 @@ const VERDICT_CACHE_SIZE = 10_000;
 export class IndexedAllowlist implements Allowlist {
   /** By parsed reference: the policy hands over the same object for the same image string. */
   private readonly verdicts = new Memo<ImageReference, boolean>(VERDICT_CACHE_SIZE);
+  /**
+   * The index and generation the verdicts were found in. The index too: one given up (over
+   * --index-max-images) is replaced by a new one whose generation counts from 0 again, and loading
+   * as many rows as the old one had seen changes brought it to the same number, so the old index's
+   * verdicts were answered from the new one (an image delisted meanwhile admitted).
+   */
+  private index: ImageIndex | undefined;
   private generation = -1;
 
   constructor(
@@ -35,8 +43,9 @@ export class IndexedAllowlist implements Allowlist {
   allowsAll(refs: readonly ImageReference[]): readonly boolean[] | Promise<readonly boolean[]> {
     return this.live.read(
       (index) => {
-        if (this.generation !== index.generation) {
+        if (this.index !== index || this.generation !== index.generation) {
           this.verdicts.clear();
+          this.index = index;
           this.generation = index.generation;
         }
         return refs.map((ref) => {
