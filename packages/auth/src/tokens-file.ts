@@ -23,7 +23,16 @@ export type TokensFile = Static<typeof TokensFileSchema>;
 interface Entry {
   name: string;
   digest: Buffer;
+  /** False when no Authorization header can carry the token, so it can never match (bearer.ts). */
+  sendable: boolean;
 }
+
+/**
+ * What a bearer token in a header can be: visible ASCII, no whitespace. A header is read as latin1
+ * and trimmed, and bearer.ts takes the token up to the first whitespace, so `" secret "` or a
+ * non-ASCII token in the file can never match what a client sends.
+ */
+const SENDABLE = /^[\x21-\x7e]+$/;
 
 const sha256 = (value: string) => createHash('sha256').update(value, 'utf8').digest();
 
@@ -66,7 +75,9 @@ export function parseTokensFile(text: string): Entry[] {
       `tokens file does not match {tokens: [{name, token, is_disabled}]}: ${first?.instancePath || '/'} ${first?.message ?? ''}`,
     );
   }
-  return (doc.tokens ?? []).filter((t) => !t.is_disabled).map((t) => ({ name: t.name, digest: sha256(t.token) }));
+  return (doc.tokens ?? [])
+    .filter((t) => !t.is_disabled)
+    .map((t) => ({ name: t.name, digest: sha256(t.token), sendable: SENDABLE.test(t.token) }));
 }
 
 /**
@@ -115,7 +126,7 @@ export class TokenStore {
       throw new ConfigError(`--tokens-file ${this.file}: ${(err as Error).message}`);
     }
     this.lastText = text;
-    this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
+    this.logLoaded();
     this.watcher = await watchFile(this.file, () => void this.reload(), { pollMs: this.opts.pollMs });
     return this;
   }
@@ -159,10 +170,22 @@ export class TokenStore {
       this.entries = parseTokensFile(text);
       this.lastText = text;
       this.lastInvalid = undefined;
-      this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
+      this.logLoaded();
     } catch (err) {
       this.lastInvalid = text;
       this.log.error({ file: this.file, reason: (err as Error).message }, 'tokens file invalid; keeping the previous tokens');
+    }
+  }
+
+  /** Says what was loaded, and names (never quotes) the tokens no client can send. */
+  private logLoaded(): void {
+    this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
+    const unsendable = this.entries.filter((e) => !e.sendable).map((e) => e.name);
+    if (unsendable.length) {
+      this.log.warn(
+        { file: this.file, names: unsendable },
+        'tokens that can never match: a bearer token is visible ASCII without spaces (check for quotes or spaces around it)',
+      );
     }
   }
 

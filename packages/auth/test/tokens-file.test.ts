@@ -167,6 +167,21 @@ describe('TokenStore', () => {
     await eventually(() => store!.verify('fixed') === 'ci');
   });
 
+  it('warns, by name and never quoting them, of tokens no Authorization header can carry', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'Good-T0ken'], ['spaced', ' Spac3dSecret '], ['accented', 'pässw0rd'], ['off', ' x ', true]));
+    const log = quietLog();
+    store = await new TokenStore(file, log).start();
+    expect(log.warn).toHaveBeenCalledTimes(1);
+    expect(log.warn.mock.calls[0]![0]).toMatchObject({ names: ['spaced', 'accented'] });
+    expect(JSON.stringify(log.warn.mock.calls)).not.toMatch(/Spac3d|w0rd/);
+    // the HTTP parser trims the header: what the client sends for ' Spac3dSecret ' cannot match
+    expect(store.verify('Spac3dSecret')).toBeUndefined();
+    await writeFile(file, yaml(['ci', 'Good-T0ken'], ['spaced', 'Spac3dSecret']));
+    await eventually(() => store!.verify('Spac3dSecret') === 'spaced');
+    expect(log.warn).toHaveBeenCalledTimes(1);
+  });
+
   it('fails closed: a deleted file means no token is valid, until it comes back', async () => {
     const file = path.join(dir, 'tokens.yaml');
     await writeFile(file, yaml(['ci', 'one']));
