@@ -2,16 +2,15 @@ import { ECRClient } from '@aws-sdk/client-ecr';
 import { IAMClient } from '@aws-sdk/client-iam';
 import { ResourceGroupsTaggingAPIClient } from '@aws-sdk/client-resource-groups-tagging-api';
 import { STSClient } from '@aws-sdk/client-sts';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { FinalizeRequestMiddleware, HttpHandlerOptions, InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { outcomeOf, type AwsMetrics } from './metrics.js';
+import { pooledHandler, type AwsService } from './pools.js';
 import { retriedDeletesAreDone } from './retried-deletes.js';
 import { mayHaveTakenEffect } from './unanswered.js';
 
-/** The SDK's HTTP layer: Node's HTTP(S) with shared keep-alive agents; focused tests inject canned answers. */
+/** The SDK's HTTP layer: Node's HTTP(S) with keep-alive agents per service; focused tests inject canned answers. */
 export type HttpHandler = Pick<NodeHttpHandler, 'handle' | 'updateHttpClientConfig' | 'httpHandlerConfigs' | 'destroy'>;
 
 export interface AwsCredentials {
@@ -41,7 +40,7 @@ export interface AwsClientOptions {
   endpoint?: string;
   /** The service's own credentials, used for STS only; absent: the default AWS credential chain. */
   baseCredentials?: AwsCredentials;
-  /** Replaces the HTTP layer of every client (focused tests with canned AWS answers). */
+  /** Replaces the HTTP layer of every client, all services alike (focused tests with canned AWS answers). */
   httpHandler?: HttpHandler;
   /** SDK attempts per call, retries of throttling and 5xx included (SDK default 3). */
   maxAttempts?: number;
@@ -157,37 +156,41 @@ class DeadlineHttpHandler implements HttpHandler {
 }
 
 /**
- * Builds the SDK clients. All of them share one HTTP handler and its pair of keep-alive agents, so
- * replacing an account's clients when its credentials are refreshed costs no new connection pool.
+ * Builds the SDK clients. The clients of one AWS service share one HTTP handler and its pair of
+ * keep-alive agents (pools.ts), so replacing an account's clients when its credentials are
+ * refreshed costs no new connection pool, and one service's hung calls cannot take the sockets
+ * another service's calls need.
  */
 export class AwsClientFactory {
-  private readonly handler: DeadlineHttpHandler;
+  private readonly handlers = new Map<AwsService, DeadlineHttpHandler>();
+  private readonly injected: DeadlineHttpHandler | undefined;
   private stsClient: STSClient | undefined;
 
   constructor(private readonly opts: AwsClientOptions) {
-    this.handler = new DeadlineHttpHandler(
-      opts.httpHandler ??
-        new NodeHttpHandler({
-          httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
-          httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
-          ...ATTEMPT_TIMEOUTS,
-          ...opts.attemptTimeouts,
-          throwOnRequestTimeout: true,
-        }),
-    );
+    this.injected = opts.httpHandler && new DeadlineHttpHandler(opts.httpHandler);
   }
 
-  private common() {
+  private handler(service: AwsService): DeadlineHttpHandler {
+    if (this.injected) return this.injected;
+    let handler = this.handlers.get(service);
+    if (!handler) {
+      handler = new DeadlineHttpHandler(pooledHandler({ ...ATTEMPT_TIMEOUTS, ...this.opts.attemptTimeouts }));
+      this.handlers.set(service, handler);
+    }
+    return handler;
+  }
+
+  private common(service: AwsService) {
     const { region, endpoint, maxAttempts } = this.opts;
     return {
       region,
       ...(endpoint ? { endpoint } : {}),
       ...(maxAttempts ? { maxAttempts } : {}),
-      requestHandler: this.handler,
+      requestHandler: this.handler(service),
     };
   }
 
-  private prepare<I extends object, O extends MetadataBearer>(client: Client<I, O>, service: string): void {
+  private prepare<I extends object, O extends MetadataBearer>(client: Client<I, O>, service: AwsService): void {
     bound(client, this.opts.deadlineMs);
     instrument(client, service, this.opts.metrics);
     sendOnce(client);
@@ -198,25 +201,26 @@ export class AwsClientFactory {
   sts(): STSClient {
     if (!this.stsClient) {
       const credentials = this.opts.baseCredentials;
-      this.stsClient = new STSClient({ ...this.common(), ...(credentials ? { credentials } : {}) });
+      this.stsClient = new STSClient({ ...this.common('sts'), ...(credentials ? { credentials } : {}) });
       this.prepare(this.stsClient, 'sts');
     }
     return this.stsClient;
   }
 
   forAccount(credentials: AwsCredentials): AccountClients {
-    const ecr = new ECRClient({ ...this.common(), credentials });
-    const tagging = new ResourceGroupsTaggingAPIClient({ ...this.common(), credentials });
-    const iam = new IAMClient({ ...this.common(), credentials });
+    const ecr = new ECRClient({ ...this.common('ecr'), credentials });
+    const tagging = new ResourceGroupsTaggingAPIClient({ ...this.common('tagging'), credentials });
+    const iam = new IAMClient({ ...this.common('iam'), credentials });
     this.prepare(ecr, 'ecr');
     this.prepare(tagging, 'tagging');
     this.prepare(iam, 'iam');
     return { ecr, tagging, iam };
   }
 
-  /** Closes the shared connection pools (app shutdown). */
+  /** Closes the connection pools (app shutdown). */
   destroy(): void {
-    this.handler.destroy();
+    this.injected?.destroy();
+    for (const handler of this.handlers.values()) handler.destroy();
     // The STS client may run on the default chain's own handler; the per-account clients share ours.
     this.stsClient?.destroy();
   }
