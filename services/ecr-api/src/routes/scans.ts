@@ -15,6 +15,8 @@ export async function scanRoutes(app: App, opts: { scans: ScanStore; authorize: 
   app.get(
     '/v1/ecr/:account/scanRepositories',
     {
+      // Fastify answers HEAD with the GET's handler; a HEAD must not start scans.
+      exposeHeadRoute: false,
       schema: {
         summary:
           "Start a scan of the latest image of each of this org's repositories not scanned in the past 24 hours (a GET with side effects, as the original's)",

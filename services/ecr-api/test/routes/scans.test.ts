@@ -86,6 +86,44 @@ describe('scans', () => {
     expect(res.json()).toEqual({ message: 'All images already scanned in the past 24 hours', repositories: {} });
   });
 
+  it('HEAD /scanRepositories starts no scan: it is answered as an unknown method is', async () => {
+    const other = newAccount();
+    const otherEcr = await directEcr(other);
+    const created = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${other}/repositories/g1`,
+      headers: auth,
+      payload: { RepositoryName: 'head' },
+    });
+    expect(created.statusCode).toBe(200);
+    await otherEcr.send(new PutImageCommand({ repositoryName: 'g1/head', imageManifest: manifest(42), imageTag: 'v1' }));
+
+    const url = `/v1/ecr/${other}/scanRepositories`;
+    const head = await app.inject({ method: 'HEAD', url, headers: auth });
+    const scannedThere = await otherEcr
+      .send(new DescribeImageScanFindingsCommand({ repositoryName: 'g1/head', imageId: { imageTag: 'v1' } }))
+      .then(
+        () => true,
+        (err: Error) => (err.name === 'ScanNotFoundException' ? false : Promise.reject(err)),
+      );
+    expect(scannedThere).toBe(false);
+    const unknown = await app.inject({ method: 'PATCH', url, headers: auth });
+    expect([404, 405]).toContain(head.statusCode);
+    expect(head.statusCode).toBe(unknown.statusCode);
+  });
+
+  it('keeps HEAD for the GETs without side effects', async () => {
+    expect(app.hasRoute({ method: 'HEAD', url: '/v1/ecr/:account/scanRepositories' })).toBe(false);
+    for (const url of [
+      '/v1/ecr/:account/scanFindings',
+      '/v1/ecr/:account/repositories',
+      '/v1/ecr/:account/repositories/:group/:name',
+      '/v1/ecr/:account/repositories/:group/:name/images',
+      '/v1/ecr/:account/repositories/:group/:name/users/:user',
+    ])
+      expect(app.hasRoute({ method: 'HEAD', url }), url).toBe(true);
+  });
+
   it('answers 400 for a bad account', async () => {
     expect((await app.inject({ url: '/v1/ecr/123/scanFindings', headers: auth })).statusCode).toBe(400);
   });
