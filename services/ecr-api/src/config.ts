@@ -25,7 +25,13 @@ const RULES = {
     pattern: '^[\\w+=,.@/-]{1,512}$',
     problem: 'account.role must be an IAM role name (letters, digits and _+=,.@-, optionally a /path/)',
   },
-  org: { pattern: '^[\\w.:/=+@-]{1,256}$', problem: 'org must be 1-256 characters of letters, digits and _.:/=+@- (it is a tag value)' },
+  // The org names IAM's group SpinupECRAdminGroup-{org} and policy SpinupECRAdminPolicy-{org} (at
+  // most 128 of [\w+=,.@-]), the path /spinup/{org}/ (a "/" would nest one org inside another) and
+  // the spinup:org tag (no ","): what all of them accept.
+  org: {
+    pattern: '^[\\w+=.@-]{1,107}$',
+    problem: 'org must be 1-107 characters of letters, digits and _+=.@- (it names IAM groups, policies and paths, and is a tag value)',
+  },
   externalId: { minLength: 2, maxLength: 1224, problem: 'account.externalId must be 2-1224 characters' },
   endpoint: { pattern: '^https?://[^\\s/]+', problem: 'the AWS endpoint must be an http(s) URL' },
 } as const;

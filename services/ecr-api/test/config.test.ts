@@ -164,7 +164,7 @@ describe('configuration', () => {
     ['a bad listen address', { ...FULL, listenAddress: 'nope' }, 'invalid listen address'],
     ['a bad region', { ...FULL, account: { ...FULL.account, region: 'moon' } }, 'region must be an AWS region name'],
     ['a non-string token', { ...FULL, token: 42 }, 'token'],
-    ['a bad org', { ...FULL, org: 'two words' }, 'org must be 1-256 characters'],
+    ['a bad org', { ...FULL, org: 'two words' }, 'org must be 1-107 characters'],
     ['a bad role', { ...FULL, account: { ...FULL.account, role: 'no spaces' } }, 'account.role must be an IAM role name'],
     ['a bad endpoint', { ...FULL, account: { ...FULL.account, endpoint: 'ftp://x' } }, 'the AWS endpoint must be an http(s) URL'],
   ])('rejects %s without echoing secrets', async (_what, content, expected) => {
@@ -173,6 +173,30 @@ describe('configuration', () => {
     expect((err as Error).message).toContain(expected);
     expect((err as Error).message).not.toContain('file-secret-value');
     expect((err as Error).message).not.toContain('file-token-value');
+  });
+
+  // ":" is invalid in IAM group names (every POST users failed), "/" nests /spinup/{org}/ paths
+  // across orgs, "," is invalid in tag values, and SpinupECRAdminPolicy-{org} holds at most 128.
+  it.each(['spin:dev', 'spin/dev', 'a/../b', 'spin,dev', 'x'.repeat(108)])(
+    'rejects the org %j, which IAM names cannot hold, with exit code 2',
+    async (org) => {
+      const fromFile = await read(['--config', '/c.json'], {}, { '/c.json': JSON.stringify({ ...FULL, org }) }).catch((e: unknown) => e);
+      expect(fromFile).toBeInstanceOf(ConfigError);
+      expect((fromFile as ConfigError).exitCode).toBe(2);
+      expect((fromFile as Error).message).toContain('org must be 1-107 characters of letters, digits and _+=.@-');
+      for (const [argv, env] of [[['--org', org], {}] as const, [[], { ECR_API_ORG: org }] as const]) {
+        const err = await read([...argv, '--config', '/c.json'], env, { '/c.json': JSON.stringify(FULL) }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ConfigError);
+        expect((err as ConfigError).exitCode).toBe(2);
+        expect((err as Error).message).toMatch(/--org \/ ECR_API_ORG: /);
+      }
+    },
+  );
+
+  it('accepts an org of every character IAM names, paths and tag values share', async () => {
+    const org = `Spin_dev+1=a.b@c-${'x'.repeat(90)}`;
+    expect((await read(['--config', '/c.json'], {}, { '/c.json': JSON.stringify({ ...FULL, org }) })).org).toBe(org);
+    expect((await read(['--org', org, '--config', '/c.json'], {}, { '/c.json': JSON.stringify(FULL) })).org).toBe(org);
   });
 
   it('treats blank file values as absent (the original\'s `"endpoint": ""`) and checks AWS_REGION too', async () => {
