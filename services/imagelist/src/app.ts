@@ -10,6 +10,7 @@ import { classifyDatabaseError } from './store/errors.js';
 import { ImageSql } from './store/image-sql.js';
 import { ImageStore } from './store/images.js';
 import type { LiveIndex } from './store/live-index.js';
+import { LookupProbe } from './store/lookup-probe.js';
 
 export interface BuildAppOptions {
   sql: Sql;
@@ -44,7 +45,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     },
     classifyError: classifyDatabaseError,
   });
-  const images = new ImageSql(opts.sql, opts.dbDeadlineMs ?? 2000);
+  const dbDeadlineMs = opts.dbDeadlineMs ?? 2000;
+  const images = new ImageSql(opts.sql, dbDeadlineMs);
   const { live } = opts;
   const store = new ImageStore(images, live);
   if (live) {
@@ -78,7 +80,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   }
   const authorize = opts.tokens ? bearerAuth(app, opts.tokens, 'imagelist') : undefined;
   await app.register(imageRoutes, { store, authorize });
-  await app.register(healthRoutes, { store, live });
+  await app.register(healthRoutes, { store, live, lookup: new LookupProbe(images, dbDeadlineMs) });
   const fromDatabase = new DatabaseAllowlist(images);
   const allowlist = live ? new IndexedAllowlist(live, fromDatabase) : fromDatabase;
   const policy = new AdmissionPolicy(allowlist, opts.admission);

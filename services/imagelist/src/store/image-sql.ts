@@ -212,6 +212,15 @@ export class ImageSql {
   }
 
   /**
+   * A lookup that finds nothing, reading `images` by its primary key as admission's does
+   * (lookup-probe.ts). Not held to the deadline here: the caller bounds its wait, and needs to
+   * know when the server has answered, however late.
+   */
+  lookupNothing(): Promise<unknown> {
+    return this.sql`SELECT EXISTS (SELECT 1 FROM images WHERE id = '') AS found`.then(whole);
+  }
+
+  /**
    * Rejects when the answer takes longer than the deadline, and rejects an answer postgres.js
    * assembled wrongly. Two faults of postgres.js 3.4 (the latest 3.x) would otherwise hand a
    * request another statement's answer, and an admission check an allow it never had:
