@@ -27,8 +27,14 @@ async function migrateWhenReachable(target: DatabaseTarget, connectTimeout: numb
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const applied = await migrate(sql);
+        const { applied, unknown } = await migrate(sql);
         log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
+        if (unknown.length) {
+          log.warn(
+            { unknown },
+            `the database has migrations this version does not know: ${unknown.join(', ')}; a newer imagelist migrated it`,
+          );
+        }
         return;
       } catch (err) {
         const refused = certificateRefused(err);

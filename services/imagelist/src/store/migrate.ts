@@ -21,12 +21,24 @@ async function listMigrations(dir: string): Promise<Migration[]> {
   return files.map((file) => ({ version: Number(file.slice(0, 3)), name: file.slice(4, -4), file: path.join(dir, file) }));
 }
 
+export interface Migrated {
+  /** The versions applied now. */
+  applied: number[];
+  /**
+   * Migrations the database has that this version does not (`005_name`): a newer version
+   * migrated it. This one still serves, as a rolling update needs, but should say so.
+   */
+  unknown: string[];
+}
+
+const label = (version: number, name: string) => `${String(version).padStart(3, '0')}_${name}`;
+
 /**
  * Applies the numbered migrations that are not yet applied, in one transaction holding an advisory
  * lock, so replicas starting together apply each migration exactly once and a failed migration
- * leaves nothing half-done. Returns the versions it applied.
+ * leaves nothing half-done.
  */
-export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<number[]> {
+export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<Migrated> {
   const migrations = await listMigrations(dir);
   return sql.begin(async (tx) => {
     // A migration may rebuild an index over the whole allowlist (004: ~3 s at 1,000,000 images),
@@ -39,7 +51,10 @@ export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<number[]>
       name       text        NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now()
     )`;
-    const done = new Set((await tx<{ version: number }[]>`SELECT version FROM schema_migrations`).map((r) => r.version));
+    const rows = await tx<{ version: number; name: string }[]>`SELECT version, name FROM schema_migrations ORDER BY version`;
+    const done = new Set(rows.map((r) => r.version));
+    const known = new Set(migrations.map((m) => label(m.version, m.name)));
+    const unknown = rows.map((r) => label(r.version, r.name)).filter((l) => !known.has(l));
     const applied: number[] = [];
     for (const m of migrations) {
       if (done.has(m.version)) continue;
@@ -47,6 +62,6 @@ export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<number[]>
       await tx`INSERT INTO schema_migrations (version, name) VALUES (${m.version}, ${m.name})`;
       applied.push(m.version);
     }
-    return applied;
+    return { applied, unknown };
   });
 }
