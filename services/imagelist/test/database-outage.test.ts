@@ -2,6 +2,7 @@ import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { PrivatePostgres, privatePostgresUnavailable } from './support/private-postgres.js';
+import { imagelistClient } from './support/http-client.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 import { TcpProxy, viaProxy } from './support/tcp-proxy.js';
 
@@ -30,23 +31,7 @@ async function imagelist(url: string, flags: string[]) {
   server = await startServer(['--listen', `127.0.0.1:${port}`, '--log-level', 'info', '--db-timeout', '1', ...flags], {
     DATABASE_URL: url,
   });
-  const base = `http://127.0.0.1:${port}`;
-  const timed = async (path: string, init?: RequestInit) => {
-    const started = performance.now();
-    const res = await fetch(base + path, { ...init, signal: AbortSignal.timeout(10_000) });
-    const text = await res.text();
-    return { status: res.status, text, ms: performance.now() - started };
-  };
-  const review = (image: string) =>
-    timed('/admission/imagereview', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        apiVersion: 'imagepolicy.k8s.io/v1alpha1',
-        kind: 'ImageReview',
-        spec: { containers: [{ image }], namespace: 'default' },
-      }),
-    });
+  const { call: timed, review } = imagelistClient(`http://127.0.0.1:${port}`);
   const put = (id: string, tags: string[]) =>
     timed('/images', {
       method: 'PUT',

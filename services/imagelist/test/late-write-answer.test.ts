@@ -2,6 +2,7 @@ import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { imagelistClient } from './support/http-client.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // A write's answer that reaches the replica late (a lost packet on its pool connection: TCP
@@ -54,20 +55,8 @@ const NAME = 'quay.io/team/late';
 async function imagelist(databaseUrl: string) {
   const port = await freePort();
   server = await startServer(['--listen', `127.0.0.1:${port}`], { DATABASE_URL: databaseUrl });
-  const base = `http://127.0.0.1:${port}`;
-  const call = async (path: string, init?: RequestInit) => {
-    const res = await fetch(base + path, { ...init, signal: AbortSignal.timeout(10_000) });
-    return { status: res.status, text: await res.text() };
-  };
-  const allowed = async (image: string) => {
-    const res = await call('/admission/imagereview', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec: { containers: [{ image }] } }),
-    });
-    return res.status === 200 && (JSON.parse(res.text) as { status: { allowed: boolean } }).status.allowed;
-  };
-  return { call, allowed };
+  const { call, review } = imagelistClient(`http://127.0.0.1:${port}`);
+  return { call, allowed: async (image: string) => (await review(image)).allowed };
 }
 
 describe('a write whose answer arrives after a later change to the same image was applied', () => {

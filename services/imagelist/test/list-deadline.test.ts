@@ -2,6 +2,7 @@ import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { imagelistClient } from './support/http-client.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // Lists are open to anyone and take two query turns at a time; while the database is slow (here:
@@ -28,13 +29,7 @@ describe('lists while the database is slow', () => {
     await db.sql`INSERT INTO images (id, name, tags) VALUES (${DIGEST_A}, 'quay.io/team/list', '{v1}')`;
     const port = await freePort();
     server = await startServer(['--listen', `127.0.0.1:${port}`, '--db-timeout', '1'], { DATABASE_URL: db.url });
-    const base = `http://127.0.0.1:${port}`;
-    const timed = async (urlPath: string) => {
-      const started = performance.now();
-      const res = await fetch(base + urlPath, { signal: AbortSignal.timeout(30_000) });
-      await res.text();
-      return { status: res.status, ms: performance.now() - started };
-    };
+    const { call: timed } = imagelistClient(`http://127.0.0.1:${port}`, 30_000);
     expect((await timed('/images?limit=5')).status).toBe(200);
 
     locker = postgres(db.url, { max: 1, onnotice: () => {} });

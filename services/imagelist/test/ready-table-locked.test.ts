@@ -2,6 +2,7 @@ import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { imagelistClient } from './support/http-client.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // The images table locked (VACUUM FULL, a migration's rewrite, a long ALTER TABLE) while the
@@ -36,11 +37,7 @@ async function lockImages(): Promise<() => Promise<void>> {
   };
 }
 
-async function ready(base: string) {
-  const started = performance.now();
-  const res = await fetch(`${base}/health/ready`, { signal: AbortSignal.timeout(10_000) });
-  return { status: res.status, text: await res.text(), ms: performance.now() - started };
-}
+const ready = (base: string) => imagelistClient(base).call('/health/ready');
 
 async function imagelist(): Promise<string> {
   const port = await freePort();

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { imagelistClient } from './support/http-client.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // The tokens file is re-read while the process serves; one far larger than any tokens file (a
@@ -28,23 +29,7 @@ describe('a huge tokens file', () => {
     await writeFile(file, "tokens:\n  - name: ci\n    token: 'good-token-1'\n");
     const port = await freePort();
     server = await startServer(['--listen', `127.0.0.1:${port}`, '--tokens-file', file], { DATABASE_URL: db.url });
-    const base = `http://127.0.0.1:${port}`;
-    const timed = async (urlPath: string, init?: RequestInit) => {
-      const started = performance.now();
-      const res = await fetch(base + urlPath, { ...init, signal: AbortSignal.timeout(30_000) });
-      await res.text();
-      return { status: res.status, ms: performance.now() - started };
-    };
-    const review = () =>
-      timed('/admission/imagereview', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          apiVersion: 'imagepolicy.k8s.io/v1alpha1',
-          kind: 'ImageReview',
-          spec: { containers: [{ image: 'nginx' }] },
-        }),
-      });
+    const { call: timed, review } = imagelistClient(`http://127.0.0.1:${port}`, 30_000);
 
     // 4 MB of valid YAML: 80,000 tokens
     let big = 'tokens:\n';
@@ -53,7 +38,7 @@ describe('a huge tokens file', () => {
     const started = Date.now();
     let slowest = 0;
     while (Date.now() - started < 3000) {
-      const res = await review();
+      const res = await review('nginx');
       expect(res.status).toBe(200);
       slowest = Math.max(slowest, res.ms);
       await new Promise((r) => setTimeout(r, 50));

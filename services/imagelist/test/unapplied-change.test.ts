@@ -2,6 +2,7 @@ import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { imagelistClient } from './support/http-client.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // A change the replica heard of (NOTIFY) but cannot read back, because the table is locked
@@ -28,21 +29,7 @@ const NAME = 'quay.io/team/locked';
 async function imagelist() {
   const port = await freePort();
   server = await startServer(['--listen', `127.0.0.1:${port}`, '--db-timeout', '1'], { DATABASE_URL: db.url });
-  const base = `http://127.0.0.1:${port}`;
-  const call = async (path: string, init?: RequestInit) => {
-    const started = performance.now();
-    const res = await fetch(base + path, { ...init, signal: AbortSignal.timeout(10_000) });
-    return { status: res.status, text: await res.text(), ms: performance.now() - started };
-  };
-  const review = async (image: string) => {
-    const res = await call('/admission/imagereview', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', spec: { containers: [{ image }] } }),
-    });
-    return { ...res, allowed: res.status === 200 && (JSON.parse(res.text) as { status: { allowed: boolean } }).status.allowed };
-  };
-  return { call, review };
+  return imagelistClient(`http://127.0.0.1:${port}`);
 }
 
 /**
