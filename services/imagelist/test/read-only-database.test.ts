@@ -2,6 +2,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A, DIGEST_B } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { imagelistClient } from './support/http-client.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // The database still answers but takes no writes: a hot standby that the URL reaches during a
@@ -72,16 +73,9 @@ describe('a read-only database', () => {
     expect((await call(`/images/${DIGEST_B}`)).status).toBe(404);
     expect((await call(`/images/${DIGEST_A}`)).status).toBe(200);
     expect((await call('/health/ready')).status).toBe(200);
-    const review = await call('/admission/imagereview', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        apiVersion: 'imagepolicy.k8s.io/v1alpha1',
-        kind: 'ImageReview',
-        spec: { containers: [{ image: 'quay.io/team/ro:v1' }] },
-      }),
-    });
-    expect(JSON.parse(review.text).status.allowed).toBe(true);
+    const review = await imagelistClient(base).review('quay.io/team/ro:v1');
+    expect(review.status).toBe(200);
+    expect(review.allowed).toBe(true);
     // a warn line with the cause's code, no error with a stack
     expect(server.output()).toMatch(/"level":40[^\n]*"code":"25006"/);
     expect(server.output()).not.toMatch(/"level":50[^\n]*read-only transaction/);
