@@ -27,7 +27,7 @@ import { GROUP_TAG, NAME_TAG, ORG_TAG, Ownership, toTags } from './ownership.js'
 import { groupsFromPolicy, repositoryPolicy } from './repository-policy.js';
 import { classifyAwsError } from './errors.js';
 import { applySteps, type Step } from './steps.js';
-import { CLOCK_SLACK_MS, unlessGone } from './unanswered.js';
+import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
 import type { RepositoryUsers } from './users.js';
 
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
@@ -147,12 +147,7 @@ function samePolicy(current: string | undefined, wanted: string): boolean {
 
 /** The repository's policy text, or undefined when it has none. */
 async function readPolicy(ecr: ECRClient, repositoryName: string): Promise<string | undefined> {
-  try {
-    return (await ecr.send(new GetRepositoryPolicyCommand({ repositoryName }))).policyText;
-  } catch (err) {
-    if ((err as Error).name === 'RepositoryPolicyNotFoundException') return undefined;
-    throw err;
-  }
+  return (await ifThere('RepositoryPolicyNotFoundException', ecr.send(new GetRepositoryPolicyCommand({ repositoryName }))))?.policyText;
 }
 
 /**
@@ -212,13 +207,9 @@ export class RepositoryStore {
       }
     }
     const owned = await mapLimit(candidates, 8, async (r) => {
-      try {
-        const tags = toTags((await ecr.send(new ListTagsForResourceCommand({ resourceArn: r.repositoryArn }))).tags);
-        return this.ownership.isOwned(r.repositoryName!, tags, group) ? r.repositoryName! : undefined;
-      } catch (err) {
-        if ((err as Error).name === 'RepositoryNotFoundException') return undefined; // deleted meanwhile
-        throw err;
-      }
+      const out = await ifThere('RepositoryNotFoundException', ecr.send(new ListTagsForResourceCommand({ resourceArn: r.repositoryArn })));
+      if (!out) return undefined; // deleted meanwhile
+      return this.ownership.isOwned(r.repositoryName!, toTags(out.tags), group) ? r.repositoryName! : undefined;
     });
     return owned.filter((n): n is string => n !== undefined);
   }
@@ -382,7 +373,11 @@ export class RepositoryStore {
           apply: async () => {
             deleted = (await ecr.send(new DeleteRepositoryCommand({ repositoryName, force: true }))).repository;
           },
-          tookEffect: async () => !(await this.exists(ecr, repositoryName)),
+          tookEffect: async () =>
+            !(await ifThere(
+              'RepositoryNotFoundException',
+              ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] })),
+            )),
         },
       ]);
       return { ...toRepository(deleted ?? repository, tags, groups), Users: users };
@@ -393,16 +388,6 @@ export class RepositoryStore {
         headers: problem.headers,
         cause: err,
       });
-    }
-  }
-
-  private async exists(ecr: ECRClient, repositoryName: string): Promise<boolean> {
-    try {
-      await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] }));
-      return true;
-    } catch (err) {
-      if ((err as Error).name === 'RepositoryNotFoundException') return false;
-      throw err;
     }
   }
 

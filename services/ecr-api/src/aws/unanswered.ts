@@ -25,11 +25,17 @@ export function mayHaveTakenEffect(err: unknown): boolean {
  */
 export const CLOCK_SLACK_MS = 60_000;
 
+/** What `call` answers, or undefined when AWS answers the error `name`: what it asks about is not there. */
+export async function ifThere<T>(name: string, call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (err) {
+    if ((err as Error).name === name) return undefined;
+    throw err;
+  }
+}
+
 /** `call`, with the AWS error `name` taken as success: an undo whose target is already gone. */
 export async function unlessGone(name: string, call: Promise<unknown>): Promise<void> {
-  try {
-    await call;
-  } catch (err) {
-    if ((err as Error).name !== name) throw err;
-  }
+  await ifThere(name, call);
 }

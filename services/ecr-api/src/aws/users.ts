@@ -23,7 +23,7 @@ import { classifyAwsError } from './errors.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, type Ownership } from './ownership.js';
 import { rfc3339 } from './repositories.js';
 import { applySteps, UndoDeclined, type Step } from './steps.js';
-import { CLOCK_SLACK_MS, unlessGone } from './unanswered.js';
+import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
 import { ADMIN_GROUP, RESOURCE_NAME_TAG, UserAccess } from './user-access.js';
 
 const RESERVED = new Set([NAME_TAG, RESOURCE_NAME_TAG, ORG_TAG, GROUP_TAG]);
@@ -191,26 +191,10 @@ export class RepositoryUsers {
    * failed (the name was taken), and the user is someone else's to keep.
    */
   private async justCreated(iam: IAMClient, group: string, name: string, UserName: string, sentAt: number): Promise<boolean> {
-    let found: IamUser | undefined;
-    try {
-      found = (await iam.send(new GetUserCommand({ UserName }))).User;
-    } catch (err) {
-      if ((err as Error).name === 'NoSuchEntityException') return false;
-      throw err;
-    }
+    const found = (await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName }))))?.User;
     if (!found || found.Path !== this.path(group, name) || (found.CreateDate?.getTime() ?? 0) < sentAt - CLOCK_SLACK_MS) return false;
     const [groups, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
     return groups.length === 0 && keys.length === 0;
-  }
-
-  private async userExists(iam: IAMClient, UserName: string): Promise<boolean> {
-    try {
-      await iam.send(new GetUserCommand({ UserName }));
-      return true;
-    } catch (err) {
-      if ((err as Error).name === 'NoSuchEntityException') return false;
-      throw err;
-    }
   }
 
   async get(account: string, group: string, name: string, user: string): Promise<User> {
@@ -367,7 +351,7 @@ export class RepositoryUsers {
       {
         what: `delete the IAM user ${UserName}`,
         apply: async () => void (await iam.send(new DeleteUserCommand({ UserName }))),
-        tookEffect: async () => !(await this.userExists(iam, UserName)),
+        tookEffect: async () => !(await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName })))),
       },
     ]);
     return { DeletedAccessKeys: keys.map((k) => k.AccessKeyId!), RemovedFromGroups: groups };
