@@ -75,8 +75,12 @@ export function parseTokensFile(text: string): Entry[] {
       `tokens file does not match {tokens: [{name, token, is_disabled}]}: ${first?.instancePath || '/'} ${first?.message ?? ''}`,
     );
   }
-  return (doc.tokens ?? [])
-    .filter((t) => !t.is_disabled)
+  const tokens = doc.tokens ?? [];
+  // A token disabled under one name is disabled: its owner must not find it still accepted
+  // because the file also lists it, enabled, under another.
+  const disabled = new Set(tokens.filter((t) => t.is_disabled).map((t) => t.token));
+  return tokens
+    .filter((t) => !disabled.has(t.token))
     .map((t) => ({ name: t.name, digest: sha256(t.token), sendable: SENDABLE.test(t.token) }));
 }
 

@@ -35,6 +35,22 @@ describe('parseTokensFile', () => {
   it('keeps enabled tokens only', () => {
     expect(parseTokensFile(yaml(['ci', 'a'], ['old', 'b', true])).map((e) => e.name)).toEqual(['ci']);
   });
+  it('refuses a token disabled under one name although the file also lists it enabled under another', () => {
+    for (const order of [
+      [
+        ['ci', 'shared'],
+        ['ci-old', 'shared', true],
+        ['other', 'c'],
+      ],
+      [
+        ['ci-old', 'shared', true],
+        ['ci', 'shared'],
+        ['other', 'c'],
+      ],
+    ] as [string, string, boolean?][][]) {
+      expect(parseTokensFile(yaml(...order)).map((e) => e.name)).toEqual(['other']);
+    }
+  });
   it('rejects files of another shape', () => {
     expect(() => parseTokensFile('tokens:\n  - name: x\n')).toThrow(/tokens file/);
     expect(() => parseTokensFile('- a\n- b\n')).toThrow(/tokens file/);
