@@ -135,9 +135,23 @@ export function installErrorHandler(app: FastifyInstance, classify?: (error: unk
   });
 }
 
-/** 404 problems for requests that match no route. */
+/** The methods a path may answer; OPTIONS is not among them: ecr-api answers it on every path (CORS). */
+const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * Requests that match no route: 405 with `Allow` when the path has routes for other methods (as
+ * the original ecr-api's router answered, and RFC 9110 asks), else 404. Both as problems. The work
+ * is bounded: one router lookup per method.
+ */
 export function installNotFoundHandler(app: FastifyInstance): void {
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${request.url.split('?')[0]}.`)),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    const allowed = ROUTE_METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length === 0) return sendProblem(reply, new HttpProblem(404, `No route for ${request.method} ${path}.`));
+    const allow = allowed.join(', ');
+    return sendProblem(
+      reply,
+      new HttpProblem(405, `${request.method} is not allowed on ${path}; it allows ${allow}.`, { headers: { allow } }),
+    );
+  });
 }

@@ -42,6 +42,23 @@ beforeAll(async () => {
 afterAll(() => app.close());
 
 describe('createApp', () => {
+  it('answers a method a known path does not have 405 with Allow, and a path it does not know 404', async () => {
+    for (const url of ['/things', '/things/?limit=1']) {
+      const res = await app.inject({ method: 'DELETE', url });
+      expect(res.statusCode, url).toBe(405);
+      expect(res.headers.allow).toBe('GET, HEAD, POST');
+      expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+      expect(res.json()).toMatchObject({
+        status: 405,
+        detail: `DELETE is not allowed on ${url.split('?')[0]}; it allows GET, HEAD, POST.`,
+      });
+    }
+    const unknown = await app.inject({ method: 'DELETE', url: '/nothing/here' });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.headers.allow).toBeUndefined();
+    expect(unknown.json().detail).toBe('No route for DELETE /nothing/here.');
+  });
+
   it('validates bodies strictly: no type coercion', async () => {
     const res = await app.inject({ method: 'POST', url: '/things', payload: { n: '1', tags: 'a' } });
     expect(res.statusCode).toBe(400);
