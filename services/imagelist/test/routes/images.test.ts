@@ -333,9 +333,13 @@ describe('DELETE /images/:id', () => {
 });
 
 describe('health, metrics, docs', () => {
-  it('answers /health/ping and /health/live with 200', async () => {
-    expect((await app.inject('/health/ping')).statusCode).toBe(200);
-    expect((await app.inject('/health/live')).statusCode).toBe(200);
+  it('answers /health/ping, /health/ready and /health/live with 200 and no body, as the original', async () => {
+    for (const url of ['/health/ping', '/health/ready', '/health/live']) {
+      const res = await app.inject(url);
+      expect(res.statusCode, url).toBe(200);
+      expect(res.body, url).toBe('');
+      expect(res.headers['content-length'], url).toBe('0');
+    }
   });
 
   it('counts requests by route on /metrics', async () => {
