@@ -51,13 +51,21 @@ export interface AwsClientOptions {
   metrics: AwsMetrics;
 }
 
-/** The clients of one account, signed with that account's assumed-role credentials. */
+/**
+ * The clients of one account, signed with that account's assumed-role credentials. Each is built
+ * on first use: a client holds ~20-24 KB of heap, and most accounts only ever use ECR. Read them
+ * one by one: a spread (`{ ...clients }`) or a destructuring of all three builds them all.
+ */
 export interface AccountClients {
-  ecr: ECRClient;
-  tagging: ResourceGroupsTaggingAPIClient;
+  readonly ecr: ECRClient;
+  /** GetResources (the `tagging` list strategy). */
+  readonly tagging: ResourceGroupsTaggingAPIClient;
   /** Repository users (IAM is global; the region only picks the partition's endpoint). */
-  iam: IAMClient;
+  readonly iam: IAMClient;
 }
+
+/** One of an account's clients, as `forAccount`'s `onCreate` gets it. */
+export type AccountClient = AccountClients[keyof AccountClients];
 
 interface Client<I extends object, O extends MetadataBearer> {
   middlewareStack: MiddlewareStack<I, O>;
@@ -207,14 +215,37 @@ export class AwsClientFactory {
     return this.stsClient;
   }
 
-  forAccount(credentials: AwsCredentials): AccountClients {
-    const ecr = new ECRClient({ ...this.common('ecr'), credentials });
-    const tagging = new ResourceGroupsTaggingAPIClient({ ...this.common('tagging'), credentials });
-    const iam = new IAMClient({ ...this.common('iam'), credentials });
-    this.prepare(ecr, 'ecr');
-    this.prepare(tagging, 'tagging');
-    this.prepare(iam, 'iam');
-    return { ecr, tagging, iam };
+  /**
+   * The clients of an account, each built and prepared on first use; `onCreate` then gets it (the
+   * credential cache adds its middleware there).
+   */
+  forAccount(credentials: AwsCredentials, onCreate?: (client: AccountClient) => void): AccountClients {
+    type Config = ReturnType<typeof this.common> & { credentials: AwsCredentials };
+    const once = <C extends AccountClient>(service: AwsService, build: (config: Config) => C): (() => C) => {
+      let client: C | undefined;
+      return () => {
+        if (!client) {
+          client = build({ ...this.common(service), credentials });
+          this.prepare(client, service);
+          onCreate?.(client);
+        }
+        return client;
+      };
+    };
+    const ecr = once('ecr', (config) => new ECRClient(config));
+    const tagging = once('tagging', (config) => new ResourceGroupsTaggingAPIClient(config));
+    const iam = once('iam', (config) => new IAMClient(config));
+    return {
+      get ecr() {
+        return ecr();
+      },
+      get tagging() {
+        return tagging();
+      },
+      get iam() {
+        return iam();
+      },
+    };
   }
 
   /** Closes the connection pools (app shutdown). */

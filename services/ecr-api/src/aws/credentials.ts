@@ -2,7 +2,7 @@ import { AssumeRoleCommand } from '@aws-sdk/client-sts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 import { LRUCache } from 'lru-cache';
-import type { AccountClients, AwsClientFactory, AwsCredentials } from './clients.js';
+import type { AccountClient, AccountClients, AwsClientFactory, AwsCredentials } from './clients.js';
 import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { outcomeOf, type AwsMetrics } from './metrics.js';
 
@@ -166,16 +166,18 @@ export class AccountSessions {
       throw new AssumeRoleError(account, roleArn, err);
     }
     this.opts.log?.debug({ account, roleArn, expiresAt: new Date(expiresAt).toISOString() }, 'assumed role');
-    const session: AccountSession = { account, expiresAt, ...this.opts.clients.forAccount(credentials) };
-    for (const client of [session.ecr, session.tagging, session.iam]) this.dropWhenRejected(client, session);
+    // Not `{ ...clients }`: a spread would build every client now; each is built on first use.
+    const clients = this.opts.clients.forAccount(credentials, (client) => this.dropWhenRejected(client, session));
+    const session: AccountSession = Object.assign(clients, { account, expiresAt });
     return session;
   }
 
   /**
    * Forgets the session when AWS refuses its credentials, so that the next request assumes the
    * role again instead of being refused until the cache's TTL (up to the session's lifetime).
+   * Added to each of the session's clients when it is built, on first use.
    */
-  private dropWhenRejected(client: Pick<AccountSession['ecr'], 'middlewareStack'>, session: AccountSession): void {
+  private dropWhenRejected(client: AccountClient, session: AccountSession): void {
     const middleware: InitializeMiddleware<object, MetadataBearer> = (next) => async (args) => {
       try {
         return await next(args);

@@ -170,8 +170,9 @@ export class RepositoryStore {
 
   /** Names of this org's repositories in the account, optionally of one group only, sorted. */
   async list(account: string, group?: string): Promise<string[]> {
-    const { ecr, tagging } = await this.sessions.get(account);
-    const names = this.listStrategy === 'tagging' ? await this.listByTags(tagging, group) : await this.listByDescribe(ecr, group);
+    const session = await this.sessions.get(account);
+    const names =
+      this.listStrategy === 'tagging' ? await this.listByTags(session.tagging, group) : await this.listByDescribe(session.ecr, group);
     return names.sort();
   }
 

@@ -1,6 +1,12 @@
+import { DescribeRepositoriesCommand } from '@aws-sdk/client-ecr';
+import { ListUsersCommand } from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auth, EXTERNAL_ID, metric, motoEndpoint, newAccount, ROLE, testApp } from '../support/app.js';
+import { Registry } from 'prom-client';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AwsClientFactory, type AccountClient, type AccountClients, type AwsCredentials } from '../../src/aws/clients.js';
+import { AccountSessions } from '../../src/aws/credentials.js';
+import { createAwsMetrics } from '../../src/aws/metrics.js';
+import { auth, BASE_AKID, BASE_SECRET, EXTERNAL_ID, metric, motoEndpoint, newAccount, REGION, ROLE, testApp } from '../support/app.js';
 import { ExpiringProxy } from '../support/expiring-proxy.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 import { assumeRoleXml, StubAws, stsError } from '../support/stub-aws.js';
@@ -199,5 +205,87 @@ describe('a refresh while STS hangs', () => {
       await slow.close();
       await hung.stop();
     }
+  });
+});
+
+/** The service's client factory, noting each client it builds for an account. */
+class NotingFactory extends AwsClientFactory {
+  readonly built: string[] = [];
+
+  override forAccount(credentials: AwsCredentials, onCreate?: (client: AccountClient) => void): AccountClients {
+    return super.forAccount(credentials, (client) => {
+      this.built.push(client.constructor.name);
+      onCreate?.(client);
+    });
+  }
+}
+
+describe("an account's clients", () => {
+  let expiring: ExpiringProxy;
+  let registry: Registry;
+  let factory: NotingFactory;
+  let sessions: AccountSessions;
+
+  beforeEach(async () => {
+    expiring = await new ExpiringProxy(motoEndpoint()).start();
+    registry = new Registry();
+    const metrics = createAwsMetrics(registry);
+    factory = new NotingFactory({
+      region: REGION,
+      endpoint: expiring.endpoint,
+      baseCredentials: { accessKeyId: BASE_AKID, secretAccessKey: BASE_SECRET },
+      deadlineMs: 10_000,
+      metrics,
+    });
+    sessions = new AccountSessions({
+      clients: factory,
+      role: ROLE,
+      org: 'spinlazy',
+      region: REGION,
+      durationSeconds: 900,
+      deadlineMs: 10_000,
+      metrics,
+    });
+  });
+  afterEach(async () => {
+    factory.destroy();
+    await expiring.stop();
+  });
+
+  const calls = async (service: string, operation: string) => {
+    const { values } = await registry.getSingleMetric('aws_api_calls_total')!.get();
+    return values.filter((v) => v.labels.service === service && v.labels.operation === operation).reduce((sum, v) => sum + v.value, 0);
+  };
+
+  it('are built on first use: an account used only for ECR builds no IAM or tagging client', async () => {
+    const account = newAccount();
+    const session = await sessions.get(account);
+    expect(factory.built).toEqual([]);
+    await session.ecr.send(new DescribeRepositoriesCommand({}));
+    await (await sessions.get(account)).ecr.send(new DescribeRepositoriesCommand({}));
+    expect(factory.built).toEqual(['ECRClient']);
+
+    // built when first used, prepared as the others (counted by the metrics)
+    await expect(session.iam.send(new ListUsersCommand({}))).resolves.toMatchObject({ Users: [] });
+    expect(session.iam).toBe(session.iam);
+    expect(factory.built).toEqual(['ECRClient', 'IAMClient']);
+    expect(await calls('ecr', 'DescribeRepositories')).toBe(2);
+    expect(await calls('iam', 'ListUsers')).toBe(1);
+    expect(expiring.count('AssumeRole')).toBe(1);
+  });
+
+  it('built after the session was cached still forget it when AWS refuses its credentials', async () => {
+    const account = newAccount();
+    const session = await sessions.get(account);
+    await session.ecr.send(new DescribeRepositoriesCommand({}));
+    expiring.expireSeenKeys();
+
+    // the IAM client is built now, and AWS refuses the credentials to it (IAM's query protocol)
+    await expect(session.iam.send(new ListUsersCommand({}))).rejects.toMatchObject({ name: 'ExpiredToken' });
+    expect(factory.built).toEqual(['ECRClient', 'IAMClient']);
+    const again = await sessions.get(account);
+    expect(again).not.toBe(session);
+    expect(expiring.count('AssumeRole')).toBe(2);
+    await expect(again.iam.send(new ListUsersCommand({}))).resolves.toMatchObject({ Users: [] });
   });
 });
