@@ -2,6 +2,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { freePort, startServer } from './support/server-process.js';
+import { TcpProxy, viaProxy } from './support/tcp-proxy.js';
 
 let db: TestDatabase;
 describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs a PostgreSQL server: DATABASE_URL)', () => {
@@ -52,5 +53,49 @@ describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs 
     // lists' own, a second or two on a quiet machine, more while other test files load its 2 cores
     expect(code, server.output().slice(-3000)).toBe(0);
     expect(took).toBeLessThan(8000);
+  }, 60_000);
+
+  it('answers every PUT waiting on a hung database within --db-timeout, also those queued for a turn, and exits 0 within its grace', async () => {
+    // CI fanning out over one image: PUTs of one id never share a statement, and four statements
+    // run at once, so the rest wait their turn. A database that stops answering at the moment of
+    // SIGTERM (a proxy that stops forwarding) held each turn for a deadline: the last of 40 PUTs
+    // waited ten deadlines, the 10 s grace cut the close short (exit 1) and the PUTs still waiting
+    // lost their connections unanswered.
+    const proxy = await new TcpProxy('127.0.0.1', Number(new URL(db.url).port || 5432)).start();
+    const port = await freePort();
+    const server = await startServer(['--listen', `127.0.0.1:${port}`, '--db-timeout', '2'], { DATABASE_URL: viaProxy(db.url, proxy) });
+    try {
+      const put = async () => {
+        const started = Date.now();
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}/images`, {
+            method: 'PUT',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ id: 'a'.repeat(64), name: 'quay.io/fan/out', tags: ['v1'] }),
+          });
+          await res.text();
+          return { status: res.status, retryAfter: res.headers.get('retry-after'), ms: Date.now() - started };
+        } catch (err) {
+          return { status: 0, retryAfter: null, ms: Date.now() - started, error: String((err as Error).cause ?? err) };
+        }
+      };
+      expect((await put()).status).toBe(200);
+      proxy.freeze();
+      const puts = Array.from({ length: 40 }, put);
+      await new Promise((r) => setTimeout(r, 200));
+      const signalled = Date.now();
+      const exited = server.stop('SIGTERM');
+      const answers = await Promise.all(puts);
+      const code = await exited;
+      const took = Date.now() - signalled;
+      expect(answers.filter((a) => a.status !== 503 || a.retryAfter === null)).toEqual([]);
+      expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(3000);
+      expect(code, server.output().slice(-3000)).toBe(0);
+      expect(took).toBeLessThan(8000);
+    } finally {
+      await server.stop('SIGKILL');
+      proxy.thaw();
+      await proxy.stop();
+    }
   }, 60_000);
 });

@@ -79,7 +79,7 @@ export class ImageSql {
 
   constructor(
     readonly sql: Sql,
-    private readonly deadlineMs: number,
+    readonly deadlineMs: number,
   ) {
     this.reads = pLimit(Math.max(1, Math.floor(sql.options.max / 2)));
   }
@@ -265,7 +265,8 @@ export class ImageSql {
     return this.withinDeadline(turn);
   }
 
-  private missedDeadline(): Error {
+  /** The error of a statement not answered, or not sent, within the deadline. */
+  missedDeadline(): Error {
     return Object.assign(new Error(`the database did not answer within ${this.deadlineMs} ms`), { code: 'CLIENT_DEADLINE' });
   }
 }

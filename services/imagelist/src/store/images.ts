@@ -64,6 +64,8 @@ export class ImageStore {
       {
         maxBatch: opts.maxBatch ?? 100,
         maxInFlight: opts.maxInFlight ?? 4,
+        // A PUT waits no longer than any other request, its turn included.
+        deadline: { ms: images.deadlineMs, missed: () => images.missedDeadline() },
       },
     );
   }

@@ -11,6 +11,12 @@ interface Pending<T, R> {
  * committed, or the batch's error. Writes to the same key never share a batch (a statement may
  * change a row once), and at most `maxInFlight` batches run at once; what arrives meanwhile
  * waits and forms the next, larger batch.
+ *
+ * With `deadline`, each write is answered within `deadline.ms` of its arrival, however long it
+ * waited for its turn: one still queued then is rejected and never sent, one in flight is rejected
+ * while its statement goes on (see ImageSql.upsert). Bounded per statement only, a write queued
+ * behind four batches held by a hung database waited a deadline per batch ahead of it: of 40 PUTs
+ * of one image (never in one batch), the last waited ten deadlines, past the shutdown grace.
  */
 export class WriteBatcher<T, R> {
   private queue: Pending<T, R>[] = [];
@@ -20,14 +26,27 @@ export class WriteBatcher<T, R> {
   constructor(
     private readonly write: (items: T[]) => Promise<R[]>,
     private readonly keyOf: (item: T) => string,
-    private readonly opts: { maxBatch: number; maxInFlight: number },
+    private readonly opts: { maxBatch: number; maxInFlight: number; deadline?: { ms: number; missed: () => Error } },
   ) {}
 
   add(item: T): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      this.queue.push({ item, resolve, reject });
+    let pending!: Pending<T, R>;
+    const written = new Promise<R>((resolve, reject) => {
+      pending = { item, resolve, reject };
+      this.queue.push(pending);
       this.schedule();
     });
+    const { deadline } = this.opts;
+    if (!deadline) return written;
+    let timer: NodeJS.Timeout | undefined;
+    const missed = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const at = this.queue.indexOf(pending);
+        if (at >= 0) this.queue.splice(at, 1); // still waiting for its turn: never sent
+        reject(deadline.missed());
+      }, deadline.ms);
+    });
+    return Promise.race([written, missed]).finally(() => clearTimeout(timer));
   }
 
   private schedule(): void {
