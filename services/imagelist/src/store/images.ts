@@ -4,6 +4,7 @@ import type { SortKey } from '../schemas/image.js';
 import type { ImageIndex, ImageRecord } from './image-index.js';
 import { sortValue, toJson, type Cursor, type ImageSql, type UpsertImage } from './image-sql.js';
 import type { LiveIndex } from './live-index.js';
+import { isDatabaseUnavailable } from './errors.js';
 import { WriteBatcher } from './write-batcher.js';
 
 export type { Cursor, UpsertImage };
@@ -36,6 +37,10 @@ export interface Found {
  * slice of the event loop short enough for admission meanwhile.
  */
 const STREAM_PAGE = 500;
+
+/** A write the database did not confirm: sent or not, it is not known to have been made, or not. */
+const WRITE_UNCONFIRMED =
+  'The database did not confirm the write (unreachable, or no answer within --db-timeout); it may or may not have been made. PUT and DELETE are idempotent: retry it.';
 
 /**
  * Lists streamed at once, from the database or from memory. Each holds a page of images while its
@@ -145,6 +150,8 @@ export class ImageStore {
       return await write;
     } catch (err) {
       this.live?.noteFailure(err);
+      // A statement the database did not answer may still commit: say so, and that a retry is safe.
+      if (isDatabaseUnavailable(err)) throw unavailable(WRITE_UNCONFIRMED, err);
       throw err;
     }
   }
