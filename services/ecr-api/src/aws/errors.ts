@@ -48,7 +48,8 @@ const INVALID = new Set([
   'PaginationTokenExpiredException',
   // A repository cannot hold more tags: retrying does not help (the service checks the count first).
   'TooManyTagsException',
-  // IAM
+  // IAM (and STS): a parameter that fails the API's constraints, e.g. a tag key's pattern.
+  'ValidationError',
   'InvalidInputException',
   'MalformedPolicyDocumentException',
   'PolicyNotAttachableException',

@@ -24,7 +24,7 @@ import { MAX_REPOSITORY_NAME, type DeletedRepository, type Repository } from '..
 import type { AccountSessions } from './credentials.js';
 import { mapLimit } from './map-limit.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, Ownership, toTags } from './ownership.js';
-import { groupsFromPolicy, repositoryPolicy } from './repository-policy.js';
+import { groupsFromPolicy, MAX_POLICY_LENGTH, repositoryPolicy } from './repository-policy.js';
 import { classifyAwsError } from './errors.js';
 import { applySteps, type Step } from './steps.js';
 import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
@@ -84,6 +84,16 @@ function checkTagCount(count: number, field: string): void {
       `A repository holds at most ${MAX_TAGS} tags, Name, spinup:org and spinup:spaceid included; this would make ${count}.`,
       [{ field, message: `makes ${count} tags on the repository, more than ${MAX_TAGS} (3 of them are the service's)` }],
     );
+  }
+}
+
+/** 400 unless the policy naming `groups` fits in SetRepositoryPolicy (checked before any AWS call). */
+function checkPolicyLength(groups: readonly string[]): void {
+  const length = repositoryPolicy(groups).length;
+  if (length > MAX_POLICY_LENGTH) {
+    throw badRequest(`The repository policy naming these groups would be ${length} characters; ECR takes at most ${MAX_POLICY_LENGTH}.`, [
+      { field: 'body.Groups', message: `makes a repository policy of ${length} characters, more than ECR's ${MAX_POLICY_LENGTH}` },
+    ]);
   }
 }
 
@@ -229,6 +239,7 @@ export class RepositoryStore {
     const tags = normalizeTags(this.org, group, repositoryName, input.tags);
     checkTagCount(tags.length, 'body.Tags');
     const groups = [...new Set(input.groups ?? [])];
+    checkPolicyLength(groups);
     const { ecr } = await this.sessions.get(account);
     let created: EcrRepository | undefined;
     let sentAt = 0;
@@ -297,6 +308,7 @@ export class RepositoryStore {
    * fails, the ones before it are rolled back, and the answer says so (steps.ts).
    */
   async update(account: string, group: string, name: string, input: UpdateInput): Promise<Repository> {
+    if (input.groups !== undefined) checkPolicyLength(input.groups);
     const { ecr } = await this.sessions.get(account);
     const { repository, tags } = await this.ownership.require(ecr, group, name);
     const repositoryName = `${group}/${name}`;

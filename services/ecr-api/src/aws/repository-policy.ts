@@ -8,6 +8,9 @@ const PULL_SID = 'AllowPullImagesFromSpaceAndOrg';
 const OWN_GROUP = '${aws:ResourceTag/spinup:spaceid}';
 const SPACE_KEY = 'aws:PrincipalTag/spinup:spaceid';
 
+/** SetRepositoryPolicy refuses a policy text longer than this (about 38 groups of the longest names). */
+export const MAX_POLICY_LENGTH = 10_240;
+
 export function repositoryPolicy(groups: readonly string[]): string {
   const others = [...new Set(groups)];
   return JSON.stringify({

@@ -26,12 +26,25 @@ import { applySteps, UndoDeclined, type Step } from './steps.js';
 import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
 import { ADMIN_GROUP, RESOURCE_NAME_TAG, UserAccess } from './user-access.js';
 
-const RESERVED = new Set([NAME_TAG, RESOURCE_NAME_TAG, ORG_TAG, GROUP_TAG]);
+/**
+ * IAM user tag keys are case-insensitive (case preserved): `resourcename` is the `ResourceName`
+ * tag, and a user cannot carry both `env` and `Env`. Keys are compared by this.
+ */
+const keyOf = (key: string) => key.toLowerCase();
+const RESERVED = new Set([NAME_TAG, RESOURCE_NAME_TAG, ORG_TAG, GROUP_TAG].map(keyOf));
 
-function callerTags(tags: Tag[]): Tag[] {
-  const byKey = new Map<string, string>();
-  for (const t of tags) if (!RESERVED.has(t.Key)) byKey.set(t.Key, t.Value);
-  return [...byKey].map(([Key, Value]) => ({ Key, Value }));
+/**
+ * The caller's tags without the service's keys, in any case, one per key (the last wins); a key
+ * that differs from one of `current` only in case is spelled as that one, so that it updates it.
+ */
+function callerTags(tags: Tag[], current: Tag[] = []): Tag[] {
+  const spelling = new Map(current.map((t) => [keyOf(t.Key), t.Key]));
+  const byKey = new Map<string, Tag>();
+  for (const t of tags) {
+    const k = keyOf(t.Key);
+    if (!RESERVED.has(k)) byKey.set(k, { Key: spelling.get(k) ?? t.Key, Value: t.Value });
+  }
+  return [...byKey.values()];
 }
 
 const toTags = (tags: { Key?: string; Value?: string }[] | undefined): Tag[] =>
@@ -242,7 +255,7 @@ export class RepositoryUsers {
     const found = await this.owned(iam, group, name, user);
     const UserName = found.UserName;
     const current = toTags(found.Tags);
-    const changes = callerTags(input.tags ?? []);
+    const changes = callerTags(input.tags ?? [], current);
     const merged = new Map(current.map((t) => [t.Key, t.Value]));
     for (const t of changes) merged.set(t.Key, t.Value);
     checkTagCount(merged.size);

@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox';
-import { MAX_TAGS, orNull, Tag } from './common.js';
+import { MAX_TAGS, orNull } from './common.js';
 import { AccountId, GroupName, RepositoryShortName } from './repository.js';
 
 /** IAM user names are `[\w+=,.@-]`, at most 64 characters; the service names them `{name}-{user}`. */
@@ -16,7 +16,28 @@ const ShortUserName = Type.String({
 export const UserParams = Type.Object({ account: AccountId, group: GroupName, name: RepositoryShortName, user: ShortUserName });
 export type UserParams = Static<typeof UserParams>;
 
-const UserTags = Type.Array(Tag, {
+/**
+ * An IAM tag: IAM refuses keys and values outside these characters (the pattern of its API's `Tag`)
+ * with a `ValidationError`, after the service had already made sure of the org's policy and group.
+ */
+const UserTag = Type.Object(
+  {
+    Key: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      pattern: '^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+$',
+      description: 'tag key, 1-128 letters, digits, spaces and _.:/=+-@',
+    }),
+    Value: Type.String({
+      maxLength: 256,
+      pattern: '^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$',
+      description: 'tag value, at most 256 letters, digits, spaces and _.:/=+-@',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const UserTags = Type.Array(UserTag, {
   maxItems: MAX_TAGS,
   description: 'tags; Name, ResourceName, spinup:org and spinup:spaceid are set by the service and cannot be given',
 });

@@ -208,6 +208,7 @@ describe('classifyAwsError', () => {
     ['DeleteConflictException', 409],
     ['MalformedPolicyDocumentException', 400],
     ['InvalidInputException', 400],
+    ['ValidationError', 400],
     ['ThrottlingException', 429],
     ['ThrottledException', 429],
     ['AccessDeniedException', 403],

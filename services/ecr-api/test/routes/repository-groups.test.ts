@@ -91,6 +91,25 @@ describe('Groups', () => {
     expect((await req('POST', `${base()}/grp`, { RepositoryName: 'bad', Groups: ['Not A Group'] })).statusCode).toBe(400);
   });
 
+  it("answers 400 naming Groups, before any AWS call, when the policy would be longer than ECR's 10,240 characters", async () => {
+    const longest = (n: number) => Array.from({ length: n }, (_, i) => `${String(i).padStart(3, '0')}${'x'.repeat(251)}`);
+    expect((await req('POST', `${base()}/grp`, { RepositoryName: 'fits', Groups: longest(38) })).statusCode).toBe(200);
+    expect((await policyOf('grp/fits'))!.length).toBeLessThanOrEqual(10_240);
+    const before = await snapshot('grp/fits');
+    proxy.clear();
+    for (const [method, url, payload] of [
+      ['POST', `${base()}/grp`, { RepositoryName: 'toolong', Groups: longest(39) }],
+      ['PUT', `${base()}/grp/fits`, { ScanOnPush: true, Groups: longest(39) }],
+    ] as const) {
+      const res = await req(method, url, payload);
+      expect(res.statusCode, method).toBe(400);
+      expect(res.json().errors.map((e: { field: string }) => e.field)).toEqual(['body.Groups']);
+    }
+    expect(proxy.operations).toEqual([]);
+    expect(await snapshot('grp/fits')).toEqual(before);
+    await expect(ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/toolong'] }))).rejects.toThrow(/does not exist/);
+  });
+
   it('deletes the new repository again when its policy cannot be set, and says so', async () => {
     proxy.fail('SetRepositoryPolicy', { code: 'ServerException', status: 500, times: 1 });
     const res = await req('POST', `${base()}/grp`, { RepositoryName: 'halfmade', Groups: ['foo'] });

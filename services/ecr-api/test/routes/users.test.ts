@@ -287,6 +287,84 @@ describe('PUT .../users/{user}', () => {
     expect(res.json().Tags).toEqual(expect.arrayContaining(tags));
   });
 
+  it('ignores the service tags in any case, and merges a key given in another case into its tag (IAM keys are case-insensitive)', async () => {
+    const before = (await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags!;
+    expect(before).toContainEqual({ Key: 'team', Value: 'b' });
+    const res = await req('PUT', `${base()}/ci`, {
+      Tags: [
+        { Key: 'resourcename', Value: 'grp/app2' },
+        { Key: 'SPINUP:SPACEID', Value: 'other' },
+        { Key: 'TEAM', Value: 'c' },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const tags = (await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags!;
+    expect(tags).toEqual(before.map((t) => (t.Key === 'team' ? { Key: 'team', Value: 'c' } : t)));
+    expect(res.json().Tags).toEqual(expect.arrayContaining(tags));
+    expect(res.json().Tags).toHaveLength(tags.length);
+
+    const created = await req('POST', base(), {
+      UserName: 'cased',
+      Tags: [
+        { Key: 'name', Value: 'spoofed' },
+        { Key: 'Resourcename', Value: 'grp/app2' },
+        { Key: 'Env', Value: 'a' },
+        { Key: 'env', Value: 'b' },
+      ],
+    });
+    expect(created.statusCode).toBe(200);
+    const createdTags = (await iam.send(new ListUserTagsCommand({ UserName: 'app-cased' }))).Tags!;
+    expect(createdTags.map((t) => t.Key).sort()).toEqual(['Name', 'ResourceName', 'env', 'spinup:org', 'spinup:spaceid'].sort());
+    expect(createdTags).toEqual(
+      expect.arrayContaining([
+        { Key: 'Name', Value: 'app-cased' },
+        { Key: 'ResourceName', Value: 'grp/app' },
+      ]),
+    );
+  });
+
+  it('answers 400 naming a tag IAM would refuse (its characters), before any IAM call; its longest keys and values are accepted', async () => {
+    proxy.clear();
+    const cases = [
+      ['POST', base(), { UserName: 'badtag', Tags: [{ Key: 'k!', Value: 'v' }] }, 'body.Tags.0.Key'],
+      ['POST', base(), { UserName: 'badtag', Tags: [{ Key: 'ok', Value: 'a\nb' }] }, 'body.Tags.0.Value'],
+      [
+        'PUT',
+        `${base()}/ci`,
+        {
+          ResetKey: true,
+          Tags: [
+            { Key: 'ok', Value: 'v' },
+            { Key: 'a\u0000b', Value: 'v' },
+          ],
+        },
+        'body.Tags.1.Key',
+      ],
+      ['PUT', `${base()}/ci`, { Tags: [{ Key: 'k', Value: 'x#y' }] }, 'body.Tags.0.Value'],
+    ] as const;
+    for (const [method, url, payload, field] of cases) {
+      const res = await req(method, url, payload);
+      expect(res.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(res.json().errors.map((e: { field: string }) => e.field)).toEqual([field]);
+    }
+    expect(proxy.operations.filter((o) => !['DescribeRepositories', 'ListTagsForResource'].includes(o))).toEqual([]);
+    await noSuchUser('app-badtag');
+
+    const longest = { Key: `Ü ${'k'.repeat(124)}:@`, Value: `${'é'.repeat(249)} _./=+-` };
+    const res = await req('POST', base(), { UserName: 'longtags', Tags: [longest] });
+    expect(res.statusCode).toBe(200);
+    expect((await iam.send(new ListUserTagsCommand({ UserName: 'app-longtags' }))).Tags).toContainEqual(longest);
+  });
+
+  it("answers IAM's ValidationError (a parameter outside its constraints) as a 400, not a 502", async () => {
+    proxy.fail('TagUser', { code: 'ValidationError', status: 400, message: '1 validation error detected', times: 1 });
+    const res = await req('PUT', `${base()}/ci`, { Tags: [{ Key: 'fine', Value: 'v' }] });
+    proxy.clear();
+    expect(res.statusCode).toBe(400);
+    expect(res.json().detail).toMatch(/AWS rejected the request/);
+  });
+
   it('a tag merge past 50 tags is a 400 before IAM is called', async () => {
     proxy.clear();
     const res = await req('PUT', `${base()}/ci`, { Tags: Array.from({ length: 45 }, (_, i) => ({ Key: `n${i}`, Value: 'v' })) });
