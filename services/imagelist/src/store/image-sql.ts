@@ -1,9 +1,11 @@
+import { finished } from 'node:stream/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { PendingQuery, Row, Sql } from 'postgres';
 import { nameSpellings, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
 import type { ImageRecord, IndexRow } from './image-index.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
+import { IndexCopyReader } from './index-copy.js';
 
 /** See ImageSql.lists. */
 const LIST_QUERIES = 2;
@@ -42,9 +44,12 @@ const ORDER: Record<SortKey, string> = {
  * Columns of an IndexRow: the tags as the inside of their JSON array, which needs no escaping
  * (tags are printable ASCII without `"` or a backslash: migration 003).
  */
-const INDEX_COLUMNS = `id, name,
-  CASE WHEN cardinality(tags) > 0 THEN '"' || array_to_string(tags, '","') || '"' ELSE '' END AS "tagsJson",
-  ${TIMESTAMP_COLUMNS}`;
+const TAGS_JSON = `CASE WHEN cardinality(tags) > 0 THEN '"' || array_to_string(tags, '","') || '"' ELSE '' END`;
+const INDEX_COLUMNS = `id, name, ${TAGS_JSON} AS "tagsJson", ${TIMESTAMP_COLUMNS}`;
+/** The index's columns as IndexCopyReader reads them: the timestamps as they are stored. */
+const INDEX_COPY_COLUMNS = `id, name, ${TAGS_JSON}, created_at, updated_at`;
+/** An id after which a page starts: none (''), or an image's. */
+const AFTER_ID = /^(?:[a-f0-9]{64})?$/;
 
 export const toJson = (r: ImageRecord): string => renderImage(r.createdUs, r.updatedUs, r.id, r.name, tagsJson(r.tags));
 
@@ -119,10 +124,30 @@ export class ImageSql {
     );
   }
 
-  /** A page of the whole table in id order, for loading the index without holding it all at once. */
-  loadPage(afterId: string, limit: number): Promise<IndexRow[]> {
-    return this.bounded(this.sql<IndexRow[]>`
-      SELECT ${this.sql.unsafe(INDEX_COLUMNS)} FROM images WHERE id > ${afterId} ORDER BY id LIMIT ${limit}`);
+  /**
+   * A page of the whole table in id order, for loading the index without holding it all at once:
+   * each row goes to `put` as it arrives (see IndexCopyReader), and none after the page failed or
+   * missed the deadline. COPY takes no parameters: `afterId` is checked to be an id and `limit` a
+   * count before they are written into the statement.
+   */
+  async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void): Promise<{ rows: number; lastId: string }> {
+    if (!AFTER_ID.test(afterId) || !Number.isSafeInteger(limit) || limit < 1) throw new Error(`no page after '${afterId}' of ${limit}`);
+    const reader = new IndexCopyReader(put);
+    const copied = async () => {
+      const stream = await this.sql
+        .unsafe(
+          `COPY (SELECT ${INDEX_COPY_COLUMNS} FROM images WHERE id > '${afterId}' ORDER BY id LIMIT ${limit}) TO STDOUT (FORMAT binary)`,
+        )
+        .readable();
+      // Read to the end even after a missed deadline (reader.stop): a stream left unread pauses the driver's socket.
+      stream.on('data', (chunk: Buffer) => reader.write(chunk));
+      await finished(stream);
+      return reader.finish();
+    };
+    return this.withinDeadline(copied()).catch((err: unknown) => {
+      reader.stop();
+      throw err;
+    });
   }
 
   /** How many images there are, counting no further than `limit` (the work stays bounded). */

@@ -495,12 +495,11 @@ export class LiveIndex implements ChangeFeedListener {
     this.index.beginSweep();
     try {
       for (let after = ''; ;) {
-        const page = await this.sql.loadPage(after, this.pageSize);
-        for (const row of page) this.index.putRow(row);
+        const page = await this.sql.loadPage(after, this.pageSize, (row) => this.index.putRow(row));
         const outgrown = this.outgrown();
         if (outgrown) throw new TooLarge(outgrown);
-        if (page.length < this.pageSize) break;
-        after = page[page.length - 1]!.id;
+        if (page.rows < this.pageSize) break;
+        after = page.lastId;
       }
     } catch (err) {
       this.index.abortSweep();

@@ -50,7 +50,7 @@ describe.skipIf(!process.env.DATABASE_URL)('on a database whose collation is en-
     if (noIcu) ctx.skip('the PostgreSQL server has no ICU collations');
     const images = new ImageSql(db!.sql, 5000);
     const index = new ImageIndex();
-    for (const row of await images.loadPage('', 1000)) index.putRow(row);
+    await images.loadPage('', 1000, (row) => index.putRow(row));
     for (const sort of ['name', 'id'] as const) {
       const fromMemory = Array.from(index.ordered(sort), (slot) => index.cursorOf(slot, sort)![1]);
       const fromDatabase = (await images.page({ sort, limit: 1000 })).map((r) => r.id);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '../../src/reference.js';
 import { connect } from '../../src/store/database.js';
 import { ImageSql } from '../../src/store/image-sql.js';
+import type { IndexRow } from '../../src/store/image-index.js';
 import { tagsJson } from '../../src/store/image-json.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -66,7 +67,8 @@ describe('ImageSql on a real connection', () => {
     const ids = ['1', '2', '3'].map((c) => c.repeat(64));
     const tags = [[], ['v1'], ['v1', 'build-7', 'latest']];
     for (const [i, id] of ids.entries()) await db.sql`INSERT INTO images (id, name, tags) VALUES (${id}, 'quay.io/team/tags', ${tags[i]!})`;
-    const loaded = (await images.loadPage('', 1000)).filter((r) => ids.includes(r.id));
+    const loaded: IndexRow[] = [];
+    await images.loadPage('', 1000, (r) => ids.includes(r.id) && loaded.push({ ...r }));
     const fed = await images.byIds(ids);
     for (const rows of [loaded, fed]) {
       expect(Object.fromEntries(rows.map((r) => [r.id, r.tagsJson]))).toEqual(

@@ -2,7 +2,7 @@ import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { connect } from '../../src/store/database.js';
-import { ImageIndex } from '../../src/store/image-index.js';
+import { ImageIndex, type IndexRow } from '../../src/store/image-index.js';
 import { ImageSql } from '../../src/store/image-sql.js';
 import { LiveIndex } from '../../src/store/live-index.js';
 import { DIGEST_A, DIGEST_B, DIGEST_C } from '../support/app.js';
@@ -221,9 +221,9 @@ describe('in-memory index across replicas', () => {
     /** Counts the index's loads: each one means the replica counted the allowlist again. */
     class CountingSql extends ImageSql {
       loads = 0;
-      override loadPage(afterId: string, limit: number) {
+      override loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
         if (afterId === '') this.loads++;
-        return super.loadPage(afterId, limit);
+        return super.loadPage(afterId, limit, put);
       }
     }
     const images = new CountingSql(sql, 2000);
