@@ -1,76 +1,112 @@
+/** Bytes per block; an entry's place is its block's number and its offset in 20 bits. */
+const BLOCK_BITS = 20;
+const BLOCK = 2 ** BLOCK_BITS;
+/** Block numbers fit the 12 bits above the offset. */
+const MAX_BLOCKS = 2 ** (32 - BLOCK_BITS);
+
 /**
- * Each image's tags as their JSON text (`"v1","latest"`), kept as bytes in one growing buffer
- * rather than as a string per image: at a million images, strings (with their headers and the
- * array that holds them) cost the heap about three times the bytes. A replaced or removed entry
- * leaves its old bytes behind; once those outweigh the live ones, the buffer is compacted.
+ * Each image's tags as their JSON text (`"v1","latest"`), kept as bytes in blocks of 1 MiB rather
+ * than as a string per image: at a million images, strings (with their headers and the array that
+ * holds them) cost the heap about three times the bytes. Blocks rather than one growing buffer:
+ * growing one meant copying it whole, and the old copies stayed resident until a major
+ * collection freed them (at a million images, ~20 MB of tags left up to ~40 MB of old copies
+ * behind while the index loaded). A replaced or removed entry leaves its old bytes behind; once
+ * those outweigh the live ones, the entries are copied into fresh blocks.
  */
 export class TagArena {
-  private bytes = Buffer.alloc(64 * 1024);
-  private end = 0;
+  private blocks: Buffer[] = [];
+  /** Where the next entry goes in the last block. */
+  private end = BLOCK;
+  private live = 0;
   private garbage = 0;
-  private start = new Uint32Array(0);
+  /** Per slot: block number << BLOCK_BITS | offset. */
+  private place = new Uint32Array(0);
   private length = new Uint32Array(0);
 
   /** Bytes of the per-slot columns. */
   get columnBytes(): number {
-    return this.start.byteLength + this.length.byteLength;
+    return this.place.byteLength + this.length.byteLength;
   }
 
   /** Bytes of the tags held, without the old ones not yet compacted away. */
   get liveBytes(): number {
-    return this.end - this.garbage;
+    return this.live;
   }
 
   /** Makes room for slots below `capacity`. */
   resize(capacity: number): void {
-    const start = new Uint32Array(capacity);
-    start.set(this.start.subarray(0, Math.min(capacity, this.start.length)));
+    const place = new Uint32Array(capacity);
+    place.set(this.place.subarray(0, Math.min(capacity, this.place.length)));
     const length = new Uint32Array(capacity);
     length.set(this.length.subarray(0, Math.min(capacity, this.length.length)));
-    this.start = start;
+    this.place = place;
     this.length = length;
   }
 
   set(slot: number, json: string): void {
     this.clear(slot);
     const size = Buffer.byteLength(json, 'latin1');
-    if (this.end + size > this.bytes.length) this.makeRoom(size);
-    this.bytes.write(json, this.end, 'latin1');
-    this.start[slot] = this.end;
+    if (size === 0) return;
+    if (this.garbage > this.live + size && this.garbage > BLOCK) this.compact();
+    const at = this.allocate(size);
+    this.blocks[at >>> BLOCK_BITS]!.write(json, at & (BLOCK - 1), 'latin1');
+    this.place[slot] = at;
     this.length[slot] = size;
-    this.end += size;
+    this.live += size;
   }
 
   clear(slot: number): void {
-    this.garbage += this.length[slot]!;
+    const n = this.length[slot]!;
+    this.live -= n;
+    this.garbage += n;
     this.length[slot] = 0;
   }
 
   get(slot: number): string {
-    const at = this.start[slot]!;
-    return this.bytes.toString('latin1', at, at + this.length[slot]!);
+    const n = this.length[slot]!;
+    if (n === 0) return '';
+    const at = this.place[slot]!;
+    const offset = at & (BLOCK - 1);
+    return this.blocks[at >>> BLOCK_BITS]!.toString('latin1', offset, offset + n);
   }
 
   /** Whether the slot's JSON contains `needle` (a quoted tag). */
   includes(slot: number, needle: Buffer): boolean {
-    const at = this.start[slot]!;
-    return this.bytes.subarray(at, at + this.length[slot]!).indexOf(needle) >= 0;
+    const n = this.length[slot]!;
+    if (n === 0) return false;
+    const at = this.place[slot]!;
+    const offset = at & (BLOCK - 1);
+    return this.blocks[at >>> BLOCK_BITS]!.subarray(offset, offset + n).indexOf(needle) >= 0;
   }
 
-  /** Compacts when old bytes outweigh live ones, else grows by half (at least by `size`). */
-  private makeRoom(size: number): void {
-    const live = this.end - this.garbage;
-    const next = Buffer.alloc(Math.max(64 * 1024, Math.ceil((live + size) * (this.garbage > live ? 1.25 : 1.5))));
-    let end = 0;
+  /** A place for `size` bytes: the rest of the last block, or a new one (of its own size, if larger than a block). */
+  private allocate(size: number): number {
+    if (this.end + size <= BLOCK) {
+      const at = ((this.blocks.length - 1) << BLOCK_BITS) | this.end;
+      this.end += size;
+      return at >>> 0;
+    }
+    if (this.blocks.length >= MAX_BLOCKS) throw new RangeError(`the tag arena is full (${MAX_BLOCKS} blocks)`);
+    // Not zeroed: only bytes written are ever read.
+    this.blocks.push(Buffer.allocUnsafeSlow(Math.max(BLOCK, size)));
+    this.end = size > BLOCK ? BLOCK : size; // a block of its own takes no other entry
+    return ((this.blocks.length - 1) << BLOCK_BITS) >>> 0;
+  }
+
+  /** Copies the live entries into fresh blocks, leaving the old ones to the collector. */
+  private compact(): void {
+    const old = this.blocks;
+    this.blocks = [];
+    this.end = BLOCK;
     for (let slot = 0; slot < this.length.length; slot++) {
       const n = this.length[slot]!;
       if (n === 0) continue;
-      this.bytes.copy(next, end, this.start[slot], this.start[slot]! + n);
-      this.start[slot] = end;
-      end += n;
+      const from = this.place[slot]!;
+      const offset = from & (BLOCK - 1);
+      const at = this.allocate(n);
+      old[from >>> BLOCK_BITS]!.copy(this.blocks[at >>> BLOCK_BITS]!, at & (BLOCK - 1), offset, offset + n);
+      this.place[slot] = at;
     }
-    this.bytes = next;
-    this.end = end;
     this.garbage = 0;
   }
 }
