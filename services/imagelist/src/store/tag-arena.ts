@@ -33,6 +33,11 @@ export class TagArena {
     return this.live;
   }
 
+  /** Bytes of replaced and removed entries, held until the next compaction. */
+  get garbageBytes(): number {
+    return this.garbage;
+  }
+
   /** Makes room for slots below `capacity`. */
   resize(capacity: number): void {
     const place = new Uint32Array(capacity);
@@ -44,6 +49,9 @@ export class TagArena {
   }
 
   set(slot: number, json: string): void {
+    // A reload puts every image again, nearly all unchanged: rewriting them would leave the whole
+    // arena behind as garbage each time.
+    if (this.holds(slot, json)) return;
     this.clear(slot);
     const size = Buffer.byteLength(json, 'latin1');
     if (size === 0) return;
@@ -77,6 +85,16 @@ export class TagArena {
     const at = this.place[slot]!;
     const offset = at & (BLOCK - 1);
     return this.blocks[at >>> BLOCK_BITS]!.subarray(offset, offset + n).indexOf(needle) >= 0;
+  }
+
+  private holds(slot: number, json: string): boolean {
+    const n = this.length[slot]!;
+    if (n !== json.length || n === 0) return false;
+    const at = this.place[slot]!;
+    const block = this.blocks[at >>> BLOCK_BITS]!;
+    const offset = at & (BLOCK - 1);
+    for (let i = 0; i < n; i++) if (block[offset + i] !== json.charCodeAt(i)) return false;
+    return true;
   }
 
   /** A place for `size` bytes: the rest of the last block, or a new one (of its own size, if larger than a block). */

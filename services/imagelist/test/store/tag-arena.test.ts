@@ -30,6 +30,18 @@ describe('TagArena', () => {
     expect(arena.includes(0, Buffer.from('"v0"'))).toBe(false);
   });
 
+  it('putting an entry again unchanged, as every reload does, leaves no garbage', () => {
+    const arena = new TagArena();
+    arena.resize(1000);
+    for (let round = 0; round < 3; round++) for (let slot = 0; slot < 1000; slot++) arena.set(slot, json(slot, 1));
+    expect(arena.garbageBytes).toBe(0);
+    arena.set(7, json(7, 2));
+    expect(arena.garbageBytes).toBe(json(7, 1).length);
+    expect(arena.get(7)).toBe(json(7, 2));
+    arena.set(8, json(8, 1).replace('build', 'built')); // same length, other bytes
+    expect(arena.get(8)).toBe(json(8, 1).replace('build', 'built'));
+  });
+
   it('an entry larger than a block gets a block of its own, and the next entry a new one', () => {
     const arena = new TagArena();
     arena.resize(3);
