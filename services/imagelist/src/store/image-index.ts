@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { normalizeName, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
+import { column, grown } from './columns.js';
 import { TagArena } from './tag-arena.js';
 
 /** One image as the index takes it in: timestamps as microseconds since the epoch. */
@@ -55,13 +56,13 @@ const HEX_RE = /^[a-f0-9]{64}$/;
  */
 export class ImageIndex {
   private capacity = 0;
-  private digests = new Uint32Array(0);
-  private created = new Float64Array(0);
-  private updated = new Float64Array(0);
+  private digests = column(Uint32Array, 0, WORDS);
+  private created = column(Float64Array, 0);
+  private updated = column(Float64Array, 0);
   /** The slot's name number, or EMPTY for a free slot. */
-  private nameOf = new Int32Array(0);
-  private nextOfName = new Int32Array(0);
-  private prevOfName = new Int32Array(0);
+  private nameOf = column(Int32Array, 0);
+  private nextOfName = column(Int32Array, 0);
+  private prevOfName = column(Int32Array, 0);
   private readonly tags = new TagArena();
   private freeSlots: number[] = [];
   private used = 0;
@@ -448,13 +449,4 @@ export class ImageIndex {
     this.mask = tableSize - 1;
     for (let slot = 0; slot < old; slot++) if (this.nameOf[slot] !== EMPTY) this.insertIntoTable(slot);
   }
-}
-
-type Column = Uint32Array | Int32Array | Float64Array | Uint8Array;
-
-/** A longer copy of a column; the new part is zero. */
-function grown<T extends Column>(from: T, length: number): T {
-  const to = new (from.constructor as new (length: number) => T)(length);
-  to.set(from);
-  return to;
 }

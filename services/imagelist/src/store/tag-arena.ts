@@ -1,3 +1,5 @@
+import { column, grown } from './columns.js';
+
 /** Bytes per block; an entry's place is its block's number and its offset in 20 bits. */
 const BLOCK_BITS = 20;
 const BLOCK = 2 ** BLOCK_BITS;
@@ -20,8 +22,8 @@ export class TagArena {
   private live = 0;
   private garbage = 0;
   /** Per slot: block number << BLOCK_BITS | offset. */
-  private place = new Uint32Array(0);
-  private length = new Uint32Array(0);
+  private place = column(Uint32Array, 0);
+  private length = column(Uint32Array, 0);
 
   /** Bytes of the per-slot columns. */
   get columnBytes(): number {
@@ -40,12 +42,8 @@ export class TagArena {
 
   /** Makes room for slots below `capacity`. */
   resize(capacity: number): void {
-    const place = new Uint32Array(capacity);
-    place.set(this.place.subarray(0, Math.min(capacity, this.place.length)));
-    const length = new Uint32Array(capacity);
-    length.set(this.length.subarray(0, Math.min(capacity, this.length.length)));
-    this.place = place;
-    this.length = length;
+    this.place = grown(this.place, capacity);
+    this.length = grown(this.length, capacity);
   }
 
   set(slot: number, json: string): void {
