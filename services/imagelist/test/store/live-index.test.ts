@@ -159,6 +159,23 @@ describe('in-memory index across replicas', () => {
     expect(text).toMatch(new RegExp(`^imagelist_index_images ${b.index.index.size}$`, 'm'));
   });
 
+  it('applies a bulk insert larger than a page, a page per statement, all of it', async () => {
+    const sql = connect({ url: db.url, max: 2 });
+    const small = new LiveIndex(new ImageSql(sql, 2000), { url: db.url }, { outageGraceMs: 0, loadPageSize: 7 }).start();
+    closers.push(async () => {
+      await small.close();
+      await sql.end({ timeout: 1 });
+    });
+    await small.ready();
+    const ids = Array.from({ length: 30 }, (_, n) => n.toString(16).padStart(64, 'c'));
+    await db.sql`
+      INSERT INTO images (id, name, tags)
+      SELECT id, 'quay.io/team/bulk', '{v1}' FROM unnest(${ids}::text[]) AS id`;
+    await within(2000, async () => small.fresh && ids.every((id) => small.index.get(id) !== undefined));
+    await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
+    await within(2000, async () => small.fresh && ids.every((id) => small.index.get(id) === undefined));
+  });
+
   it('reloads everything after a TRUNCATE', async () => {
     await db.sql`TRUNCATE images`;
     await within(1000, async () => b.index.index.size === 0 && a.index.index.size === 0);
