@@ -172,12 +172,14 @@ export class ImageIndex {
     const seen = this.seen;
     this.seen = undefined;
     if (!seen) return 0;
-    const gone: string[] = [];
+    let gone = 0;
     for (let slot = 0; slot < this.capacity; slot++) {
-      if (this.nameOf[slot] !== EMPTY && seen[slot] !== 1) gone.push(this.hexOf(slot));
+      if (this.nameOf[slot] !== EMPTY && seen[slot] !== 1) {
+        this.removeSlot(slot);
+        gone++;
+      }
     }
-    for (const id of gone) this.remove(id);
-    return gone.length;
+    return gone;
   }
 
   abortSweep(): void {
@@ -189,6 +191,11 @@ export class ImageIndex {
     if (!HEX_RE.test(id)) return false;
     const slot = this.find(this.toScratch(id));
     if (slot === EMPTY) return false;
+    this.removeSlot(slot);
+    return true;
+  }
+
+  private removeSlot(slot: number): void {
     this.forgetAnswers(slot, this.nameOf[slot]!);
     this.deleteFromTable(slot);
     this.unlink(slot);
@@ -196,7 +203,6 @@ export class ImageIndex {
     this.freeSlots.push(slot);
     this.used--;
     this.generation++;
-    return true;
   }
 
   has(id: string): boolean {
