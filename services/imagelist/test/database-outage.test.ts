@@ -67,6 +67,8 @@ describe.skipIf(unavailable)(`database outage, real process (${unavailable ?? 'p
     );
 
     const before = await app.timed('/images');
+    // the start's load, and the reload that applied the bulk insert (a burst of changes)
+    const loadsBefore = server!.output().match(/image index loaded/g)!.length;
     await pg.down('immediate');
     // The whole list, rendered from memory as it is sent, in the database's order.
     const list = await app.timed('/images');
@@ -103,7 +105,7 @@ describe.skipIf(unavailable)(`database outage, real process (${unavailable ?? 'p
     expect(log).toMatch(/database reachable again/);
     // one reconnect loop: one reconnect and one full reload after the outage, not one per failed attempt
     expect(log.match(/change feed listening again/g)).toHaveLength(1);
-    expect(log.match(/image index loaded/g)).toHaveLength(2);
+    expect(log.match(/image index loaded/g)).toHaveLength(loadsBefore + 1);
     const seed2 = postgres(pg.url, { max: 1, onnotice: () => {} });
     await seed2`DELETE FROM images WHERE name LIKE 'quay.io/bulk/%'`;
     await seed2.end();

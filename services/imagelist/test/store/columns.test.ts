@@ -21,7 +21,7 @@ describe('columns', () => {
     const more = grown(plain, 5);
     expect(more).not.toBe(plain);
     expect([...more]).toEqual([1.5, 2.5, 0, 0, 0]);
-    expect((more.buffer as ArrayBuffer).resizable).toBe(true);
+    expect(more.buffer.resizable).toBe(true);
     expect(grown(more, 9)).toBe(more);
   });
 });

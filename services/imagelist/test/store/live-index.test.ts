@@ -167,13 +167,53 @@ describe('in-memory index across replicas', () => {
       await sql.end({ timeout: 1 });
     });
     await small.ready();
-    const ids = Array.from({ length: 30 }, (_, n) => n.toString(16).padStart(64, 'c'));
+    const ids = Array.from({ length: 30 }, (_, n) => `b0${n.toString(16).padStart(62, '0')}`);
     await db.sql`
       INSERT INTO images (id, name, tags)
       SELECT id, 'quay.io/team/bulk', '{v1}' FROM unnest(${ids}::text[]) AS id`;
     await within(2000, async () => small.fresh && ids.every((id) => small.index.get(id) !== undefined));
     await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
     await within(2000, async () => small.fresh && ids.every((id) => small.index.get(id) === undefined));
+  });
+
+  it('applies a burst of more changes than bulkChanges with one reload of the whole index', async () => {
+    const sql = connect({ url: db.url, max: 2 });
+    const infos: string[] = [];
+    const log = { info: (_: object, msg: string) => void infos.push(msg), warn() {}, error() {} };
+    class CountingSql extends ImageSql {
+      loads = 0;
+      byIdReads = 0;
+      override loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
+        if (afterId === '') this.loads++;
+        return super.loadPage(afterId, limit, put);
+      }
+      override byIds(ids: readonly string[]) {
+        this.byIdReads++;
+        return super.byIds(ids);
+      }
+    }
+    const images = new CountingSql(sql, 2000);
+    const bursty = new LiveIndex(images, { url: db.url }, { outageGraceMs: 0, loadPageSize: 7, bulkChanges: 10, log }).start();
+    closers.push(async () => {
+      await bursty.close();
+      await sql.end({ timeout: 1 });
+    });
+    await bursty.ready();
+    expect(images.loads).toBe(1);
+    const ids = Array.from({ length: 40 }, (_, n) => `b1${n.toString(16).padStart(62, '0')}`);
+    await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/burst', '{v1}' FROM unnest(${ids}::text[]) AS id`;
+    await within(2000, async () => bursty.fresh && ids.every((id) => bursty.index.get(id) !== undefined));
+    expect(images.loads).toBe(2);
+    expect(images.byIdReads).toBeLessThanOrEqual(2); // the first 10 ids, at most, read back by id
+    expect(infos).toContain('a burst of changes to the allowlist: reloading the whole index');
+    await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
+    await within(2000, async () => bursty.fresh && ids.every((id) => bursty.index.get(id) === undefined));
+    expect(images.loads).toBe(3);
+    // Fewer changes than that are read back by id, as before.
+    await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/burst', '{v1}' FROM unnest(${ids.slice(0, 5)}::text[]) AS id`;
+    await within(2000, async () => bursty.fresh && ids.slice(0, 5).every((id) => bursty.index.get(id) !== undefined));
+    expect(images.loads).toBe(3);
+    await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
   });
 
   it('reloads everything after a TRUNCATE', async () => {
