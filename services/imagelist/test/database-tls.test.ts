@@ -315,8 +315,21 @@ describe.skipIf(!process.env.DATABASE_URL)('imagelist with sslrootcert (needs a 
       expect(await until('imagelist_index_images', 1)).toBe(1);
       expect((await fetch(`${base}/health/ping`)).status).toBe(200);
       expect(server.output()).not.toMatch(/unreachable|cannot connect/);
-    } finally {
+      // A start on a table with rows: the index's COPY comes over the TLS connection too.
       expect(await server.stop()).toBe(0);
+      const again = await startServer(['--listen', `127.0.0.1:${port}`], {
+        DATABASE_URL: urlVia(proxies.ip, '127.0.0.1', { sslmode: 'verify-full', sslrootcert: ca.certfile }, fresh.url),
+        IMAGELIST_LOG_LEVEL: 'info',
+      });
+      try {
+        expect(await until('imagelist_index_fresh', 1)).toBe(1);
+        expect(await metric('imagelist_index_images')).toBe(1);
+        expect(JSON.parse(await (await fetch(`${base}/images/${DIGEST_A}`)).text())).toMatchObject({ id: DIGEST_A, tags: ['v1'] });
+      } finally {
+        expect(await again.stop()).toBe(0);
+      }
+    } finally {
+      await server.stop();
       await fresh.close();
     }
   });
