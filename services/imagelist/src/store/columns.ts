@@ -9,7 +9,7 @@ type ColumnType<T extends Column> = { new (buffer: ArrayBuffer): T; readonly BYT
  * images while serving took the process to 407 MB resident, past the Deployment's 384 MiB limit,
  * on every replica at once (they all receive the same writes).
  */
-const RESERVED_SLOTS = 2 ** 25;
+const RESERVED_SLOTS = 2 ** 23; // ~8,400,000: five times the default --index-max-images; ~570 MB of address space per index
 
 /** A column of `slots` slots (zero), `perSlot` elements each, that grows in place (`grown`). */
 export function column<T extends Column>(type: ColumnType<T>, slots: number, perSlot = 1): T {
