@@ -65,6 +65,21 @@ const keyMeta = (k: AccessKeyMetadata) => ({
   UserName: k.UserName ?? '',
 });
 
+/** TagUser of `changes` (keys spelled as in `current`); its undo removes added keys and restores overwritten values. */
+function tagStep(iam: IAMClient, UserName: string, current: Tag[], changes: Tag[]): Step {
+  const previous = new Map(current.map((t) => [t.Key, t.Value]));
+  const added = changes.filter((t) => !previous.has(t.Key)).map((t) => t.Key);
+  const overwritten = changes.filter((t) => previous.has(t.Key)).map((t) => ({ Key: t.Key, Value: previous.get(t.Key)! }));
+  return {
+    what: `merge the tags of ${UserName}`,
+    apply: async () => void (await iam.send(new TagUserCommand({ UserName, Tags: changes }))),
+    undo: async () => {
+      if (added.length) await iam.send(new UntagUserCommand({ UserName, TagKeys: added }));
+      if (overwritten.length) await iam.send(new TagUserCommand({ UserName, Tags: overwritten }));
+    },
+  };
+}
+
 /** Re-throws `err` as its HTTP problem with `detail` in front of what AWS said. */
 function explain(err: unknown, detail: string): HttpProblem {
   const problem = classifyAwsError(err) ?? new HttpProblem(500, 'An internal error occurred.', { cause: err });
@@ -159,6 +174,8 @@ export class RepositoryUsers {
   /**
    * Makes sure the org's policy and group exist, then CreateUser and AddUserToGroup; a user that
    * could not be added to the group is deleted again. No access key yet: PUT with ResetKey issues one.
+   * A user of that name that a create failed part-way through left behind is completed instead
+   * (completeExisting).
    */
   async create(account: string, group: string, name: string, input: { user: string; tags: Tag[] | undefined }): Promise<User> {
     const UserName = this.iamName(name, input.user, 'body.UserName');
@@ -167,35 +184,101 @@ export class RepositoryUsers {
     const { iam } = await this.session(account, group, name);
     await this.access.ensure(iam, account);
     let sentAt = 0;
-    await applySteps([
-      {
-        what: `create the IAM user ${UserName}`,
-        apply: async () => {
-          sentAt = Date.now();
-          try {
-            await iam.send(new CreateUserCommand({ UserName, Path: this.path(group, name), Tags: tags }));
-          } catch (err) {
-            if ((err as Error).name !== 'EntityAlreadyExistsException') throw err;
-            // IAM user names are unique per account: "app-ci" may belong to another group's "app".
-            throw new HttpProblem(409, `The IAM user ${UserName} already exists in account ${account} (user names are {name}-{user}).`, {
-              cause: err,
-            });
-          }
+    /** CreateUser's "already exists": nothing of this request was applied. */
+    let taken: unknown;
+    try {
+      await applySteps([
+        {
+          what: `create the IAM user ${UserName}`,
+          apply: async () => {
+            sentAt = Date.now();
+            try {
+              await iam.send(new CreateUserCommand({ UserName, Path: this.path(group, name), Tags: tags }));
+            } catch (err) {
+              if ((err as Error).name === 'EntityAlreadyExistsException') taken = err;
+              throw err;
+            }
+          },
+          // IAM refuses to delete a user that is in a group: the group's undo below comes first.
+          undo: async (unconfirmed) => {
+            if (unconfirmed && !(await this.justCreated(iam, group, name, UserName, sentAt))) return;
+            await unlessGone('NoSuchEntityException', iam.send(new DeleteUserCommand({ UserName })));
+          },
         },
-        // IAM refuses to delete a user that is in a group: the group's undo below comes first.
-        undo: async (unconfirmed) => {
-          if (unconfirmed && !(await this.justCreated(iam, group, name, UserName, sentAt))) return;
-          await unlessGone('NoSuchEntityException', iam.send(new DeleteUserCommand({ UserName })));
-        },
-      },
-      {
-        what: `add ${UserName} to the group ${this.access.groupName}`,
-        apply: async () => void (await iam.send(new AddUserToGroupCommand({ UserName, GroupName: this.access.groupName }))),
-        undo: async () =>
-          unlessGone('NoSuchEntityException', iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName: this.access.groupName }))),
-      },
-    ]);
+        this.addToGroup(iam, UserName),
+      ]);
+    } catch (err) {
+      if (taken === undefined) throw err;
+      return this.completeExisting(iam, account, group, name, input, UserName, taken);
+    }
     return { UserName: input.user, AccessKeys: [], Groups: [ADMIN_GROUP], Tags: tags };
+  }
+
+  private addToGroup(iam: IAMClient, UserName: string): Step {
+    const GroupName = this.access.groupName;
+    return {
+      what: `add ${UserName} to the group ${GroupName}`,
+      apply: async () => void (await iam.send(new AddUserToGroupCommand({ UserName, GroupName }))),
+      undo: async () => unlessGone('NoSuchEntityException', iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName }))),
+    };
+  }
+
+  /**
+   * CreateUser answered that `{name}-{user}` exists. When it is this repository's user as a create
+   * that failed part-way left it (CreateUser done, AddUserToGroup not, and its rollback failed:
+   * `STILL APPLIED: create the IAM user ...`) — at the repository's path, carrying the service's
+   * four tags for this repository, org and group, and in no group — the create is completed: the
+   * request's tags merged (TagUser, only those that differ), then AddUserToGroup. Such a user is
+   * useless to anyone else (outside the group it can reach nothing), and is exactly the one this
+   * request would create. Anything else stays as it is and is a 409 that says what to do. A
+   * completion that fails is rolled back to the user as it was found (never deleted).
+   */
+  private async completeExisting(
+    iam: IAMClient,
+    account: string,
+    group: string,
+    name: string,
+    input: { user: string; tags: Tag[] | undefined },
+    UserName: string,
+    cause: unknown,
+  ): Promise<User> {
+    const conflict = (detail: string) => new HttpProblem(409, detail, { cause });
+    const found = (await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName }))))?.User;
+    if (!found) throw conflict(`The IAM user ${UserName} existed a moment ago and is gone now; retry the request.`);
+    if (found.Path !== this.path(group, name)) {
+      // IAM user names are unique per account: "app-ci" may belong to another group's "app".
+      throw conflict(
+        `The IAM user ${UserName} already exists in account ${account}, but not as a user of ${group}/${name} (user names are {name}-{user}, unique per account): choose another UserName.`,
+      );
+    }
+    const current = toTags(found.Tags);
+    const value = (key: string) => current.find((t) => keyOf(t.Key) === keyOf(key))?.Value;
+    const ours = this.serviceTags(group, name, UserName).every((t) => value(t.Key) === t.Value);
+    const groups = await this.groupsOf(iam, UserName);
+    const userPath = `/v1/ecr/${account}/repositories/${group}/${name}/users/${input.user}`;
+    if (ours && groups.includes(this.access.groupName)) {
+      throw conflict(
+        `The user ${input.user} of ${group}/${name} already exists (IAM user ${UserName}): GET ${userPath} shows it, PUT with ResetKey issues its access key.`,
+      );
+    }
+    if (!ours || groups.length) {
+      const why = !ours ? 'without the tags this service gives its users' : `in other groups (${groups.join(', ')})`;
+      throw conflict(
+        `The IAM user ${UserName} exists at the path of ${group}/${name} but ${why}, so it was not completed: DELETE ${userPath} deletes it, then create it again.`,
+      );
+    }
+    const changes = callerTags(input.tags ?? [], current).filter((t) => value(t.Key) !== t.Value);
+    const merged = new Map(current.map((t) => [t.Key, t.Value]));
+    for (const t of changes) merged.set(t.Key, t.Value);
+    checkTagCount(merged.size);
+    await applySteps([...(changes.length ? [tagStep(iam, UserName, current, changes)] : []), this.addToGroup(iam, UserName)]);
+    const keys = await this.accessKeys(iam, UserName);
+    return {
+      UserName: input.user,
+      AccessKeys: keys.map(keyMeta),
+      Groups: [ADMIN_GROUP],
+      Tags: [...merged].map(([Key, Value]) => ({ Key, Value })),
+    };
   }
 
   /**
@@ -260,19 +343,7 @@ export class RepositoryUsers {
     for (const t of changes) merged.set(t.Key, t.Value);
     checkTagCount(merged.size);
     const steps: Step[] = [];
-    if (changes.length) {
-      const previous = new Map(current.map((t) => [t.Key, t.Value]));
-      const added = changes.filter((t) => !previous.has(t.Key)).map((t) => t.Key);
-      const overwritten = changes.filter((t) => previous.has(t.Key)).map((t) => ({ Key: t.Key, Value: previous.get(t.Key)! }));
-      steps.push({
-        what: `merge the tags of ${UserName}`,
-        apply: async () => void (await iam.send(new TagUserCommand({ UserName, Tags: changes }))),
-        undo: async () => {
-          if (added.length) await iam.send(new UntagUserCommand({ UserName, TagKeys: added }));
-          if (overwritten.length) await iam.send(new TagUserCommand({ UserName, Tags: overwritten }));
-        },
-      });
-    }
+    if (changes.length) steps.push(tagStep(iam, UserName, current, changes));
     let created: UpdatedUser['AccessKey'];
     const deleted: string[] = [];
     if (input.resetKey) {

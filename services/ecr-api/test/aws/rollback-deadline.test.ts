@@ -1,7 +1,9 @@
 import { DescribeRepositoriesCommand, GetRepositoryPolicyCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import { GetUserCommand, ListGroupsForUserCommand, type IAMClient } from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auth, directEcr, motoEndpoint, newAccount, testApp, repositoryExists } from '../support/app.js';
+import { directIam } from '../support/direct-iam.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 
 /**
@@ -20,12 +22,14 @@ let proxy: RecordingProxy;
 let app: App;
 let account: string;
 let ecr: ECRClient;
+let iam: IAMClient;
 
 beforeAll(async () => {
   proxy = await new RecordingProxy(motoEndpoint()).start();
   app = await testApp({ deadlineMs: DEADLINE_MS, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
   account = newAccount();
   ecr = await directEcr(account);
+  iam = await directIam(account);
 });
 afterAll(async () => {
   await app?.close();
@@ -90,5 +94,30 @@ describe('a change that reaches its deadline part-way', () => {
     expect(took).toBeGreaterThanOrEqual(DEADLINE_MS - 50);
     expect(took).toBeLessThan(DEADLINE_MS + SLACK_MS);
     expect(await exists('grp/stuck')).toBe(true);
+  });
+
+  it('leaves a user outside its group when AddUserToGroup and the undo hang, and the retried POST completes it', async () => {
+    expect((await create('withusers')).statusCode).toBe(200);
+    const users = `/v1/ecr/${account}/repositories/grp/withusers/users`;
+    const body = { UserName: 'ci', Tags: [{ Key: 'team', Value: 'a' }] };
+    hang('AddUserToGroup', 'DeleteUser');
+    const res = await app.inject({ method: 'POST', url: users, headers: auth, payload: body });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().detail).toMatch(/STILL APPLIED: create the IAM user withusers-ci \(rolling it back failed: AwsDeadlineExceeded\)/);
+    expect((await iam.send(new ListGroupsForUserCommand({ UserName: 'withusers-ci' }))).Groups).toEqual([]);
+
+    // AWS answers again; the client retries the same POST. Before: 409, the user left outside its group for good.
+    proxy.hang = () => false;
+    const retried = await app.inject({ method: 'POST', url: users, headers: auth, payload: body });
+    expect(retried.statusCode).toBe(200);
+    expect(retried.json()).toMatchObject({ UserName: 'ci', AccessKeys: [], Groups: ['SpinupECRAdminGroup'] });
+    const groups = (await iam.send(new ListGroupsForUserCommand({ UserName: 'withusers-ci' }))).Groups!.map((g) => g.GroupName);
+    expect(groups).toEqual(['SpinupECRAdminGroup-spindev']);
+    expect((await iam.send(new GetUserCommand({ UserName: 'withusers-ci' }))).User!.Tags).toEqual(
+      expect.arrayContaining([
+        { Key: 'team', Value: 'a' },
+        { Key: 'ResourceName', Value: 'grp/withusers' },
+      ]),
+    );
   });
 });

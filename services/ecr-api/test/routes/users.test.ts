@@ -1,6 +1,8 @@
 import { CreateRepositoryCommand, DescribeRepositoriesCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import {
+  AddUserToGroupCommand,
   CreateAccessKeyCommand,
+  CreateGroupCommand,
   CreatePolicyCommand,
   CreatePolicyVersionCommand,
   CreateUserCommand,
@@ -36,6 +38,7 @@ const req = (method: string, url: string, payload?: Record<string, unknown>) =>
 const policyArn = () => `arn:aws:iam::${account}:policy/spinup/${ORG}/SpinupECRAdminPolicy-${ORG}`;
 const noSuchUser = (name: string) =>
   expect(iam.send(new GetUserCommand({ UserName: name }))).rejects.toMatchObject({ name: 'NoSuchEntityException' });
+const byKey = (a: { Key: string }, b: { Key: string }) => (a.Key < b.Key ? -1 : a.Key > b.Key ? 1 : 0);
 const groupMembers = async () =>
   ((await iam.send(new GetGroupCommand({ GroupName: `SpinupECRAdminGroup-${ORG}` }))).Users ?? []).map((u) => u.UserName);
 
@@ -149,7 +152,9 @@ describe('POST .../users', () => {
   it('answers 409 for a user that exists, and leaves it as it was', async () => {
     const res = await req('POST', base(), { UserName: 'ci', Tags: [{ Key: 'team', Value: 'b' }] });
     expect(res.statusCode).toBe(409);
-    expect(res.json().detail).toContain('app-ci');
+    expect(res.json().detail).toBe(
+      `The user ci of grp/app already exists (IAM user app-ci): GET /v1/ecr/${account}/repositories/grp/app/users/ci shows it, PUT with ResetKey issues its access key.`,
+    );
     expect((await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags).toContainEqual({ Key: 'team', Value: 'a' });
   });
 
@@ -195,6 +200,130 @@ describe('POST .../users', () => {
       /Could not add app-half to the group .*nothing was changed \(rolled back: create the IAM user app-half\)/,
     );
     await noSuchUser('app-half');
+  });
+});
+
+describe('a POST retried after a create that failed part-way (STILL APPLIED: the user without its group)', () => {
+  beforeAll(() => createRepository('grp', 'left'));
+  const groupsOf = async (UserName: string) =>
+    ((await iam.send(new ListGroupsForUserCommand({ UserName }))).Groups ?? []).map((g) => g.GroupName);
+  const tagsOf = async (UserName: string) => (await iam.send(new ListUserTagsCommand({ UserName }))).Tags ?? [];
+  const serviceTags = (group: string, name: string, user: string, org = ORG) => [
+    { Key: 'Name', Value: `${name}-${user}` },
+    { Key: 'ResourceName', Value: `${group}/${name}` },
+    { Key: 'spinup:org', Value: org },
+    { Key: 'spinup:spaceid', Value: group },
+  ];
+  /** An IAM user made straight in moto, as a create cut short after CreateUser leaves it (or not). */
+  const leftover = (UserName: string, Path: string, Tags: { Key: string; Value: string }[]) =>
+    iam.send(new CreateUserCommand({ UserName, Path, Tags }));
+
+  it('completes the user the failed create left outside its group, and the user can then reach its repository', async () => {
+    // The partial state for real: AddUserToGroup fails, then so does the rollback's DeleteUser.
+    proxy.fail('AddUserToGroup', { code: 'ServiceFailure', status: 500, message: 'IAM is down' });
+    proxy.fail('DeleteUser', { code: 'ServiceFailure', status: 500, message: 'IAM is down' });
+    const body = { UserName: 'half2', Tags: [{ Key: 'team', Value: 'a' }] };
+    const first = await req('POST', base('grp', 'left'), body);
+    proxy.clear();
+    expect(first.statusCode).toBe(502);
+    expect(first.json().detail).toMatch(
+      /STILL APPLIED: create the IAM user left-half2 \(rolling it back failed: ServiceFailureException\)\.$/,
+    );
+    expect(await groupsOf('left-half2')).toEqual([]);
+
+    // The client does what it was told: it retries the same POST. (Before: 409, and the user stayed outside the group.)
+    const retried = await req('POST', base('grp', 'left'), body);
+    expect(retried.statusCode).toBe(200);
+    const tags = [{ Key: 'team', Value: 'a' }, ...serviceTags('grp', 'left', 'half2')];
+    expect({ ...retried.json(), Tags: [...retried.json().Tags].sort(byKey) }).toEqual({
+      UserName: 'half2',
+      AccessKeys: [],
+      Groups: ['SpinupECRAdminGroup'],
+      Tags: [...tags].sort(byKey),
+    });
+    // What IAM holds, read with a separate client: in the org's group, tags as asked, nothing recreated.
+    expect(await groupsOf('left-half2')).toEqual([`SpinupECRAdminGroup-${ORG}`]);
+    expect(await tagsOf('left-half2')).toEqual(expect.arrayContaining(tags));
+    expect(await tagsOf('left-half2')).toHaveLength(5);
+    expect((await iam.send(new GetUserCommand({ UserName: 'left-half2' }))).User!.Path).toBe(`/spinup/${ORG}/grp/left/`);
+    expect(proxy.operations.filter((o) => /User|Group$/.test(o) && !o.startsWith('Get') && !o.startsWith('List'))).toEqual([
+      'CreateUser',
+      'AddUserToGroup',
+    ]);
+    expect((await req('GET', `${base('grp', 'left')}/half2`)).json().Groups).toEqual(['SpinupECRAdminGroup']);
+  });
+
+  it("completes such a user left by an earlier process or the original service, merging the request's tags", async () => {
+    await leftover('left-crashed', `/spinup/${ORG}/grp/left/`, [{ Key: 'team', Value: 'a' }, ...serviceTags('grp', 'left', 'crashed')]);
+    const res = await req('POST', base('grp', 'left'), { UserName: 'crashed', Tags: [{ Key: 'team', Value: 'b' }] });
+    expect(res.statusCode).toBe(200);
+    expect([...res.json().Tags].sort(byKey)).toEqual([...serviceTags('grp', 'left', 'crashed'), { Key: 'team', Value: 'b' }].sort(byKey));
+    expect(await groupsOf('left-crashed')).toEqual([`SpinupECRAdminGroup-${ORG}`]);
+    expect(await tagsOf('left-crashed')).toContainEqual({ Key: 'team', Value: 'b' });
+  });
+
+  it('rolls its own completion back, and keeps the user, when AddUserToGroup fails again', async () => {
+    await leftover('left-again', `/spinup/${ORG}/grp/left/`, serviceTags('grp', 'left', 'again'));
+    proxy.fail('AddUserToGroup', { code: 'LimitExceeded', status: 409, message: 'too many' });
+    const res = await req('POST', base('grp', 'left'), { UserName: 'again', Tags: [{ Key: 'team', Value: 'c' }] });
+    proxy.clear();
+    expect(res.statusCode).toBe(429);
+    expect(res.json().detail).toMatch(
+      /Could not add left-again to the group .*; nothing was changed \(rolled back: merge the tags of left-again\)\.$/,
+    );
+    expect(await tagsOf('left-again')).toEqual(expect.arrayContaining(serviceTags('grp', 'left', 'again')));
+    expect(await tagsOf('left-again')).toHaveLength(4);
+    expect(await groupsOf('left-again')).toEqual([]);
+  });
+
+  it.each([
+    [
+      "another repository's user of that name",
+      'left-x1',
+      `/spinup/${ORG}/other/left/`,
+      serviceTags('other', 'left', 'x1'),
+      [],
+      /not as a user of grp\/left.*choose another UserName/,
+    ],
+    [
+      "another org's user at that path",
+      'left-x2',
+      `/spinup/${ORG}/grp/left/`,
+      serviceTags('grp', 'left', 'x2', 'orgb'),
+      [],
+      /without the tags this service gives its users.*DELETE .*\/users\/x2/,
+    ],
+    [
+      'a user at that path without ResourceName',
+      'left-x3',
+      `/spinup/${ORG}/grp/left/`,
+      serviceTags('grp', 'left', 'x3').filter((t) => t.Key !== 'ResourceName'),
+      [],
+      /without the tags/,
+    ],
+    ['a user of that name outside the spinup paths', 'left-x4', '/', serviceTags('grp', 'left', 'x4'), [], /not as a user of grp\/left/],
+    [
+      "the repository's user in another group",
+      'left-x5',
+      `/spinup/${ORG}/grp/left/`,
+      serviceTags('grp', 'left', 'x5'),
+      ['Admins'],
+      /in other groups \(Admins\)/,
+    ],
+  ])('never adopts %s: 409 saying what to do, and the user untouched', async (_what, UserName, Path, Tags, groups, detail) => {
+    await leftover(UserName, Path, Tags);
+    for (const GroupName of groups) {
+      await iam.send(new CreateGroupCommand({ GroupName })).catch(() => undefined);
+      await iam.send(new AddUserToGroupCommand({ UserName, GroupName }));
+    }
+    proxy.clear();
+    const res = await req('POST', base('grp', 'left'), { UserName: UserName.slice('left-'.length), Tags: [{ Key: 'team', Value: 'z' }] });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().detail).toMatch(detail);
+    expect(await groupsOf(UserName)).toEqual(groups);
+    expect(await tagsOf(UserName)).toEqual(expect.arrayContaining(Tags));
+    expect(await tagsOf(UserName)).toHaveLength(Tags.length);
+    expect(proxy.operations.filter((o) => /^(Add|Remove|Tag|Untag|Delete)/.test(o))).toEqual([]);
   });
 });
 
