@@ -2,6 +2,7 @@ import {
   CreateRepositoryCommand,
   DeleteRepositoryCommand,
   DeleteRepositoryPolicyCommand,
+  DescribeImagesCommand,
   DescribeRepositoriesCommand,
   GetRepositoryPolicyCommand,
   paginateDescribeImages,
@@ -145,6 +146,34 @@ export interface UpdateInput {
   groups?: string[];
 }
 
+/** SetRepositoryPolicy naming `groups`, on a repository being created. */
+function setPolicy(ecr: ECRClient, repositoryName: string, groups: string[], undo: () => Promise<void>): Step {
+  return {
+    what: `set the repository policy of ${repositoryName}`,
+    apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: repositoryPolicy(groups) }))),
+    undo,
+  };
+}
+
+/** The request's fields in which an existing repository is not as the create would have made it. */
+function differences(repository: EcrRepository, existingTags: Tag[], input: CreateInput, tags: Tag[]): string[] {
+  const out: string[] = [];
+  if ((repository.imageScanningConfiguration?.scanOnPush ?? false) !== input.scanOnPush) out.push('ScanOnPush');
+  if ((repository.imageTagMutability ?? 'MUTABLE') !== input.imageTagMutability) out.push('ImageTagMutability');
+  const encryption = repository.encryptionConfiguration;
+  const kmsKey = input.encryption.type === 'KMS' ? input.encryption.kmsKey : undefined;
+  if (
+    (encryption?.encryptionType ?? 'AES256') !== input.encryption.type ||
+    (kmsKey !== undefined && encryption?.kmsKey !== kmsKey && !encryption?.kmsKey?.endsWith(`/${kmsKey}`))
+  ) {
+    out.push('encryption');
+  }
+  const sameTags =
+    existingTags.length === tags.length && tags.every((t) => existingTags.some((e) => e.Key === t.Key && e.Value === t.Value));
+  if (!sameTags) out.push('Tags');
+  return out;
+}
+
 /** Whether the policy in place is `wanted`, whitespace aside (AWS may answer it reformatted). */
 function samePolicy(current: string | undefined, wanted: string): boolean {
   if (current === undefined) return false;
@@ -243,40 +272,94 @@ export class RepositoryStore {
     const { ecr } = await this.sessions.get(account);
     let created: EcrRepository | undefined;
     let sentAt = 0;
-    await applySteps([
-      {
-        what: `create the repository ${repositoryName}`,
-        apply: async () => {
-          sentAt = Date.now();
-          const out = await ecr.send(
-            new CreateRepositoryCommand({
-              repositoryName,
-              imageTagMutability: input.imageTagMutability,
-              imageScanningConfiguration: { scanOnPush: input.scanOnPush },
-              encryptionConfiguration:
-                input.encryption.type === 'KMS'
-                  ? { encryptionType: 'KMS', ...(input.encryption.kmsKey ? { kmsKey: input.encryption.kmsKey } : {}) }
-                  : { encryptionType: 'AES256' },
-              tags,
-            }),
-          );
-          if (!out.repository) throw new HttpProblem(502, 'AWS answered CreateRepository without a repository.');
-          created = out.repository;
+    const command = new CreateRepositoryCommand({
+      repositoryName,
+      imageTagMutability: input.imageTagMutability,
+      imageScanningConfiguration: { scanOnPush: input.scanOnPush },
+      encryptionConfiguration:
+        input.encryption.type === 'KMS'
+          ? { encryptionType: 'KMS', ...(input.encryption.kmsKey ? { kmsKey: input.encryption.kmsKey } : {}) }
+          : { encryptionType: 'AES256' },
+      tags,
+    });
+    /** CreateRepository's "already exists": nothing of this request was applied. */
+    let taken = false;
+    try {
+      await applySteps([
+        {
+          what: `create the repository ${repositoryName}`,
+          apply: async () => {
+            sentAt = Date.now();
+            try {
+              created = (await ecr.send(command)).repository;
+            } catch (err) {
+              taken = (err as Error).name === 'RepositoryAlreadyExistsException';
+              throw err;
+            }
+            if (!created) throw new HttpProblem(502, 'AWS answered CreateRepository without a repository.');
+          },
+          // Not forced: an image pushed in the meantime is not deleted with it.
+          undo: async (unconfirmed) => {
+            if (unconfirmed && !(await this.justCreated(ecr, group, input.name, sentAt))) return;
+            await unlessGone('RepositoryNotFoundException', ecr.send(new DeleteRepositoryCommand({ repositoryName })));
+          },
         },
-        // Not forced: an image pushed in the meantime is not deleted with it.
-        undo: async (unconfirmed) => {
-          if (unconfirmed && !(await this.justCreated(ecr, group, input.name, sentAt))) return;
-          await unlessGone('RepositoryNotFoundException', ecr.send(new DeleteRepositoryCommand({ repositoryName })));
-        },
-      },
-      {
-        what: `set the repository policy of ${repositoryName}`,
-        apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: repositoryPolicy(groups) }))),
         // Deleting the repository (the undo above) deletes its policy.
-        undo: async () => {},
-      },
-    ]);
+        setPolicy(ecr, repositoryName, groups, async () => {}),
+      ]);
+    } catch (err) {
+      if (!taken) throw err;
+      return this.completeExisting(ecr, account, group, input, tags, groups, err);
+    }
     return toRepository(created!, tags, groups);
+  }
+
+  /**
+   * CreateRepository answered that `{group}/{name}` exists. When it is this org's and group's and
+   * has no policy, it may be what a create that failed part-way left (CreateRepository done,
+   * SetRepositoryPolicy not, and deleting it again failed: `STILL APPLIED: create the repository
+   * ...`). When it is also empty and exactly as this request would create it (ScanOnPush,
+   * ImageTagMutability, encryption, tags), the create is completed: SetRepositoryPolicy, 200.
+   * Otherwise `problem` (the 409) stands, and for a repository without a policy it says so and
+   * what to do. A repository with a policy, or another org's, is answered as before.
+   */
+  private async completeExisting(
+    ecr: ECRClient,
+    account: string,
+    group: string,
+    input: CreateInput,
+    tags: Tag[],
+    groups: string[],
+    problem: unknown,
+  ): Promise<Repository> {
+    const repositoryName = `${group}/${input.name}`;
+    let found: Awaited<ReturnType<Ownership['require']>>;
+    try {
+      found = await this.ownership.require(ecr, group, input.name);
+    } catch (err) {
+      if (err instanceof HttpProblem && err.statusCode === 404) throw problem;
+      throw err;
+    }
+    if ((await readPolicy(ecr, repositoryName)) !== undefined) throw problem;
+    const { repository } = found;
+    const empty = !(await ecr.send(new DescribeImagesCommand({ repositoryName, maxResults: 1 }))).imageDetails?.length;
+    const differs = differences(repository, found.tags, input, tags);
+    if (!empty || differs.length) {
+      const why = !empty ? 'it holds images' : `this request differs in ${differs.join(', ')}`;
+      const url = `/v1/ecr/${account}/repositories/${repositoryName}`;
+      throw new HttpProblem(
+        409,
+        `The repository ${repositoryName} already exists, without its pull policy (a create that failed part-way leaves it so), and ${why}: PUT ${url} with Groups sets the policy${empty ? ', or DELETE it and create it again' : ''}.`,
+        { cause: problem },
+      );
+    }
+    // It had no policy: the undo deletes the one set.
+    await applySteps([
+      setPolicy(ecr, repositoryName, groups, () =>
+        unlessGone('RepositoryPolicyNotFoundException', ecr.send(new DeleteRepositoryPolicyCommand({ repositoryName }))),
+      ),
+    ]);
+    return toRepository(repository, found.tags, groups);
   }
 
   /**

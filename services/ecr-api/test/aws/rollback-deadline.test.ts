@@ -94,6 +94,14 @@ describe('a change that reaches its deadline part-way', () => {
     expect(took).toBeGreaterThanOrEqual(DEADLINE_MS - 50);
     expect(took).toBeLessThan(DEADLINE_MS + SLACK_MS);
     expect(await exists('grp/stuck')).toBe(true);
+
+    // AWS answers again; the client retries the same POST. Before: 409, the repository left without its policy.
+    proxy.hang = () => false;
+    const retried = await create('stuck');
+    expect(retried.statusCode).toBe(200);
+    expect((await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: 'grp/stuck' }))).policyText).toContain(
+      'AllowPullImagesFromSpaceAndOrg',
+    );
   });
 
   it('leaves a user outside its group when AddUserToGroup and the undo hang, and the retried POST completes it', async () => {

@@ -1,7 +1,14 @@
-import { DescribeRepositoriesCommand, GetRepositoryPolicyCommand, ListTagsForResourceCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import {
+  CreateRepositoryCommand,
+  DescribeRepositoriesCommand,
+  GetRepositoryPolicyCommand,
+  ListTagsForResourceCommand,
+  PutImageCommand,
+  type ECRClient,
+} from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auth, directEcr, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { auth, directEcr, manifest, motoEndpoint, newAccount, testApp } from '../support/app.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 
 /** Groups (the pull policy), the 50-tag limit, and updates that fail half-way. */
@@ -119,6 +126,85 @@ describe('Groups', () => {
       /Could not set the repository policy of grp\/halfmade; nothing was changed \(rolled back: create the repository grp\/halfmade\)/,
     );
     await expect(ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/halfmade'] }))).rejects.toThrow(/does not exist/);
+  });
+});
+
+describe('a POST retried after a create that failed part-way (STILL APPLIED: the repository without its policy)', () => {
+  const orgTags = (name: string, org = ORG) => [
+    { Key: 'Name', Value: `grp/${name}` },
+    { Key: 'spinup:org', Value: org },
+    { Key: 'spinup:spaceid', Value: 'grp' },
+  ];
+  /** A repository made straight in moto, without a policy, as a create cut short after CreateRepository leaves it (or not). */
+  const leftover = (name: string, opts: { org?: string; scanOnPush?: boolean } = {}) =>
+    ecr.send(
+      new CreateRepositoryCommand({
+        repositoryName: `grp/${name}`,
+        imageScanningConfiguration: { scanOnPush: opts.scanOnPush ?? false },
+        tags: orgTags(name, opts.org),
+      }),
+    );
+
+  it('sets the policy of the repository the failed create left without one, and answers it', async () => {
+    // The partial state for real: SetRepositoryPolicy fails, then so does the rollback's DeleteRepository.
+    proxy.fail('SetRepositoryPolicy', { code: 'ServerException', status: 500, times: 1 });
+    proxy.fail('DeleteRepository', { code: 'ServerException', status: 500, times: 1 });
+    const body = { RepositoryName: 'half', ScanOnPush: 'true', Groups: ['foo'], Tags: [{ Key: 'team', Value: 'a' }] };
+    const first = await req('POST', `${base()}/grp`, body);
+    proxy.clear();
+    expect(first.statusCode).toBe(502);
+    expect(first.json().detail).toMatch(/STILL APPLIED: create the repository grp\/half \(rolling it back failed: ServerException\)\.$/);
+    expect(await policyOf('grp/half')).toBeUndefined();
+    // GET cannot tell it from a repository whose own group only may pull.
+    expect((await req('GET', `${base()}/grp/half`)).json().Groups).toEqual([]);
+
+    // The client retries the same POST. (Before: 409, and the repository stayed without its policy.)
+    const retried = await req('POST', `${base()}/grp`, body);
+    expect(retried.statusCode).toBe(200);
+    expect(retried.json()).toMatchObject({ RepositoryName: 'grp/half', ScanOnPush: 'true', Groups: ['foo'] });
+    expect(retried.json().Tags).toEqual(expect.arrayContaining([{ Key: 'team', Value: 'a' }, ...orgTags('half')]));
+    // What ECR holds, read with a separate client: the policy naming foo, the same repository.
+    expect(
+      JSON.parse((await policyOf('grp/half'))!).Statement[0].Condition.StringEqualsIgnoreCase['aws:PrincipalTag/spinup:spaceid'],
+    ).toEqual(['${aws:ResourceTag/spinup:spaceid}', 'foo']);
+    expect(proxy.count('DeleteRepository')).toBe(0);
+    expect((await req('GET', `${base()}/grp/half`)).json().Groups).toEqual(['foo']);
+  });
+
+  it("takes its own policy back, and keeps the repository, when the completion's SetRepositoryPolicy fails", async () => {
+    await leftover('again');
+    proxy.fail('SetRepositoryPolicy', { code: 'ServerException', status: 500, times: 1 });
+    const res = await req('POST', `${base()}/grp`, { RepositoryName: 'again' });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(/Could not set the repository policy of grp\/again; nothing was changed\.$/);
+    expect(await policyOf('grp/again')).toBeUndefined();
+    expect((await ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/again'] }))).repositories).toHaveLength(1);
+  });
+
+  it('does not complete one that holds images, or differs from the request: 409 saying what to do, the repository untouched', async () => {
+    await leftover('used');
+    await ecr.send(new PutImageCommand({ repositoryName: 'grp/used', imageManifest: manifest(41), imageTag: 'v1' }));
+    await leftover('other', { scanOnPush: true });
+    await leftover('theirs', { org: 'orgb' });
+    const before = await Promise.all(['grp/used', 'grp/other', 'grp/theirs'].map(snapshot));
+    proxy.clear();
+    const used = await req('POST', `${base()}/grp`, { RepositoryName: 'used' });
+    expect(used.statusCode).toBe(409);
+    expect(used.json().detail).toBe(
+      `The repository grp/used already exists, without its pull policy (a create that failed part-way leaves it so), and it holds images: PUT /v1/ecr/${account}/repositories/grp/used with Groups sets the policy.`,
+    );
+    const other = await req('POST', `${base()}/grp`, { RepositoryName: 'other', Tags: [{ Key: 'team', Value: 'b' }] });
+    expect(other.statusCode).toBe(409);
+    expect(other.json().detail).toMatch(
+      /and this request differs in ScanOnPush, Tags: PUT .* with Groups sets the policy, or DELETE it and create it again\.$/,
+    );
+    // Another org's repository is not this org's to complete, nor to describe.
+    const theirs = await req('POST', `${base()}/grp`, { RepositoryName: 'theirs' });
+    expect(theirs.statusCode).toBe(409);
+    expect(theirs.json().detail).not.toMatch(/pull policy/);
+    expect(proxy.operations.filter((o) => /^(Set|Put|Tag|Untag|Delete)/.test(o))).toEqual([]);
+    expect(await Promise.all(['grp/used', 'grp/other', 'grp/theirs'].map(snapshot))).toEqual(before);
   });
 });
 
