@@ -283,5 +283,12 @@ describe('an update whose later call fails', () => {
     expect(res.json().detail).toMatch(/STILL APPLIED: set ScanOnPush to true \(rolling it back failed: ServerException\)/);
     expect((await snapshot('grp/rollback')).scanOnPush).toBe(true);
     expect((await snapshot('grp/rollback')).tags).toContainEqual({ Key: 'a', Value: '1' });
+
+    // The same PUT retried finishes the update: only what is still missing is sent.
+    const retried = await req('PUT', `${base()}/grp/rollback`, { ScanOnPush: true, Tags: [{ Key: 'a', Value: '3' }] });
+    expect(retried.statusCode).toBe(200);
+    expect(proxy.operations.filter((o) => /^(Put|Tag)/.test(o))).toEqual(['TagResource']);
+    expect((await snapshot('grp/rollback')).scanOnPush).toBe(true);
+    expect((await snapshot('grp/rollback')).tags).toContainEqual({ Key: 'a', Value: '3' });
   });
 });

@@ -577,6 +577,52 @@ describe('DELETE', () => {
   });
 });
 
+describe('a retry after a DELETE or ResetKey that failed part-way (STILL APPLIED) finishes it', () => {
+  beforeAll(() => createRepository('grp', 'retry'));
+  const keysOf = async (UserName: string) =>
+    ((await iam.send(new ListAccessKeysCommand({ UserName }))).AccessKeyMetadata ?? []).map((k) => k.AccessKeyId);
+
+  it('DELETE .../users/{user}: the retried DELETE deletes what is left', async () => {
+    expect((await req('POST', base('grp', 'retry'), { UserName: 'del' })).statusCode).toBe(200);
+    expect((await req('PUT', `${base('grp', 'retry')}/del`, { ResetKey: true })).statusCode).toBe(200);
+    // DeleteUser fails, and so does reading it back (the first GetUser is the route's own).
+    proxy.fail('DeleteUser', { code: 'ServiceFailure', status: 500, times: 1 });
+    proxy.fail('GetUser', { code: 'ServiceFailure', status: 500, skip: 1, times: 1 });
+    const res = await req('DELETE', `${base('grp', 'retry')}/del`);
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(
+      /STILL APPLIED: delete the access key \w+; remove retry-del from the group .*; perhaps: delete the IAM user retry-del\.$/,
+    );
+    expect(await keysOf('retry-del')).toEqual([]);
+
+    const retried = await req('DELETE', `${base('grp', 'retry')}/del`);
+    expect(retried.statusCode).toBe(200);
+    expect(retried.json()).toEqual({ UserName: 'del', DeletedAccessKeys: [], RemovedFromGroups: [] });
+    await noSuchUser('retry-del');
+  });
+
+  it('PUT ResetKey: the retried reset issues the key and deletes the old ones', async () => {
+    expect((await req('POST', base('grp', 'retry'), { UserName: 'key' })).statusCode).toBe(200);
+    const [oldest, newer] = [
+      (await iam.send(new CreateAccessKeyCommand({ UserName: 'retry-key' }))).AccessKey!.AccessKeyId!,
+      (await iam.send(new CreateAccessKeyCommand({ UserName: 'retry-key' }))).AccessKey!.AccessKeyId!,
+    ];
+    // Two keys: the oldest is deleted to make room, then CreateAccessKey fails (deleting a key cannot be undone).
+    proxy.fail('CreateAccessKey', { code: 'ServiceFailure', status: 500, times: 1 });
+    const res = await req('PUT', `${base('grp', 'retry')}/key`, { ResetKey: true });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(new RegExp(`STILL APPLIED: delete the access key ${oldest}\\.$`));
+    expect(await keysOf('retry-key')).toEqual([newer]);
+
+    const retried = await req('PUT', `${base('grp', 'retry')}/key`, { ResetKey: true });
+    expect(retried.statusCode).toBe(200);
+    expect(retried.json().DeletedAccessKeys).toEqual([newer]);
+    expect(await keysOf('retry-key')).toEqual([retried.json().AccessKey.AccessKeyId]);
+  });
+});
+
 describe('org and group isolation', () => {
   it("answers 404 to every user route of another org's or group's repository, and creates nothing", async () => {
     const otherOrg = await testApp({ org: 'orgb', aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
