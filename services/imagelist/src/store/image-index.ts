@@ -223,16 +223,18 @@ export class ImageIndex {
     return { json, name };
   }
 
+  /** How many images have exactly this name. */
+  countOf(name: string): number {
+    const nameNo = this.nameNumbers.get(name);
+    return nameNo === undefined ? 0 : this.countOfName[nameNo]!;
+  }
+
   /** Images of exactly this name as a JSON array, in the order of `sort`. */
   namedJson(name: string, sort: SortKey): Buffer {
     const key = `${sort} ${name}`;
     const cached = this.byName?.get(key);
     if (cached !== undefined) return cached;
-    const answer = Buffer.from(
-      `[${this.namedSlots(name, sort)
-        .map((slot) => this.render(slot))
-        .join(',')}]`,
-    );
+    const answer = Buffer.from(`[${Array.from(this.namedSlots(name, sort), (slot) => this.render(slot)).join(',')}]`);
     this.byName?.set(key, answer);
     return answer;
   }
@@ -294,16 +296,14 @@ export class ImageIndex {
     return renderImage(this.created[slot]!, this.updated[slot]!, this.hexOf(slot), this.names[this.nameOf[slot]!]!, this.tags.get(slot));
   }
 
-  private namedSlots(name: string, sort: SortKey): number[] {
+  /** A name's slots in the order of `sort` (descending, ties by id, as the database's ORDER BY). */
+  private namedSlots(name: string, sort: SortKey): Int32Array {
     const nameNo = this.nameNumbers.get(name);
-    if (nameNo === undefined) return [];
-    const slots: number[] = [];
-    for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) slots.push(slot);
-    const ids = new Map(slots.map((slot) => [slot, this.hexOf(slot)]));
-    const byId = (a: number, b: number) => (ids.get(a)! < ids.get(b)! ? 1 : -1);
-    const column = sort === 'created_at' ? this.created : sort === 'updated_at' ? this.updated : undefined;
-    // Descending, ties broken by id, as the database's ORDER BY; a name's images share their name.
-    return slots.sort(column === undefined ? byId : (a, b) => column[b]! - column[a]! || byId(a, b));
+    if (nameNo === undefined) return new Int32Array(0);
+    const slots = new Int32Array(this.countOfName[nameNo]!);
+    let n = 0;
+    for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) slots[n++] = slot;
+    return slots.sort(this.descending(sort));
   }
 
   /** Descending by the sort key, ties broken by id, as the database's ORDER BY. */

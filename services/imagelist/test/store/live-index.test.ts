@@ -352,6 +352,11 @@ describe('in-memory index across replicas', () => {
       SELECT md5(n::text) || md5((n + 7)::text), 'quay.io/team/app' || (n % 3), ARRAY['v' || n],
         timestamptz '2024-01-01' + (n % 400) * interval '1 second', timestamptz '2024-01-01' + (n % 97) * interval '1 microsecond'
       FROM generate_series(1, 1203) n`;
+    // and a name of more images than are answered from a cached rendering (images.ts): streamed
+    await own.sql`INSERT INTO images (id, name, tags, created_at, updated_at)
+      SELECT md5((n + 5000)::text) || md5(n::text), 'quay.io/team/big', ARRAY['v' || n],
+        timestamptz '2024-01-01' + (n % 300) * interval '1 second', timestamptz '2024-01-01' + (n % 89) * interval '1 microsecond'
+      FROM generate_series(1, 1100) n`;
     const target = new URL(own.url);
     const cut = await new TcpProxy(target.hostname, Number(target.port || 5432)).start();
     const url = viaProxy(own.url, cut);
@@ -369,7 +374,7 @@ describe('in-memory index across replicas', () => {
     const lists = async () => {
       const answers: Record<string, string> = {};
       for (const sort of ['created_at', 'updated_at', 'name', 'id']) {
-        for (const query of [`sort=${sort}`, `sort=${sort}&name=quay.io/team/app1`]) {
+        for (const query of [`sort=${sort}`, `sort=${sort}&name=quay.io/team/app1`, `sort=${sort}&name=quay.io/team/big`]) {
           const whole = await app.inject(`/images?${query}`);
           expect(whole.statusCode, query).toBe(200);
           answers[query] = whole.body;
@@ -388,7 +393,11 @@ describe('in-memory index across replicas', () => {
       return answers;
     };
     const fromDatabase = await lists();
-    expect(JSON.parse(fromDatabase['sort=id']!)).toHaveLength(1203);
+    expect(JSON.parse(fromDatabase['sort=id']!)).toHaveLength(2303);
+    expect(JSON.parse(fromDatabase['sort=id&name=quay.io/team/big']!)).toHaveLength(1100);
+    // A small name is a cached rendering (its length known); a large one is streamed, like the whole table.
+    expect((await app.inject('/images?name=quay.io/team/app1')).headers['content-length']).toBeDefined();
+    expect((await app.inject('/images?name=quay.io/team/big')).headers['content-length']).toBeUndefined();
     await cut.cut();
     await within(5000, async () => (await app.inject('/health/ping')).statusCode === 503 && live.servingStale);
     expect(await lists()).toEqual(fromDatabase);
