@@ -3,7 +3,7 @@ import { normalizeName, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
 import { column, grown } from './columns.js';
-import { TagArena } from './tag-arena.js';
+import { TagArena, tagHash } from './tag-arena.js';
 
 /** One image as the index takes it in: timestamps as microseconds since the epoch. */
 export interface ImageRecord {
@@ -43,6 +43,15 @@ const WORDS = 8; // a sha256 digest as 8 × 32 bits
  */
 const NAME_OVERHEAD = 320;
 const HEX_RE = /^[a-f0-9]{64}$/;
+/**
+ * A name with more images than this has its tags looked up in a hash table (NameTags), built on
+ * its first lookup and dropped when the name changes. Scanning every image's tags took ~14 ms per
+ * review of a tag that a 100,000-image name does not have, and reviews need no login: distinct
+ * tags kept the event loop busy.
+ */
+const TAG_TABLE_FROM = 1000;
+/** Tags held in those tables in all (16 bytes each). */
+const TAG_TABLE_ENTRIES = 2_000_000;
 
 /**
  * The whole allowlist in memory, compactly, with no I/O of its own (live-index.ts keeps it current).
@@ -87,6 +96,8 @@ export class ImageIndex {
   private readonly scratchBytes = Buffer.from(this.scratch.buffer);
   private readonly byId: LRUCache<number, string> | undefined;
   private readonly byName: LRUCache<string, Buffer> | undefined;
+  /** By name number, for names of more than TAG_TABLE_FROM images. */
+  private readonly tagTables = new LRUCache<number, NameTags>({ maxSize: TAG_TABLE_ENTRIES, sizeCalculation: (t) => t.entries });
 
   /** Bumped by every change, so what is derived from the index knows it is old. */
   generation = 0;
@@ -276,15 +287,37 @@ export class ImageIndex {
   /** Whether the normalised reference matches an image: by digest, or by name and tag. */
   allows(ref: ImageReference): boolean {
     if (ref.digest !== undefined) return this.has(ref.digest);
+    const { tag = 'latest' } = ref;
     const numbers = this.spellings.get(ref.name);
     if (numbers === undefined) return false;
-    const quoted = Buffer.from(`"${ref.tag}"`, 'latin1');
+    const quoted = Buffer.from(`"${tag}"`, 'latin1');
     for (const nameNo of numbers) {
+      const table = this.countOfName[nameNo]! > TAG_TABLE_FROM ? this.tagTable(nameNo) : undefined;
+      if (table?.complete) {
+        if (table.has(tag, (slot) => this.tags.includes(slot, quoted))) return true;
+        continue;
+      }
       for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) {
         if (this.tags.includes(slot, quoted)) return true;
       }
     }
     return false;
+  }
+
+  private tagTable(nameNo: number): NameTags {
+    const table = this.tagTables.get(nameNo);
+    if (table) return table;
+    let count = 0;
+    for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) count += this.tags.count(slot);
+    // A name of more tags than the tables may hold in all is scanned: kept as such (1 entry), not rebuilt each time.
+    const built = new NameTags(count <= TAG_TABLE_ENTRIES / 2 ? count : undefined);
+    if (built.complete) {
+      for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) {
+        this.tags.eachTagHash(slot, (hash) => built.add(hash, slot));
+      }
+    }
+    this.tagTables.set(nameNo, built);
+    return built;
   }
 
   /** Makes room for `capacity` images at once, so a full load does not grow the columns step by step. */
@@ -334,6 +367,7 @@ export class ImageIndex {
 
   private forgetAnswers(slot: number, nameNo: number): void {
     this.byId?.delete(slot);
+    if (this.tagTables.size > 0) this.tagTables.delete(nameNo);
     if (this.byName === undefined || this.byName.size === 0) return;
     const name = this.names[nameNo]!;
     for (const sort of ['created_at', 'updated_at', 'name', 'id']) this.byName.delete(`${sort} ${name}`);
@@ -454,5 +488,43 @@ export class ImageIndex {
     this.table = new Int32Array(tableSize).fill(EMPTY);
     this.mask = tableSize - 1;
     for (let slot = 0; slot < old; slot++) if (this.nameOf[slot] !== EMPTY) this.insertIntoTable(slot);
+  }
+}
+
+/**
+ * One name's tags, hashed to the slots that carry them (open addressing, linear probing). A hit is
+ * checked against the slot's own tags, so a hash collision can never admit a tag.
+ */
+class NameTags {
+  readonly entries: number;
+  /** False for a name of too many tags (`count` undefined): it is scanned instead. */
+  readonly complete: boolean;
+  private readonly slots: Int32Array;
+  private readonly hashes: Uint32Array;
+  private readonly mask: number;
+
+  constructor(count: number | undefined) {
+    this.complete = count !== undefined;
+    this.entries = Math.max(1, count ?? 0);
+    let size = 16;
+    while (size < (count ?? 0) * 2) size *= 2;
+    this.slots = new Int32Array(size).fill(EMPTY);
+    this.hashes = new Uint32Array(size);
+    this.mask = size - 1;
+  }
+
+  add(hash: number, slot: number): void {
+    let i = hash & this.mask;
+    while (this.slots[i] !== EMPTY) i = (i + 1) & this.mask;
+    this.slots[i] = slot;
+    this.hashes[i] = hash;
+  }
+
+  has(tag: string, carries: (slot: number) => boolean): boolean {
+    const hash = tagHash(tag);
+    for (let i = hash & this.mask; this.slots[i] !== EMPTY; i = (i + 1) & this.mask) {
+      if (this.hashes[i] === hash && carries(this.slots[i]!)) return true;
+    }
+    return false;
   }
 }

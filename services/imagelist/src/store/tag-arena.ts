@@ -3,6 +3,24 @@ import { column, grown } from './columns.js';
 /** Bytes per block; an entry's place is its block's number and its offset in 20 bits. */
 const BLOCK_BITS = 20;
 const BLOCK = 2 ** BLOCK_BITS;
+const QUOTE = 0x22;
+const EMPTY_BLOCK = Buffer.alloc(0);
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** A tag's hash as eachTagHash gives it: FNV-1a over its characters (tags are ASCII), mixed. */
+export function tagHash(tag: string): number {
+  let h = FNV_OFFSET;
+  for (let i = 0; i < tag.length; i++) h = Math.imul(h ^ tag.charCodeAt(i), FNV_PRIME);
+  return finish(h);
+}
+
+function finish(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
 /** Block numbers fit the 12 bits above the offset. */
 const MAX_BLOCKS = 2 ** (32 - BLOCK_BITS);
 
@@ -93,6 +111,38 @@ export class TagArena {
     const offset = at & (BLOCK - 1);
     for (let i = 0; i < n; i++) if (block[offset + i] !== json.charCodeAt(i)) return false;
     return true;
+  }
+
+  /** How many tags the slot holds. */
+  count(slot: number): number {
+    const [block, from, to] = this.span(slot);
+    let quotes = 0;
+    for (let i = from; i < to; i++) if (block[i] === QUOTE) quotes++;
+    return quotes / 2;
+  }
+
+  /** Calls `each` with the hash (tagHash) of each of the slot's tags, without making strings of them. */
+  eachTagHash(slot: number, each: (hash: number) => void): void {
+    const [block, from, to] = this.span(slot);
+    let h = 0;
+    let inside = false;
+    for (let i = from; i < to; i++) {
+      const c = block[i]!;
+      if (c === QUOTE) {
+        if (inside) each(finish(h));
+        else h = FNV_OFFSET;
+        inside = !inside;
+      } else if (inside) h = Math.imul(h ^ c, FNV_PRIME);
+    }
+  }
+
+  /** The slot's bytes: its block, and where in it they start and end. */
+  private span(slot: number): [block: Buffer, from: number, to: number] {
+    const n = this.length[slot]!;
+    if (n === 0) return [EMPTY_BLOCK, 0, 0];
+    const at = this.place[slot]!;
+    const offset = at & (BLOCK - 1);
+    return [this.blocks[at >>> BLOCK_BITS]!, offset, offset + n];
   }
 
   /** A place for `size` bytes: the rest of the last block, or a new one (of its own size, if larger than a block). */

@@ -63,6 +63,33 @@ describe('ImageIndex', () => {
     expect(index.namedJson('quay.io/x/y', 'id').toString()).toBe('[]');
   });
 
+  it('allows by tag on a name of thousands of images exactly as on a small one, and follows its changes', () => {
+    const index = new ImageIndex();
+    const big = 'quay.io/org/monorepo';
+    for (let n = 0; n < 3000; n++) index.put(image(n, big, [`build-${n}`, `v${n % 10}`]));
+    index.put(image(5000, 'quay.io/org/small', ['build-1']));
+    const allows = (s: string) => index.allows(ref(s));
+    expect([allows(`${big}:build-2999`), allows(`${big}:v9`), allows(`${big}:build-3000`), allows(`${big}:latest`)]).toEqual([
+      true,
+      true,
+      false,
+      false,
+    ]);
+    // a changed image of the name: its new tags count, its old ones no longer
+    index.put(image(2999, big, ['latest']));
+    expect([allows(`${big}:build-2999`), allows(`${big}:latest`)]).toEqual([false, true]);
+    // an image gone, and one added
+    index.remove(hex(2999));
+    index.put(image(3000, big, ['build-3000']));
+    expect([allows(`${big}:latest`), allows(`${big}:build-3000`)]).toEqual([false, true]);
+    // the name's image moved to another name
+    index.put(image(3000, 'quay.io/org/small', ['build-3000']));
+    expect([allows(`${big}:build-3000`), allows('quay.io/org/small:build-3000')]).toEqual([false, true]);
+    // a name with no tags on an image, and a small name, unaffected
+    index.put(image(3001, big, []));
+    expect([allows(`${big}:v0`), allows('quay.io/org/small:build-1'), allows('quay.io/org/small:v0')]).toEqual([true, true, false]);
+  });
+
   it('answers a name in the order of each sort key, and never a cached answer older than a change', () => {
     const index = new ImageIndex();
     index.put({ ...image(3), createdUs: 1, updatedUs: 9 });
