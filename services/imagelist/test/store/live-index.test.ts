@@ -295,7 +295,8 @@ describe('in-memory index across replicas', () => {
       await small.close();
       await sql.end({ timeout: 1 });
     });
-    await within(5000, async () => errors.length > 0);
+    // Eventually, not a latency bound: a loaded machine (the whole suite at once) took over 5 s once.
+    await within(15_000, async () => errors.length > 0);
     expect(errors[0]).toMatch(message);
     expect(small.fresh).toBe(false);
     expect(small.overLimit).toBe(true);
@@ -310,12 +311,12 @@ describe('in-memory index across replicas', () => {
     // A change makes it load again: still too large, and said once, not at every try.
     const loads = images.loads;
     await a.app.inject({ method: 'PUT', url: '/images', payload: { id: '4'.repeat(64), name: 'quay.io/team/big', tags: ['big4'] } });
-    await within(5000, async () => images.loads > loads && small.overLimit);
+    await within(15_000, async () => images.loads > loads && small.overLimit);
     expect(small.fresh).toBe(false);
     expect(await allowed(app, 'quay.io/team/big:big4')).toBe(true);
     // Deletes make it fit: it loads its index by itself, without a reconnect.
     for (const id of deletedToFit) expect((await a.app.inject({ method: 'DELETE', url: `/images/${id}` })).statusCode).toBe(204);
-    await within(5000, async () => small.fresh);
+    await within(15_000, async () => small.fresh);
     expect(infos).toContain('image index loaded');
     expect(small.overLimit).toBe(false);
     expect(small.index.size).toBe(2);
