@@ -293,7 +293,9 @@ export class LiveIndex implements ChangeFeedListener {
     } else if (id === '*') {
       this.wholeTableChanged();
     } else if (this.reloadAll) {
-      return; // the reload about to start reads it
+      // The reload about to start reads it. Meanwhile memory does not answer as fresh: a reload is
+      // pending only before the first load, after the feed was lost, or after a whole change.
+      return;
     } else if (this.pending.size >= this.bulkChanges) {
       // A bulk insert or delete announces each row: read back one by one, half a million ids were
       // held twice over (+105 MB resident at 1,000,000 images) for 7 s. One reload reads them all.
