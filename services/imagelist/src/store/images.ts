@@ -87,13 +87,7 @@ export class ImageStore {
   list(opts: ListOptions): Page | Promise<Page> {
     // Lookups of a name of at most CACHED_NAME_IMAGES images are cached answers in memory; any
     // other list is sorted by the database, and rendered from memory only while it is unreachable.
-    const cached =
-      opts.name !== undefined &&
-      opts.limit === undefined &&
-      opts.after === undefined &&
-      this.live !== undefined &&
-      !this.live.overLimit &&
-      this.live.index.countOf(opts.name) <= CACHED_NAME_IMAGES;
+    const cached = this.live !== undefined && !this.live.overLimit && fromCache(this.live.index, opts);
     const list = () =>
       this.read(
         (index) => listFromMemory(index, opts),
@@ -200,15 +194,18 @@ export class ImageStore {
   }
 }
 
+/** Whether the list is a whole name small enough to answer from its cached rendering (CACHED_NAME_IMAGES). */
+function fromCache(index: ImageIndex, opts: ListOptions): opts is ListOptions & { name: string } {
+  return opts.name !== undefined && opts.limit === undefined && opts.after === undefined && index.countOf(opts.name) <= CACHED_NAME_IMAGES;
+}
+
 /**
  * A list from the in-memory index: lookups of a small name as cached bytes; anything else rendered as it is
  * sent, STREAM_PAGE images at a time, or as one page with `limit`.
  */
 function listFromMemory(index: ImageIndex, opts: ListOptions): Page {
   const { sort } = opts;
-  const { name } = opts;
-  if (name !== undefined && opts.limit === undefined && opts.after === undefined && index.countOf(name) <= CACHED_NAME_IMAGES)
-    return { json: index.namedJson(name, sort) };
+  if (fromCache(index, opts)) return { json: index.namedJson(opts.name, sort) };
   const slots = index.ordered(sort, opts.name);
   const start = opts.after ? after(index, slots, sort, opts.after) : 0;
   const render = (from: number, to: number) => {

@@ -104,12 +104,9 @@ export class TagArena {
   }
 
   private holds(slot: number, json: string): boolean {
-    const n = this.length[slot]!;
-    if (n !== json.length || n === 0) return false;
-    const at = this.place[slot]!;
-    const block = this.blocks[at >>> BLOCK_BITS]!;
-    const offset = at & (BLOCK - 1);
-    for (let i = 0; i < n; i++) if (block[offset + i] !== json.charCodeAt(i)) return false;
+    const [block, from, to] = this.span(slot);
+    if (to - from !== json.length || json.length === 0) return false;
+    for (let i = 0; i < json.length; i++) if (block[from + i] !== json.charCodeAt(i)) return false;
     return true;
   }
 
