@@ -17,6 +17,7 @@ import { installErrorHandler, installNotFoundHandler, sendProblem } from './erro
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
 import { AccessLog } from './access-log.js';
+import { jsonBodyParser } from './json-bodies.js';
 import { lazyRequestLogger } from './request-logger.js';
 import { validatorCompiler } from './validation.js';
 import { readTls, reloadTlsOnChange, type TlsFiles } from './tls.js';
@@ -184,6 +185,8 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   app.setValidatorCompiler(validatorCompiler());
   // The APIs speak JSON only: anything else is 415, not a string body that fails validation.
   app.removeContentTypeParser('text/plain');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser);
   installErrorHandler(app, opts.classifyError);
   await app.register(metricsRoute, { path: opts.metricsPath, metrics });
   installNotFoundHandler(app);

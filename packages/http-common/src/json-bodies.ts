@@ -1,4 +1,6 @@
-import type { FastifyInstance } from 'fastify';
+import { errorCodes, type FastifyInstance, type FastifyRequest } from 'fastify';
+import secureJson from 'secure-json-parse';
+import { HttpProblem } from './problem.js';
 
 /** JSON's whitespace: a body of nothing else is no body. */
 const BLANK = /^[ \t\r\n]*$/;
@@ -20,10 +22,82 @@ export function readBodiesAsJson(scope: FastifyInstance): void {
     if (request.headers['content-type'] !== undefined && request.mediaType === undefined) delete request.raw.headers['content-type'];
     done();
   });
-  const parseJson = scope.getDefaultJsonParser('error', 'error');
   scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
     if (request.routeOptions.schema?.body === undefined || BLANK.test(body as string)) done(null, undefined);
-    else void parseJson(request, body as string, done); // synchronous: it calls done
+    else jsonBodyParser(request, body, done);
   });
 }
+
+/** secure-json-parse's settings, as Fastify's own JSON parser uses them. */
+const REFUSE_PROTOTYPE_KEYS = { protoAction: 'error', constructorAction: 'error' } as const;
+
+/**
+ * A request body's JSON, read as Fastify's own parser reads it (secure-json-parse, which refuses a
+ * `__proto__` key and a `constructor` holding a `prototype`: keys that would reach a prototype when
+ * merged into an object), but a refused body is answered naming the key, where Fastify's says
+ * "not valid JSON" of JSON that is valid.
+ */
+function parseJsonBody(text: string): unknown {
+  if (text.length === 0) throw new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY();
+  try {
+    return secureJson.parse(text, null, REFUSE_PROTOTYPE_KEYS);
+  } catch {
+    const field = prototypeKey(text);
+    if (field === undefined) throw new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY();
+    const message = 'is a key this service refuses (it names a JavaScript prototype)';
+    throw new HttpProblem(400, `${field} ${message}`, { errors: [{ field, message }] });
+  }
+}
+
+/** parseJsonBody as a Fastify content-type parser (parseAs: 'string'). */
+export function jsonBodyParser(_request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+  let value: unknown;
+  try {
+    value = parseJsonBody(body as string);
+  } catch (err) {
+    done(err as Error, undefined);
+    return;
+  }
+  // Outside the try: done runs the route, whose errors are not the body's.
+  done(null, value);
+}
+
+/**
+ * The field path (`body.spec.__proto__`) of the first key secure-json-parse refuses in valid JSON
+ * text, if any. Only on a refused body, which is within the body limit; iterative, and the path is
+ * built once at the end from parent links, so a deeply nested body costs linear time.
+ */
+function prototypeKey(text: string): string | undefined {
+  let root: unknown;
+  try {
+    root = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const nodes: unknown[] = [root];
+  const parents: number[] = [-1];
+  const keys: string[] = ['body'];
+  const pathTo = (at: number, last: string) => {
+    const parts = [last];
+    for (let i = at; i >= 0; i = parents[i]!) parts.push(keys[i]!);
+    return parts.reverse().join('.');
+  };
+  for (let i = 0; i < nodes.length; i++) {
+    const node = nodes[i] as Record<string, unknown>;
+    if (Object.hasOwn(node, '__proto__')) return pathTo(i, '__proto__');
+    const ctor = Object.hasOwn(node, 'constructor') ? node.constructor : undefined;
+    if (isObject(ctor) && Object.hasOwn(ctor, 'prototype')) return pathTo(i, 'constructor.prototype');
+    for (const key of Object.keys(node)) {
+      const value = node[key];
+      if (isObject(value)) {
+        nodes.push(value);
+        parents.push(i);
+        keys.push(key);
+      }
+    }
+  }
+  return undefined;
+}
+
+const isObject = (value: unknown): value is object => typeof value === 'object' && value !== null;

@@ -66,6 +66,31 @@ describe('createApp', () => {
     expect((await app.inject({ method: 'POST', url: '/things', payload: { n: 1, tags: ['a'] } })).json()).toEqual({ n: 1, tags: ['a'] });
   });
 
+  it('refuses a key that names a prototype, naming where it is, and still says when JSON is not JSON', async () => {
+    const post = async (payload: string, contentType = 'application/json') =>
+      app.inject({ method: 'POST', url: '/things', payload, headers: { 'content-type': contentType } });
+    const cases: [string, string][] = [
+      ['{"__proto__":{"n":1},"n":1,"tags":[]}', 'body.__proto__'],
+      ['{"n":1,"tags":[{"a":[{"__proto__":null}]}]}', 'body.tags.0.a.0.__proto__'],
+      ['{"n":1,"tags":[],"x":{"constructor":{"prototype":{"polluted":true}}}}', 'body.x.constructor.prototype'],
+      ['{"n":1,"tags":[],"\\u005f_proto__":{}}', 'body.__proto__'],
+    ];
+    for (const [payload, field] of cases) {
+      for (const contentType of ['application/json', 'application/json; charset=utf-8']) {
+        const res = await post(payload, contentType);
+        expect(res.statusCode, payload).toBe(400);
+        expect(res.json().errors, payload).toEqual([{ field, message: expect.stringMatching(/prototype/) }]);
+        expect(res.json().detail, payload).toBe(`${field} ${res.json().errors[0].message}`);
+      }
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    // A constructor that holds no prototype is data like any other.
+    expect((await post('{"n":1,"tags":[],"constructor":{"name":"x"}}')).statusCode).toBe(200);
+    expect((await post('{"n":1,')).json().detail).toBe('The request body is not valid JSON.');
+    expect((await post('')).json().detail).toMatch(/empty/);
+    expect((await post('{"n":1,"tags":["a"]}')).json()).toEqual({ n: 1, tags: ['a'] });
+  });
+
   it('names what is wrong with the value of a field that may be null, not also "must be null"', async () => {
     const errors = async (payload: unknown) =>
       (await app.inject({ method: 'POST', url: '/nullable', payload: payload as object })).json().errors;

@@ -379,7 +379,7 @@ describe('fuzzed malformed requests', () => {
         }
         expect(res.status, what).toBe(400);
         if (c.fields[0] === 'body' && !problem.errors) {
-          // Not JSON, or JSON with a prototype key: there is no field to name.
+          // Not JSON: there is no field to name (a prototype key is named: body.…__proto__).
           expect(problem.detail, what).toMatch(/not valid JSON|body is empty/);
           return;
         }

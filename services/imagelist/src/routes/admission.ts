@@ -1,4 +1,4 @@
-import { HttpProblem, problemOf, type App } from '@platform/http-common';
+import { HttpProblem, jsonBodyParser, problemOf, type App } from '@platform/http-common';
 import { jsonShapeProblem, SCAN_FROM_BYTES } from '../admission/json-shape.js';
 import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
@@ -26,13 +26,13 @@ const REVIEW_BODY_LIMIT = 8 * 1024 * 1024;
  */
 export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy }): Promise<void> {
   const { policy } = opts;
-  // Fastify's JSON parser (with its prototype-poisoning checks), after the shape's bounds.
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  // The services' JSON parser (with its prototype-poisoning checks), after the shape's bounds.
+  app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = body as string;
     const problem = text.length >= SCAN_FROM_BYTES ? jsonShapeProblem(text) : undefined;
     if (problem) done(new HttpProblem(400, `The request body ${problem}.`), undefined);
-    else void parseJson(request, text, done); // synchronous: it calls done
+    else jsonBodyParser(request, text, done);
   });
   // Counted in plain numbers and read when Prometheus scrapes: a labelled inc() per review would
   // hash its labels on the hot path.

@@ -498,4 +498,16 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     const huge = JSON.stringify({ ...(await fixture('imagereview')), pad: 'x'.repeat(8 * 1024 * 1024) });
     notAReview(await imageReview(port, huge), 'larger than this service accepts');
   });
+
+  it('refuses a review holding a key that names a prototype, saying where, on both webhooks', async () => {
+    const review = await fixture('imagereview');
+    const poisoned = JSON.stringify(review).replace('"spec":{', '"spec":{"__proto__":{"allowed":true},');
+    notAReview(await imageReview(port, poisoned), 'body.spec.__proto__ is a key this service refuses');
+    const admission = await fixture('pod');
+    const text = JSON.stringify(admission).replace('"request":{', '"request":{"constructor":{"prototype":{"allowed":true}},');
+    // Refused as JSON that cannot be read is: a 400 (failurePolicy Fail denies), its uid unread.
+    const res = await validate(port, text);
+    expect(res.status).toBe(400);
+    expect(res.json().errors).toEqual([{ field: 'body.request.constructor.prototype', message: expect.stringMatching(/prototype/) }]);
+  });
 });
