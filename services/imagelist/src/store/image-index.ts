@@ -4,6 +4,7 @@ import type { SortKey } from '../schemas/image.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
 import { column, grown } from './columns.js';
 import { TagArena, tagHash } from './tag-arena.js';
+import { NameTags, nameTagsBytes } from './name-tags.js';
 
 /** One image as the index takes it in: timestamps as microseconds since the epoch. */
 export interface ImageRecord {
@@ -45,13 +46,16 @@ const NAME_OVERHEAD = 320;
 const HEX_RE = /^[a-f0-9]{64}$/;
 /**
  * A name with more images than this has its tags looked up in a hash table (NameTags), built on
- * its first lookup and dropped when the name changes. Scanning every image's tags took ~14 ms per
- * review of a tag that a 100,000-image name does not have, and reviews need no login: distinct
- * tags kept the event loop busy.
+ * its first lookup and kept up to date as its images change. Scanning every image's tags took
+ * ~14 ms per review of a tag that a 100,000-image name does not have, and reviews need no login:
+ * distinct tags kept the event loop busy. Rebuilding the table (~120 ms at 100,000 images) after
+ * each write to its name would cost more than the scan, for a name CI writes to on every build.
  */
 const TAG_TABLE_FROM = 1000;
-/** Tags held in those tables in all (16 bytes each). */
-const TAG_TABLE_ENTRIES = 2_000_000;
+/** Bytes those tables hold in all (24-40 per tag); a name whose table would take more (~1,000,000 tags) is scanned. */
+const TAG_TABLE_BYTES = 32 * 1024 * 1024;
+/** The mark of a name too large for a table. */
+const SCAN = 'scan';
 
 /**
  * The whole allowlist in memory, compactly, with no I/O of its own (live-index.ts keeps it current).
@@ -97,7 +101,10 @@ export class ImageIndex {
   private readonly byId: LRUCache<number, string> | undefined;
   private readonly byName: LRUCache<string, Buffer> | undefined;
   /** By name number, for names of more than TAG_TABLE_FROM images. */
-  private readonly tagTables = new LRUCache<number, NameTags>({ maxSize: TAG_TABLE_ENTRIES, sizeCalculation: (t) => t.entries });
+  private readonly tagTables = new LRUCache<number, NameTags | typeof SCAN>({
+    maxSize: TAG_TABLE_BYTES,
+    sizeCalculation: (t) => (t === SCAN ? 1 : t.bytes),
+  });
 
   /** Bumped by every change, so what is derived from the index knows it is old. */
   generation = 0;
@@ -169,6 +176,7 @@ export class ImageIndex {
     this.updated[slot] = image.updatedUs;
     this.tags.set(slot, image.tagsJson);
     this.forgetAnswers(slot, nameNo);
+    this.addToTagTable(slot, nameNo);
     if (this.seen) this.seen[slot] = 1;
     this.generation++;
   }
@@ -292,9 +300,12 @@ export class ImageIndex {
     if (numbers === undefined) return false;
     const quoted = Buffer.from(`"${tag}"`, 'latin1');
     for (const nameNo of numbers) {
-      const table = this.countOfName[nameNo]! > TAG_TABLE_FROM ? this.tagTable(nameNo) : undefined;
-      if (table?.complete) {
-        if (table.has(tag, (slot) => this.tags.includes(slot, quoted))) return true;
+      const table = this.countOfName[nameNo]! > TAG_TABLE_FROM ? this.tagTable(nameNo) : SCAN;
+      if (table !== SCAN) {
+        // An entry may be stale (the slot retagged, renamed or reused since): each hit is checked.
+        const found = table.has(tagHash(tag), (slot) => this.nameOf[slot] === nameNo && this.tags.includes(slot, quoted));
+        if (table.worn) this.tagTables.delete(nameNo);
+        if (found) return true;
         continue;
       }
       for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) {
@@ -304,17 +315,19 @@ export class ImageIndex {
     return false;
   }
 
-  private tagTable(nameNo: number): NameTags {
+  private tagTable(nameNo: number): NameTags | typeof SCAN {
     const table = this.tagTables.get(nameNo);
     if (table) return table;
     let count = 0;
     for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) count += this.tags.count(slot);
-    // A name of more tags than the tables may hold in all is scanned: kept as such (1 entry), not rebuilt each time.
-    const built = new NameTags(count <= TAG_TABLE_ENTRIES / 2 ? count : undefined);
-    if (built.complete) {
-      for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) {
-        this.tags.eachTagHash(slot, (hash) => built.add(hash, slot));
-      }
+    // A name of more tags than the tables may hold is scanned: marked as such, not counted again each time.
+    if (nameTagsBytes(count) > TAG_TABLE_BYTES) {
+      this.tagTables.set(nameNo, SCAN);
+      return SCAN;
+    }
+    const built = new NameTags(count);
+    for (let slot = this.firstOfName[nameNo]!; slot !== EMPTY; slot = this.nextOfName[slot]!) {
+      this.tags.eachTagHash(slot, (hash) => built.add(hash, slot));
     }
     this.tagTables.set(nameNo, built);
     return built;
@@ -365,9 +378,23 @@ export class ImageIndex {
     return Buffer.from(this.digests.buffer, this.digests.byteOffset + slot * WORDS * 4, WORDS * 4).toString('hex');
   }
 
+  /**
+   * Adds the slot's tags to its name's table, if it has one; a table that fills up is dropped
+   * (built again, larger, on its next lookup). What the slot no longer carries stays behind, stale:
+   * lookups check every hit.
+   */
+  private addToTagTable(slot: number, nameNo: number): void {
+    const table = this.tagTables.size > 0 ? this.tagTables.peek(nameNo) : undefined;
+    if (table === undefined || table === SCAN) return;
+    let full = false;
+    this.tags.eachTagHash(slot, (hash) => {
+      full ||= !table.add(hash, slot);
+    });
+    if (full) this.tagTables.delete(nameNo);
+  }
+
   private forgetAnswers(slot: number, nameNo: number): void {
     this.byId?.delete(slot);
-    if (this.tagTables.size > 0) this.tagTables.delete(nameNo);
     if (this.byName === undefined || this.byName.size === 0) return;
     const name = this.names[nameNo]!;
     for (const sort of ['created_at', 'updated_at', 'name', 'id']) this.byName.delete(`${sort} ${name}`);
@@ -464,6 +491,7 @@ export class ImageIndex {
     if (--this.countOfName[nameNo]! > 0) return;
     const name = this.names[nameNo]!;
     this.nameNumbers.delete(name);
+    if (this.tagTables.size > 0) this.tagTables.delete(nameNo);
     this.nameBytes -= name.length + NAME_OVERHEAD;
     const normalized = normalizeName(name);
     const spelled = this.spellings.get(normalized)!.filter((n) => n !== nameNo);
@@ -488,43 +516,5 @@ export class ImageIndex {
     this.table = new Int32Array(tableSize).fill(EMPTY);
     this.mask = tableSize - 1;
     for (let slot = 0; slot < old; slot++) if (this.nameOf[slot] !== EMPTY) this.insertIntoTable(slot);
-  }
-}
-
-/**
- * One name's tags, hashed to the slots that carry them (open addressing, linear probing). A hit is
- * checked against the slot's own tags, so a hash collision can never admit a tag.
- */
-class NameTags {
-  readonly entries: number;
-  /** False for a name of too many tags (`count` undefined): it is scanned instead. */
-  readonly complete: boolean;
-  private readonly slots: Int32Array;
-  private readonly hashes: Uint32Array;
-  private readonly mask: number;
-
-  constructor(count: number | undefined) {
-    this.complete = count !== undefined;
-    this.entries = Math.max(1, count ?? 0);
-    let size = 16;
-    while (size < (count ?? 0) * 2) size *= 2;
-    this.slots = new Int32Array(size).fill(EMPTY);
-    this.hashes = new Uint32Array(size);
-    this.mask = size - 1;
-  }
-
-  add(hash: number, slot: number): void {
-    let i = hash & this.mask;
-    while (this.slots[i] !== EMPTY) i = (i + 1) & this.mask;
-    this.slots[i] = slot;
-    this.hashes[i] = hash;
-  }
-
-  has(tag: string, carries: (slot: number) => boolean): boolean {
-    const hash = tagHash(tag);
-    for (let i = hash & this.mask; this.slots[i] !== EMPTY; i = (i + 1) & this.mask) {
-      if (this.hashes[i] === hash && carries(this.slots[i]!)) return true;
-    }
-    return false;
   }
 }

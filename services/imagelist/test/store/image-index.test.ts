@@ -90,6 +90,78 @@ describe('ImageIndex', () => {
     expect([allows(`${big}:v0`), allows('quay.io/org/small:build-1'), allows('quay.io/org/small:v0')]).toEqual([true, true, false]);
   });
 
+  it('answers a large name by tag as a scan of a model would, through random writes between its lookups', () => {
+    // A name past 1,000 images looks tags up in a table kept current by each write (stale entries
+    // left behind); this drives one through retags, removals, renames, slot and name reuse, and a
+    // table that fills up or wears out.
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const names = ['quay.io/org/big', 'quay.io/org/other', 'quay.io/org/third'];
+    // one tag in four is `shared`: thousands of images carry it, then lose it
+    const tagOf = (n: number) => (n % 4 === 0 ? 'shared' : `t${n}`);
+    const index = new ImageIndex();
+    const model = new Map<number, { name: string; tags: string[] }>();
+    const write = (n: number, name: string, tags: string[]) => {
+      index.put(image(n, name, tags));
+      model.set(n, { name, tags });
+    };
+    for (let n = 0; n < 1500; n++) write(n, names[0]!, [tagOf(random(3000)), tagOf(random(3000))]);
+    const expected = (name: string, tag: string) => [...model.values()].some((i) => i.name === name && i.tags.includes(tag));
+    let checked = 0;
+    let large = Infinity;
+    for (let step = 0; step < 3000; step++) {
+      const n = random(2000);
+      const op = random(10);
+      if (step % 500 === 499) {
+        // the whole big name gone, its number and slots taken by a new large name, then it is back
+        for (const [id, i] of [...model]) {
+          if (i.name !== names[0]) continue;
+          index.remove(hex(id));
+          model.delete(id);
+        }
+        names.push(`quay.io/org/new-${step}`);
+        for (let k = 0; k < 1200; k++) write(1_000_000 + step * 2000 + k, names.at(-1)!, [tagOf(random(3000))]);
+        for (let k = 0; k < 1200; k++) write(2_000_000 + step * 2000 + k, names[0]!, [tagOf(random(3000))]);
+      } else if (op < 4) write(n, names[0]!, [tagOf(random(3000))]);
+      else if (op < 6) write(n, names[random(names.length)]!, [tagOf(random(3000)), tagOf(random(3000))]);
+      else if (op < 8) {
+        index.remove(hex(n));
+        model.delete(n);
+      } else write(n, names[0]!, []);
+      for (let q = 0; q < 3; q++) {
+        const name = names[random(names.length)]!;
+        const tag = tagOf(random(3000));
+        expect(index.allows(ref(`${name}:${tag}`)), `${name}:${tag} after step ${step}`).toBe(expected(name, tag));
+        checked++;
+      }
+      large = Math.min(large, index.countOf(names[0]!));
+    }
+    // the name stayed large enough for its table throughout
+    expect(large).toBeGreaterThan(1000);
+    expect(checked).toBe(9000);
+  });
+
+  it("answers a large name's tags right when its table fills up, and when a shared tag leaves thousands of stale entries", () => {
+    const index = new ImageIndex();
+    const big = 'quay.io/org/monorepo';
+    const allows = (tag: string) => index.allows(ref(`${big}:${tag}`));
+    for (let n = 0; n < 1100; n++) index.put(image(n, big, ['shared', `build-${n}`]));
+    expect([allows('shared'), allows('build-7'), allows('nope')]).toEqual([true, true, false]);
+    // every image loses `shared`: each lookup of it passes every stale entry, and the table is built again
+    for (let n = 0; n < 1100; n++) index.put(image(n, big, [`build-${n}`]));
+    expect([allows('shared'), allows('shared'), allows('build-7')]).toEqual([false, false, true]);
+    index.put(image(555, big, ['shared']));
+    expect([allows('shared'), allows('build-555')]).toEqual([true, false]);
+    // far more writes than the table has room for: it is dropped and built again, answers unchanged
+    for (let round = 0; round < 4; round++) {
+      for (let n = 0; n < 1100; n++) index.put(image(n, big, [`r${round}-${n}`]));
+      expect([allows(`r${round}-1099`), allows(`r${round - 1}-1099`), allows('shared')]).toEqual([true, false, false]);
+    }
+  });
+
   it('answers a name in the order of each sort key, and never a cached answer older than a change', () => {
     const index = new ImageIndex();
     index.put({ ...image(3), createdUs: 1, updatedUs: 9 });
