@@ -4,6 +4,27 @@ import { TagArena } from '../../src/store/tag-arena.js';
 const json = (slot: number, version: number) => `"v${version}","build-${slot}"`;
 
 describe('TagArena', () => {
+  it('finds a quoted tag anywhere in its own entry, and never across its neighbour or in a cleared one', () => {
+    const arena = new TagArena();
+    arena.resize(4);
+    arena.set(0, '"ab","v1"');
+    arena.set(1, '"v10","cd"');
+    arena.set(2, '"x"');
+    const has = (slot: number, needle: string) => arena.includes(slot, Buffer.from(needle, 'latin1'));
+    expect([has(0, '"ab"'), has(0, '"v1"'), has(1, '"v10"'), has(1, '"cd"'), has(2, '"x"')]).toEqual([true, true, true, true, true]);
+    // a prefix of a tag, a tag of the neighbour, bytes that run into the neighbour, a needle longer than the entry
+    expect([has(0, '"v10"'), has(1, '"v1"'), has(0, '"ab"'.slice(0, 3) + 'c'), has(0, '"v1""v10"'), has(2, '"x","y"')]).toEqual([
+      false,
+      false,
+      false,
+      false,
+      false,
+    ]);
+    expect(has(0, '1""v')).toBe(false); // present only across the boundary of entries 0 and 1
+    arena.clear(2);
+    expect([has(2, '"x"'), has(3, '"x"')]).toEqual([false, false]);
+  });
+
   it('keeps every entry across many blocks, through replacements and compactions', () => {
     const slots = 150_000; // ~3.5 MB of tags: four blocks
     const arena = new TagArena();
