@@ -205,6 +205,13 @@ export class ImageIndex {
     this.seen = undefined;
   }
 
+  /** Whether the full reload under way has put the image yet. */
+  sweptIn(id: string): boolean {
+    if (this.seen === undefined || !HEX_RE.test(id)) return false;
+    const slot = this.find(this.toScratch(id));
+    return slot !== EMPTY && this.seen[slot] === 1;
+  }
+
   /** Forgets the image; false when the index did not hold it. */
   remove(id: string): boolean {
     if (!HEX_RE.test(id)) return false;

@@ -134,6 +134,8 @@ export class LiveIndex implements ChangeFeedListener {
    * of more changes than `bulkChanges`), until a reload that started after it has completed.
    */
   private wholeChangeSince: number | undefined;
+  /** When the full reload under way started (undefined: none is). */
+  private reloadStartedAt: number | undefined;
   private overdueTimer: NodeJS.Timeout | undefined;
   private overdueLogged = false;
   private reloadAll = false;
@@ -374,7 +376,7 @@ export class LiveIndex implements ChangeFeedListener {
     const now = Date.now();
     let dropped = 0;
     for (const [id, at] of this.unconfirmed) {
-      if (now - at >= this.staleAfterMs && this.index.remove(id)) dropped++;
+      if (now - at >= this.staleAfterMs && !this.rereadSince(id, at) && this.index.remove(id)) dropped++;
     }
     const overdue = Math.min(this.unconfirmedSince ?? Infinity, this.wholeChangeSince ?? Infinity);
     if (overdue !== Infinity && now - overdue >= this.staleAfterMs && !this.overdueLogged) {
@@ -391,6 +393,19 @@ export class LiveIndex implements ChangeFeedListener {
       this.overdueTimer = setTimeout(() => this.dropOverdue(), next === Infinity ? this.staleAfterMs : next + this.staleAfterMs - now);
       this.overdueTimer.unref();
     }
+  }
+
+  /**
+   * Whether the full reload under way has read the image since its change was heard at `at` (and
+   * it was not heard again since): memory holds it as it is. Dropping it then lost it for good: a
+   * reload slower than `staleAfterMs` (a burst of 100,000 changes on a busy host) ended with half
+   * the allowlist missing from memory, answered as fresh, its images denied.
+   */
+  private rereadSince(id: string, at: number): boolean {
+    const started = this.reloadStartedAt;
+    if (started === undefined || at > started) return false;
+    const heardAgain = this.pending.get(id);
+    return (heardAgain === undefined || heardAgain <= started) && this.index.sweptIn(id);
   }
 
   private outage(): 'stale' | 'unavailable' {
@@ -427,7 +442,10 @@ export class LiveIndex implements ChangeFeedListener {
             // what the reload covers: every change heard before it starts
             const covered = [...this.unconfirmed.keys()];
             const wholeChangeSince = this.wholeChangeSince;
-            await this.reload();
+            this.reloadStartedAt = Date.now();
+            await this.reload().finally(() => {
+              this.reloadStartedAt = undefined;
+            });
             this.loaded = !this.tooLarge && this.feed.state === 'listening';
             this.everLoaded ||= this.loaded;
             if (this.wholeChangeSince === wholeChangeSince) this.wholeChangeSince = undefined;

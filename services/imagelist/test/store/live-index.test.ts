@@ -216,6 +216,35 @@ describe('in-memory index across replicas', () => {
     await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
   });
 
+  it('keeps what a burst reload has read even when the reload outlasts the time changes may wait', async () => {
+    // A reload slower than staleAfterMs (100,000 changes on a busy host): the changes it covers
+    // became overdue while it ran, and were dropped from memory after it had read them.
+    const sql = connect({ url: db.url, max: 2 });
+    class SlowPages extends ImageSql {
+      override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
+        const page = await super.loadPage(afterId, limit, put);
+        await new Promise((r) => setTimeout(r, 40));
+        return page;
+      }
+    }
+    const filler = Array.from({ length: 300 }, (_, n) => `fe${n.toString(16).padStart(62, '0')}`);
+    await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/filler', '{v1}' FROM unnest(${filler}::text[]) AS id`;
+    const opts = { outageGraceMs: 0, loadPageSize: 25, bulkChanges: 20, staleAfterMs: 100 };
+    const slow = new LiveIndex(new SlowPages(sql, 2000), { url: db.url }, opts).start();
+    closers.push(async () => {
+      await slow.close();
+      await sql.end({ timeout: 1 });
+      await db.sql`DELETE FROM images WHERE id = ANY(${filler})`;
+    });
+    await slow.ready();
+    // first in id order, so the reload reads them long before it ends
+    const ids = Array.from({ length: 200 }, (_, n) => `00${n.toString(16).padStart(62, '0')}`);
+    await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/early', '{v1}' FROM unnest(${ids}::text[]) AS id`;
+    await within(10_000, async () => slow.fresh && ids.every((id) => slow.index.get(id) !== undefined));
+    await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
+    await within(10_000, async () => slow.fresh && ids.every((id) => slow.index.get(id) === undefined));
+  });
+
   it('reloads everything after a TRUNCATE', async () => {
     await db.sql`TRUNCATE images`;
     await within(1000, async () => b.index.index.size === 0 && a.index.index.size === 0);
