@@ -136,6 +136,8 @@ export class LiveIndex implements ChangeFeedListener {
   private wholeChangeSince: number | undefined;
   /** When the full reload under way started (undefined: none is). */
   private reloadStartedAt: number | undefined;
+  /** The first whole change heard while that reload ran: it may have read the table before it. */
+  private wholeChangeDuringReload: number | undefined;
   private overdueTimer: NodeJS.Timeout | undefined;
   private overdueLogged = false;
   private reloadAll = false;
@@ -310,7 +312,9 @@ export class LiveIndex implements ChangeFeedListener {
 
   private wholeTableChanged(): void {
     this.reloadAll = true;
-    this.wholeChangeSince ??= Date.now();
+    const now = Date.now();
+    this.wholeChangeSince ??= now;
+    if (this.reloadStartedAt !== undefined) this.wholeChangeDuringReload ??= now;
     this.watchOverdue();
   }
 
@@ -441,14 +445,16 @@ export class LiveIndex implements ChangeFeedListener {
             this.loaded = false;
             // what the reload covers: every change heard before it starts
             const covered = [...this.unconfirmed.keys()];
-            const wholeChangeSince = this.wholeChangeSince;
             this.reloadStartedAt = Date.now();
+            this.wholeChangeDuringReload = undefined;
             await this.reload().finally(() => {
               this.reloadStartedAt = undefined;
             });
             this.loaded = !this.tooLarge && this.feed.state === 'listening';
             this.everLoaded ||= this.loaded;
-            if (this.wholeChangeSince === wholeChangeSince) this.wholeChangeSince = undefined;
+            // The reload applied every whole change heard before it began, not one heard while it
+            // ran (the next reload does): until then, an outage must not answer from memory.
+            this.wholeChangeSince = this.wholeChangeDuringReload;
             this.confirm(covered);
           } else {
             // At most a page at a time: a bulk insert of 50,000 images read back in one statement

@@ -245,6 +245,48 @@ describe('in-memory index across replicas', () => {
     await within(10_000, async () => slow.fresh && ids.every((id) => slow.index.get(id) === undefined));
   });
 
+  it('fails closed in an outage after a reload that a burst of changes overtook, until a reload covers the burst', async () => {
+    // A burst heard while a reload of an earlier one ran: that reload may have read the table
+    // before it. If the database then goes while the next reload runs, memory (which may hold
+    // what the second burst deleted) must not be served as the last exact state.
+    const target = new URL(db.url);
+    const cut = await new TcpProxy(target.hostname, Number(target.port || 5432)).start();
+    const url = viaProxy(db.url, cut);
+    const sql = connect({ url, max: 2, connectTimeout: 1 });
+    let loads = 0;
+    class SlowPages extends ImageSql {
+      override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
+        if (afterId === '' && ++loads === 3) await cut.cut(); // the database goes as the third load begins
+        const page = await super.loadPage(afterId, limit, put);
+        await new Promise((r) => setTimeout(r, 40));
+        return page;
+      }
+    }
+    const filler = Array.from({ length: 600 }, (_, n) => `fd${n.toString(16).padStart(62, '0')}`);
+    await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/filler', '{v1}' FROM unnest(${filler}::text[]) AS id`;
+    const live = new LiveIndex(new SlowPages(sql, 1000), { url }, { outageGraceMs: 60_000, loadPageSize: 25, bulkChanges: 20 }).start();
+    closers.push(async () => {
+      await live.close();
+      await sql.end({ timeout: 1 });
+      await cut.stop();
+      await db.sql`DELETE FROM images WHERE id = ANY(${filler})`;
+    });
+    await live.ready();
+    expect(live.exactAsOf).toBeGreaterThan(Date.now() - 5000);
+    const ids = Array.from({ length: 100 }, (_, n) => `01${n.toString(16).padStart(62, '0')}`);
+    await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/overtaken', '{v1}' FROM unnest(${ids}::text[]) AS id`;
+    await within(5000, async () => loads === 2);
+    // the second reload has read the new ids (first in id order), and is far from done
+    await new Promise((r) => setTimeout(r, 200));
+    await db.sql`DELETE FROM images WHERE id = ANY(${ids})`;
+    await within(10_000, async () => !live.databaseReachable);
+    expect(loads).toBe(3);
+    expect(live.fresh).toBe(false);
+    expect(live.servingStale).toBe(false);
+    await cut.restore();
+    await within(10_000, async () => live.fresh && ids.every((id) => live.index.get(id) === undefined));
+  });
+
   it('reloads everything after a TRUNCATE', async () => {
     await db.sql`TRUNCATE images`;
     await within(1000, async () => b.index.index.size === 0 && a.index.index.size === 0);
