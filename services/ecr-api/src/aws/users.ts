@@ -58,6 +58,14 @@ function checkTagCount(count: number): void {
   }
 }
 
+/** `current` with `changes` set (keys spelled as in `current`), within IAM's limit of tags per user. */
+function mergeTags(current: Tag[], changes: Tag[]): Tag[] {
+  const merged = new Map(current.map((t) => [t.Key, t.Value]));
+  for (const t of changes) merged.set(t.Key, t.Value);
+  checkTagCount(merged.size);
+  return [...merged].map(([Key, Value]) => ({ Key, Value }));
+}
+
 const keyMeta = (k: AccessKeyMetadata) => ({
   AccessKeyId: k.AccessKeyId ?? '',
   CreateDate: rfc3339(k.CreateDate) ?? '',
@@ -268,16 +276,14 @@ export class RepositoryUsers {
       );
     }
     const changes = callerTags(input.tags ?? [], current).filter((t) => value(t.Key) !== t.Value);
-    const merged = new Map(current.map((t) => [t.Key, t.Value]));
-    for (const t of changes) merged.set(t.Key, t.Value);
-    checkTagCount(merged.size);
+    const merged = mergeTags(current, changes);
     await applySteps([...(changes.length ? [tagStep(iam, UserName, current, changes)] : []), this.addToGroup(iam, UserName)]);
     const keys = await this.accessKeys(iam, UserName);
     return {
       UserName: input.user,
       AccessKeys: keys.map(keyMeta),
       Groups: [ADMIN_GROUP],
-      Tags: [...merged].map(([Key, Value]) => ({ Key, Value })),
+      Tags: merged,
     };
   }
 
@@ -339,9 +345,7 @@ export class RepositoryUsers {
     const UserName = found.UserName;
     const current = toTags(found.Tags);
     const changes = callerTags(input.tags ?? [], current);
-    const merged = new Map(current.map((t) => [t.Key, t.Value]));
-    for (const t of changes) merged.set(t.Key, t.Value);
-    checkTagCount(merged.size);
+    const merged = mergeTags(current, changes);
     const steps: Step[] = [];
     if (changes.length) steps.push(tagStep(iam, UserName, current, changes));
     let created: UpdatedUser['AccessKey'];
@@ -404,7 +408,7 @@ export class RepositoryUsers {
     return {
       UserName: user,
       ...(created ? { AccessKey: created, DeletedAccessKeys: deleted } : {}),
-      Tags: [...merged].map(([Key, Value]) => ({ Key, Value })),
+      Tags: merged,
     };
   }
 
