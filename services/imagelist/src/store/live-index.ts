@@ -213,7 +213,7 @@ export class LiveIndex implements ChangeFeedListener {
   private noteExact(): void {
     if (!this.loaded || this.feed.state !== 'listening') return;
     // Exact up to the oldest change not yet applied (whose ids dropOverdue takes out of memory).
-    const asOf = Math.min(this.feed.currentAsOf, this.unconfirmedSince ?? Infinity, this.wholeChangeSince ?? Infinity);
+    const asOf = Math.min(this.feed.currentAsOf, this.unappliedSince);
     this.lastExactAt = Math.max(this.lastExactAt, asOf);
   }
 
@@ -360,10 +360,15 @@ export class LiveIndex implements ChangeFeedListener {
     if (oldest === undefined && this.wholeChangeSince === undefined) this.overdueLogged = false;
   }
 
+  /** When the oldest change not yet applied was heard, one id's or the whole table's (Infinity: none). */
+  private get unappliedSince(): number {
+    return Math.min(this.unconfirmedSince ?? Infinity, this.wholeChangeSince ?? Infinity);
+  }
+
   /** Arms one timer for when the oldest change not yet applied becomes overdue. */
   private watchOverdue(): void {
     if (this.overdueTimer || this.closed) return;
-    const oldest = Math.min(this.unconfirmedSince ?? Infinity, this.wholeChangeSince ?? Infinity);
+    const oldest = this.unappliedSince;
     if (oldest === Infinity) return;
     this.overdueTimer = setTimeout(() => this.dropOverdue(), Math.max(0, oldest + this.staleAfterMs - Date.now()));
     this.overdueTimer.unref();
@@ -382,7 +387,7 @@ export class LiveIndex implements ChangeFeedListener {
     for (const [id, at] of this.unconfirmed) {
       if (now - at >= this.staleAfterMs && !this.rereadSince(id, at) && this.index.remove(id)) dropped++;
     }
-    const overdue = Math.min(this.unconfirmedSince ?? Infinity, this.wholeChangeSince ?? Infinity);
+    const overdue = this.unappliedSince;
     if (overdue !== Infinity && now - overdue >= this.staleAfterMs && !this.overdueLogged) {
       this.overdueLogged = true;
       this.opts.log?.warn(
