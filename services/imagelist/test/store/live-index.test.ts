@@ -44,6 +44,24 @@ async function within(ms: number, check: () => Promise<boolean>): Promise<number
   return Date.now() - started;
 }
 
+/** ImageSql whose load pages each take 40 ms longer (a slow reload); `onLoad` runs as each whole load begins. */
+class SlowPages extends ImageSql {
+  constructor(
+    sql: ImageSql['sql'],
+    deadlineMs: number,
+    private readonly onLoad?: () => Promise<void>,
+  ) {
+    super(sql, deadlineMs);
+  }
+
+  override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
+    if (afterId === '') await this.onLoad?.();
+    const page = await super.loadPage(afterId, limit, put);
+    await new Promise((r) => setTimeout(r, 40));
+    return page;
+  }
+}
+
 let a: { app: App; index: LiveIndex };
 let b: { app: App; index: LiveIndex };
 
@@ -220,13 +238,6 @@ describe('in-memory index across replicas', () => {
     // A reload slower than staleAfterMs (100,000 changes on a busy host): the changes it covers
     // became overdue while it ran, and were dropped from memory after it had read them.
     const sql = connect({ url: db.url, max: 2 });
-    class SlowPages extends ImageSql {
-      override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
-        const page = await super.loadPage(afterId, limit, put);
-        await new Promise((r) => setTimeout(r, 40));
-        return page;
-      }
-    }
     const filler = Array.from({ length: 300 }, (_, n) => `fe${n.toString(16).padStart(62, '0')}`);
     await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/filler', '{v1}' FROM unnest(${filler}::text[]) AS id`;
     const opts = { outageGraceMs: 0, loadPageSize: 25, bulkChanges: 20, staleAfterMs: 100 };
@@ -254,17 +265,16 @@ describe('in-memory index across replicas', () => {
     const url = viaProxy(db.url, cut);
     const sql = connect({ url, max: 2, connectTimeout: 1 });
     let loads = 0;
-    class SlowPages extends ImageSql {
-      override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
-        if (afterId === '' && ++loads === 3) await cut.cut(); // the database goes as the third load begins
-        const page = await super.loadPage(afterId, limit, put);
-        await new Promise((r) => setTimeout(r, 40));
-        return page;
-      }
-    }
+    const onLoad = async () => {
+      if (++loads === 3) await cut.cut(); // the database goes as the third load begins
+    };
     const filler = Array.from({ length: 600 }, (_, n) => `fd${n.toString(16).padStart(62, '0')}`);
     await db.sql`INSERT INTO images (id, name, tags) SELECT id, 'quay.io/team/filler', '{v1}' FROM unnest(${filler}::text[]) AS id`;
-    const live = new LiveIndex(new SlowPages(sql, 1000), { url }, { outageGraceMs: 60_000, loadPageSize: 25, bulkChanges: 20 }).start();
+    const live = new LiveIndex(
+      new SlowPages(sql, 1000, onLoad),
+      { url },
+      { outageGraceMs: 60_000, loadPageSize: 25, bulkChanges: 20 },
+    ).start();
     closers.push(async () => {
       await live.close();
       await sql.end({ timeout: 1 });
