@@ -504,10 +504,27 @@ describe('ImagePolicyWebhook over HTTPS', () => {
     const poisoned = JSON.stringify(review).replace('"spec":{', '"spec":{"__proto__":{"allowed":true},');
     notAReview(await imageReview(port, poisoned), 'body.spec.__proto__ is a key this service refuses');
     const admission = await fixture('pod');
-    const text = JSON.stringify(admission).replace('"request":{', '"request":{"constructor":{"prototype":{"allowed":true}},');
-    // Refused as JSON that cannot be read is: a 400 (failurePolicy Fail denies), its uid unread.
-    const res = await validate(port, text);
+    // Its uid can be read: answered 200 denied, as a 400 would be admitted under failurePolicy Ignore.
+    for (const [poison, field] of [
+      ['"request":{"constructor":{"prototype":{"allowed":true}},', 'body.request.constructor.prototype'],
+      ['"request":{"__proto__":{"uid":"forged"},', 'body.request.__proto__'],
+      ['"request":{"extra":{"\\u005f_proto__":{}},', 'body.request.extra.__proto__'],
+    ]) {
+      const res = await validate(port, JSON.stringify(admission).replace('"request":{', poison!));
+      expect(res.status).toBe(200);
+      expect(res.json().response).toEqual({
+        uid: admission.request.uid,
+        allowed: false,
+        status: { code: 403, reason: 'Forbidden', message: expect.stringContaining(`${field} is a key this service refuses`) },
+      });
+    }
+    // Without a uid there is no answer the API server would take: a 400 (failurePolicy Fail denies).
+    const { uid: _uid, ...withoutUid } = admission.request;
+    const res = await validate(
+      port,
+      JSON.stringify({ ...admission, request: withoutUid }).replace('"request":{', '"request":{"__proto__":{},'),
+    );
     expect(res.status).toBe(400);
-    expect(res.json().errors).toEqual([{ field: 'body.request.constructor.prototype', message: expect.stringMatching(/prototype/) }]);
+    expect(res.json().errors).toEqual([{ field: 'body.request.__proto__', message: expect.stringMatching(/prototype/) }]);
   });
 });
