@@ -1,7 +1,7 @@
 export { createApp, SERVER_TIMEOUTS, type App, type CreateAppOptions, type ServerTimeouts } from './app.js';
 export { ConfigError, HelpRequested, loadConfig, usage, type ConfigMeta } from './config.js';
 export { fieldErrors, installErrorHandler, installNotFoundHandler, problemOf, sendProblem } from './error-handler.js';
-export { jsonBodyParser, readBodiesAsJson } from './json-bodies.js';
+export { jsonBodyParser, PrototypeKeyRefused, readBodiesAsJson } from './json-bodies.js';
 export { parseListen } from './listen.js';
 export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
 export { addGauge } from './metrics.js';

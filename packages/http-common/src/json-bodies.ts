@@ -33,6 +33,21 @@ export function readBodiesAsJson(scope: FastifyInstance): void {
 const REFUSE_PROTOTYPE_KEYS = { protoAction: 'error', constructorAction: 'error' } as const;
 
 /**
+ * A body refused for a key that names a prototype: valid JSON, answered 400 naming the key.
+ * `json` is the body as JSON.parse reads it (the key an own property, no prototype reached), for a
+ * route that must still read a field of it, such as an AdmissionReview's uid; nothing may merge it.
+ */
+export class PrototypeKeyRefused extends HttpProblem {
+  constructor(
+    field: string,
+    readonly json: unknown,
+  ) {
+    const message = 'is a key this service refuses (it names a JavaScript prototype)';
+    super(400, `${field} ${message}`, { errors: [{ field, message }] });
+  }
+}
+
+/**
  * A request body's JSON, read as Fastify's own parser reads it (secure-json-parse, which refuses a
  * `__proto__` key and a `constructor` holding a `prototype`: keys that would reach a prototype when
  * merged into an object), but a refused body is answered naming the key, where Fastify's says
@@ -43,10 +58,15 @@ function parseJsonBody(text: string): unknown {
   try {
     return secureJson.parse(text, null, REFUSE_PROTOTYPE_KEYS);
   } catch {
-    const field = prototypeKey(text);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY();
+    }
+    const field = prototypeKey(json);
     if (field === undefined) throw new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY();
-    const message = 'is a key this service refuses (it names a JavaScript prototype)';
-    throw new HttpProblem(400, `${field} ${message}`, { errors: [{ field, message }] });
+    throw new PrototypeKeyRefused(field, json);
   }
 }
 
@@ -64,17 +84,11 @@ export function jsonBodyParser(_request: FastifyRequest, body: string | Buffer, 
 }
 
 /**
- * The field path (`body.spec.__proto__`) of the first key secure-json-parse refuses in valid JSON
- * text, if any. Only on a refused body, which is within the body limit; iterative, and the path is
+ * The field path (`body.spec.__proto__`) of the first key secure-json-parse refuses in parsed
+ * JSON, if any. Only on a refused body, which is within the body limit; iterative, and the path is
  * built once at the end from parent links, so a deeply nested body costs linear time.
  */
-function prototypeKey(text: string): string | undefined {
-  let root: unknown;
-  try {
-    root = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+function prototypeKey(root: unknown): string | undefined {
   const nodes: unknown[] = [root];
   const parents: number[] = [-1];
   const keys: string[] = ['body'];

@@ -1,4 +1,4 @@
-import { HttpProblem, jsonBodyParser, problemOf, type App } from '@platform/http-common';
+import { HttpProblem, jsonBodyParser, problemOf, PrototypeKeyRefused, type App } from '@platform/http-common';
 import { jsonShapeProblem, SCAN_FROM_BYTES } from '../admission/json-shape.js';
 import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
@@ -32,7 +32,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
     const text = body as string;
     const problem = text.length >= SCAN_FROM_BYTES ? jsonShapeProblem(text) : undefined;
     if (problem) done(new HttpProblem(400, `The request body ${problem}.`), undefined);
-    else jsonBodyParser(request, text, (err, value) => done(err && keepUid(err, text), value));
+    else jsonBodyParser(request, text, done);
   });
   // Counted in plain numbers and read when Prometheus scrapes: a labelled inc() per review would
   // hash its labels on the hot path.
@@ -115,7 +115,10 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       // answer the API server would take, so the 4xx stays. A 5xx stays one: the backend did fail.
       errorHandler(error, request, reply) {
         const problem = problemOf(error);
-        const uid = problem.statusCode < 500 ? (reviewUid(request.body) ?? refusedUids.get(error)) : undefined;
+        // A body refused for a prototype key is valid JSON whose uid can be read: it is answered
+        // 200 denied like any other malformed review that names its uid.
+        const body = error instanceof PrototypeKeyRefused ? error.json : request.body;
+        const uid = problem.statusCode < 500 ? reviewUid(body) : undefined;
         if (uid === undefined) {
           app.errorHandler(error, request, reply);
           return;
@@ -159,31 +162,6 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
       return thenNow(policy.decide(images, req.namespace), answer);
     },
   );
-}
-
-/**
- * The uids of AdmissionReviews refused for a key that names a prototype (`__proto__`), by their
- * error: that JSON is valid and its uid can be read, so the refusal is answered 200 denied, as any
- * other malformed review that names its uid is. A 4xx is a webhook failure, which `failurePolicy:
- * Ignore` admits.
- */
-const refusedUids = new WeakMap<object, string>();
-
-/**
- * Records the uid of a body the JSON parser refused, if the parser refused JSON (an HttpProblem:
- * a prototype key) rather than text that is not JSON. JSON.parse makes such a key an own property,
- * and only the uid is read from what it returns.
- */
-function keepUid(err: Error, text: string): Error {
-  if (!(err instanceof HttpProblem)) return err;
-  let uid: string | undefined;
-  try {
-    uid = reviewUid(JSON.parse(text));
-  } catch {
-    return err;
-  }
-  if (uid !== undefined) refusedUids.set(err, uid);
-  return err;
 }
 
 /** The uid of a body that may not be a review, if it names one the schema would take. */
