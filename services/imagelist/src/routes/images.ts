@@ -90,6 +90,8 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
         reply.type(JSON_TYPE).send(listed.json as never);
         return;
       }
+      // Resolving to the reply, as before: Fastify sends again when a handler's promise resolves to
+      // nothing while a streamed list is still being sent (thenNow's callback would).
       return (async () => {
         const page = await listed;
         if (page.next) {
