@@ -17,6 +17,7 @@ import { installErrorHandler, installNotFoundHandler, sendProblem } from './erro
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
 import { AccessLog } from './access-log.js';
+import { DirectRoutes, type DirectHandler } from './direct-routes.js';
 import { jsonBodyParser } from './json-bodies.js';
 import { lazyRequestLogger } from './request-logger.js';
 import { validatorCompiler } from './validation.js';
@@ -33,6 +34,11 @@ declare module 'fastify' {
      * connection the client closes itself after a `Connection: close` answer loses nothing.
      */
     drain(maxMs: number): Promise<void>;
+    /**
+     * Answers `method path` requests in `handler` before Fastify routes them (direct-routes.ts);
+     * the route must also be a Fastify route, which answers what the handler passes on.
+     */
+    answerDirectly(method: string, path: string, handler: DirectHandler): void;
   }
 }
 
@@ -141,12 +147,23 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     // or the close waits for the client (up to the keep-alive timeout) and the grace runs out.
     if (state === 'closing') setImmediate(() => reply.server.server.closeIdleConnections());
   };
+  const slowMs = opts.slowRequestMs ?? 1000;
+  // As AccessLog and `completed` record a request Fastify answered.
+  const direct: DirectRoutes = new DirectRoutes(
+    (): FastifyBaseLogger => app.log,
+    (method, route, status, ms, log) => {
+      metrics.record(method, route, status, ms / 1000);
+      if (ms >= slowMs) log.warn({ req: { method, url: route }, res: { statusCode: status }, responseTime: ms }, 'slow request');
+      else log.debug({ req: { method, url: route }, res: { statusCode: status }, responseTime: ms }, 'request completed');
+      if (state === 'closing') setImmediate(() => app.server.closeIdleConnections());
+    },
+  );
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger } : { logger: logger as FastifyServerOptions['logger'] }),
-    logController: new AccessLog(opts.slowRequestMs ?? 1000, completed),
+    logController: new AccessLog(slowMs, completed),
     childLoggerFactory: lazyRequestLogger,
     serverFactory: (handler) =>
-      createNodeServer(handler, {
+      createNodeServer(direct.listener(handler), {
         tls,
         ...timeouts,
         onSendStall: () => metrics.sendStalled(),
@@ -169,6 +186,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  app.decorate('answerDirectly', (method: string, path: string, handler: DirectHandler) => direct.add(method, path, handler));
   app.addHook('preClose', async () => {
     state = 'closing';
   });

@@ -1,7 +1,9 @@
 export { createApp, SERVER_TIMEOUTS, type App, type CreateAppOptions, type ServerTimeouts } from './app.js';
 export { ConfigError, HelpRequested, loadConfig, usage, type ConfigMeta } from './config.js';
 export { fieldErrors, installErrorHandler, installNotFoundHandler, problemOf, sendProblem } from './error-handler.js';
-export { jsonBodyParser, PrototypeKeyRefused, readBodiesAsJson } from './json-bodies.js';
+export { bodyReadBefore, plainJsonBody, type DirectExchange, type DirectHandler } from './direct-routes.js';
+export { jsonBodyParser, parseJsonBody, PrototypeKeyRefused, readBodiesAsJson } from './json-bodies.js';
+export { validatorCompiler } from './validation.js';
 export { parseListen } from './listen.js';
 export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
 export { addGauge } from './metrics.js';

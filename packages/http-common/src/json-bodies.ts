@@ -53,7 +53,7 @@ export class PrototypeKeyRefused extends HttpProblem {
  * merged into an object), but a refused body is answered naming the key, where Fastify's says
  * "not valid JSON" of JSON that is valid.
  */
-function parseJsonBody(text: string): unknown {
+export function parseJsonBody(text: string): unknown {
   if (text.length === 0) throw new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY();
   try {
     return secureJson.parse(text, null, REFUSE_PROTOTYPE_KEYS);

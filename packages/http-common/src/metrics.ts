@@ -14,6 +14,8 @@ export interface HttpMetrics {
   registry: Registry;
   /** Records one finished request (access-log.ts calls it for every response). */
   observe(request: FastifyRequest, reply: FastifyReply): void;
+  /** Records one finished request a direct route answered (direct-routes.ts). */
+  record(method: string, route: string, status: number, seconds: number): void;
   /** Counts one connection destroyed because its client stopped reading (node-server.ts). */
   sendStalled(): void;
 }
@@ -36,6 +38,7 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
   return {
     registry,
     sendStalled: () => sendStalled.inc(),
+    record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
     observe(request, reply) {
       latency.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     },
