@@ -9,6 +9,8 @@ import { shorten } from './shorten.js';
  */
 export interface Allowlist {
   allowsAll(refs: readonly ImageReference[]): readonly boolean[] | Promise<readonly boolean[]>;
+  /** True when allowsAll would answer at once (from memory), until the process next yields. */
+  answersNow(): boolean;
 }
 
 export interface PolicyOptions {
@@ -103,6 +105,11 @@ export class AdmissionPolicy {
     if (this.audit)
       return { allowed: true, denied, message: reason, warnings: [shorten(`audit mode, would deny: ${reason}`, WARNING_MAX)] };
     return { allowed: false, denied, message: reason, warnings: [] };
+  }
+
+  /** True when decide would answer at once, until the process next yields. */
+  decidesNow(): boolean {
+    return this.allowlist.answersNow();
   }
 
   /**

@@ -1,4 +1,18 @@
-import { HttpProblem, jsonBodyParser, problemOf, PrototypeKeyRefused, type App } from '@platform/http-common';
+import {
+  bodyReadBefore,
+  HttpProblem,
+  jsonBodyParser,
+  parseJsonBody,
+  plainJsonBody,
+  problemOf,
+  PrototypeKeyRefused,
+  validatorCompiler,
+  type App,
+  type DirectHandler,
+} from '@platform/http-common';
+import type { Static, TSchema } from 'typebox';
+import fastJson from 'fast-json-stringify';
+import type { FastifyBaseLogger } from 'fastify';
 import { jsonShapeProblem, SCAN_FROM_BYTES } from '../admission/json-shape.js';
 import { Counter } from 'prom-client';
 import { imagesToCheck } from '../admission/images-to-check.js';
@@ -52,10 +66,111 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
   const counted = (webhook: keyof typeof counts, allowed: boolean, denials: number) =>
     counts[webhook][!allowed ? 'denied' : denials ? 'would_deny' : 'allowed']++;
 
+  /** An ImageReview's answer; the route's and the direct handler's. */
+  const reviewImages = (spec: ImageReview['spec'], log: FastifyBaseLogger): ImageReviewResponse | Promise<ImageReviewResponse> => {
+    const answer = (decision: Decision): ImageReviewResponse => {
+      counted('imagereview', decision.allowed, decision.denied.length);
+      const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
+      if (decision.denied.length) {
+        log.info(
+          { namespace: field(spec.namespace), denied: decision.denied },
+          decision.allowed ? 'image review would deny' : 'image review denied',
+        );
+        if (!decision.allowed) status.reason = decision.message!;
+        // Without a prefix: the plugin adds `imagepolicywebhook.image-policy.k8s.io/` and rejects a key with a `/`.
+        if (decision.warnings.length) status.auditAnnotations = { 'would-deny': decision.message! };
+      }
+      return imageReviewResponse(status);
+    };
+    if (spec.containers.length > MAX_REVIEW_IMAGES)
+      return answer(policy.refuse(new TooManyImages('spec.containers').message, spec.namespace));
+    // The review lists a Pod's containers, then its initContainers, as one list that does not say
+    // which field an entry came from: a denial names the image only.
+    const images = spec.containers.map((c) => new ContainerImage(c.image));
+    return thenNow(policy.decide(images, spec.namespace), answer);
+  };
+
+  /** An AdmissionReview's answer; the route's and the direct handler's. */
+  const reviewAdmission = (
+    req: AdmissionReview['request'],
+    log: FastifyBaseLogger,
+  ): AdmissionReviewResponse | Promise<AdmissionReviewResponse> => {
+    // Nothing new runs on DELETE or CONNECT.
+    if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') {
+      counted('validate', true, 0);
+      return admissionResponse(req.uid, true);
+    }
+    const answer = (decision: Decision): AdmissionReviewResponse => {
+      counted('validate', decision.allowed, decision.denied.length);
+      if (decision.denied.length) {
+        log.info(
+          { ...reviewed(req), operation: req.operation, user: field(req.userInfo?.username), denied: decision.denied },
+          decision.allowed ? 'admission would deny' : 'admission denied',
+        );
+      }
+      return admissionResponse(req.uid, decision.allowed, decision.allowed ? undefined : decision.message, decision.warnings);
+    };
+    let images: ContainerImage[] | undefined;
+    try {
+      images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
+    } catch (err) {
+      if (!(err instanceof TooManyImages)) throw err;
+      return answer(policy.refuse(err.message, req.namespace));
+    }
+    // Fail closed: a webhook rule sent a kind whose images we cannot find.
+    if (images === undefined) {
+      const kind = field(kindName(req.kind));
+      return answer(policy.refuse(`imagelist cannot check images of kind ${kind}; it knows ${SUPPORTED_KINDS.join(', ')}`, req.namespace));
+    }
+    return thenNow(policy.decide(images, req.namespace), answer);
+  };
+
+  /**
+   * The direct handler of a review route (http-common's direct-routes.ts): a review of the route's
+   * schema, decided from memory, is answered here, as the route would; anything else (another
+   * Content-Type, a body that is not such a review, a decision that needs the database) is handed
+   * to the route, which answers it.
+   */
+  const compile = validatorCompiler();
+  const answerNow = <S extends TSchema, A>(
+    schema: S,
+    answerSchema: TSchema,
+    review: (body: Static<S>) => A | Promise<A>,
+  ): DirectHandler => {
+    const isReview = compile({ schema, method: 'POST', url: '', httpPart: 'body' }) as (body: unknown) => boolean;
+    // Fastify's own serializer, so that the answer is the route's to the byte.
+    const serialize: (answer: A) => string = fastJson(answerSchema);
+    const answer = (body: Buffer): string | undefined => {
+      if (!policy.decidesNow()) return undefined;
+      const text = body.toString('utf8');
+      if (text.length >= SCAN_FROM_BYTES && jsonShapeProblem(text)) return undefined;
+      const json = parseJsonBody(text);
+      if (!isReview(json)) return undefined;
+      const answer = review(json as Static<S>);
+      // Not reached while decidesNow() holds: the route would answer it.
+      if (answer instanceof Promise) return void answer.catch(() => {});
+      return serialize(answer);
+    };
+    return (request, _response, exchange) => {
+      if (!plainJsonBody(request, REVIEW_BODY_LIMIT)) return exchange.pass();
+      exchange.readBody((body) => {
+        let json: string | undefined;
+        try {
+          json = answer(body);
+        } catch {
+          // not JSON, a prototype key: the route answers it as it answers such a body
+        }
+        if (json === undefined) exchange.pass(body);
+        else exchange.sendJson(200, json);
+      });
+    };
+  };
+
   app.post(
     '/admission/imagereview',
     {
       bodyLimit: REVIEW_BODY_LIMIT,
+      preParsing: bodyReadBefore,
       schema: {
         summary: 'ImagePolicyWebhook backend: may these images run? A request that is not a review is answered denied',
         body: ImageReview,
@@ -76,35 +191,14 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         void reply.code(200).send(imageReviewResponse({ allowed: false, reason }));
       },
     },
-    (request) => {
-      const { spec } = request.body;
-      const answer = (decision: Decision): ImageReviewResponse => {
-        counted('imagereview', decision.allowed, decision.denied.length);
-        const status: ImageReviewResponse['status'] = { allowed: decision.allowed };
-        if (decision.denied.length) {
-          request.log.info(
-            { namespace: field(spec.namespace), denied: decision.denied },
-            decision.allowed ? 'image review would deny' : 'image review denied',
-          );
-          if (!decision.allowed) status.reason = decision.message!;
-          // Without a prefix: the plugin adds `imagepolicywebhook.image-policy.k8s.io/` and rejects a key with a `/`.
-          if (decision.warnings.length) status.auditAnnotations = { 'would-deny': decision.message! };
-        }
-        return imageReviewResponse(status);
-      };
-      if (spec.containers.length > MAX_REVIEW_IMAGES)
-        return answer(policy.refuse(new TooManyImages('spec.containers').message, spec.namespace));
-      // The review lists a Pod's containers, then its initContainers, as one list that does not say
-      // which field an entry came from: a denial names the image only.
-      const images = spec.containers.map((c) => new ContainerImage(c.image));
-      return thenNow(policy.decide(images, spec.namespace), answer);
-    },
+    (request) => reviewImages(request.body.spec, request.log),
   );
 
   app.post(
     '/admission/validate',
     {
       bodyLimit: REVIEW_BODY_LIMIT,
+      preParsing: bodyReadBefore,
       schema: {
         summary: 'ValidatingAdmissionWebhook: Pods (incl. ephemeral containers) and workload pod templates',
         body: AdmissionReview,
@@ -128,39 +222,17 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
         void reply.code(200).send(admissionResponse(uid, false, `not an AdmissionReview imagelist can read: ${problem.message}`));
       },
     },
-    (request) => {
-      const { request: req } = request.body;
-      // Nothing new runs on DELETE or CONNECT.
-      if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') {
-        counted('validate', true, 0);
-        return admissionResponse(req.uid, true);
-      }
-      const answer = (decision: Decision): AdmissionReviewResponse => {
-        counted('validate', decision.allowed, decision.denied.length);
-        if (decision.denied.length) {
-          request.log.info(
-            { ...reviewed(req), operation: req.operation, user: field(req.userInfo?.username), denied: decision.denied },
-            decision.allowed ? 'admission would deny' : 'admission denied',
-          );
-        }
-        return admissionResponse(req.uid, decision.allowed, decision.allowed ? undefined : decision.message, decision.warnings);
-      };
-      let images: ContainerImage[] | undefined;
-      try {
-        images = imagesToCheck({ kind: req.kind, operation: req.operation, object: req.object, oldObject: req.oldObject });
-      } catch (err) {
-        if (!(err instanceof TooManyImages)) throw err;
-        return answer(policy.refuse(err.message, req.namespace));
-      }
-      // Fail closed: a webhook rule sent a kind whose images we cannot find.
-      if (images === undefined) {
-        const kind = field(kindName(req.kind));
-        return answer(
-          policy.refuse(`imagelist cannot check images of kind ${kind}; it knows ${SUPPORTED_KINDS.join(', ')}`, req.namespace),
-        );
-      }
-      return thenNow(policy.decide(images, req.namespace), answer);
-    },
+    (request) => reviewAdmission(request.body.request, request.log),
+  );
+  app.answerDirectly(
+    'POST',
+    '/admission/imagereview',
+    answerNow(ImageReview, ImageReviewResponse, (body) => reviewImages(body.spec, app.log)),
+  );
+  app.answerDirectly(
+    'POST',
+    '/admission/validate',
+    answerNow(AdmissionReview, AdmissionReviewResponse, (body) => reviewAdmission(body.request, app.log)),
   );
 }
 

@@ -1,4 +1,5 @@
-import { badRequest, notFound, readBodiesAsJson } from '@platform/http-common';
+import { badRequest, notFound, readBodiesAsJson, validatorCompiler } from '@platform/http-common';
+import querystring from 'fast-querystring';
 import type { App } from '@platform/http-common';
 import type { onRequestAsyncHookHandler } from 'fastify';
 import { isName, normalizeName, parseImageId, type ImageId } from '../reference.js';
@@ -107,6 +108,25 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
       })();
     },
   );
+
+  // `GET /images?name=` answered before Fastify (http-common's direct-routes.ts) when it is the
+  // whole query and the name's answer is cached in memory, the common lookup; the route answers
+  // every other list, and any query it would refuse.
+  const isQuery = validatorCompiler()({ schema: ListImagesQuery, method: 'GET', url: '/images', httpPart: 'querystring' }) as (
+    query: unknown,
+  ) => query is ListImagesQuery;
+  app.answerDirectly('GET', '/images', (request, _response, exchange) => {
+    const url = request.url!;
+    const start = url.indexOf('?');
+    // The route's parser (find-my-way's): the same names and values for any query.
+    const query = start < 0 ? undefined : querystring.parse(url.slice(start + 1));
+    const listed =
+      query !== undefined && typeof query.name === 'string' && Object.keys(query).length === 1 && isQuery(query)
+        ? store.cachedList(query.name, query.sort ?? 'updated_at')
+        : undefined;
+    if (listed) exchange.sendJson(200, listed.json);
+    else exchange.pass();
+  });
 
   app.get(
     '/images/*',

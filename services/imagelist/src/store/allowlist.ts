@@ -12,6 +12,10 @@ export class DatabaseAllowlist implements Allowlist {
   allowsAll(refs: readonly ImageReference[]): Promise<boolean[]> {
     return this.images.allowedAmong(refs);
   }
+
+  answersNow(): boolean {
+    return false;
+  }
 }
 
 const VERDICT_CACHE_SIZE = 10_000;
@@ -38,6 +42,10 @@ export class IndexedAllowlist implements Allowlist {
     private readonly live: LiveIndex,
     private readonly fallback: Allowlist,
   ) {}
+
+  answersNow(): boolean {
+    return this.live.answersFromMemory();
+  }
 
   /** Booleans from memory; the database's promise otherwise. */
   allowsAll(refs: readonly ImageReference[]): readonly boolean[] | Promise<readonly boolean[]> {

@@ -97,6 +97,17 @@ export class ImageStore {
     return cached || opts.limit !== undefined ? list() : this.holdingStream(list);
   }
 
+  /**
+   * A name's whole list when it is at hand, as `list` answers it: the cached answer in memory.
+   * Undefined when `list` would go further (a name of many images, the database).
+   */
+  cachedList(name: string, sort: SortKey): (Page & { json: string | Buffer }) | undefined {
+    const { live } = this;
+    if (live === undefined || live.overLimit || !live.answersFromMemory()) return undefined;
+    const opts = { name, sort };
+    return fromCache(live.index, opts) ? { json: live.index.namedJson(name, sort) } : undefined;
+  }
+
   /** From memory at once; a promise when the database answers. */
   get(digest: string): Found | undefined | Promise<Found | undefined> {
     return this.read(

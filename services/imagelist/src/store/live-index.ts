@@ -227,6 +227,12 @@ export class LiveIndex implements ChangeFeedListener {
     return !this.fresh && !this.databaseReachable && this.withinGrace();
   }
 
+  /** True when `read` would answer from memory (unless `outageOnly`), until the process next yields. */
+  answersFromMemory(): boolean {
+    const source = this.source();
+    return source === 'memory' || source === 'stale';
+  }
+
   /** Where an answer should come from now. */
   source(): Source {
     if (this.fresh) return 'memory';
