@@ -103,6 +103,7 @@ export function plainJsonBody(request: IncomingMessage, limit: number): boolean 
 
 class Exchange implements DirectExchange {
   private readonly start = performance.now();
+  private reading = false;
 
   constructor(
     private readonly request: PassedRequest,
@@ -119,6 +120,7 @@ class Exchange implements DirectExchange {
   }
 
   readBody(then: (body: Buffer) => void): void {
+    this.reading = true;
     const chunks: Buffer[] = [];
     this.request.on('data', (chunk: Buffer) => chunks.push(chunk));
     this.request.on('end', () => {
@@ -132,10 +134,13 @@ class Exchange implements DirectExchange {
     this.request.on('error', () => {});
   }
 
-  /** A direct handler threw: the route answers the request, unless an answer has begun. */
+  /**
+   * A direct handler threw: the route answers the request, unless an answer has begun or the body
+   * is being read (the route could not read it again): then the connection is closed.
+   */
   failed(err: unknown, body: Buffer | undefined): void {
     this.log.error({ err, req: { method: this.request.method, url: this.route } }, 'direct handler failed; the route answers');
-    if (!this.response.headersSent) this.pass(body);
+    if (!this.response.headersSent && (body !== undefined || !this.reading)) this.pass(body);
     else this.response.destroy();
   }
 

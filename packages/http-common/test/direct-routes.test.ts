@@ -21,6 +21,7 @@ async function appWithDirectRoute(opts: { slowRequestMs?: number } = {}): Promis
     by: 'route',
   }));
   app.answerDirectly('POST', '/double', (request, _response, exchange) => {
+    if (request.headers['x-throw'] !== undefined) throw new Error('a fault before the body');
     if (!plainJsonBody(request, 1024)) return exchange.pass();
     exchange.readBody((body) => {
       if (body.toString() === '"throw"') throw new Error('a fault of the direct handler');
@@ -85,6 +86,12 @@ describe('direct routes', () => {
       err: { message: 'a fault of the direct handler' },
     });
     expect((await post(`${base}/double`, '{"n":2}')).json).toEqual({ doubled: 4, by: 'direct' });
+    const before = await fetch(`${base}/double`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-throw': '1' },
+      body: '{"n":2}',
+    });
+    expect(await before.json()).toEqual({ doubled: 4, by: 'route' });
   });
 
   it('records a direct answer in the latency metric and the access log, as a routed one', async () => {
