@@ -308,7 +308,13 @@ try {
     const port = await freePort();
     // Without pretenuring, as imagelist runs (services/imagelist/src/no-pretenuring.ts): with it,
     // V8 slows some processes for their whole life and not others, and the baseline is the divisor.
-    const helloArgs = ['--no-allocation-site-pretenuring', new URL('./lib/hello.js', import.meta.url).pathname, String(port)];
+    const nodePort = await freePort();
+    const helloArgs = [
+      '--no-allocation-site-pretenuring',
+      new URL('./lib/hello.js', import.meta.url).pathname,
+      String(port),
+      String(nodePort),
+    ];
     const child = await start(process.execPath, helloArgs, {
       name: 'hello-world',
       ready: /listening/,
@@ -316,7 +322,15 @@ try {
     });
     hello = { child, url: `${scheme()}://127.0.0.1:${port}/` };
     await warmUp(hello.url, 'baseline');
-    for (const scenario of referenceScenarios) await measure(scenario, 'fastify reference', child, hello.url);
+    for (const scenario of referenceScenarios) {
+      const plainNode = scenario.startsWith('node-');
+      await measure(
+        scenario,
+        plainNode ? 'plain Node reference' : 'fastify reference',
+        child,
+        plainNode ? `${scheme()}://127.0.0.1:${nodePort}/` : hello.url,
+      );
+    }
   }
 
   if (imagelistScenarios.length) {

@@ -2,8 +2,12 @@
 // Also the reference rows: plain Fastify parsing the same admission reviews as imagelist and
 // answering them allowed, with nothing else (no schema, no logger, no hooks) — what a JSON body
 // costs Fastify itself.
-// Usage: node bench/lib/hello.js <port>
+// A third reference, on its own port: Node's own https server answering the ImageReview, with no
+// framework at all (read the body, JSON.parse, answer allowed): what the request costs Node itself.
+// Usage: node bench/lib/hello.js <port> <plain Node port>
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import { benchCertificate } from './tls.js';
 
@@ -32,5 +36,20 @@ app.post('/admission/validate', async (request) => ({
 }));
 // A clean exit on SIGTERM, so `node --cpu-prof` writes its profile.
 process.on('SIGTERM', () => app.close().then(() => process.exit(0)));
+const REVIEWED = JSON.stringify({ apiVersion: 'imagepolicy.k8s.io/v1alpha1', kind: 'ImageReview', status: { allowed: true } });
+const plainNode = (
+  cert ? https.createServer.bind(null, { cert: readFileSync(cert.certfile), key: readFileSync(cert.keyfile) }) : http.createServer
+)((req, res) => {
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => {
+    JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(REVIEWED) });
+    res.end(REVIEWED);
+  });
+});
+plainNode.keepAliveTimeout = 95_000;
+process.on('SIGTERM', () => plainNode.close());
+await new Promise((resolve) => plainNode.listen(Number(process.argv[3]), '127.0.0.1', resolve));
 await app.listen({ host: '127.0.0.1', port: Number(process.argv[2]) });
 process.stdout.write(`listening fastify ${app.version}\n`);

@@ -32,14 +32,22 @@ export const SCENARIOS = [
   'baseline',
   'fastify-imagereview',
   'fastify-validate',
+  'node-imagereview',
   'get-by-name',
   'get-by-id',
   'admission-imagereview',
   'admission-validate',
   'put',
 ];
-/** Reference rows: plain Fastify (lib/hello.js) answering the same reviews as imagelist's scenario. */
-export const REFERENCES = { 'fastify-imagereview': 'admission-imagereview', 'fastify-validate': 'admission-validate' };
+/**
+ * Reference rows (lib/hello.js) answering the same reviews as imagelist's scenario: plain Fastify,
+ * and Node's own https server with no framework (`node-`).
+ */
+export const REFERENCES = {
+  'fastify-imagereview': 'admission-imagereview',
+  'fastify-validate': 'admission-validate',
+  'node-imagereview': 'admission-imagereview',
+};
 
 /** How many distinct requests a scenario rotates over. */
 const ROTATION = 1000;
