@@ -16,7 +16,7 @@ import { createNodeServer } from './node-server.js';
 import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
-import { AccessLog } from './access-log.js';
+import { AccessLog, logAnswered } from './access-log.js';
 import { DirectRoutes, type DirectHandler } from './direct-routes.js';
 import { jsonBodyParser } from './json-bodies.js';
 import { lazyRequestLogger } from './request-logger.js';
@@ -140,22 +140,22 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   // draining (drain()): open connections answered, each response saying `Connection: close`;
   // closing (app.close()): idle connections are closed.
   let state: 'open' | 'draining' | 'closing' = 'open';
-  const completed = (request: FastifyRequest, reply: FastifyReply) => {
-    metrics.observe(request, reply);
+  /** Every answered request, Fastify's or a direct route's. */
+  const answered = (method: string, route: string, status: number, seconds: number) => {
+    metrics.record(method, route, status, seconds);
     // A response whose headers went out before the close began still says keep-alive, and Node
     // closes idle connections only once, when the close begins: close this one when it is done,
     // or the close waits for the client (up to the keep-alive timeout) and the grace runs out.
-    if (state === 'closing') setImmediate(() => reply.server.server.closeIdleConnections());
+    if (state === 'closing') setImmediate(() => app.server.closeIdleConnections());
   };
+  const completed = (request: FastifyRequest, reply: FastifyReply) =>
+    answered(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   const slowMs = opts.slowRequestMs ?? 1000;
-  // As AccessLog and `completed` record a request Fastify answered.
   const direct: DirectRoutes = new DirectRoutes(
     (): FastifyBaseLogger => app.log,
     (method, route, status, ms, log) => {
-      metrics.record(method, route, status, ms / 1000);
-      if (ms >= slowMs) log.warn({ req: { method, url: route }, res: { statusCode: status }, responseTime: ms }, 'slow request');
-      else log.debug({ req: { method, url: route }, res: { statusCode: status }, responseTime: ms }, 'request completed');
-      if (state === 'closing') setImmediate(() => app.server.closeIdleConnections());
+      answered(method, route, status, ms / 1000);
+      logAnswered(log, slowMs, { req: { method, url: route }, res: { statusCode: status }, responseTime: ms });
     },
   );
   const app = Fastify({

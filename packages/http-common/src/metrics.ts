@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { RequestLatency } from './request-latency.js';
@@ -12,9 +12,7 @@ declare module 'fastify' {
 /** An app's own Prometheus registry, and the request latency it records. */
 export interface HttpMetrics {
   registry: Registry;
-  /** Records one finished request (access-log.ts calls it for every response). */
-  observe(request: FastifyRequest, reply: FastifyReply): void;
-  /** Records one finished request a direct route answered (direct-routes.ts). */
+  /** Records one finished request, Fastify's (access-log.ts) or a direct route's (direct-routes.ts). */
   record(method: string, route: string, status: number, seconds: number): void;
   /** Counts one connection destroyed because its client stopped reading (node-server.ts). */
   sendStalled(): void;
@@ -39,9 +37,6 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     registry,
     sendStalled: () => sendStalled.inc(),
     record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
-    observe(request, reply) {
-      latency.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
-    },
   };
 }
 
