@@ -2,7 +2,6 @@ import type { App } from '@platform/http-common';
 import { readdir, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
@@ -11,6 +10,7 @@ import { ImageSql } from '../src/store/image-sql.js';
 import { LiveIndex } from '../src/store/live-index.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { junk } from './support/junk.js';
+import { collectLogLines } from './support/log-lines.js';
 
 /**
  * The direct handlers (answered before Fastify, from memory: http-common's direct-routes.ts) of
@@ -30,13 +30,8 @@ let app: App;
 let index: LiveIndex;
 let sql: ReturnType<typeof connect>;
 let base: string;
-const out: string[] = [];
-const logLines = () =>
-  out
-    .join('')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
+const log = collectLogLines();
+const logLines = log.lines;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -51,8 +46,7 @@ beforeAll(async () => {
     FROM generate_series(1, 12) AS n`;
   sql = connect({ url: db.url, max: 2 });
   index = new LiveIndex(new ImageSql(sql, 2000), { url: db.url }, { outageGraceMs: 0 }).start();
-  const stream = new Writable({ write: (chunk, _enc, done) => (out.push(String(chunk)), done()) });
-  app = await buildApp({ sql, live: index, logger: { level: 'debug', stream }, defaultMetrics: false });
+  app = await buildApp({ sql, live: index, logger: { level: 'debug', stream: log.stream }, defaultMetrics: false });
   await app.listen({ host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   await index.ready();
@@ -75,7 +69,7 @@ async function post(route: string, body: string, contentType: string): Promise<A
   return { status: res.status, type: res.headers.get('content-type'), body: await res.text() };
 }
 
-/** How many of the requests since `out` was emptied the direct handler answered. */
+/** How many of the requests since the log was cleared the direct handler answered. */
 function answeredDirectly(requests: number): number {
   const completed = logLines().filter((l) => l.msg === 'request completed' || l.msg === 'slow request');
   expect(completed).toHaveLength(requests);
@@ -84,7 +78,7 @@ function answeredDirectly(requests: number): number {
 
 /** A review posted as the API server posts it (`application/json`), and with a charset, which only the route takes. */
 async function bothWays(route: string, body: string): Promise<{ direct: Answer; fastify: Answer; answeredDirectly: number }> {
-  out.length = 0;
+  log.clear();
   const direct = await post(route, body, 'application/json');
   const fastify = await post(route, body, 'application/json; charset=utf-8');
   return { direct, fastify, answeredDirectly: answeredDirectly(2) };
@@ -97,7 +91,7 @@ async function get(url: string): Promise<Answer> {
 
 /** `?name=` alone, and with the default sort spelt out, which only the route takes. */
 async function lookupBothWays(query: string): Promise<{ direct: Answer; fastify: Answer; answeredDirectly: number }> {
-  out.length = 0;
+  log.clear();
   const direct = await get(`/images?${query}`);
   const fastify = await get(`/images?${query}&sort=updated_at`);
   return { direct, fastify, answeredDirectly: answeredDirectly(2) };
@@ -177,7 +171,7 @@ describe('admission answered directly, from memory', async () => {
 
   it('hands the route a body sent in chunks, or without Content-Length', async () => {
     const review = JSON.stringify(await fixture('pod'));
-    out.length = 0;
+    log.clear();
     const res = await fetch(`${base}/admission/validate`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -268,7 +262,7 @@ describe('GET /images?name= answered directly, from memory', () => {
   });
 
   it('leaves other lists to the route', async () => {
-    out.length = 0;
+    log.clear();
     for (const url of ['/images', '/images?sort=name', '/images?name=quay.io%2Fshop%2Fweb&limit=1'])
       expect((await get(url)).status).toBe(200);
     expect(answeredDirectly(3)).toBe(0);

@@ -2,10 +2,10 @@ import type { App } from '@platform/http-common';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { collectLogLines } from '../support/log-lines.js';
 import { freePort, startServer } from '../support/server-process.js';
 
 /** The log lines an operator reads about admission, from a real pino logger. */
@@ -24,19 +24,13 @@ afterAll(async () => {
 const apps: App[] = [];
 /** An app listening on a free port whose log lines are collected. */
 async function serve(audit: boolean): Promise<{ base: string; lines: () => any[] }> {
-  const out: string[] = [];
-  const stream = new Writable({ write: (chunk, _enc, done) => (out.push(String(chunk)), done()) });
+  const { stream, lines } = collectLogLines();
   const app = await buildApp({ sql: db.sql, logger: { level: 'info', stream }, defaultMetrics: false, admission: { audit } });
   await app.listen({ host: '127.0.0.1', port: 0 });
   apps.push(app);
   return {
     base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
-    lines: () =>
-      out
-        .join('')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l)),
+    lines,
   };
 }
 
