@@ -11,7 +11,8 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify';
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
-import { clientErrorHandler } from './client-errors.js';
+import { BodyBudget } from './body-budget.js';
+import { answerProblem, clientErrorHandler } from './client-errors.js';
 import { createNodeServer } from './node-server.js';
 import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 import { HttpProblem } from './problem.js';
@@ -75,6 +76,8 @@ export interface CreateAppOptions {
   slowRequestMs?: number;
   /** Turns dependency errors (database down, AWS faults) into HTTP problems. */
   classifyError?: (error: unknown) => HttpProblem | undefined;
+  /** Bytes of request bodies read and worked on at once (body-budget.ts); default BODY_MEMORY. */
+  bodyMemory?: number;
 }
 
 export interface ServerTimeouts {
@@ -89,6 +92,8 @@ export interface ServerTimeouts {
    * for this long, is destroyed (0: never).
    */
   sendStallMs: number;
+  /** A request whose body finds no room in the memory for bodies within this is answered 503. */
+  bodyWaitMs: number;
 }
 
 /**
@@ -105,8 +110,28 @@ export interface ServerTimeouts {
  *   once, and the kernel's socket buffers absorb short pauses, so a client that accepts no byte
  *   for 30 s is gone or hostile. A slow client that keeps reading is never cut off, nor a slow
  *   handler (nothing is waiting to be sent while it works).
+ * - body wait 2 s: within the API server's webhook timeout (5 s here), so a review that found no
+ *   room is answered 503 rather than abandoned, while the reviews in flight are read and answered
+ *   (a 7 MB review takes ~150 ms).
  */
-export const SERVER_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 95_000, sendStallMs: 30_000 };
+export const SERVER_TIMEOUTS: ServerTimeouts = {
+  requestMs: 10_000,
+  headersMs: 5_000,
+  keepAliveMs: 95_000,
+  sendStallMs: 30_000,
+  bodyWaitMs: 2_000,
+};
+
+/**
+ * The memory set aside for request bodies (body-budget.ts): two of imagelist's largest admission
+ * reviews (8 MiB) at once. A burst of 30 reviews of 7 MB took imagelist, with the Deployment's
+ * NODE_OPTIONS, from 115 to 206-211 MB resident (24 MiB: 221 MB; unbounded: 660 MB), which the
+ * Deployment's 384 MiB limit leaves beside its largest index (1,500,000 images, 266-283 MB at its
+ * peak). Bodies of at most BODY_FREE_BYTES are not counted: every ImageReview and PUT, and most
+ * pods' AdmissionReviews.
+ */
+const BODY_MEMORY = 16 * 1024 * 1024;
+const BODY_FREE_BYTES = 16 * 1024;
 
 /**
  * A wildcard route (`/images/*`, whose parameter may hold slashes) is documented as `{*}` with a
@@ -150,6 +175,20 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   };
   const completed = (request: FastifyRequest, reply: FastifyReply) =>
     answered(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  const bodyLimit = opts.bodyLimit ?? 1024 * 1024;
+  const bodies = new BodyBudget({
+    bytes: opts.bodyMemory ?? BODY_MEMORY,
+    freeBytes: BODY_FREE_BYTES,
+    waitMs: timeouts.bodyWaitMs,
+    refuse: (response) => {
+      metrics.bodyRefused();
+      answerProblem(response, 503, 'More request bodies are being read than the memory set aside for them holds; send the request again.', {
+        keepOpen: true,
+        headers: { 'retry-after': '1' },
+      });
+    },
+  });
+  bodies.largestBody = bodyLimit;
   const slowMs = opts.slowRequestMs ?? 1000;
   const direct: DirectRoutes = new DirectRoutes(
     (): FastifyBaseLogger => app.log,
@@ -168,10 +207,11 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
         ...timeouts,
         onSendStall: () => metrics.sendStalled(),
         isClosing: () => state !== 'open',
+        bodies,
       }),
     // The server is createNodeServer's; Fastify reads this only to say https in its addresses.
     ...(tls ? { https: tls } : {}),
-    bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    bodyLimit,
     // While closing, requests that still arrive on kept-alive connections are answered (with
     // `Connection: close`: node-server.ts), not refused: a refused admission review denies a deploy.
     return503OnClosing: false,
@@ -186,6 +226,10 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // A chunked body counts as the largest a route reads.
+  app.addHook('onRoute', (route) => {
+    bodies.largestBody = Math.max(bodies.largestBody, route.bodyLimit ?? bodyLimit);
+  });
   app.decorate('answerDirectly', (method: string, path: string, handler: DirectHandler) => direct.add(method, path, handler));
   app.addHook('preClose', async () => {
     state = 'closing';

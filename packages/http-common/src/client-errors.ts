@@ -33,13 +33,24 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   socket.end(rawProblem(status, detail));
 }
 
-/** A problem+json answer on a response no route has seen; the connection closes after it. */
-export function answerProblem(res: ServerResponse, status: number, detail: string): void {
+/**
+ * A problem+json answer on a response no route has seen; the connection closes after it, unless
+ * `keepOpen`: then Node reads the rest of an unread body, discarding it, and the client gets the
+ * answer whole (closing with a body still arriving resets the connection, and a reset may discard
+ * the answer before the client reads it).
+ */
+export function answerProblem(
+  res: ServerResponse,
+  status: number,
+  detail: string,
+  opts: { keepOpen?: boolean; headers?: Record<string, string> } = {},
+): void {
   const body = JSON.stringify(new HttpProblem(status, detail).toBody());
   res.writeHead(status, {
     'content-type': 'application/problem+json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    connection: 'close',
+    ...(opts.keepOpen ? {} : { connection: 'close' }),
+    ...opts.headers,
   });
   res.end(body);
 }

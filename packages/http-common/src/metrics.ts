@@ -16,12 +16,15 @@ export interface HttpMetrics {
   record(method: string, route: string, status: number, seconds: number): void;
   /** Counts one connection destroyed because its client stopped reading (node-server.ts). */
   sendStalled(): void;
+  /** Counts one request answered 503 because its body found no room in time (body-budget.ts). */
+  bodyRefused(): void;
 }
 
 /**
  * Request latency by method, route pattern (not URL: bounded cardinality; `unmatched` for
  * requests that match no route) and status; its _count is the request count. The connections
- * destroyed for a send stall (no per-connection log line: a client could flood the log). With
+ * destroyed for a send stall and the requests refused for body memory (no log line for each: a
+ * client could flood the log). With
  * `defaultMetrics`, also the process metrics (memory, event loop, GC).
  */
 export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetrics {
@@ -33,9 +36,15 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     help: 'Connections destroyed because the client accepted no byte of a pending response for the send-stall limit',
     registers: [registry],
   });
+  const bodyRefused = new Counter({
+    name: 'http_request_bodies_refused_total',
+    help: 'Requests answered 503 because their body found no room in the memory set aside for request bodies in time',
+    registers: [registry],
+  });
   return {
     registry,
     sendStalled: () => sendStalled.inc(),
+    bodyRefused: () => bodyRefused.inc(),
     record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
   };
 }

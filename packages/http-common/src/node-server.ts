@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type RequestListener } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
+import type { BodyBudget } from './body-budget.js';
 import { answerProblem, answerUnsupportedExpect } from './client-errors.js';
 
 export interface NodeServerOptions {
@@ -15,6 +16,8 @@ export interface NodeServerOptions {
   onSendStall?: (() => void) | undefined;
   /** True once the server has begun to close. */
   isClosing: () => boolean;
+  /** Bounds the memory of the request bodies read at once. */
+  bodies?: BodyBudget | undefined;
 }
 
 /**
@@ -27,7 +30,8 @@ export interface NodeServerOptions {
  *   sends nothing more on a connection about to close. Fastify says so itself for requests that
  *   arrive after the close began, but not for those that arrived before and are answered after;
  * - a connection that pipelines more than MAX_QUEUED_RESPONSES requests ahead of its answers gets
- *   those answers, then a 429 and the connection closed (queuedBehind).
+ *   those answers, then a 429 and the connection closed (queuedBehind);
+ * - a request whose body does not fit the memory left for bodies waits for it (body-budget.ts).
  */
 export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServerOptions): http.Server {
   const { isClosing } = opts;
@@ -43,6 +47,7 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     // Node checks request timeouts every connectionsCheckingInterval (default 30 s): check each second.
     connectionsCheckingInterval: 1000,
   };
+  const { bodies } = opts;
   const onRequest: RequestListener = (request, response) => {
     // Node gives a response its socket at once unless another response on it is still unsent.
     if (response.socket === null && !queuedBehind(request.socket, response)) return;
@@ -51,7 +56,7 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     // Fastify would parse a compressed body as it came, and answer that it is not JSON.
     else if (encoding !== undefined && encoding.toLowerCase() !== 'identity')
       answerProblem(response, 415, `Content-Encoding ${encoding.slice(0, 64)} is not supported; send the body uncompressed.`);
-    else fastifyHandler(request, response);
+    else if (bodies === undefined || bodies.admit(request, response, fastifyHandler)) fastifyHandler(request, response);
   };
   // A TLS handshake gets the headers' time, not Node's default 120 s: 6,000 connections that never
   // sent a ClientHello were held that long (clientErrorHandler closes them), ~80 MB for two minutes.

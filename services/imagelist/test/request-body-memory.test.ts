@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { freePort, startServer, type RunningServer } from './support/server-process.js';
+
+// A burst of the largest admission reviews against the real process with the Deployment's
+// NODE_OPTIONS. Read all at once, 30 reviews of 7 MB took it to 646 MB resident, past the
+// Deployment's 384 MiB limit (the kubelet would have killed every replica they reached); with
+// the memory set aside for request bodies (http-common body-budget.ts), each is answered or
+// refused with a 503 its client may retry, and the process stays within the limit.
+const DEPLOYED_NODE_OPTIONS = '--max-semi-space-size=16 --max-old-space-size=256';
+const MEMORY_LIMIT = 384 * 1024 * 1024;
+const REVIEWS = 30;
+const ANNOTATION_BYTES = 7 * 1024 * 1024;
+
+function bigReview(i: number): string {
+  return JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      namespace: 'default',
+      operation: 'CREATE',
+      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
+      object: {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: `big-${i}`, annotations: { note: 'x'.repeat(ANNOTATION_BYTES) } },
+        spec: { containers: [{ name: 'app', image: 'registry.example.com/app:v1' }] },
+      },
+    },
+  });
+}
+
+/** POSTs a body on a connection of its own; the status and body, or the error's code. */
+function post(port: number, path: string, body: string): Promise<{ status: number; body: string } | string> {
+  return new Promise((resolve) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      },
+    );
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    req.end(body);
+  });
+}
+
+/** The process's peak resident memory so far (VmHWM), in bytes. */
+function peakRss(pid: number): number {
+  const kb = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb) * 1024;
+}
+
+describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
+  'imagelist under a burst of the largest admission reviews (needs a PostgreSQL server: DATABASE_URL)',
+  () => {
+    let db: TestDatabase;
+    let server: RunningServer | undefined;
+
+    beforeAll(async () => {
+      db = await createTestDatabase();
+      await db.sql`INSERT INTO images (id, name, tags) VALUES (${'a'.repeat(64)}, 'registry.example.com/app', ARRAY['v1'])`;
+    }, 60_000);
+    afterAll(async () => {
+      await server?.stop('SIGKILL');
+      await db?.close();
+    });
+
+    it('answers or refuses (503) every review, answers small reviews meanwhile, and stays within the memory limit', async () => {
+      const port = await freePort();
+      server = await startServer(['--listen', `127.0.0.1:${port}`, '--database-url', db.url, '--log-level', 'info'], {
+        NODE_OPTIONS: DEPLOYED_NODE_OPTIONS,
+      });
+      const pid = server.child.pid!;
+      const small = JSON.stringify({
+        apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+        kind: 'ImageReview',
+        spec: { containers: [{ image: 'registry.example.com/app:v1' }] },
+      });
+      const bodies = Array.from({ length: REVIEWS }, (_, i) => bigReview(i));
+      const before = peakRss(pid);
+
+      const burst = Promise.all(bodies.map((body) => post(port, '/admission/validate', body)));
+      const meanwhile = [];
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        meanwhile.push(await post(port, '/admission/imagereview', small));
+      }
+      const answers = await burst;
+
+      for (const answer of meanwhile) {
+        expect(answer).toMatchObject({ status: 200 });
+        expect(JSON.parse((answer as { body: string }).body).status).toEqual({ allowed: true });
+      }
+      const reviewed = answers.filter((a) => typeof a !== 'string' && a.status === 200);
+      const refused = answers.filter((a) => typeof a !== 'string' && a.status === 503);
+      expect(reviewed.length + refused.length, JSON.stringify(answers.filter((a) => typeof a === 'string'))).toBe(REVIEWS);
+      expect(reviewed.length).toBeGreaterThan(0);
+      for (const answer of reviewed) {
+        // the image is listed: each review read whole and allowed
+        expect(JSON.parse((answer as { body: string }).body).response).toMatchObject({ allowed: true });
+      }
+      for (const answer of refused) {
+        expect(JSON.parse((answer as { body: string }).body)).toMatchObject({
+          status: 503,
+          detail: expect.stringContaining('memory set aside'),
+        });
+      }
+      const peak = peakRss(pid);
+      expect(peak, `peak RSS ${Math.round(peak / 1e6)} MB (before the burst ${Math.round(before / 1e6)} MB)`).toBeLessThan(MEMORY_LIMIT);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(new RegExp(`^http_request_bodies_refused_total ${refused.length}$`, 'm'));
+      expect(server.child.exitCode).toBeNull();
+      expect(await server.stop()).toBe(0);
+      server = undefined;
+    }, 120_000);
+  },
+);
