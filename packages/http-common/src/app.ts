@@ -127,7 +127,7 @@ export const SERVER_TIMEOUTS: ServerTimeouts = {
  * reviews (8 MiB) at once. A burst of 30 reviews of 7 MB took imagelist, with the Deployment's
  * NODE_OPTIONS, from 115 to 206-211 MB resident (24 MiB: 221 MB; unbounded: 660 MB), which the
  * Deployment's 384 MiB limit leaves beside its largest index (1,500,000 images, 266-283 MB at its
- * peak). Bodies of at most BODY_FREE_BYTES are not counted: every ImageReview and PUT, and most
+ * peak). Bodies of at most BODY_FREE_BYTES are not counted: every ImageReview, a PUT of a few tags, most
  * pods' AdmissionReviews.
  */
 const BODY_MEMORY = 16 * 1024 * 1024;
