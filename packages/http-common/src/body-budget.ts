@@ -74,11 +74,6 @@ export class BodyBudget {
     return false;
   }
 
-  /** Bytes of counted bodies in flight. */
-  get inFlight(): number {
-    return this.used;
-  }
-
   private counted(request: IncomingMessage): number {
     const length = request.headers['content-length'];
     if (length !== undefined) {

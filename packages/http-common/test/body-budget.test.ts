@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -165,7 +166,9 @@ describe('the memory set aside for request bodies', () => {
     await sleep(50);
     // Node does not read a waiting request's socket, so it sees a client leave only once the
     // request is read; the server's side of the connection closing is seen at once.
-    s.serverSocket(client.localPort!)!.destroy();
+    const server = s.serverSocket(client.localPort!)!;
+    server.destroy();
+    await once(server, 'close');
     expect(typeof (await b)).toBe('string');
     s.release('a');
     await a;
