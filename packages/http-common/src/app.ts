@@ -78,6 +78,8 @@ export interface CreateAppOptions {
   classifyError?: (error: unknown) => HttpProblem | undefined;
   /** Bytes of request bodies read and worked on at once (body-budget.ts); default BODY_MEMORY. */
   bodyMemory?: number;
+  /** Past this many connections, a new one closes the idle ones (node-server.ts); default MAX_CONNECTIONS. */
+  maxConnections?: number;
 }
 
 export interface ServerTimeouts {
@@ -131,6 +133,12 @@ export const SERVER_TIMEOUTS: ServerTimeouts = {
  * pods' AdmissionReviews.
  */
 const BODY_MEMORY = 16 * 1024 * 1024;
+/**
+ * ~62 MB of connections under HTTPS (~31 KB each), which the Deployment's limit leaves beside its
+ * largest index and a burst of large bodies. Its clients need far fewer: the API servers keep a
+ * connection per review in flight, CI clients and Prometheus one each.
+ */
+const MAX_CONNECTIONS = 2000;
 const BODY_FREE_BYTES = 16 * 1024;
 
 /**
@@ -208,6 +216,8 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
         onSendStall: () => metrics.sendStalled(),
         isClosing: () => state !== 'open',
         bodies,
+        maxConnections: opts.maxConnections ?? MAX_CONNECTIONS,
+        onConnectionLimit: () => metrics.connectionLimitReached(),
       }),
     // The server is createNodeServer's; Fastify reads this only to say https in its addresses.
     ...(tls ? { https: tls } : {}),

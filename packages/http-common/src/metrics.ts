@@ -18,13 +18,15 @@ export interface HttpMetrics {
   sendStalled(): void;
   /** Counts one request answered 503 because its body found no room in time (body-budget.ts). */
   bodyRefused(): void;
+  /** Counts one new connection that found the server past its connection limit (node-server.ts). */
+  connectionLimitReached(): void;
 }
 
 /**
  * Request latency by method, route pattern (not URL: bounded cardinality; `unmatched` for
  * requests that match no route) and status; its _count is the request count. The connections
- * destroyed for a send stall and the requests refused for body memory (no log line for each: a
- * client could flood the log). With
+ * destroyed for a send stall, the requests refused for body memory and the connections past the
+ * limit (no log line for each: a client could flood the log). With
  * `defaultMetrics`, also the process metrics (memory, event loop, GC).
  */
 export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetrics {
@@ -41,10 +43,16 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     help: 'Requests answered 503 because their body found no room in the memory set aside for request bodies in time',
     registers: [registry],
   });
+  const connectionLimit = new Counter({
+    name: 'http_connection_limit_reached_total',
+    help: 'New connections that found the server past its connection limit, each closing the idle connections',
+    registers: [registry],
+  });
   return {
     registry,
     sendStalled: () => sendStalled.inc(),
     bodyRefused: () => bodyRefused.inc(),
+    connectionLimitReached: () => connectionLimit.inc(),
     record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
   };
 }

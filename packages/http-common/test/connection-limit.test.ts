@@ -1,0 +1,98 @@
+import { selfSignedCertificate } from '@platform/test-cert';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type TlsFiles } from '../src/index.js';
+
+// Real connections, over HTTP and HTTPS, to an app that keeps at most 20: past that, a new
+// connection closes the idle ones, never one with a request in flight nor the new one.
+const MAX = 20;
+
+let dir: string;
+let certs: TlsFiles;
+beforeAll(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'connection-limit-'));
+  certs = selfSignedCertificate(dir);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Sends a GET on the connection; resolves with the answer's status line and body. */
+function get(socket: net.Socket, path: string): Promise<{ status: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const onData = (d: Buffer) => {
+      got += d.toString('latin1');
+      const end = got.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(got.slice(0, end))?.[1] ?? 0);
+      if (got.length < end + 4 + length) return;
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      resolve({ status: got.split('\r\n')[0]!, body: got.slice(end + 4, end + 4 + length) });
+    };
+    const onClose = () => reject(new Error(`closed before the answer to ${path}`));
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: test\r\n\r\n`);
+  });
+}
+
+const OK = 'HTTP/1.1 200 OK';
+
+describe.each([{ https: false }, { https: true }])('past the connection limit (https: $https)', ({ https }) => {
+  it('closes the idle connections, answers the one in flight and the new one, and counts it', async () => {
+    const app = await createApp({
+      metricsPath: '/metrics',
+      defaultMetrics: false,
+      openapi: { title: 'test', version: '1.0.0' },
+      maxConnections: MAX,
+      ...(https ? { tls: certs } : {}),
+    });
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    app.get('/small', async () => ({ ok: true }));
+    app.get('/held', async () => {
+      await gate;
+      return { held: true };
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as net.AddressInfo;
+    const connect = async () => {
+      const socket = https ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect({ host: '127.0.0.1', port });
+      socket.on('error', () => {});
+      await once(socket, https ? 'secureConnect' : 'connect');
+      return socket;
+    };
+    try {
+      const idle = [];
+      for (let i = 0; i < MAX - 1; i++) {
+        const socket = await connect();
+        expect((await get(socket, '/small')).status).toBe(OK);
+        idle.push(socket);
+      }
+      const busy = await connect();
+      const held = get(busy, '/held');
+      await new Promise((r) => setTimeout(r, 100));
+      const closes = idle.map((socket) => once(socket, 'close'));
+
+      const fresh = await connect(); // the 21st
+      expect((await get(fresh, '/small')).status).toBe(OK);
+      await Promise.all(closes);
+      letGo();
+      expect(await held).toEqual({ status: OK, body: JSON.stringify({ held: true }) });
+      expect(busy.destroyed).toBe(false);
+      // both kept connections carry the next request; the limit was passed once
+      expect((await get(busy, '/small')).status).toBe(OK);
+      const metrics = await get(fresh, '/metrics');
+      expect(metrics.body).toMatch(/^http_connection_limit_reached_total 1$/m);
+      fresh.destroy();
+      busy.destroy();
+    } finally {
+      await app.close();
+    }
+  });
+});
