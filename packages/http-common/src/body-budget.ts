@@ -43,7 +43,7 @@ export class BodyBudget {
 
   /**
    * True when the request may go on now; otherwise `proceed` takes it once its body fits, or the
-   * request is refused, or it is dropped when its client goes away.
+   * request is refused, or it is dropped when its connection closes.
    */
   admit(request: IncomingMessage, response: ServerResponse, proceed: RequestListener): boolean {
     const bytes = this.counted(request);
