@@ -17,7 +17,7 @@ export interface NodeServerOptions {
   /** True once the server has begun to close. */
   isClosing: () => boolean;
   /** Bounds the memory of the request bodies read at once. */
-  bodies?: BodyBudget | undefined;
+  bodies: BodyBudget;
   /** Past this many connections, a new one makes the server close its idle ones (closeIdleOverLimit). */
   maxConnections: number;
   /** Called each time a new connection finds the server past maxConnections. */
@@ -38,7 +38,7 @@ export interface NodeServerOptions {
  * - a request whose body does not fit the memory left for bodies waits for it (body-budget.ts).
  */
 export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServerOptions): http.Server {
-  const { isClosing } = opts;
+  const { isClosing, bodies } = opts;
   class Response<Request extends IncomingMessage = IncomingMessage> extends http.ServerResponse<Request> {
     override writeHead(...args: unknown[]): this {
       if (isClosing()) this.shouldKeepAlive = false;
@@ -51,7 +51,6 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     // Node checks request timeouts every connectionsCheckingInterval (default 30 s): check each second.
     connectionsCheckingInterval: 1000,
   };
-  const { bodies } = opts;
   const onRequest: RequestListener = (request, response) => {
     // Node gives a response its socket at once unless another response on it is still unsent.
     if (response.socket === null && !queuedBehind(request.socket, response)) return;
@@ -60,7 +59,7 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     // Fastify would parse a compressed body as it came, and answer that it is not JSON.
     else if (encoding !== undefined && encoding.toLowerCase() !== 'identity')
       answerProblem(response, 415, `Content-Encoding ${encoding.slice(0, 64)} is not supported; send the body uncompressed.`);
-    else if (bodies === undefined || bodies.admit(request, response, fastifyHandler)) fastifyHandler(request, response);
+    else if (bodies.admit(request, response, fastifyHandler)) fastifyHandler(request, response);
   };
   // A TLS handshake gets the headers' time, not Node's default 120 s: 6,000 connections that never
   // sent a ClientHello were held that long (clientErrorHandler closes them), ~80 MB for two minutes.
