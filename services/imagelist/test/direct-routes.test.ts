@@ -1,7 +1,5 @@
 import type { App } from '@platform/http-common';
-import { readdir, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
@@ -11,6 +9,7 @@ import { LiveIndex } from '../src/store/live-index.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { junk } from './support/junk.js';
 import { collectLogLines } from './support/log-lines.js';
+import { fixture, PROXY_DIGEST, WEB_DIGEST, workloadFixtures } from './support/fixtures.js';
 
 /**
  * The direct handlers (answered before Fastify, from memory: http-common's direct-routes.ts) of
@@ -20,10 +19,6 @@ import { collectLogLines } from './support/log-lines.js';
  * takes, and once in a form only the Fastify route takes. The debug line of each answered request
  * tells which answered it: Fastify's carry the request's id.
  */
-const FIXTURES = path.join(import.meta.dirname, 'admission', 'fixtures');
-const fixture = async (name: string) => JSON.parse(await readFile(path.join(FIXTURES, `${name}.json`), 'utf8'));
-const WEB_DIGEST = 'b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c';
-const PROXY_DIGEST = '89562e2c3c4f29abd7e7a3586908f147ee0abeabbf9c07582daf632872b8ac0a';
 
 let db: TestDatabase;
 let app: App;
@@ -104,7 +99,7 @@ const reviewOf = (image: string) => ({
 });
 
 describe('admission answered directly, from memory', async () => {
-  const workloads = (await readdir(FIXTURES)).filter((f) => f !== 'imagereview.json').map((f) => f.replace(/\.json$/, ''));
+  const workloads = await workloadFixtures();
 
   const reviews: [string, string, () => Promise<unknown>][] = [
     ...workloads.map((name): [string, string, () => Promise<unknown>] => [`a ${name}`, '/admission/validate', () => fixture(name)]),

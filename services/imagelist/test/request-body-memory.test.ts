@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { BUSYBOX_DIGEST, fixture, PROXY_DIGEST, WEB_DIGEST } from './support/fixtures.js';
 import { freePort, startServer, type RunningServer } from './support/server-process.js';
 
 // A burst of the largest admission reviews against the real process with the Deployment's
@@ -14,25 +15,12 @@ const MEMORY_LIMIT = 384 * 1024 * 1024;
 const REVIEWS = 30;
 const ANNOTATION_BYTES = 7 * 1024 * 1024;
 
-function bigReview(i: number): string {
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'default',
-      operation: 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-      object: {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: `big-${i}`, annotations: { note: 'x'.repeat(ANNOTATION_BYTES) } },
-        spec: { containers: [{ name: 'app', image: 'registry.example.com/app:v1' }] },
-      },
-    },
-  });
+/** The Pod fixture, as a kube-apiserver sent it, carrying an annotation of ANNOTATION_BYTES. */
+async function bigReview(i: number): Promise<string> {
+  const review = await fixture('pod');
+  review.request.uid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  review.request.object.metadata.annotations.note = 'x'.repeat(ANNOTATION_BYTES);
+  return JSON.stringify(review);
 }
 
 /** POSTs a body on a connection of its own; the status and body, or the error's code. */
@@ -66,7 +54,11 @@ describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
 
     beforeAll(async () => {
       db = await createTestDatabase();
-      await db.sql`INSERT INTO images (id, name, tags) VALUES (${'a'.repeat(64)}, 'registry.example.com/app', ARRAY['v1'])`;
+      // the fixture's images: busybox:1.36 and quay.io/shop/web:v1.4.2 by tag, ghcr.io/shop/proxy by digest
+      await db.sql`INSERT INTO images (id, name, tags) VALUES
+        (${BUSYBOX_DIGEST}, 'busybox', ARRAY['1.36']),
+        (${WEB_DIGEST}, 'quay.io/shop/web', ARRAY['v1.4.2']),
+        (${PROXY_DIGEST}, 'ghcr.io/shop/proxy', ARRAY[]::text[])`;
     }, 60_000);
     afterAll(async () => {
       await server?.stop('SIGKILL');
@@ -82,9 +74,9 @@ describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
       const small = JSON.stringify({
         apiVersion: 'imagepolicy.k8s.io/v1alpha1',
         kind: 'ImageReview',
-        spec: { containers: [{ image: 'registry.example.com/app:v1' }] },
+        spec: { containers: [{ image: 'quay.io/shop/web:v1.4.2' }] },
       });
-      const bodies = Array.from({ length: REVIEWS }, (_, i) => bigReview(i));
+      const bodies = await Promise.all(Array.from({ length: REVIEWS }, (_, i) => bigReview(i)));
       const before = peakRss(pid);
 
       const burst = Promise.all(bodies.map((body) => post(port, '/admission/validate', body)));
@@ -104,7 +96,7 @@ describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
       expect(reviewed.length + refused.length, JSON.stringify(answers.filter((a) => typeof a === 'string'))).toBe(REVIEWS);
       expect(reviewed.length).toBeGreaterThan(0);
       for (const answer of reviewed) {
-        // the image is listed: each review read whole and allowed
+        // the images are listed: each review read whole and allowed
         expect(JSON.parse((answer as { body: string }).body).response).toMatchObject({ allowed: true });
       }
       for (const answer of refused) {

@@ -1,6 +1,6 @@
 import type { App } from '@platform/http-common';
 import { selfSignedCertificate } from '@platform/test-cert';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,11 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { httpsFetch, type HttpsResponse } from '../support/https.js';
-
-const FIXTURES = path.join(import.meta.dirname, 'fixtures');
-const PROXY_DIGEST = '89562e2c3c4f29abd7e7a3586908f147ee0abeabbf9c07582daf632872b8ac0a';
-const WEB_DIGEST = 'b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c';
-const BUSYBOX_DIGEST = 'f569d31fa5e46509fe0235f5bc1344fc96c8c142455056c3e02c43dea70f05eb';
+import { BUSYBOX_DIGEST, fixture, PROXY_DIGEST, WEB_DIGEST, workloadFixtures } from '../support/fixtures.js';
 
 let db: TestDatabase;
 let dir: string;
@@ -27,8 +23,7 @@ async function serve(admission: { exemptNamespaces?: string[]; audit?: boolean }
   return (app.server.address() as AddressInfo).port;
 }
 
-const fixture = async (name: string) => JSON.parse(await readFile(path.join(FIXTURES, `${name}.json`), 'utf8'));
-const workloadFixtures = (await readdir(FIXTURES)).filter((f) => f !== 'imagereview.json').map((f) => f.replace(/\.json$/, ''));
+const workloads = await workloadFixtures();
 
 async function allow(id: string, name: string, tags: string[]) {
   await db.sql`INSERT INTO images (id, name, tags) VALUES (${id}, ${name}, ${tags}) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, tags = EXCLUDED.tags`;
@@ -59,7 +54,7 @@ const validate = (p: number, body: unknown) => httpsFetch(p, { method: 'POST', p
 
 describe('ValidatingAdmissionWebhook over HTTPS', () => {
   it('has a fixture for every workload kind and the ephemeral containers subresource', () => {
-    expect(workloadFixtures.sort()).toEqual([
+    expect(workloads.sort()).toEqual([
       'cronjob',
       'daemonset',
       'deployment',
@@ -71,7 +66,7 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     ]);
   });
 
-  it.each(workloadFixtures)('allows a %s whose images are all allowlisted, echoing the uid', async (name) => {
+  it.each(workloads)('allows a %s whose images are all allowlisted, echoing the uid', async (name) => {
     const review = await fixture(name);
     const res = await validate(port, review);
     expect(res.status).toBe(200);
@@ -83,7 +78,7 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     });
   });
 
-  it.each(workloadFixtures)('denies a %s running an image that is not allowlisted, naming it', async (name) => {
+  it.each(workloads)('denies a %s running an image that is not allowlisted, naming it', async (name) => {
     await db.sql`DELETE FROM images WHERE id = ${BUSYBOX_DIGEST}`;
     const review = await fixture(name);
     const res = await validate(port, review);

@@ -1,16 +1,13 @@
 import type { App } from '@platform/http-common';
-import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { collectLogLines } from '../support/log-lines.js';
 import { freePort, startServer } from '../support/server-process.js';
+import { fixture } from '../support/fixtures.js';
 
 /** The log lines an operator reads about admission, from a real pino logger. */
-const FIXTURES = path.join(import.meta.dirname, 'fixtures');
-const fixture = async (name: string) => JSON.parse(await readFile(path.join(FIXTURES, `${name}.json`), 'utf8'));
 
 let db: TestDatabase;
 beforeAll(async () => {

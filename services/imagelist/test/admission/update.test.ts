@@ -1,18 +1,14 @@
 import type { App } from '@platform/http-common';
-import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { fixture, PROXY_DIGEST, WEB_DIGEST } from '../support/fixtures.js';
 
 /**
  * UPDATEs as a real API server sends them: `object` and `oldObject` of the same kind, made from
  * the CREATE fixtures the way Kubernetes and its controllers change them.
  */
-const FIXTURES = path.join(import.meta.dirname, 'fixtures');
-const PROXY_DIGEST = '89562e2c3c4f29abd7e7a3586908f147ee0abeabbf9c07582daf632872b8ac0a';
-const WEB_DIGEST = 'b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c';
 const BUSYBOX_DIGEST = 'f569d31fa5e46509fe0235f5bc1344fc96c8c142455056c3e02c43dea70f05eb';
 const DELETED_AT = '2026-12-04T03:58:11Z';
 
@@ -40,7 +36,7 @@ const clone = <T>(v: T): T => structuredClone(v);
 
 /** An UPDATE of the fixture's object: `change` edits the new object; the old one is the fixture's. */
 async function update(name: string, change: (object: any, review: any) => void = () => {}): Promise<any> {
-  const review = JSON.parse(await readFile(path.join(FIXTURES, `${name}.json`), 'utf8'));
+  const review = await fixture(name);
   review.request.operation = 'UPDATE';
   review.request.options = { kind: 'UpdateOptions', apiVersion: 'meta.k8s.io/v1' };
   review.request.oldObject = clone(review.request.object);
