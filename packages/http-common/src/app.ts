@@ -135,6 +135,14 @@ export const SERVER_TIMEOUTS: ServerTimeouts = {
 const BODY_MEMORY = 16 * 1024 * 1024;
 const BODY_FREE_BYTES = 16 * 1024;
 /**
+ * While bodies wait for room, one being read must arrive at 1 MiB/s, ahead by 1 MiB at most, or its
+ * request is ended (body-budget.ts): an API server sends a review on the cluster's network at
+ * tens of MB/s; two clients that held the room by trickling 8 MiB bodies must now send 2 MiB/s.
+ * At 4 MiB/s, a burst of 30 reviews of 7 MB from one client had reviews ended: the client, sending
+ * all 30 (the refused ones' bodies are read and dropped), sent some nothing for 280 ms.
+ */
+const BODY_MIN_RATE = { bytesPerSecond: 1024 * 1024, graceBytes: 1024 * 1024 };
+/**
  * ~62 MB of connections under HTTPS (~31 KB each); 12,000 kept-alive connections took imagelist
  * to 247-265 MB resident with this limit, 565 MB without. Its clients need far fewer: the API
  * servers keep a connection per review in flight, CI clients and Prometheus one each.
@@ -194,6 +202,13 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
         keepOpen: true,
         headers: { 'retry-after': '1' },
       });
+    },
+    minRate: BODY_MIN_RATE,
+    // No answer: the client is still sending, and the route reading the body may answer it. The
+    // route sees the connection close, as when a client leaves mid-body.
+    tooSlow: (request) => {
+      metrics.bodyTooSlow();
+      request.socket.destroy();
     },
   });
   bodies.largestBody = bodyLimit;

@@ -18,6 +18,8 @@ export interface HttpMetrics {
   sendStalled(): void;
   /** Counts one request answered 503 because its body found no room in time (body-budget.ts). */
   bodyRefused(): void;
+  /** Counts one request ended because its body arrived too slowly while others waited for room (body-budget.ts). */
+  bodyTooSlow(): void;
   /** Counts one new connection that found the server past its connection limit (node-server.ts). */
   connectionLimitReached(): void;
 }
@@ -25,8 +27,9 @@ export interface HttpMetrics {
 /**
  * Request latency by method, route pattern (not URL: bounded cardinality; `unmatched` for
  * requests that match no route) and status; its _count is the request count. The connections
- * destroyed for a send stall, the requests refused for body memory and the connections past the
- * limit (no log line for each: a client could flood the log). With
+ * destroyed for a send stall, the requests refused for body memory or ended for a body that arrived
+ * too slowly while others waited, and the connections past the limit (no log line for each: a
+ * client could flood the log). With
  * `defaultMetrics`, also the process metrics (memory, event loop, GC).
  */
 export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetrics {
@@ -43,6 +46,11 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     help: 'Requests answered 503 because their body found no room in the memory set aside for request bodies in time',
     registers: [registry],
   });
+  const bodyTooSlow = new Counter({
+    name: 'http_request_bodies_too_slow_total',
+    help: 'Requests ended because their body arrived slower than the minimum rate while other bodies waited for room',
+    registers: [registry],
+  });
   const connectionLimit = new Counter({
     name: 'http_connection_limit_reached_total',
     help: 'New connections that found the server past its connection limit, each closing the idle connections',
@@ -52,6 +60,7 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     registry,
     sendStalled: () => sendStalled.inc(),
     bodyRefused: () => bodyRefused.inc(),
+    bodyTooSlow: () => bodyTooSlow.inc(),
     connectionLimitReached: () => connectionLimit.inc(),
     record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
   };

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/index.js';
 
@@ -23,6 +23,7 @@ interface Server {
   /** The server's side of the connection from this client port. */
   serverSocket(clientPort: number): Socket | undefined;
   refused(): Promise<number>;
+  tooSlow(): Promise<number>;
 }
 
 const apps: App[] = [];
@@ -30,13 +31,13 @@ afterEach(async () => {
   await Promise.all(apps.splice(0).map((a) => a.close()));
 });
 
-async function start(): Promise<Server> {
+async function start(waitMs = WAIT_MS): Promise<Server> {
   const app = await createApp({
     metricsPath: '/metrics',
     defaultMetrics: false,
     openapi: { title: 'test', version: '1.0.0' },
     bodyMemory: BUDGET,
-    timeouts: { bodyWaitMs: WAIT_MS },
+    timeouts: { bodyWaitMs: waitMs },
   });
   const started: string[] = [];
   const gates = new Map<string, () => void>();
@@ -49,6 +50,12 @@ async function start(): Promise<Server> {
     started.push(tag);
     if (request.headers['x-hold'] !== undefined) await opened(tag);
     return { tag, bytes: (request.body as Buffer).length };
+  });
+  // blocks the event loop, as a large body's parse does
+  app.get('/block', async () => {
+    const until = Date.now() + 1500;
+    while (Date.now() < until);
+    return {};
   });
   app.answerDirectly('POST', '/direct', (request, _response, exchange) => {
     exchange.readBody((body) => {
@@ -68,11 +75,48 @@ async function start(): Promise<Server> {
     started,
     release: (tag) => gates.get(tag)?.(),
     serverSocket: (clientPort) => sockets.get(clientPort),
-    refused: async () => {
-      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      return Number(/^http_request_bodies_refused_total (\d+)$/m.exec(text)?.[1]);
-    },
+    refused: () => counter(port, 'http_request_bodies_refused_total'),
+    tooSlow: () => counter(port, 'http_request_bodies_too_slow_total'),
   };
+}
+
+async function counter(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+}
+
+/**
+ * A client that declares `bytes` and sends them `chunk` at a time every `everyMs` (`chunk` 0: only
+ * the first KiB, then nothing); resolves with the status line, or 'closed' when the server ends it.
+ */
+function trickle(s: Server, tag: string, bytes: number, chunk: number, everyMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(s.port, '127.0.0.1');
+    let sent = 0;
+    let timer: NodeJS.Timeout | undefined;
+    let answer = '';
+    const next = () => {
+      const n = Math.min(chunk, bytes - sent);
+      if (n > 0) socket.write(Buffer.alloc(n, 'b'));
+      sent += n;
+      if (sent < bytes && chunk > 0) timer = setTimeout(next, everyMs);
+    };
+    socket.on('connect', () => {
+      socket.write(
+        `POST /hold HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nX-Tag: ${tag}\r\nContent-Length: ${bytes}\r\n\r\n`,
+      );
+      socket.write(Buffer.alloc(1024, 'b'));
+      sent = 1024;
+      next();
+    });
+    socket.on('data', (d) => (answer += d.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(answer ? answer.slice(0, answer.indexOf('\r\n')) : 'closed');
+    });
+    socket.on('data', () => answer.includes('\r\n\r\n') && socket.end());
+  });
 }
 
 interface Answer {
@@ -223,5 +267,63 @@ describe('the memory set aside for request bodies', () => {
     s.release('a');
     await a;
     expect(await direct).toMatchObject({ status: 200, body: JSON.stringify({ bytes: mib(1) }) });
+  });
+
+  it('ends a body that stopped arriving while another waits, and gives its room to the one waiting', async () => {
+    const s = await start(5000);
+    const slow = trickle(s, 'slow', mib(1.5), 0, 0);
+    await sleep(100);
+    // once 'waiting' waits, the slow body owes 1 MiB/s less the 1 MiB it may be ahead: after ~1 s
+    const began = Date.now();
+    const waiting = (await send(s, 'waiting', mib(1))) as Answer;
+    expect(waiting).toMatchObject({ status: 200, body: JSON.stringify({ tag: 'waiting', bytes: mib(1) }) });
+    expect(Date.now() - began).toBeLessThan(3000);
+    expect(await slow).toBe('closed');
+    expect(s.started).toEqual(['waiting']);
+    expect(await s.tooSlow()).toBe(1);
+    expect(await s.refused()).toBe(0);
+  });
+
+  it('keeps a body that arrives steadily while another waits for its room', async () => {
+    const s = await start(5000);
+    // 128 KiB every 10 ms: 12.8 MiB/s, well above the minimum
+    const steady = trickle(s, 'steady', mib(1.5), 128 * 1024, 10);
+    await sleep(30);
+    const waiting = (await send(s, 'waiting', mib(1))) as Answer;
+    expect(await steady).toBe('HTTP/1.1 200 OK');
+    expect(waiting).toMatchObject({ status: 200 });
+    expect(s.started).toEqual(['steady', 'waiting']);
+    expect(await s.tooSlow()).toBe(0);
+  });
+
+  it('does not count against a body arriving steadily the time the server itself was blocked', async () => {
+    const s = await start(5000);
+    // 64 KiB every 10 ms: ~240 ms for 1.5 MiB, with the server blocked for 1.5 s meanwhile
+    const steady = trickle(s, 'steady', mib(1.5), 64 * 1024, 10);
+    await sleep(30);
+    const waiting = send(s, 'waiting', mib(1));
+    await sleep(30);
+    expect((await fetch(`${s.base}/block`)).status).toBe(200);
+    expect(await steady).toBe('HTTP/1.1 200 OK');
+    expect(await waiting).toMatchObject({ status: 200 });
+    expect(await s.tooSlow()).toBe(0);
+  });
+
+  it('keeps a body that has arrived, however long its route works on it while another waits', async () => {
+    const s = await start(1500);
+    const a = send(s, 'a', mib(1.5), { hold: true });
+    await startedWithin(s, 'a', 2000);
+    // waits 1.5 s, long enough for a body still arriving to owe more than the 1 MiB it may be ahead
+    expect(await send(s, 'b', mib(1))).toMatchObject({ status: 503 });
+    s.release('a');
+    expect(await a).toMatchObject({ status: 200 });
+    expect(await s.tooSlow()).toBe(0);
+  });
+
+  it('lets a slow body finish when no other body waits for its room', async () => {
+    const s = await start();
+    // 32 KiB every 50 ms: ~0.6 MiB/s, under the minimum, for about 2.4 s
+    expect(await trickle(s, 'slow', mib(1.5), 32 * 1024, 50)).toBe('HTTP/1.1 200 OK');
+    expect(await s.tooSlow()).toBe(0);
   });
 });

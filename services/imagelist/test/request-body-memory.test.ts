@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { BUSYBOX_DIGEST, fixture, PROXY_DIGEST, WEB_DIGEST } from './support/fixtures.js';
@@ -113,5 +114,38 @@ describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
       expect(await server.stop()).toBe(0);
       server = undefined;
     }, 120_000);
+
+    it('reads a large review while two clients trickle bodies that declare the largest size', async () => {
+      const port = await freePort();
+      server = await startServer(['--listen', `127.0.0.1:${port}`, '--database-url', db.url, '--log-level', 'info'], {
+        NODE_OPTIONS: DEPLOYED_NODE_OPTIONS,
+      });
+      // two 8 MiB bodies take the whole room; each sends a byte every 200 ms
+      const tricklers = Array.from({ length: 2 }, () => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.write(
+          `POST /admission/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${8 * 1024 * 1024}\r\n\r\n{`,
+        );
+        const timer = setInterval(() => socket.write(' '), 200);
+        socket.on('error', () => {});
+        const closed = new Promise<void>((resolve) => socket.on('close', () => resolve(clearInterval(timer))));
+        return { socket, closed };
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const review = await fixture('pod');
+      review.request.object.metadata.annotations.note = 'x'.repeat(100_000);
+      for (let i = 0; i < 3; i++) {
+        const answer = await post(port, '/admission/validate', JSON.stringify(review));
+        expect(answer).toMatchObject({ status: 200 });
+        expect(JSON.parse((answer as { body: string }).body).response).toMatchObject({ allowed: true });
+      }
+      // the server ended both
+      await Promise.all(tricklers.map((t) => t.closed));
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^http_request_bodies_too_slow_total 2$/m);
+      expect(metrics).toMatch(/^http_request_bodies_refused_total 0$/m);
+      expect(await server.stop()).toBe(0);
+      server = undefined;
+    }, 60_000);
   },
 );
