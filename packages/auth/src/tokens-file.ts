@@ -4,7 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import Type, { type Static } from 'typebox';
 import Value from 'typebox/value';
-import { parse as parseYaml, YAMLError } from 'yaml';
+import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
 export const TokensFileSchema = Type.Object({
   tokens: Type.Union([
@@ -39,18 +39,34 @@ const sha256 = (value: string) => createHash('sha256').update(value, 'utf8').dig
 /**
  * The YAML, or an error that says where it is invalid but quotes none of it: the yaml library's
  * message shows the offending lines, which in a tokens file are the tokens, and the message is logged.
+ *
+ * Read as the original service's Go YAML library read it into its struct: YAML 1.1, so
+ * `is_disabled: yes` (or on, y) disables a token (as YAML 1.2 it was a string, the file was
+ * refused, and the token an operator meant to revoke stayed valid), while a name or token is the
+ * text written, whatever it looks like (`name: off` is "off", not false).
  */
 function parseYamlQuietly(text: string): unknown {
-  try {
-    // logLevel 'error': warnings are not printed either (they would go to stderr unformatted).
-    return parseYaml(text, { prettyErrors: false, logLevel: 'error' });
-  } catch (err) {
-    // No `cause`: the reason is logged, and the yaml library's own error may carry the file's text.
-    /* eslint-disable preserve-caught-error */
-    if (!(err instanceof YAMLError)) throw new Error(`tokens file is not valid YAML (${(err as Error).name})`);
+  // logLevel 'error': warnings are not printed either (they would go to stderr unformatted).
+  const doc = parseDocument(text, { version: '1.1', prettyErrors: false, logLevel: 'error' });
+  const err = doc.errors[0];
+  if (err) {
     const before = text.slice(0, err.pos[0]).split('\n');
     throw new Error(`tokens file is not valid YAML (${err.code} at line ${before.length}, column ${before.at(-1)!.length + 1})`);
-    /* eslint-enable preserve-caught-error */
+  }
+  const tokens = doc.get('tokens');
+  for (const item of isSeq(tokens) ? tokens.items : []) {
+    if (!isMap(item)) continue;
+    for (const key of ['name', 'token']) {
+      const node = item.get(key, true);
+      if (isScalar(node) && node.type === 'PLAIN' && node.source !== undefined) node.value = node.source;
+    }
+  }
+  try {
+    return doc.toJS();
+  } catch (err) {
+    // No `cause`: the reason is logged, and the yaml library's own error may carry the file's text.
+    // eslint-disable-next-line preserve-caught-error
+    throw new Error(`tokens file is not valid YAML (${(err as Error).name})`);
   }
 }
 

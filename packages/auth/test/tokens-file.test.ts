@@ -51,6 +51,19 @@ describe('parseTokensFile', () => {
       expect(parseTokensFile(yaml(...order)).map((e) => e.name)).toEqual(['other']);
     }
   });
+  it('reads the file as the original service did: is_disabled as YAML 1.1 (yes, on, y), names and tokens as written', () => {
+    const file = (value: string) => `tokens:\n  - name: ci\n    token: 'a'\n    is_disabled: ${value}\n`;
+    for (const disabled of ['yes', 'Yes', 'on', 'ON', 'y', 'true', 'True']) expect(parseTokensFile(file(disabled)), disabled).toEqual([]);
+    for (const enabled of ['no', 'off', 'n', 'false', 'FALSE'])
+      expect(
+        parseTokensFile(file(enabled)).map((e) => e.name),
+        enabled,
+      ).toEqual(['ci']);
+    // a quoted "yes" is a string, which Go would not read into a bool either
+    expect(() => parseTokensFile(file('"yes"'))).toThrow(/is_disabled/);
+    const store = parseTokensFile(`tokens:\n  - name: off\n    token: 0x1F\n  - name: yes\n    token: 1:20\n`);
+    expect(store.map((e) => e.name)).toEqual(['off', 'yes']);
+  });
   it('rejects files of another shape', () => {
     expect(() => parseTokensFile('tokens:\n  - name: x\n')).toThrow(/tokens file/);
     expect(() => parseTokensFile('- a\n- b\n')).toThrow(/tokens file/);
