@@ -74,7 +74,30 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   answerUnsupportedExpect(server);
   if (opts.sendStallMs > 0) closeSendStalls(server, opts.sendStallMs, opts.onSendStall);
   closeIdleOverLimit(server, opts.maxConnections, opts.onConnectionLimit);
+  closeUnstartedOnClose(server, tlsOptions ? 'secureConnection' : 'connection');
   return server;
+}
+
+/**
+ * Node times out a connection that has not sent a whole request's headers (a client that connected
+ * and sent nothing, a TLS health check, a slow client) on the listener's interval, which
+ * `server.close()` stops; nor is such a connection idle to Node's close. Left alone, one of them
+ * held every shutdown until the grace ran out (10 s, exit 1). At the close they are destroyed with
+ * the idle ones: no request of theirs has been answered or handed to a route, and by then the
+ * drain has given a client 2 s to finish sending one. A response in progress marks a request that
+ * has (`_httpMessage`, set while a response holds its socket), which the close lets finish.
+ */
+function closeUnstartedOnClose(server: http.Server, httpConnectionEvent: 'connection' | 'secureConnection'): void {
+  const sockets = new Set<Socket>();
+  server.on(httpConnectionEvent, (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  const close = server.close.bind(server);
+  server.close = (...args: Parameters<http.Server['close']>) => {
+    for (const socket of sockets) if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
+    return close(...args);
+  };
 }
 
 /**

@@ -1,11 +1,16 @@
+import { selfSignedCertificate } from '@platform/test-cert';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { createApp, type App } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type App, type TlsFiles } from '../src/index.js';
 
 const newApp = () => createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
 
@@ -160,4 +165,57 @@ describe('errors nobody listened for', () => {
     ]);
     expect(code).toBe(1);
   }, 15_000);
+});
+
+describe('closing with connections that have not sent a request', () => {
+  let dir: string;
+  let certs: TlsFiles;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'close-unstarted-'));
+    certs = selfSignedCertificate(dir);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([false, true])(
+    'closes them at once, a silent one and one still sending its headers, and finishes the request in flight (https: %s)',
+    async (https) => {
+      const app = await createApp({
+        metricsPath: '/metrics',
+        defaultMetrics: false,
+        openapi: { title: 'test', version: '1.0.0' },
+        ...(https ? { tls: certs } : {}),
+      });
+      app.get('/slow', async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        return { done: true };
+      });
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (app.server.address() as AddressInfo).port;
+      const open = async () => {
+        const socket = https
+          ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+          : net.connect({ host: '127.0.0.1', port });
+        await once(socket, https ? 'secureConnect' : 'connect');
+        socket.resume();
+        return socket;
+      };
+      const silent = await open();
+      const headers = await open();
+      headers.write('GET /slow HTTP/1.1\r\nHost: x\r\n');
+      const inFlight = await open();
+      let answer = '';
+      inFlight.on('data', (d: Buffer) => (answer += d.toString()));
+      inFlight.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 100));
+
+      const began = Date.now();
+      await app.close();
+      // before: the close waited for the silent connection until the process's grace ran out
+      expect(Date.now() - began).toBeLessThan(2000);
+      expect(silent.destroyed || silent.readableEnded).toBe(true);
+      await Promise.all([silent, headers, inFlight].map((s) => (s.closed ? Promise.resolve() : once(s, 'close'))));
+      expect(answer).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"done":true\}$/);
+    },
+    10_000,
+  );
 });
