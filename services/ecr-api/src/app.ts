@@ -7,7 +7,7 @@ import { classifyAwsError } from './aws/errors.js';
 import { createAwsMetrics } from './aws/metrics.js';
 import { ImageStore } from './aws/images.js';
 import { Ownership } from './aws/ownership.js';
-import { RepositoryStore } from './aws/repositories.js';
+import { CREATE_CLOCK_SLACK_MS, RepositoryStore } from './aws/repositories.js';
 import { deadlinePerRequest } from './aws/request-deadlines.js';
 import { ScanStore } from './aws/scans.js';
 import { RepositoryUsers } from './aws/users.js';
@@ -36,6 +36,11 @@ export interface AwsOverrides {
   now?: () => number;
   /** Refresh assumed credentials this long before they expire (default 5 minutes). */
   refreshMarginMs?: number;
+  /**
+   * How long after its creation a repository without a pull policy counts as still being created
+   * (default: the AWS deadline + CREATE_CLOCK_SLACK_MS): a retried create completes it only then.
+   */
+  creatingMs?: number;
 }
 
 export interface BuildAppOptions {
@@ -98,7 +103,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   });
   const ownership = new Ownership(config.org);
   const users = new RepositoryUsers(sessions, ownership, partitionOf(config.aws.region));
-  const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy, users);
+  const creatingMs = opts.aws?.creatingMs ?? config.aws.deadlineMs + CREATE_CLOCK_SLACK_MS;
+  const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy, users, creatingMs);
   const images = new ImageStore(sessions, ownership);
   const scans = new ScanStore(sessions, store);
   app.addHook('onClose', (_app, done) => {

@@ -27,11 +27,20 @@ import { mapLimit } from './map-limit.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, Ownership, toTags } from './ownership.js';
 import { groupsFromPolicy, MAX_POLICY_LENGTH, repositoryPolicy } from './repository-policy.js';
 import { classifyAwsError } from './errors.js';
-import { applySteps, type Step } from './steps.js';
+import { currentDeadline } from './deadline.js';
+import { KeyedLock } from './keyed-lock.js';
+import { applySteps, UndoDeclined, type Step } from './steps.js';
 import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
 import type { RepositoryUsers } from './users.js';
 
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
+
+/**
+ * How far the service's clock may be ahead of AWS's without a create still under way being taken
+ * for a finished one (completeExisting): a repository's createdAt is AWS's time, the request
+ * deadline ours.
+ */
+export const CREATE_CLOCK_SLACK_MS = 2_000;
 
 /**
  * Time as the original's Go JSON wrote it (time.RFC3339Nano): fractional seconds without their
@@ -148,9 +157,10 @@ export interface UpdateInput {
 
 /** SetRepositoryPolicy naming `groups`, on a repository being created. */
 function setPolicy(ecr: ECRClient, repositoryName: string, groups: string[], undo: () => Promise<void>): Step {
+  const policyText = repositoryPolicy(groups);
   return {
     what: `set the repository policy of ${repositoryName}`,
-    apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText: repositoryPolicy(groups) }))),
+    apply: async () => void (await ecr.send(new SetRepositoryPolicyCommand({ repositoryName, policyText }))),
     undo,
   };
 }
@@ -197,14 +207,31 @@ async function readPolicy(ecr: ECRClient, repositoryName: string): Promise<strin
  */
 export class RepositoryStore {
   private readonly ownership: Ownership;
+  /** This process's creates, updates and deletes, one at a time per account and repository. */
+  private readonly changes = new KeyedLock();
 
   constructor(
     private readonly sessions: AccountSessions,
     private readonly org: string,
     private readonly listStrategy: ListStrategy,
     private readonly users: RepositoryUsers,
+    /**
+     * How long after its CreateRepository a repository without a policy may still be its create's
+     * to finish, on this replica or another: the AWS deadline (no create runs longer) and
+     * CREATE_CLOCK_SLACK_MS.
+     */
+    private readonly creatingMs: number,
   ) {
     this.ownership = new Ownership(org);
+  }
+
+  /**
+   * `fn` once this process's earlier changes of the repository are done: two requests changing one
+   * repository do not interleave their calls (a create's rollback deleting what another answered
+   * created, two creates each setting their policy). Waiting counts against the request's deadline.
+   */
+  private oneAtATime<T>(account: string, repositoryName: string, fn: () => Promise<T>): Promise<T> {
+    return this.changes.run(`${account}/${repositoryName}`, fn, (turn) => currentDeadline()?.race(turn) ?? turn);
   }
 
   /** Names of this org's repositories in the account, optionally of one group only, sorted. */
@@ -256,7 +283,8 @@ export class RepositoryStore {
 
   /**
    * CreateRepository, then SetRepositoryPolicy (the groups that may pull). A repository whose
-   * policy could not be set is deleted again, so a failed create leaves nothing behind.
+   * policy could not be set is deleted again, so a failed create leaves nothing behind, unless it
+   * has a policy by then: another request set it (and may have answered so), and it is kept.
    */
   async create(account: string, group: string, input: CreateInput): Promise<Repository> {
     const repositoryName = `${group}/${input.name}`;
@@ -269,6 +297,11 @@ export class RepositoryStore {
     checkTagCount(tags.length, 'body.Tags');
     const groups = [...new Set(input.groups ?? [])];
     checkPolicyLength(groups);
+    return this.oneAtATime(account, repositoryName, () => this.createNow(account, group, input, tags, groups));
+  }
+
+  private async createNow(account: string, group: string, input: CreateInput, tags: Tag[], groups: string[]): Promise<Repository> {
+    const repositoryName = `${group}/${input.name}`;
     const { ecr } = await this.sessions.get(account);
     let created: EcrRepository | undefined;
     let sentAt = 0;
@@ -300,12 +333,22 @@ export class RepositoryStore {
           },
           // Not forced: an image pushed in the meantime is not deleted with it.
           undo: async (unconfirmed) => {
-            if (unconfirmed && !(await this.justCreated(ecr, group, input.name, sentAt))) return;
+            if (unconfirmed) {
+              if (!(await this.justCreated(ecr, group, input.name, sentAt))) return;
+            } else if (await this.policySince(ecr, repositoryName)) {
+              // Another request (an update, on another replica) gave it a policy and may have answered it.
+              throw new UndoDeclined('it has a pull policy now, set by another request');
+            }
             await unlessGone('RepositoryNotFoundException', ecr.send(new DeleteRepositoryCommand({ repositoryName })));
           },
         },
-        // Deleting the repository (the undo above) deletes its policy.
-        setPolicy(ecr, repositoryName, groups, async () => {}),
+        // Deleting the repository (the undo above) deletes its policy. A SetRepositoryPolicy that got
+        // no answer took effect when the repository holds exactly that policy: the create is then
+        // answered as done, which is what ECR holds, rather than the complete repository deleted.
+        {
+          ...setPolicy(ecr, repositoryName, groups, async () => {}),
+          tookEffect: async () => samePolicy(await readPolicy(ecr, repositoryName), repositoryPolicy(groups)),
+        },
       ]);
     } catch (err) {
       if (!taken) throw err;
@@ -315,13 +358,30 @@ export class RepositoryStore {
   }
 
   /**
+   * Whether the repository, which this request created, has a policy now (someone else's: this
+   * request's own SetRepositoryPolicy failed). Gone: it has none, and deleting it is done.
+   */
+  private async policySince(ecr: ECRClient, repositoryName: string): Promise<boolean> {
+    try {
+      return (await readPolicy(ecr, repositoryName)) !== undefined;
+    } catch (err) {
+      if ((err as Error).name === 'RepositoryNotFoundException') return false;
+      throw err;
+    }
+  }
+
+  /**
    * CreateRepository answered that `{group}/{name}` exists. When it is this org's and group's and
    * has no policy, it may be what a create that failed part-way left (CreateRepository done,
    * SetRepositoryPolicy not, and deleting it again failed: `STILL APPLIED: create the repository
-   * ...`). When it is also empty and exactly as this request would create it (ScanOnPush,
-   * ImageTagMutability, encryption, tags), the create is completed: SetRepositoryPolicy, 200.
-   * Otherwise `problem` (the 409) stands, and for a repository without a policy it says so and
-   * what to do. A repository with a policy, or another org's, is answered as before.
+   * ...`), or a create still under way, here or on another replica, whose SetRepositoryPolicy has
+   * not been answered yet. Created less than `creatingMs` ago it may be the latter: a 409 with
+   * Retry-After, so that this request neither sets a policy the other then overwrites nor answers
+   * 200 for a repository the other's rollback then deletes. Older, empty and exactly as this
+   * request would create it (ScanOnPush, ImageTagMutability, encryption, tags), the create is
+   * completed: SetRepositoryPolicy, 200. Otherwise `problem` (the 409) stands, and for a repository
+   * without a policy it says so and what to do. A repository with a policy, or another org's, is
+   * answered as before.
    */
   private async completeExisting(
     ecr: ECRClient,
@@ -342,6 +402,16 @@ export class RepositoryStore {
     }
     if ((await readPolicy(ecr, repositoryName)) !== undefined) throw problem;
     const { repository } = found;
+    const createdAt = repository.createdAt?.getTime() ?? 0;
+    const settled = createdAt + this.creatingMs;
+    if (Date.now() < settled) {
+      const seconds = Math.max(1, Math.ceil((settled - Date.now()) / 1000));
+      throw new HttpProblem(
+        409,
+        `The repository ${repositoryName} already exists, without its pull policy yet, created ${Math.max(0, Math.round((Date.now() - createdAt) / 1000))} s ago: the create that made it may still be under way. Retry in ${seconds} s: if it is then still without a policy, empty and as this request would create it, the create is completed.`,
+        { headers: { 'retry-after': String(seconds) }, cause: problem },
+      );
+    }
     const empty = !(await ecr.send(new DescribeImagesCommand({ repositoryName, maxResults: 1 }))).imageDetails?.length;
     const differs = differences(repository, found.tags, input, tags);
     if (!empty || differs.length) {
@@ -392,6 +462,10 @@ export class RepositoryStore {
    */
   async update(account: string, group: string, name: string, input: UpdateInput): Promise<Repository> {
     if (input.groups !== undefined) checkPolicyLength(input.groups);
+    return this.oneAtATime(account, `${group}/${name}`, () => this.updateNow(account, group, name, input));
+  }
+
+  private async updateNow(account: string, group: string, name: string, input: UpdateInput): Promise<Repository> {
     const { ecr } = await this.sessions.get(account);
     const { repository, tags } = await this.ownership.require(ecr, group, name);
     const repositoryName = `${group}/${name}`;
@@ -455,6 +529,10 @@ export class RepositoryStore {
    * got no answer is read back: gone, the delete is answered as done.
    */
   async delete(account: string, group: string, name: string): Promise<DeletedRepository> {
+    return this.oneAtATime(account, `${group}/${name}`, () => this.deleteNow(account, group, name));
+  }
+
+  private async deleteNow(account: string, group: string, name: string): Promise<DeletedRepository> {
     const session = await this.sessions.get(account);
     const { ecr } = session;
     const repositoryName = `${group}/${name}`;

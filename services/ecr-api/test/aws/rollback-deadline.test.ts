@@ -61,6 +61,20 @@ describe('a change that reaches its deadline part-way', () => {
     expect((await create('halfway')).statusCode).toBe(200);
   });
 
+  it('answers 200 for a create whose SetRepositoryPolicy took effect but whose answer was lost', async () => {
+    proxy.loseAnswer = (operation) => operation === 'SetRepositoryPolicy';
+    try {
+      const res = await create('answerlost', { Groups: ['g1'] });
+      // Before: the repository, complete with the policy asked for, was deleted (504, nothing was changed).
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({ RepositoryName: 'grp/answerlost', Groups: ['g1'] });
+    } finally {
+      proxy.loseAnswer = () => false;
+    }
+    expect(proxy.count('DeleteRepository')).toBe(0);
+    expect((await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: 'grp/answerlost' }))).policyText).toContain('"g1"');
+  });
+
   it('restores the previous ScanOnPush of an update whose policy call hung', async () => {
     expect((await create('updated')).statusCode).toBe(200);
     const before = (await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: 'grp/updated' }))).policyText;
@@ -96,7 +110,16 @@ describe('a change that reaches its deadline part-way', () => {
     expect(await exists('grp/stuck')).toBe(true);
 
     // AWS answers again; the client retries the same POST. Before: 409, the repository left without its policy.
+    // A create may still be under way for a repository without a policy for the deadline (+ 2 s of
+    // clock slack) after it was created: until then the retry is a 409 saying when to retry.
     proxy.hang = () => false;
+    const early = await create('stuck');
+    expect(early.statusCode).toBe(409);
+    expect(early.json().detail).toMatch(/may still be under way\. Retry in [1-3] s: /);
+    const wait = Number(early.headers['retry-after']);
+    expect(wait).toBeGreaterThanOrEqual(1);
+    expect(wait).toBeLessThanOrEqual(3);
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
     const retried = await create('stuck');
     expect(retried.statusCode).toBe(200);
     expect((await ecr.send(new GetRepositoryPolicyCommand({ repositoryName: 'grp/stuck' }))).policyText).toContain(

@@ -46,7 +46,9 @@ const manyTags = (n: number, prefix = 'k') => Array.from({ length: n }, (_, i) =
 
 beforeAll(async () => {
   proxy = await new FaultProxy(motoEndpoint()).start();
-  app = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
+  // A repository without a policy is completed at once, not only once its create can no longer be
+  // under way (test/routes/create-race.test.ts and rollback-deadline.test.ts test that wait).
+  app = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1, creatingMs: 0 } });
   account = newAccount();
   ecr = await directEcr(account);
 });

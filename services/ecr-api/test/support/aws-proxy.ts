@@ -24,39 +24,50 @@ export abstract class AwsProxy {
   /** moto's answer to a call that went through. */
   protected answered(_call: AwsCall, _status: number, _body: Buffer): void {}
 
+  /** How long to hold a call before deciding what to do with it (a slow AWS): none by default. */
+  protected holdFor(_call: AwsCall): number {
+    return 0;
+  }
+
   async start(): Promise<this> {
-    const up = new URL(this.upstream);
     this.server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         const call = describeAwsCall(req.headers['x-amz-target'], body.toString('utf8'), `${req.method} ${req.url}`);
-        if (this.intercept(call, res, req)) return;
-        const upstreamReq = request(
-          { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
-          (upstreamRes) => {
-            const out: Buffer[] = [];
-            upstreamRes.on('data', (c: Buffer) => out.push(c));
-            upstreamRes.on('end', () => {
-              const answer = Buffer.concat(out);
-              this.answered(call, upstreamRes.statusCode ?? 0, answer);
-              if (!this.deliver(call)) return;
-              res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-              res.end(answer);
-            });
-          },
-        );
-        upstreamReq.on('error', () => {
-          res.writeHead(502);
-          res.end();
-        });
-        upstreamReq.end(body);
+        const held = this.holdFor(call);
+        if (held > 0) setTimeout(() => this.handle(call, body, req, res), held);
+        else this.handle(call, body, req, res);
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.endpoint = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
+  }
+
+  private handle(call: AwsCall, body: Buffer, req: IncomingMessage, res: ServerResponse): void {
+    if (this.intercept(call, res, req)) return;
+    const up = new URL(this.upstream);
+    const upstreamReq = request(
+      { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
+      (upstreamRes) => {
+        const out: Buffer[] = [];
+        upstreamRes.on('data', (c: Buffer) => out.push(c));
+        upstreamRes.on('end', () => {
+          const answer = Buffer.concat(out);
+          this.answered(call, upstreamRes.statusCode ?? 0, answer);
+          if (!this.deliver(call)) return;
+          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+          res.end(answer);
+        });
+      },
+    );
+    upstreamReq.on('error', () => {
+      res.writeHead(502);
+      res.end();
+    });
+    upstreamReq.end(body);
   }
 
   async stop(): Promise<void> {

@@ -13,6 +13,8 @@ export interface Fault {
   skip?: number;
   /** Answer this body instead of an AWS error (a proxy's or load balancer's page). */
   raw?: { contentType: string; body: string };
+  /** Answer it this long after the call arrived (the call counts as failed when it arrives). */
+  delayMs?: number;
 }
 
 /**
@@ -23,14 +25,25 @@ export interface Fault {
 export class FaultProxy extends AwsProxy {
   readonly operations: string[] = [];
   private readonly faults = new Map<string, Fault & { left: number; skip: number }>();
+  private readonly delays = new Map<string, number>();
 
   fail(operation: string, fault: Fault): void {
     this.faults.set(operation, { ...fault, left: fault.times ?? Number.POSITIVE_INFINITY, skip: fault.skip ?? 0 });
   }
 
+  /** Holds every call of `operation` for `ms` before failing it or letting it through (a slow AWS). */
+  delay(operation: string, ms: number): void {
+    this.delays.set(operation, ms);
+  }
+
   clear(): void {
     this.faults.clear();
+    this.delays.clear();
     this.operations.length = 0;
+  }
+
+  protected override holdFor({ operation }: AwsCall): number {
+    return this.delays.get(operation) ?? 0;
   }
 
   count(operation: string): number {
@@ -43,21 +56,26 @@ export class FaultProxy extends AwsProxy {
     if (fault && fault.skip > 0) fault.skip--;
     else if (fault && fault.left > 0) {
       fault.left--;
-      const message = fault.message ?? `${fault.code} (injected)`;
-      if (fault.raw) {
-        res.writeHead(fault.status ?? 503, { 'content-type': fault.raw.contentType });
-        res.end(fault.raw.body);
-      } else if (protocol === 'json') {
-        res.writeHead(fault.status ?? 400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': fault.code });
-        res.end(JSON.stringify({ __type: fault.code, message }));
-      } else {
-        res.writeHead(fault.status ?? 400, { 'content-type': 'text/xml' });
-        res.end(
-          `<ErrorResponse><Error><Type>Sender</Type><Code>${fault.code}</Code><Message>${message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>`,
-        );
-      }
+      if (fault.delayMs) setTimeout(() => this.answer(fault, protocol, res), fault.delayMs);
+      else this.answer(fault, protocol, res);
       return true;
     }
     return false;
+  }
+
+  private answer(fault: Fault, protocol: AwsCall['protocol'], res: ServerResponse): void {
+    const message = fault.message ?? `${fault.code} (injected)`;
+    if (fault.raw) {
+      res.writeHead(fault.status ?? 503, { 'content-type': fault.raw.contentType });
+      res.end(fault.raw.body);
+    } else if (protocol === 'json') {
+      res.writeHead(fault.status ?? 400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': fault.code });
+      res.end(JSON.stringify({ __type: fault.code, message }));
+    } else {
+      res.writeHead(fault.status ?? 400, { 'content-type': 'text/xml' });
+      res.end(
+        `<ErrorResponse><Error><Type>Sender</Type><Code>${fault.code}</Code><Message>${message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>`,
+      );
+    }
   }
 }
