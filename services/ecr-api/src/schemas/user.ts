@@ -89,6 +89,10 @@ export const User = Type.Object(
 );
 export type User = Static<typeof User>;
 
+/**
+ * A PUT's answer, in the README's order: UserName, AccessKey, DeletedAccessKeys, Tags. Tags is
+ * always sent, yet optional: the serializer writes required properties first, which put it second.
+ */
 export const UpdatedUser = Type.Object(
   {
     UserName: Type.String(),
@@ -102,7 +106,7 @@ export const UpdatedUser = Type.Object(
       }),
     ),
     DeletedAccessKeys: Type.Optional(Type.Array(Type.String())),
-    Tags: OutTags,
+    Tags: Type.Optional(OutTags),
   },
   { $id: 'UpdatedUser' },
 );

@@ -373,6 +373,10 @@ describe('PUT .../users/{user}', () => {
     const k2 = (await iam.send(new CreateAccessKeyCommand({ UserName: 'app-ci' }))).AccessKey!.AccessKeyId!;
     const res = await req('PUT', `${base()}/ci`, { ResetKey: true });
     expect(res.statusCode).toBe(200);
+    // The README's order, on the wire: UserName, AccessKey, DeletedAccessKeys, Tags (was Tags second).
+    expect(res.body).toMatch(
+      /^\{"UserName":"ci","AccessKey":\{"AccessKeyId":"[^"]+","CreateDate":"[^"]+","SecretAccessKey":"[^"]+","Status":"Active","UserName":"app-ci"\},"DeletedAccessKeys":\["[^\]]+\],"Tags":\[\{"Key":[^\]]+\]\}$/,
+    );
     const body = res.json();
     expect(body.UserName).toBe('ci');
     expect(body.AccessKey).toMatchObject({
@@ -402,6 +406,7 @@ describe('PUT .../users/{user}', () => {
       ],
     });
     expect(res.statusCode).toBe(200);
+    expect(res.body).toMatch(/^\{"UserName":"ci","Tags":\[\{"Key":[^\]]+\]\}$/);
     expect(res.json().AccessKey).toBeUndefined();
     const tags = (await iam.send(new ListUserTagsCommand({ UserName: 'app-ci' }))).Tags!;
     expect(tags).toEqual(
