@@ -105,8 +105,30 @@ const unreachable = (err: SdkError) => err.$metadata?.httpStatusCode === undefin
  */
 const timedOut = (err: SdkError) => err.code === 'ETIMEDOUT' || (err.name === 'TimeoutError' && err.code === undefined);
 
-/** The SDK could not parse the answer (its deserializer's SyntaxError). */
-const unreadable = (err: SdkError) => err.name === 'SyntaxError' || (err.message ?? '').includes('Deserialization error');
+/**
+ * The SDK could not parse the answer (its deserializer's SyntaxError, or a cut XML body), or parsed
+ * an error answer that names no AWS error: the SDK calls it `Unknown` (an HTML page parses as XML
+ * for STS and IAM). AWS's own error answers always carry their code.
+ */
+const unreadable = (err: SdkError) =>
+  err.name === 'SyntaxError' || err.name === 'Unknown' || (err.message ?? '').includes('Deserialization error');
+
+/**
+ * An answer that is not AWS's (a proxy's or load balancer's HTML page, a cut body): named by its
+ * HTTP status, not the parser. A 5xx one is a passing fault, worth retrying.
+ */
+function notAnAwsAnswer(err: SdkError, cause: unknown, before = ''): HttpProblem {
+  const status = err.$metadata?.httpStatusCode;
+  const passing = status !== undefined && status >= 500;
+  return new HttpProblem(
+    502,
+    `${before}AWS answered HTTP ${status ?? '?'} with a body that is not an AWS answer${passing ? '; retry later' : ''}.`,
+    {
+      cause,
+      ...(passing ? { headers: { 'retry-after': '1' } } : {}),
+    },
+  );
+}
 
 function deadlineProblem(err: AwsDeadlineExceeded): HttpProblem {
   return new HttpProblem(504, `AWS did not answer within ${err.deadlineMs / 1000} s; retry later.`, { cause: err });
@@ -141,6 +163,7 @@ function classifyAssumeRole(err: AssumeRoleError): HttpProblem {
       cause: err,
     });
   }
+  if (isSdkError(cause) && unreadable(cause)) return notAnAwsAnswer(cause, err, `AssumeRole into account ${err.account} failed: `);
   return new HttpProblem(502, `AssumeRole into account ${err.account} failed (${name || 'error'}).`, { cause: err });
 }
 
@@ -175,20 +198,7 @@ export function classifyAwsError(error: unknown): HttpProblem | undefined {
     if (timedOut(err)) return new HttpProblem(504, `AWS did not answer in time (${name || err.code}); retry later.`, { cause: error });
     return new HttpProblem(502, `AWS could not be reached (${err.code ?? name}).`, { cause: error });
   }
-  if (isSdkError(err) && unreadable(err)) {
-    // Not AWS's answer (a proxy's or load balancer's HTML page, a cut body): say what it was, not
-    // the parser's name. A 5xx one is a passing fault, worth retrying.
-    const status = err.$metadata?.httpStatusCode;
-    const passing = status !== undefined && status >= 500;
-    return new HttpProblem(
-      502,
-      `AWS answered HTTP ${status ?? '?'} with a body that is not an AWS answer${passing ? '; retry later' : ''}.`,
-      {
-        cause: error,
-        ...(passing ? { headers: { 'retry-after': '1' } } : {}),
-      },
-    );
-  }
+  if (isSdkError(err) && unreadable(err)) return notAnAwsAnswer(err, error);
   if (isSdkError(err)) {
     return new HttpProblem(502, `AWS failed to handle the request (${name || `HTTP ${err.$metadata?.httpStatusCode ?? '?'}`}).`, {
       cause: error,

@@ -67,4 +67,28 @@ describe('an answer that is not an AWS answer', () => {
     expect(res.json().detail).toContain('nothing was changed');
     expect(await repositoryExists(ecr, 'grp/half')).toBe(false);
   });
+
+  it('from STS AssumeRole too, named by its HTTP status (was: "AssumeRole into account ... failed (Error).")', async () => {
+    const cut =
+      '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>ASIALEAKLEAKLEAK1234</AccessKeyId><SecretAccessKey>LeakedSecretKey/abcDEF1234567890xyzXYZ</SecretAccessKey><SessionToken>LeakedSessionTokenFQoGZXIvYXdzEXAMPLE</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult><Respo';
+    proxy.fail('AssumeRole', { code: 'cut', status: 200, raw: { contentType: 'text/xml', body: cut } });
+    const fresh = newAccount();
+    const res = await app.inject({ url: `/v1/ecr/${fresh}/repositories`, headers: auth });
+    expect(res.statusCode).toBe(502);
+    expect(res.headers['retry-after']).toBeUndefined();
+    expect(res.json().detail).toBe(`AssumeRole into account ${fresh} failed: AWS answered HTTP 200 with a body that is not an AWS answer.`);
+    expect(res.body).not.toMatch(/Leak|ASIA/);
+
+    proxy.clear();
+    proxy.fail('AssumeRole', { code: 'html', status: 503, raw: HTML });
+    const html = await app.inject({ url: `/v1/ecr/${fresh}/repositories`, headers: auth });
+    expect(html.statusCode).toBe(502);
+    expect(html.headers['retry-after']).toBe('1');
+    expect(html.json().detail).toBe(
+      `AssumeRole into account ${fresh} failed: AWS answered HTTP 503 with a body that is not an AWS answer; retry later.`,
+    );
+    // The role is assumed again once STS answers.
+    proxy.clear();
+    expect((await app.inject({ url: `/v1/ecr/${fresh}/repositories`, headers: auth })).statusCode).toBe(200);
+  });
 });
