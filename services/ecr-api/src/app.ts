@@ -21,6 +21,13 @@ import { userRoutes } from './routes/users.js';
 import type { Version } from './schemas/version.js';
 
 const BASE_PATH = '/v1/ecr';
+const PUBLIC_PATHS = new Set(['ping', 'version', 'metrics', 'docs'].map((p) => `${BASE_PATH}/${p}`));
+
+/** The paths served without a token: ping, version, metrics and the docs (with their assets). */
+function isPublicPath(url: string): boolean {
+  const path = url.split('?')[0]!;
+  return PUBLIC_PATHS.has(path) || path.startsWith(`${BASE_PATH}/docs/`);
+}
 
 /** What tests (and only tests) change about how the service reaches AWS. */
 export interface AwsOverrides {
@@ -119,6 +126,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   app.addHook('onClose', () => verifier.close());
   authMetrics(app.metrics, verifier);
   const authorize = verifier.hook();
+  // As the original, whose token check ran before its router: a request that matches no route
+  // (404, or 405 for a path that has other methods) needs the token too, so that a caller without
+  // it learns nothing of what exists. The public paths' other methods do not, as there.
+  app.addHook('onRequest', async (request) => {
+    if (request.is404 && !isPublicPath(request.url)) await authorize(request);
+  });
   await app.register(repositoryRoutes, { store, authorize });
   await app.register(imageRoutes, { images, authorize });
   await app.register(userRoutes, { users, authorize });

@@ -52,6 +52,30 @@ describe('X-Auth-Token', () => {
     expect(await metric(app, 'aws_api_calls_total')).toBe(0);
   });
 
+  it('is checked before routing, as the original: without a token a path with no route or no such method is 403, with one 404 or 405', async () => {
+    const unrouted: [string, string][] = [
+      ['GET', '/v1/ecr/nothing/here'],
+      ['GET', '/elsewhere'],
+      ['PATCH', `/v1/ecr/${account}/repositories`],
+      ['POST', `/v1/ecr/${account}/repositories/grp/x/images`],
+    ];
+    for (const [method, url] of unrouted) {
+      const res = await app.inject({ method: method as 'GET', url });
+      // Before: 404 No route / 405 with Allow, which told a caller without the key what exists.
+      expect(res.statusCode, `${method} ${url}`).toBe(403);
+      expect(res.headers.allow, `${method} ${url}`).toBeUndefined();
+      expect(res.json().detail).toBe('A valid X-Auth-Token is required.');
+      const authorized = await app.inject({ method: method as 'GET', url, headers: auth });
+      expect(authorized.statusCode, `${method} ${url}`).toBe(url.startsWith(`/v1/ecr/${account}`) ? 405 : 404);
+    }
+    // The public paths' other methods need no token, as with the original (its public paths skipped the check).
+    const ping = await app.inject({ method: 'POST', url: '/v1/ecr/ping' });
+    expect(ping.statusCode).toBe(405);
+    expect(ping.headers.allow).toBe('GET, HEAD');
+    // CORS preflights stay public on any path.
+    expect((await app.inject({ method: 'OPTIONS', url: '/v1/ecr/nothing/here' })).statusCode).toBe(200);
+  });
+
   it('accepts a bcrypt hash of the shared key, whatever its salt and cost', async () => {
     for (const token of [auth['x-auth-token'], bcrypt.hashSync(SHARED_KEY, 5)]) {
       const res = await app.inject({ url: `/v1/ecr/${account}/repositories`, headers: { 'x-auth-token': token } });
