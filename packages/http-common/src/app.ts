@@ -78,7 +78,10 @@ export interface CreateAppOptions {
   classifyError?: (error: unknown) => HttpProblem | undefined;
   /** Bytes of request bodies read and worked on at once (body-budget.ts); default BODY_MEMORY. */
   bodyMemory?: number;
-  /** Past this many connections, a new one closes the idle ones (node-server.ts); default MAX_CONNECTIONS. */
+  /**
+   * Past this many connections, a new one closes the idle ones; past 1.5 times as many, a new one
+   * is closed at once (node-server.ts); default MAX_CONNECTIONS.
+   */
   maxConnections?: number;
 }
 
@@ -233,6 +236,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
         bodies,
         maxConnections: opts.maxConnections ?? MAX_CONNECTIONS,
         onConnectionLimit: () => metrics.connectionLimitReached(),
+        onConnectionDropped: () => metrics.connectionDropped(),
       }),
     // The server is createNodeServer's; Fastify reads this only to say https in its addresses.
     ...(tls ? { https: tls } : {}),

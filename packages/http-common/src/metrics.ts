@@ -22,6 +22,8 @@ export interface HttpMetrics {
   bodyTooSlow(): void;
   /** Counts one new connection that found the server past its connection limit (node-server.ts). */
   connectionLimitReached(): void;
+  /** Counts one new connection closed at once, the server at its connection cap (node-server.ts). */
+  connectionDropped(): void;
 }
 
 /**
@@ -56,12 +58,18 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     help: 'New connections that found the server past its connection limit, each closing the idle connections',
     registers: [registry],
   });
+  const connectionDropped = new Counter({
+    name: 'http_connections_dropped_total',
+    help: 'New connections closed at once because the server held its cap of open connections (1.5 times the connection limit)',
+    registers: [registry],
+  });
   return {
     registry,
     sendStalled: () => sendStalled.inc(),
     bodyRefused: () => bodyRefused.inc(),
     bodyTooSlow: () => bodyTooSlow.inc(),
     connectionLimitReached: () => connectionLimit.inc(),
+    connectionDropped: () => connectionDropped.inc(),
     record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
   };
 }

@@ -95,4 +95,42 @@ describe.each([{ https: false }, { https: true }])('past the connection limit (h
       await app.close();
     }
   });
+
+  it('closes a new connection at once past 1.5 times the limit, while the open ones have sent no request', async () => {
+    const app = await createApp({
+      metricsPath: '/metrics',
+      defaultMetrics: false,
+      openapi: { title: 'test', version: '1.0.0' },
+      maxConnections: MAX,
+      ...(https ? { tls: certs } : {}),
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as net.AddressInfo;
+    const open = () => {
+      const socket = https ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect({ host: '127.0.0.1', port });
+      socket.on('error', () => {});
+      socket.resume();
+      return socket;
+    };
+    const connections = () => new Promise<number>((r, j) => app.server.getConnections((e, c) => (e ? j(e) : r(c))));
+    const serverHolds = async (done: (n: number) => boolean) => {
+      while (!done(await connections())) await new Promise((r) => setTimeout(r, 10));
+    };
+    try {
+      // silent: not idle to Node, so the limit's close of the idle ones leaves them open
+      const silent = [];
+      for (let i = 0; i < MAX * 1.5; i++) silent.push(open());
+      await serverHolds((n) => n === MAX * 1.5);
+      const dropped = open();
+      let answered = false;
+      dropped.on('data', () => (answered = true));
+      // (events.once would reject on the TLS client's error)
+      await new Promise((resolve) => dropped.once('close', resolve));
+      expect(answered).toBe(false);
+      expect(await app.metrics.getSingleMetricAsString('http_connections_dropped_total')).toMatch(/^http_connections_dropped_total 1$/m);
+      for (const socket of silent) socket.destroy();
+    } finally {
+      await app.close();
+    }
+  });
 });
