@@ -12,41 +12,45 @@ import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.
 import { isDatabaseUnavailable, isLostDatabaseConnection } from './store/errors.js';
 import { ImageSql } from './store/image-sql.js';
 import { indexMemoryBudget, LiveIndex } from './store/live-index.js';
-import { migrate } from './store/migrate.js';
+import { migrate, MigrationWatch } from './store/migrate.js';
 
 const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with a REST API.';
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 /**
  * Replicas may start before the database does: retry while it is unreachable, up to a minute.
- * Migrations get a connection of their own, without the pool's limit on waiting for an answer: a
- * migration may run, or wait for another replica's, for minutes (migrate.ts).
+ * Migrations get a connection of their own, whose limit on waiting for an answer follows the
+ * migration (MigrationWatch, migrate.ts): 15 s, but minutes while a migration's statements run. A
+ * connection that goes silent past it (its host vanished) fails ETIMEDOUT, and the migration is
+ * retried as against an unreachable database.
+ *
+ * Each attempt connects anew: postgres.js (3.4) does not recover a connection that failed in a
+ * transaction, and the retry's transaction on it was never answered.
  */
 async function migrateWhenReachable(target: DatabaseTarget, connectTimeout: number, where: string, log: Logger): Promise<void> {
-  const sql = connect({ ...target, max: 1, connectTimeout, unansweredMs: false });
-  try {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const { applied, unknown } = await migrate(sql);
-        log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
-        if (unknown.length) {
-          log.warn(
-            { unknown },
-            `the database has migrations this version does not know: ${unknown.join(', ')}; a newer imagelist migrated it`,
-          );
-        }
-        return;
-      } catch (err) {
-        const refused = certificateRefused(err);
-        if (refused) throw new ConfigError(`database ${where}: ${refused}`);
-        if (!isDatabaseUnavailable(err)) throw err;
-        if (attempt >= 12) throw new Error(`database ${where} unreachable after ${attempt} attempts`, { cause: err });
-        log.warn({ attempt, code: (err as { code?: string }).code }, 'database unreachable; retrying');
-        await sleep(Math.min(1000 * attempt, 5000));
+  for (let attempt = 1; ; attempt++) {
+    const watch = new MigrationWatch();
+    const sql = connect({ ...target, max: 1, connectTimeout, unansweredMs: () => watch.silenceMs });
+    try {
+      const { applied, unknown } = await migrate(sql, undefined, watch);
+      await sql.end({ timeout: 5 });
+      log.info({ applied }, applied.length ? 'migrations applied' : 'database schema up to date');
+      if (unknown.length) {
+        log.warn(
+          { unknown },
+          `the database has migrations this version does not know: ${unknown.join(', ')}; a newer imagelist migrated it`,
+        );
       }
+      return;
+    } catch (err) {
+      await sql.end({ timeout: 0 });
+      const refused = certificateRefused(err);
+      if (refused) throw new ConfigError(`database ${where}: ${refused}`);
+      if (!isDatabaseUnavailable(err)) throw err;
+      if (attempt >= 12) throw new Error(`database ${where} unreachable after ${attempt} attempts`, { cause: err });
+      log.warn({ attempt, code: (err as { code?: string }).code }, 'database unreachable; retrying');
+      await sleep(Math.min(1000 * attempt, 5000));
     }
-  } finally {
-    await sql.end({ timeout: 5 });
   }
 }
 

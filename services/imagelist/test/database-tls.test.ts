@@ -9,7 +9,7 @@ import { ChangeFeed } from '../src/store/change-feed.js';
 import { databaseTarget, type DatabaseTarget } from '../src/store/database-tls.js';
 import { connect } from '../src/store/database.js';
 import { CHANNEL, ImageSql } from '../src/store/image-sql.js';
-import { migrate } from '../src/store/migrate.js';
+import { migrate, MigrationWatch } from '../src/store/migrate.js';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { freePort, runCli, startServer } from './support/server-process.js';
@@ -63,10 +63,16 @@ const CONNECTIONS: Connection[] = ['pool', 'migrations', 'change feed'];
 /** 'ok' when that connection of imagelist's reaches the database and works, else the error's code. */
 async function reach(connection: Connection, target: DatabaseTarget): Promise<string> {
   if (connection !== 'change feed') {
-    // the pool's sockets are unanswered-socket.ts's (TLS on a relay); the migrations' postgres.js's own
-    const sql = connect({ ...target, max: 1, connectTimeout: 2, ...(connection === 'migrations' ? { unansweredMs: false } : {}) });
+    // both on unanswered-socket.ts's sockets (TLS on a relay); the migrations' with a bound that moves
+    const watch = new MigrationWatch();
+    const sql = connect({
+      ...target,
+      max: 1,
+      connectTimeout: 2,
+      ...(connection === 'migrations' ? { unansweredMs: () => watch.silenceMs } : {}),
+    });
     try {
-      if (connection === 'migrations') expect(await migrate(sql)).toEqual({ applied: [], unknown: [] });
+      if (connection === 'migrations') expect(await migrate(sql, undefined, watch)).toEqual({ applied: [], unknown: [] });
       const [row] = await sql`SELECT 1 AS one`;
       expect(row).toEqual({ one: 1 });
       return 'ok';

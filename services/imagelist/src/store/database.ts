@@ -1,6 +1,5 @@
 import postgres, { type Sql } from 'postgres';
 import type { DatabaseTarget } from './database-tls.js';
-import { hostSocket } from './host-socket.js';
 import { unansweredSocket } from './unanswered-socket.js';
 
 /** `url` and `ssl`: from databaseTarget (database-tls.ts) when the URL may carry sslrootcert. */
@@ -13,10 +12,11 @@ export interface DatabaseOptions extends DatabaseTarget {
   statementTimeoutMs?: number;
   /**
    * Milliseconds a connection may wait for any answer to a statement before it is destroyed as
-   * dead (a host gone without a FIN or RST); default statement_timeout + 10 s. `false` for a
-   * connection whose statements may legitimately run longer (migrations).
+   * dead (a host gone without a FIN or RST); default statement_timeout + 10 s. A function for a
+   * connection whose statements may legitimately run longer at times, read as each is sent
+   * (migrations: MigrationWatch, migrate.ts).
    */
-  unansweredMs?: number | false;
+  unansweredMs?: number | (() => number);
 }
 
 /** A postgres.js pool that fails fast when the database is away and reconnects by itself. */
@@ -26,7 +26,7 @@ export function connect(opts: DatabaseOptions): Sql {
   return postgres(opts.url, {
     // postgres.js takes a socket factory but does not declare it. Ours name the server for TLS by
     // its IP address too (host-socket.ts).
-    ...({ socket: unansweredMs === false ? hostSocket() : unansweredSocket(unansweredMs) } as object),
+    ...({ socket: unansweredSocket(unansweredMs) } as object),
     // run by postgres.js's tls.connect, on our socket too
     ...(opts.ssl ? { ssl: opts.ssl } : {}),
     max: opts.max ?? 10,

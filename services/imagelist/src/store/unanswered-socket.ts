@@ -28,24 +28,35 @@ import { relayedSocket } from './relayed-socket.js';
  * Not caught: a statement sent before the previous one's answer arrived, then the host vanishing.
  * That answer counts as a reply, so the later statement is given up only once the connection writes
  * again and that goes unanswered.
+ *
+ * `silenceMs` may be a function, read as each statement is owed an answer, for a connection whose
+ * statements may run for minutes only at times (migrate.ts's MigrationWatch).
  */
-export function unansweredSocket(silenceMs: number): (target: SocketTarget) => net.Socket | Duplex {
+export function unansweredSocket(silenceMs: number | (() => number)): (target: SocketTarget) => net.Socket | Duplex {
   let attempt = 0;
   return (target) => {
     const { socket, name } = connectToTarget(target, attempt++);
-    destroyWhenUnanswered(socket, silenceMs);
+    destroyWhenUnanswered(socket, typeof silenceMs === 'number' ? () => silenceMs : silenceMs);
     if (!target.ssl) return Object.assign(socket, name);
     if (target.keep_alive) socket.setKeepAlive(true, 1000 * target.keep_alive);
     return Object.assign(relayedSocket(socket), name);
   };
 }
 
-function destroyWhenUnanswered(socket: net.Socket, silenceMs: number): void {
-  // Since when the socket has been owed an answer, and how much it had read by then: any byte read
-  // since is an answer.
+function destroyWhenUnanswered(socket: net.Socket, silenceMs: () => number): void {
+  // Since when the socket has been owed an answer, for how long it may be, and how much it had read
+  // by then: any byte read since is an answer.
   let owedSince: number | undefined;
+  let owedMs = 0;
   let readBefore = 0;
   let timer: NodeJS.Timeout | undefined;
+  let timerAt = 0;
+
+  const wake = (at: number) => {
+    clearTimeout(timer);
+    timerAt = at;
+    timer = setTimeout(check, at - Date.now()).unref();
+  };
 
   const check = () => {
     timer = undefined;
@@ -54,13 +65,10 @@ function destroyWhenUnanswered(socket: net.Socket, silenceMs: number): void {
       owedSince = undefined;
       return;
     }
-    const left = owedSince + silenceMs - Date.now();
-    if (left > 0) {
-      timer = setTimeout(check, left).unref();
-      return;
-    }
+    const at = owedSince + owedMs;
+    if (at > Date.now()) return wake(at);
     // ETIMEDOUT: what the kernel would report once its retransmissions ran out.
-    const error = new Error(`the database sent nothing for ${silenceMs} ms after a statement`);
+    const error = new Error(`the database sent nothing for ${owedMs} ms after a statement`);
     socket.destroy(Object.assign(error, { code: 'ETIMEDOUT' }));
   };
 
@@ -68,9 +76,11 @@ function destroyWhenUnanswered(socket: net.Socket, silenceMs: number): void {
   socket.write = (...args: unknown[]) => {
     if (owedSince === undefined || socket.bytesRead !== readBefore) {
       owedSince = Date.now();
+      owedMs = silenceMs();
       readBefore = socket.bytesRead;
+      // A timer set for a longer bound than this one would wake too late.
+      if (timer === undefined || timerAt > owedSince + owedMs) wake(owedSince + owedMs);
     }
-    timer ??= setTimeout(check, silenceMs).unref();
     return write(...args);
   };
 }
