@@ -44,14 +44,17 @@ function get(socket: net.Socket, path: string): Promise<{ status: string; body: 
 const OK = 'HTTP/1.1 200 OK';
 
 describe.each([{ https: false }, { https: true }])('past the connection limit (https: $https)', ({ https }) => {
-  it('closes the idle connections, answers the one in flight and the new one, and counts it', async () => {
-    const app = await createApp({
+  const limitedApp = () =>
+    createApp({
       metricsPath: '/metrics',
       defaultMetrics: false,
       openapi: { title: 'test', version: '1.0.0' },
       maxConnections: MAX,
       ...(https ? { tls: certs } : {}),
     });
+
+  it('closes the idle connections, answers the one in flight and the new one, and counts it', async () => {
+    const app = await limitedApp();
     let letGo!: () => void;
     const gate = new Promise<void>((resolve) => (letGo = resolve));
     app.get('/small', async () => ({ ok: true }));
@@ -97,13 +100,7 @@ describe.each([{ https: false }, { https: true }])('past the connection limit (h
   });
 
   it('closes a new connection at once past 1.5 times the limit, while the open ones have sent no request', async () => {
-    const app = await createApp({
-      metricsPath: '/metrics',
-      defaultMetrics: false,
-      openapi: { title: 'test', version: '1.0.0' },
-      maxConnections: MAX,
-      ...(https ? { tls: certs } : {}),
-    });
+    const app = await limitedApp();
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as net.AddressInfo;
     const open = () => {
