@@ -30,46 +30,41 @@ export interface HttpMetrics {
  * Request latency by method, route pattern (not URL: bounded cardinality; `unmatched` for
  * requests that match no route) and status; its _count is the request count. The connections
  * destroyed for a send stall, the requests refused for body memory or ended for a body that arrived
- * too slowly while others waited, and the connections past the limit (no log line for each: a
- * client could flood the log). With
- * `defaultMetrics`, also the process metrics (memory, event loop, GC).
+ * too slowly while others waited, the connections past the limit and those dropped at the cap (no
+ * log line for each: a client could flood the log). With `defaultMetrics`, also the process
+ * metrics (memory, event loop, GC).
  */
 export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const latency = new RequestLatency(registry);
-  const sendStalled = new Counter({
-    name: 'http_connections_send_stalled_total',
-    help: 'Connections destroyed because the client accepted no byte of a pending response for the send-stall limit',
-    registers: [registry],
-  });
-  const bodyRefused = new Counter({
-    name: 'http_request_bodies_refused_total',
-    help: 'Requests answered 503 because their body found no room in the memory set aside for request bodies in time',
-    registers: [registry],
-  });
-  const bodyTooSlow = new Counter({
-    name: 'http_request_bodies_too_slow_total',
-    help: 'Requests ended because their body arrived slower than the minimum rate while other bodies waited for room',
-    registers: [registry],
-  });
-  const connectionLimit = new Counter({
-    name: 'http_connection_limit_reached_total',
-    help: 'New connections that found the server past its connection limit, each closing the idle connections',
-    registers: [registry],
-  });
-  const connectionDropped = new Counter({
-    name: 'http_connections_dropped_total',
-    help: 'New connections closed at once because the server held its cap of open connections (1.5 times the connection limit)',
-    registers: [registry],
-  });
+  /** Counts an event (a counter's `inc`), for the events below that are counted and not logged. */
+  const counting = (name: string, help: string) => {
+    const counter = new Counter({ name, help, registers: [registry] });
+    return () => counter.inc();
+  };
   return {
     registry,
-    sendStalled: () => sendStalled.inc(),
-    bodyRefused: () => bodyRefused.inc(),
-    bodyTooSlow: () => bodyTooSlow.inc(),
-    connectionLimitReached: () => connectionLimit.inc(),
-    connectionDropped: () => connectionDropped.inc(),
+    sendStalled: counting(
+      'http_connections_send_stalled_total',
+      'Connections destroyed because the client accepted no byte of a pending response for the send-stall limit',
+    ),
+    bodyRefused: counting(
+      'http_request_bodies_refused_total',
+      'Requests answered 503 because their body found no room in the memory set aside for request bodies in time',
+    ),
+    bodyTooSlow: counting(
+      'http_request_bodies_too_slow_total',
+      'Requests ended because their body arrived slower than the minimum rate while other bodies waited for room',
+    ),
+    connectionLimitReached: counting(
+      'http_connection_limit_reached_total',
+      'New connections that found the server past its connection limit, each closing the idle connections',
+    ),
+    connectionDropped: counting(
+      'http_connections_dropped_total',
+      'New connections closed at once because the server held its cap of open connections (1.5 times the connection limit)',
+    ),
     record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
   };
 }

@@ -1,24 +1,15 @@
-import { selfSignedCertificate } from '@platform/test-cert';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type TlsFiles } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../src/index.js';
+import { temporaryCertificate } from './support/temporary-certificate.js';
 
 // Real connections, over HTTP and HTTPS, to an app that keeps at most 20: past that, a new
 // connection closes the idle ones, never one with a request in flight nor the new one.
 const MAX = 20;
 
-let dir: string;
-let certs: TlsFiles;
-beforeAll(() => {
-  dir = mkdtempSync(path.join(tmpdir(), 'connection-limit-'));
-  certs = selfSignedCertificate(dir);
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const certs = temporaryCertificate('connection-limit-');
 
 /** Sends a GET on the connection; resolves with the answer's status line and body. */
 function get(socket: net.Socket, path: string): Promise<{ status: string; body: string }> {
@@ -50,7 +41,7 @@ describe.each([{ https: false }, { https: true }])('past the connection limit (h
       defaultMetrics: false,
       openapi: { title: 'test', version: '1.0.0' },
       maxConnections: MAX,
-      ...(https ? { tls: certs } : {}),
+      ...(https ? { tls: certs() } : {}),
     });
 
   it('closes the idle connections, answers the one in flight and the new one, and counts it', async () => {

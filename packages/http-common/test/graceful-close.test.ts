@@ -1,16 +1,13 @@
-import { selfSignedCertificate } from '@platform/test-cert';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type App, type TlsFiles } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { createApp, type App } from '../src/index.js';
+import { temporaryCertificate } from './support/temporary-certificate.js';
 
 const newApp = () => createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
 
@@ -168,13 +165,7 @@ describe('errors nobody listened for', () => {
 });
 
 describe('closing with connections that have not sent a request', () => {
-  let dir: string;
-  let certs: TlsFiles;
-  beforeAll(() => {
-    dir = mkdtempSync(path.join(tmpdir(), 'close-unstarted-'));
-    certs = selfSignedCertificate(dir);
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const certs = temporaryCertificate('close-unstarted-');
 
   it.each([false, true])(
     'closes them at once, a silent one and one still sending its headers, and finishes the request in flight (https: %s)',
@@ -183,7 +174,7 @@ describe('closing with connections that have not sent a request', () => {
         metricsPath: '/metrics',
         defaultMetrics: false,
         openapi: { title: 'test', version: '1.0.0' },
-        ...(https ? { tls: certs } : {}),
+        ...(https ? { tls: certs() } : {}),
       });
       app.get('/slow', async () => {
         await new Promise((r) => setTimeout(r, 300));

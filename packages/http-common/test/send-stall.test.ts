@@ -1,12 +1,9 @@
-import { selfSignedCertificate } from '@platform/test-cert';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type App, type TlsFiles } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { createApp, type App } from '../src/index.js';
+import { temporaryCertificate } from './support/temporary-certificate.js';
 
 // Clients on real sockets that stop reading a response, read it slowly, or wait between requests.
 const STALL_MS = 500;
@@ -17,13 +14,7 @@ const BIG = Buffer.alloc(32 * 1024 * 1024, 'x');
 const SLOW_BODY = Buffer.alloc(16 * 1024 * 1024, 'y');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let dir: string;
-let certs: TlsFiles;
-beforeAll(() => {
-  dir = mkdtempSync(path.join(tmpdir(), 'send-stall-'));
-  certs = selfSignedCertificate(dir);
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const certs = temporaryCertificate('send-stall-');
 
 interface Server {
   app: App;
@@ -41,7 +32,7 @@ async function start(opts: { tls?: boolean; stallMs?: number } = {}): Promise<Se
     defaultMetrics: false,
     openapi: { title: 'test', version: '1.0.0' },
     timeouts: { sendStallMs: stallMs, keepAliveMs: 10_000 },
-    ...(opts.tls ? { tls: certs } : {}),
+    ...(opts.tls ? { tls: certs() } : {}),
   });
   app.get('/big', (_request, reply) => reply.type('text/plain').send(BIG));
   app.get('/slow-body', (_request, reply) => reply.type('text/plain').send(SLOW_BODY));
@@ -209,7 +200,7 @@ describe('a TLS handshake never begun', () => {
       defaultMetrics: false,
       openapi: { title: 'test', version: '1.0.0' },
       timeouts: { headersMs: 1000, requestMs: 2000 },
-      tls: certs,
+      tls: certs(),
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
     const socket = net.connect((app.server.address() as net.AddressInfo).port, '127.0.0.1');

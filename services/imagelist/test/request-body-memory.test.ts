@@ -66,12 +66,18 @@ describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
       await db?.close();
     });
 
-    it('answers or refuses (503) every review, answers small reviews meanwhile, and stays within the memory limit', async () => {
+    /** Starts the built service as the Deployment runs it (its NODE_OPTIONS and log level). */
+    async function startDeployed(): Promise<{ port: number; running: RunningServer }> {
       const port = await freePort();
       server = await startServer(['--listen', `127.0.0.1:${port}`, '--database-url', db.url, '--log-level', 'info'], {
         NODE_OPTIONS: DEPLOYED_NODE_OPTIONS,
       });
-      const pid = server.child.pid!;
+      return { port, running: server };
+    }
+
+    it('answers or refuses (503) every review, answers small reviews meanwhile, and stays within the memory limit', async () => {
+      const { port, running } = await startDeployed();
+      const pid = running.child.pid!;
       const small = JSON.stringify({
         apiVersion: 'imagepolicy.k8s.io/v1alpha1',
         kind: 'ImageReview',
@@ -110,16 +116,13 @@ describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
       expect(peak, `peak RSS ${Math.round(peak / 1e6)} MB (before the burst ${Math.round(before / 1e6)} MB)`).toBeLessThan(MEMORY_LIMIT);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toMatch(new RegExp(`^http_request_bodies_refused_total ${refused.length}$`, 'm'));
-      expect(server.child.exitCode).toBeNull();
-      expect(await server.stop()).toBe(0);
+      expect(running.child.exitCode).toBeNull();
+      expect(await running.stop()).toBe(0);
       server = undefined;
     }, 120_000);
 
     it('reads a large review while two clients trickle bodies that declare the largest size', async () => {
-      const port = await freePort();
-      server = await startServer(['--listen', `127.0.0.1:${port}`, '--database-url', db.url, '--log-level', 'info'], {
-        NODE_OPTIONS: DEPLOYED_NODE_OPTIONS,
-      });
+      const { port, running } = await startDeployed();
       // two 8 MiB bodies take the whole room; each sends a byte every 200 ms
       const tricklers = Array.from({ length: 2 }, () => {
         const socket = net.connect(port, '127.0.0.1');
@@ -144,7 +147,7 @@ describe.skipIf(!process.env.DATABASE_URL || process.platform !== 'linux')(
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toMatch(/^http_request_bodies_too_slow_total 2$/m);
       expect(metrics).toMatch(/^http_request_bodies_refused_total 0$/m);
-      expect(await server.stop()).toBe(0);
+      expect(await running.stop()).toBe(0);
       server = undefined;
     }, 60_000);
   },
