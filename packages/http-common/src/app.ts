@@ -13,7 +13,7 @@ import Fastify, {
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { BodyBudget } from './body-budget.js';
 import { answerProblem, clientErrorHandler } from './client-errors.js';
-import { createNodeServer } from './node-server.js';
+import { connectionCap, createNodeServer } from './node-server.js';
 import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
@@ -40,6 +40,13 @@ declare module 'fastify' {
      * the route must also be a Fastify route, which answers what the handler passes on.
      */
     answerDirectly(method: string, path: string, handler: DirectHandler): void;
+    /**
+     * Moves the connection limit (CreateAppOptions.maxConnections) while the server runs, for a
+     * service whose memory for connections changes (imagelist's, with its index); the cap moves
+     * with it. Connections already open stay open: past the new limit, the next new connection
+     * closes the idle ones.
+     */
+    limitConnections(max: number): void;
   }
 }
 
@@ -215,6 +222,8 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     },
   });
   bodies.largestBody = bodyLimit;
+  let connectionLimit = opts.maxConnections ?? MAX_CONNECTIONS;
+  metrics.connectionLimit(() => connectionLimit);
   const slowMs = opts.slowRequestMs ?? 1000;
   const direct: DirectRoutes = new DirectRoutes(
     (): FastifyBaseLogger => app.log,
@@ -234,7 +243,7 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
         onSendStall: () => metrics.sendStalled(),
         isClosing: () => state !== 'open',
         bodies,
-        maxConnections: opts.maxConnections ?? MAX_CONNECTIONS,
+        maxConnections: () => connectionLimit,
         onConnectionLimit: () => metrics.connectionLimitReached(),
         onConnectionDropped: () => metrics.connectionDropped(),
       }),
@@ -260,6 +269,12 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
     bodies.largestBody = Math.max(bodies.largestBody, route.bodyLimit ?? bodyLimit);
   });
   app.decorate('answerDirectly', (method: string, path: string, handler: DirectHandler) => direct.add(method, path, handler));
+  app.decorate('limitConnections', (max: number) => {
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`a connection limit must be a positive integer, not ${max}`);
+    connectionLimit = max;
+    // Node checks the cap itself, before a connection reaches the server's listeners.
+    app.server.maxConnections = connectionCap(max);
+  });
   app.addHook('preClose', async () => {
     state = 'closing';
   });

@@ -7,6 +7,7 @@ export { validatorCompiler } from './validation.js';
 export { parseListen } from './listen.js';
 export { createLogger, loggerOptions, REDACT_PATHS, type Logger } from './logger.js';
 export { addGauge } from './metrics.js';
+export { CONNECTION_CAP } from './node-server.js';
 export {
   badRequest,
   conflict,

@@ -24,6 +24,8 @@ export interface HttpMetrics {
   connectionLimitReached(): void;
   /** Counts one new connection closed at once, the server at its connection cap (node-server.ts). */
   connectionDropped(): void;
+  /** Exports the connection limit in force, which `read` returns when Prometheus scrapes. */
+  connectionLimit(read: () => number): void;
 }
 
 /**
@@ -65,6 +67,13 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
       'http_connections_dropped_total',
       'New connections closed at once because the server held its cap of open connections (1.5 times the connection limit)',
     ),
+    connectionLimit: (read) =>
+      addGauge(
+        registry,
+        'http_connection_limit',
+        'Open connections past which a new one closes the idle ones; 1.5 times as many are closed at once',
+        read,
+      ),
     record: (method, route, status, seconds) => latency.observe(method, route, status, seconds),
   };
 }

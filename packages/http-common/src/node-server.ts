@@ -18,8 +18,11 @@ export interface NodeServerOptions {
   isClosing: () => boolean;
   /** Bounds the memory of the request bodies read at once. */
   bodies: BodyBudget;
-  /** Past this many connections, a new one makes the server close its idle ones (closeIdleOverLimit). */
-  maxConnections: number;
+  /**
+   * Past this many connections, a new one makes the server close its idle ones (closeIdleOverLimit);
+   * read at each new connection, so that a service may move it while it runs (app.limitConnections).
+   */
+  maxConnections: () => number;
   /** Called each time a new connection finds the server past maxConnections. */
   onConnectionLimit?: (() => void) | undefined;
   /** Called each time a new connection is closed at once, the server holding CONNECTION_CAP × maxConnections. */
@@ -114,13 +117,13 @@ function closeUnstartedOnClose(server: http.Server, httpConnectionEvent: 'connec
  * timeouts bound it; a client whose idle connection was closed opens another (the
  * kube-apiserver's does). Counting is per TCP connection, TLS handshakes included.
  */
-function closeIdleOverLimit(server: http.Server, max: number, onLimit: (() => void) | undefined): void {
+function closeIdleOverLimit(server: http.Server, max: () => number, onLimit: (() => void) | undefined): void {
   let open = 0;
   const closed = () => open--;
   server.on('connection', (socket: Socket) => {
     open++;
     socket.once('close', closed);
-    if (open > max) {
+    if (open > max()) {
       onLimit?.();
       server.closeIdleConnections();
     }
@@ -128,7 +131,9 @@ function closeIdleOverLimit(server: http.Server, max: number, onLimit: (() => vo
 }
 
 /** The hard cap on open connections, as a multiple of the limit past which idle ones are closed. */
-const CONNECTION_CAP = 1.5;
+export const CONNECTION_CAP = 1.5;
+/** The cap on open connections for a connection limit of `max`. */
+export const connectionCap = (max: number): number => Math.ceil(max * CONNECTION_CAP);
 
 /**
  * The idle ones closed, what is left open is connections that have not sent a whole request (each
@@ -139,8 +144,8 @@ const CONNECTION_CAP = 1.5;
  * connection at once (`maxConnections`): a client refused a connection retries it, a replica
  * killed for its memory takes every client's requests with it and reloads its index.
  */
-function capConnections(server: http.Server, max: number, onDropped: (() => void) | undefined): void {
-  server.maxConnections = Math.ceil(max * CONNECTION_CAP);
+function capConnections(server: http.Server, max: () => number, onDropped: (() => void) | undefined): void {
+  server.maxConnections = connectionCap(max());
   if (onDropped) server.on('drop', onDropped);
 }
 

@@ -121,4 +121,47 @@ describe.each([{ https: false }, { https: true }])('past the connection limit (h
       await app.close();
     }
   });
+
+  it('moves the limit and the cap while it runs (limitConnections): lowered, a new connection past the new cap is closed; raised, one is taken', async () => {
+    const app = await limitedApp();
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as net.AddressInfo;
+    const open = () => {
+      const socket = https ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect({ host: '127.0.0.1', port });
+      socket.on('error', () => {});
+      socket.resume();
+      return socket;
+    };
+    const connections = () => new Promise<number>((r, j) => app.server.getConnections((e, c) => (e ? j(e) : r(c))));
+    const serverHolds = async (n: number) => {
+      while ((await connections()) !== n) await new Promise((r) => setTimeout(r, 10));
+    };
+    const closedUnanswered = (socket: net.Socket) =>
+      new Promise<boolean>((resolve) => {
+        let answered = false;
+        socket.on('data', () => (answered = true));
+        socket.once('close', () => resolve(!answered));
+      });
+    const gauge = async () =>
+      /^http_connection_limit (\d+)$/m.exec(await app.metrics.getSingleMetricAsString('http_connection_limit'))?.[1];
+    try {
+      expect(await gauge()).toBe(String(MAX));
+      const silent = [];
+      for (let i = 0; i < 15; i++) silent.push(open());
+      await serverHolds(15);
+      app.limitConnections(10); // cap 15: the server is at it
+      expect(await gauge()).toBe('10');
+      expect(await closedUnanswered(open())).toBe(true);
+      expect(await app.metrics.getSingleMetricAsString('http_connections_dropped_total')).toMatch(/^http_connections_dropped_total 1$/m);
+
+      app.limitConnections(MAX); // cap 30
+      const taken = open();
+      await serverHolds(16);
+      expect(taken.destroyed).toBe(false);
+      expect(() => app.limitConnections(0)).toThrow(RangeError);
+      for (const socket of [...silent, taken]) socket.destroy();
+    } finally {
+      await app.close();
+    }
+  });
 });

@@ -69,6 +69,14 @@ export const ConfigSchema = Type.Object({
     description:
       'Most images held in memory (about 150 bytes each: 1,000,000 peak at ~240 MB RSS as deployed); a larger allowlist is answered from the database',
   }),
+  memoryLimit: Type.Optional(
+    Type.Integer({
+      minimum: 64,
+      env: 'IMAGELIST_MEMORY_LIMIT',
+      description:
+        "MiB this process may use, of which its index and its open connections take shares; unset: the container's memory limit, else the machine's memory",
+    }),
+  ),
   dataDir: Type.String({
     default: '.data/imagelist',
     env: 'IMAGELIST_DATA_DIR',

@@ -12,6 +12,8 @@ import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.
 import { isDatabaseUnavailable, isLostDatabaseConnection } from './store/errors.js';
 import { ImageSql } from './store/image-sql.js';
 import { indexMemoryBudget, LiveIndex } from './store/live-index.js';
+import { memoryLimit } from './memory-limit.js';
+import { limitConnectionsToMemory } from './connection-room.js';
 import { migrate, MigrationWatch } from './store/migrate.js';
 
 const SUMMARY = 'imagelist: an allowlist of container images in PostgreSQL, with a REST API.';
@@ -129,13 +131,14 @@ runMain(async () => {
   const sql = connect({ ...target, max: embedded ? 1 : config.dbPoolSize, connectTimeout: config.dbTimeout });
   const dbDeadlineMs = config.dbTimeout * 1000;
 
+  const memory = memoryLimit(config.memoryLimit);
   // The embedded database serves one connection, so there is no second one to LISTEN on.
   const live = embedded
     ? undefined
     : new LiveIndex(new ImageSql(sql, dbDeadlineMs), target, {
         outageGraceMs: config.outageGrace * 1000,
         maxImages: config.indexMaxImages,
-        maxMemory: indexMemoryBudget(),
+        maxMemory: indexMemoryBudget(memory),
         feed: { connectTimeoutS: config.dbTimeout },
         log,
       }).start();
@@ -161,6 +164,10 @@ runMain(async () => {
     version,
     admission,
     ...(config.certfile && config.keyfile ? { tls: { certfile: config.certfile, keyfile: config.keyfile } } : {}),
+  });
+  limitConnectionsToMemory(app, memory, () => {
+    const index = live?.index.memory();
+    return index ? index.heap + index.outside : 0;
   });
   app.addHook('onClose', async () => {
     await tokens?.close();

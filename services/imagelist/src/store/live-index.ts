@@ -1,5 +1,4 @@
 import { unavailable } from '@platform/http-common';
-import { totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getHeapStatistics } from 'node:v8';
 import { ChangeFeed, type ChangeFeedListener, type ChangeFeedOptions, type FeedLogger } from './change-feed.js';
@@ -79,11 +78,8 @@ export interface MemoryBudget {
   rssFromIndex: number;
 }
 
-/** The memory the index may take in this process (LiveIndexOptions.maxMemory). */
-export function indexMemoryBudget(): MemoryBudget {
-  const constrained = process.constrainedMemory?.() ?? 0;
-  // Without a limit, cgroups report the largest number they can.
-  const memory = constrained > 0 && constrained < totalmem() ? constrained : totalmem();
+/** The memory the index may take in a process that may use `memory` bytes (LiveIndexOptions.maxMemory). */
+export function indexMemoryBudget(memory: number): MemoryBudget {
   return {
     heap: Math.floor(Math.max(0, getHeapStatistics().heap_size_limit - HEAP_NOT_FOR_NAMES) * HEAP_SHARE),
     total: Math.floor(memory * MEMORY_SHARE),
