@@ -13,7 +13,7 @@ import Fastify, {
 import type { RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { BodyBudget } from './body-budget.js';
 import { answerProblem, clientErrorHandler } from './client-errors.js';
-import { connectionCap, createNodeServer } from './node-server.js';
+import { createNodeServer } from './node-server.js';
 import { installErrorHandler, installNotFoundHandler, sendProblem } from './error-handler.js';
 import { HttpProblem } from './problem.js';
 import { httpMetrics, metricsRoute } from './metrics.js';
@@ -272,8 +272,6 @@ export async function createApp(opts: CreateAppOptions): Promise<App> {
   app.decorate('limitConnections', (max: number) => {
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`a connection limit must be a positive integer, not ${max}`);
     connectionLimit = max;
-    // Node checks the cap itself, before a connection reaches the server's listeners.
-    app.server.maxConnections = connectionCap(max);
   });
   app.addHook('preClose', async () => {
     state = 'closing';

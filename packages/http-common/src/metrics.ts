@@ -22,7 +22,7 @@ export interface HttpMetrics {
   bodyTooSlow(): void;
   /** Counts one new connection that found the server past its connection limit (node-server.ts). */
   connectionLimitReached(): void;
-  /** Counts one new connection closed at once, the server at its connection cap (node-server.ts). */
+  /** Counts one connection closed to hold the connection cap (node-server.ts). */
   connectionDropped(): void;
   /** Exports the connection limit in force, which `read` returns when Prometheus scrapes. */
   connectionLimit(read: () => number): void;
@@ -65,7 +65,7 @@ export function httpMetrics(opts: { defaultMetrics?: boolean } = {}): HttpMetric
     ),
     connectionDropped: counting(
       'http_connections_dropped_total',
-      'New connections closed at once because the server held its cap of open connections (1.5 times the connection limit)',
+      'Connections closed to hold the cap of open connections (1.5 times the connection limit): the new one, or the oldest without a request in flight of the client address holding the most',
     ),
     connectionLimit: (read) =>
       addGauge(

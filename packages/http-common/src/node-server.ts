@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { BodyBudget } from './body-budget.js';
 import { answerProblem, answerUnsupportedExpect } from './client-errors.js';
+import { OpenConnections } from './open-connections.js';
 
 export interface NodeServerOptions {
   /** Serve HTTPS with this certificate and key. */
@@ -25,7 +26,7 @@ export interface NodeServerOptions {
   maxConnections: () => number;
   /** Called each time a new connection finds the server past maxConnections. */
   onConnectionLimit?: (() => void) | undefined;
-  /** Called each time a new connection is closed at once, the server holding CONNECTION_CAP × maxConnections. */
+  /** Called each time a connection is closed to hold CONNECTION_CAP × maxConnections: the new one, or an unstarted one of the busiest address. */
   onConnectionDropped?: (() => void) | undefined;
 }
 
@@ -78,9 +79,10 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   server.setTimeout(0); // idle connections are governed by keepAliveTimeout, requests by requestTimeout
   answerUnsupportedExpect(server);
   if (opts.sendStallMs > 0) closeSendStalls(server, opts.sendStallMs, opts.onSendStall);
-  closeIdleOverLimit(server, opts.maxConnections, opts.onConnectionLimit);
-  capConnections(server, opts.maxConnections, opts.onConnectionDropped);
-  closeUnstartedOnClose(server, tlsOptions ? 'secureConnection' : 'connection');
+  const connections = new OpenConnections(server, Boolean(tlsOptions));
+  closeIdleOverLimit(server, connections, opts.maxConnections, opts.onConnectionLimit);
+  holdToCap(server, connections, opts.maxConnections, opts.onConnectionDropped);
+  closeUnstartedOnClose(server, connections);
   return server;
 }
 
@@ -93,15 +95,10 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
  * drain has given a client 2 s to finish sending one. A response in progress marks a request that
  * has (`_httpMessage`, set while a response holds its socket), which the close lets finish.
  */
-function closeUnstartedOnClose(server: http.Server, httpConnectionEvent: 'connection' | 'secureConnection'): void {
-  const sockets = new Set<Socket>();
-  server.on(httpConnectionEvent, (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
+function closeUnstartedOnClose(server: http.Server, connections: OpenConnections): void {
   const close = server.close.bind(server);
   server.close = (...args: Parameters<http.Server['close']>) => {
-    for (const socket of sockets) if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
+    for (const socket of [...connections.unstarted()]) socket.destroy();
     return close(...args);
   };
 }
@@ -117,13 +114,9 @@ function closeUnstartedOnClose(server: http.Server, httpConnectionEvent: 'connec
  * timeouts bound it; a client whose idle connection was closed opens another (the
  * kube-apiserver's does). Counting is per TCP connection, TLS handshakes included.
  */
-function closeIdleOverLimit(server: http.Server, max: () => number, onLimit: (() => void) | undefined): void {
-  let open = 0;
-  const closed = () => open--;
-  server.on('connection', (socket: Socket) => {
-    open++;
-    socket.once('close', closed);
-    if (open > max()) {
+function closeIdleOverLimit(server: http.Server, connections: OpenConnections, max: () => number, onLimit: (() => void) | undefined): void {
+  server.on('connection', () => {
+    if (connections.size > max()) {
       onLimit?.();
       server.closeIdleConnections();
     }
@@ -133,20 +126,30 @@ function closeIdleOverLimit(server: http.Server, max: () => number, onLimit: (()
 /** The hard cap on open connections, as a multiple of the limit past which idle ones are closed. */
 export const CONNECTION_CAP = 1.5;
 /** The cap on open connections for a connection limit of `max`. */
-export const connectionCap = (max: number): number => Math.ceil(max * CONNECTION_CAP);
+const connectionCap = (max: number): number => Math.ceil(max * CONNECTION_CAP);
 
 /**
  * The idle ones closed, what is left open is connections that have not sent a whole request (each
  * timed out after the 5 s headers timeout, TLS handshakes included) and requests in flight. A
  * client that opens connections and sends nothing keeps as many open as it opens in 5 s: ~1,500
  * silent TLS connections took imagelist from 112 to 186 MB resident (~50 KB each), and ~6,600 at
- * once to 441 MB, past the Deployment's 384 MiB. Past the cap (3,000 by default: ~150 MB), Node closes a new
- * connection at once (`maxConnections`): a client refused a connection retries it, a replica
- * killed for its memory takes every client's requests with it and reloads its index.
+ * once to 441 MB, past the Deployment's 384 MiB. Past the cap (3,000 by default: ~150 MB), a new
+ * connection from the client address that holds the most is closed at once, before any TLS work;
+ * one from another address closes the oldest unstarted connection of that address instead
+ * (open-connections.ts), which has sent no request it could lose. So a client that holds the cap
+ * with silent connections keeps the API servers' new connections out only if it is the API
+ * servers' own address (a proxy in front); refusing every new connection at the cap, as before,
+ * let it keep them all out. A refused client retries; a replica killed for its memory takes every
+ * client's requests with it and reloads its index.
  */
-function capConnections(server: http.Server, max: () => number, onDropped: (() => void) | undefined): void {
-  server.maxConnections = connectionCap(max());
-  if (onDropped) server.on('drop', onDropped);
+function holdToCap(server: http.Server, connections: OpenConnections, max: () => number, onDropped: (() => void) | undefined): void {
+  server.on('connection', (socket: Socket) => {
+    if (connections.size <= connectionCap(max())) return;
+    onDropped?.();
+    const busiest = connections.busiestAddress();
+    const unstarted = busiest !== undefined && busiest !== socket.remoteAddress ? connections.oldestUnstarted(busiest) : undefined;
+    (unstarted ?? socket).destroy();
+  });
 }
 
 /**

@@ -90,74 +90,126 @@ describe.each([{ https: false }, { https: true }])('past the connection limit (h
     }
   });
 
-  it('closes a new connection at once past 1.5 times the limit, while the open ones have sent no request', async () => {
+  /**
+   * An app limited to MAX, listening. `open(from)` connects from a loopback address of its own
+   * (127.0.0.2, .3: one client each, as the server tells clients apart); `holds(n)` waits until
+   * the server holds n connections.
+   */
+  async function listening(routes: (app: Awaited<ReturnType<typeof limitedApp>>) => void = () => {}) {
     const app = await limitedApp();
+    routes(app);
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as net.AddressInfo;
-    const open = () => {
-      const socket = https ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect({ host: '127.0.0.1', port });
+    const open = async (from: string) => {
+      const options = { host: '127.0.0.1', port, localAddress: from };
+      const socket = https ? tls.connect({ ...options, rejectUnauthorized: false }) : net.connect(options);
       socket.on('error', () => {});
-      socket.resume();
       return socket;
     };
     const connections = () => new Promise<number>((r, j) => app.server.getConnections((e, c) => (e ? j(e) : r(c))));
-    const serverHolds = async (done: (n: number) => boolean) => {
-      while (!done(await connections())) await new Promise((r) => setTimeout(r, 10));
+    const holds = async (n: number) => {
+      while ((await connections()) !== n) await new Promise((r) => setTimeout(r, 10));
     };
+    const dropped = async () =>
+      Number(
+        /^http_connections_dropped_total (\d+)$/m.exec(await app.metrics.getSingleMetricAsString('http_connections_dropped_total'))?.[1],
+      );
+    return { app, open, holds, dropped };
+  }
+  /** Resolves true when the socket closes without having received a byte. */
+  const closedUnanswered = (socket: net.Socket) =>
+    new Promise<boolean>((resolve) => {
+      let answered = false;
+      socket.on('data', () => (answered = true));
+      socket.once('close', () => resolve(!answered));
+    });
+  const connected = async (socket: Promise<net.Socket>) => {
+    const s = await socket;
+    await once(s, https ? 'secureConnect' : 'connect');
+    return s;
+  };
+  const ATTACKER = '127.0.0.2';
+  const CLIENT = '127.0.0.3';
+  /** `n` connections from `from` that send nothing. */
+  const silentFrom = async (open: (from: string) => Promise<net.Socket>, from: string, n: number) => {
+    const sockets = [];
+    for (let i = 0; i < n; i++) sockets.push(await connected(open(from)));
+    return sockets;
+  };
+
+  it('past 1.5 times the limit, a new client closes the oldest silent connection of the client holding the most', async () => {
+    const { app, open, holds, dropped } = await listening((a) => a.get('/small', async () => ({ ok: true })));
     try {
       // silent: not idle to Node, so the limit's close of the idle ones leaves them open
-      const silent = [];
-      for (let i = 0; i < MAX * 1.5; i++) silent.push(open());
-      await serverHolds((n) => n === MAX * 1.5);
-      const dropped = open();
-      let answered = false;
-      dropped.on('data', () => (answered = true));
-      // (events.once would reject on the TLS client's error)
-      await new Promise((resolve) => dropped.once('close', resolve));
-      expect(answered).toBe(false);
-      expect(await app.metrics.getSingleMetricAsString('http_connections_dropped_total')).toMatch(/^http_connections_dropped_total 1$/m);
+      const silent = await silentFrom(open, ATTACKER, MAX * 1.5);
+      await holds(MAX * 1.5);
+      const oldestClosed = closedUnanswered(silent[0]!);
+      const fresh = await connected(open(CLIENT));
+      expect((await get(fresh, '/small')).status).toBe(OK);
+      expect(await oldestClosed).toBe(true);
+      expect(silent.slice(1).every((socket) => !socket.destroyed)).toBe(true);
+      expect(await dropped()).toBe(1);
+      for (const socket of [...silent, fresh]) socket.destroy();
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('past 1.5 times the limit, closes a new connection at once from the client holding the most', async () => {
+    const { app, open, holds, dropped } = await listening();
+    try {
+      const silent = await silentFrom(open, ATTACKER, MAX * 1.5);
+      await holds(MAX * 1.5);
+      const refused = await open(ATTACKER);
+      expect(await closedUnanswered(refused)).toBe(true);
+      expect(silent.every((socket) => !socket.destroyed)).toBe(true);
+      expect(await dropped()).toBe(1);
       for (const socket of silent) socket.destroy();
     } finally {
       await app.close();
     }
   });
 
-  it('moves the limit and the cap while it runs (limitConnections): lowered, a new connection past the new cap is closed; raised, one is taken', async () => {
-    const app = await limitedApp();
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const { port } = app.server.address() as net.AddressInfo;
-    const open = () => {
-      const socket = https ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect({ host: '127.0.0.1', port });
-      socket.on('error', () => {});
-      socket.resume();
-      return socket;
-    };
-    const connections = () => new Promise<number>((r, j) => app.server.getConnections((e, c) => (e ? j(e) : r(c))));
-    const serverHolds = async (n: number) => {
-      while ((await connections()) !== n) await new Promise((r) => setTimeout(r, 10));
-    };
-    const closedUnanswered = (socket: net.Socket) =>
-      new Promise<boolean>((resolve) => {
-        let answered = false;
-        socket.on('data', () => (answered = true));
-        socket.once('close', () => resolve(!answered));
-      });
+  it('closes a new connection at once when every connection of the client holding the most has a request in flight', async () => {
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    const { app, open, holds, dropped } = await listening((a) =>
+      a.get('/held', async () => {
+        await gate;
+        return { held: true };
+      }),
+    );
+    try {
+      const busy = [];
+      for (let i = 0; i < MAX * 1.5; i++) busy.push(get(await connected(open(ATTACKER)), '/held'));
+      await holds(MAX * 1.5);
+      await new Promise((r) => setTimeout(r, 100)); // every request read
+      expect(await closedUnanswered(await open(CLIENT))).toBe(true);
+      expect(await dropped()).toBe(1);
+      letGo();
+      for (const answer of await Promise.all(busy)) expect(answer.status).toBe(OK);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('moves the limit and the cap while it runs (limitConnections)', async () => {
+    const { app, open, holds, dropped } = await listening();
     const gauge = async () =>
       /^http_connection_limit (\d+)$/m.exec(await app.metrics.getSingleMetricAsString('http_connection_limit'))?.[1];
     try {
       expect(await gauge()).toBe(String(MAX));
-      const silent = [];
-      for (let i = 0; i < 15; i++) silent.push(open());
-      await serverHolds(15);
+      const silent = await silentFrom(open, ATTACKER, 15);
+      await holds(15);
       app.limitConnections(10); // cap 15: the server is at it
       expect(await gauge()).toBe('10');
-      expect(await closedUnanswered(open())).toBe(true);
-      expect(await app.metrics.getSingleMetricAsString('http_connections_dropped_total')).toMatch(/^http_connections_dropped_total 1$/m);
+      expect(await closedUnanswered(await open(ATTACKER))).toBe(true);
+      expect(await dropped()).toBe(1);
 
-      app.limitConnections(MAX); // cap 30
-      const taken = open();
-      await serverHolds(16);
-      expect(taken.destroyed).toBe(false);
+      app.limitConnections(MAX); // cap 30: room again
+      const taken = await connected(open(ATTACKER));
+      await holds(16);
+      expect(await dropped()).toBe(1);
       expect(() => app.limitConnections(0)).toThrow(RangeError);
       for (const socket of [...silent, taken]) socket.destroy();
     } finally {
