@@ -27,6 +27,7 @@ import { mapLimit } from './map-limit.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, Ownership, toTags } from './ownership.js';
 import { groupsFromPolicy, MAX_POLICY_LENGTH, repositoryPolicy } from './repository-policy.js';
 import { classifyAwsError } from './errors.js';
+import { stillCreating } from './create-window.js';
 import { currentDeadline } from './deadline.js';
 import { KeyedLock } from './keyed-lock.js';
 import { applySteps, UndoDeclined, type Step } from './steps.js';
@@ -34,13 +35,6 @@ import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
 import type { RepositoryUsers } from './users.js';
 
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
-
-/**
- * How far the service's clock may be ahead of AWS's without a create still under way being taken
- * for a finished one (completeExisting): a repository's createdAt is AWS's time, the request
- * deadline ours.
- */
-export const CREATE_CLOCK_SLACK_MS = 2_000;
 
 /**
  * Time as the original's Go JSON wrote it (time.RFC3339Nano): fractional seconds without their
@@ -402,14 +396,12 @@ export class RepositoryStore {
     }
     if ((await readPolicy(ecr, repositoryName)) !== undefined) throw problem;
     const { repository } = found;
-    const createdAt = repository.createdAt?.getTime() ?? 0;
-    const settled = createdAt + this.creatingMs;
-    if (Date.now() < settled) {
-      const seconds = Math.max(1, Math.ceil((settled - Date.now()) / 1000));
+    const creating = stillCreating(repository.createdAt, this.creatingMs);
+    if (creating) {
       throw new HttpProblem(
         409,
-        `The repository ${repositoryName} already exists, without its pull policy yet, created ${Math.max(0, Math.round((Date.now() - createdAt) / 1000))} s ago: the create that made it may still be under way. Retry in ${seconds} s: if it is then still without a policy, empty and as this request would create it, the create is completed.`,
-        { headers: { 'retry-after': String(seconds) }, cause: problem },
+        `The repository ${repositoryName} already exists, without its pull policy yet, created ${creating.agoS} s ago: the create that made it may still be under way. Retry in ${creating.retryS} s: if it is then still without a policy, empty and as this request would create it, the create is completed.`,
+        { headers: { 'retry-after': String(creating.retryS) }, cause: problem },
       );
     }
     const empty = !(await ecr.send(new DescribeImagesCommand({ repositoryName, maxResults: 1 }))).imageDetails?.length;
