@@ -45,8 +45,9 @@ export interface AwsOverrides {
   /** Refresh assumed credentials this long before they expire (default 5 minutes). */
   refreshMarginMs?: number;
   /**
-   * How long after its creation a repository without a pull policy counts as still being created
-   * (default: the AWS deadline + CREATE_CLOCK_SLACK_MS): a retried create completes it only then.
+   * How long after its creation a repository without a pull policy, or a user in no group, counts
+   * as still being created (default: the AWS deadline + CREATE_CLOCK_SLACK_MS): a retried create
+   * completes it only then.
    */
   creatingMs?: number;
 }
@@ -110,8 +111,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     log: app.log,
   });
   const ownership = new Ownership(config.org);
-  const users = new RepositoryUsers(sessions, ownership, partitionOf(config.aws.region));
   const creatingMs = opts.aws?.creatingMs ?? config.aws.deadlineMs + CREATE_CLOCK_SLACK_MS;
+  const users = new RepositoryUsers(sessions, ownership, partitionOf(config.aws.region), creatingMs);
   const store = new RepositoryStore(sessions, config.org, config.aws.listStrategy, users, creatingMs);
   const images = new ImageStore(sessions, ownership);
   const scans = new ScanStore(sessions, store);

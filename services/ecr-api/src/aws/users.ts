@@ -18,8 +18,11 @@ import {
 import { badRequest, HttpProblem } from '@platform/http-common';
 import { MAX_TAGS, type Tag } from '../schemas/common.js';
 import { MAX_IAM_USER_NAME, type DeletedUser, type UpdatedUser, type User } from '../schemas/user.js';
+import { stillCreating } from './create-window.js';
 import type { AccountSessions } from './credentials.js';
+import { currentDeadline } from './deadline.js';
 import { classifyAwsError } from './errors.js';
+import { KeyedLock } from './keyed-lock.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, type Ownership } from './ownership.js';
 import { rfc3339 } from './repositories.js';
 import { applySteps, UndoDeclined, type Step } from './steps.js';
@@ -49,6 +52,8 @@ function callerTags(tags: Tag[], current: Tag[] = []): Tag[] {
 
 const toTags = (tags: { Key?: string; Value?: string }[] | undefined): Tag[] =>
   (tags ?? []).map((t) => ({ Key: t.Key ?? '', Value: t.Value ?? '' }));
+
+const sameTags = (a: Tag[], b: Tag[]) => a.length === b.length && b.every((t) => a.some((u) => u.Key === t.Key && u.Value === t.Value));
 
 function checkTagCount(count: number): void {
   if (count > MAX_TAGS) {
@@ -103,14 +108,32 @@ function explain(err: unknown, detail: string): HttpProblem {
  */
 export class RepositoryUsers {
   private readonly access: UserAccess;
+  /** This process's creates, updates and deletes, one at a time per account and IAM user. */
+  private readonly changes = new KeyedLock();
 
   constructor(
     private readonly sessions: AccountSessions,
     private readonly ownership: Ownership,
     /** The IAM partition of the service's region (aws, aws-cn, ...), for policy ARNs. */
     partition: string,
+    /**
+     * How long after its CreateUser a user in no group may still be its create's to finish, on
+     * this replica or another: the AWS deadline (no create runs longer) and CREATE_CLOCK_SLACK_MS.
+     */
+    private readonly creatingMs: number,
   ) {
     this.access = new UserAccess(ownership.org, partition);
+  }
+
+  /**
+   * `fn` once this process's earlier changes of the IAM user are done: two requests changing one
+   * user do not interleave their calls (a create completing another's half-made user, which that
+   * one's rollback then deletes; two key resets each keeping its own key). Keyed by the IAM name,
+   * which is what IAM holds once per account: `ci` of `g1/app` and of `g2/app` are one `app-ci`.
+   * Waiting counts against the request's deadline.
+   */
+  private oneAtATime<T>(account: string, UserName: string, fn: () => Promise<T>): Promise<T> {
+    return this.changes.run(`${account}/${UserName}`, fn, (turn) => currentDeadline()?.race(turn) ?? turn);
   }
 
   private path(group: string, name: string): string {
@@ -181,14 +204,25 @@ export class RepositoryUsers {
 
   /**
    * Makes sure the org's policy and group exist, then CreateUser and AddUserToGroup; a user that
-   * could not be added to the group is deleted again. No access key yet: PUT with ResetKey issues one.
-   * A user of that name that a create failed part-way through left behind is completed instead
-   * (completeExisting).
+   * could not be added to the group is deleted again, unless another request has made it its own
+   * meanwhile. No access key yet: PUT with ResetKey issues one. A user of that name that a create
+   * failed part-way through left behind is completed instead (completeExisting).
    */
   async create(account: string, group: string, name: string, input: { user: string; tags: Tag[] | undefined }): Promise<User> {
     const UserName = this.iamName(name, input.user, 'body.UserName');
     const tags = [...callerTags(input.tags ?? []), ...this.serviceTags(group, name, UserName)];
     checkTagCount(tags.length);
+    return this.oneAtATime(account, UserName, () => this.createNow(account, group, name, input, UserName, tags));
+  }
+
+  private async createNow(
+    account: string,
+    group: string,
+    name: string,
+    input: { user: string; tags: Tag[] | undefined },
+    UserName: string,
+    tags: Tag[],
+  ): Promise<User> {
     const { iam } = await this.session(account, group, name);
     await this.access.ensure(iam, account);
     let sentAt = 0;
@@ -209,7 +243,12 @@ export class RepositoryUsers {
           },
           // IAM refuses to delete a user that is in a group: the group's undo below comes first.
           undo: async (unconfirmed) => {
-            if (unconfirmed && !(await this.justCreated(iam, group, name, UserName, sentAt))) return;
+            const found = (await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName }))))?.User;
+            if (!found) return;
+            const changed = await this.changedSinceCreate(iam, group, name, found, UserName, sentAt, tags);
+            // Unanswered, a user not as that CreateUser would have left it is someone else's: the call failed.
+            if (changed && unconfirmed) return;
+            if (changed) throw new UndoDeclined(changed);
             await unlessGone('NoSuchEntityException', iam.send(new DeleteUserCommand({ UserName })));
           },
         },
@@ -238,8 +277,11 @@ export class RepositoryUsers {
    * four tags for this repository, org and group, and in no group — the create is completed: the
    * request's tags merged (TagUser, only those that differ), then AddUserToGroup. Such a user is
    * useless to anyone else (outside the group it can reach nothing), and is exactly the one this
-   * request would create. Anything else stays as it is and is a 409 that says what to do. A
-   * completion that fails is rolled back to the user as it was found (never deleted).
+   * request would create. Created less than `creatingMs` ago, it may instead be another replica's
+   * create between its CreateUser and AddUserToGroup: a 409 with Retry-After, so that this request
+   * neither answers 200 for a user that create then rolls back, nor merges tags over the ones that
+   * create answers. Anything else stays as it is and is a 409 that says what to do. A completion
+   * that fails is rolled back to the user as it was found (never deleted).
    */
   private async completeExisting(
     iam: IAMClient,
@@ -275,6 +317,14 @@ export class RepositoryUsers {
         `The IAM user ${UserName} exists at the path of ${group}/${name} but ${why}, so it was not completed: DELETE ${userPath} deletes it, then create it again.`,
       );
     }
+    const creating = stillCreating(found.CreateDate, this.creatingMs);
+    if (creating) {
+      throw new HttpProblem(
+        409,
+        `The user ${input.user} of ${group}/${name} already exists (IAM user ${UserName}), in no group yet, created ${creating.agoS} s ago: the create that made it may still be under way. Retry in ${creating.retryS} s: if it is then still in no group, the create is completed.`,
+        { headers: { 'retry-after': String(creating.retryS) }, cause },
+      );
+    }
     const changes = callerTags(input.tags ?? [], current).filter((t) => value(t.Key) !== t.Value);
     const merged = mergeTags(current, changes);
     await applySteps([...(changes.length ? [tagStep(iam, UserName, current, changes)] : []), this.addToGroup(iam, UserName)]);
@@ -288,15 +338,29 @@ export class RepositoryUsers {
   }
 
   /**
-   * Whether the IAM user is as a CreateUser sent at `sentAt` that got no answer would have left it:
-   * at the repository's path, created since, in no group and without keys. Otherwise that call
-   * failed (the name was taken), and the user is someone else's to keep.
+   * Why `found` is not as a CreateUser sent at `sentAt` with `tags` left it (at the repository's
+   * path, created since, in no group, without keys, with those tags), or undefined when it is. A
+   * user another request has since added to a group, given a key or tagged may have been answered
+   * 200 by it, and is not this request's to delete; when the CreateUser got no answer, a user not
+   * so is one that call found taken.
    */
-  private async justCreated(iam: IAMClient, group: string, name: string, UserName: string, sentAt: number): Promise<boolean> {
-    const found = (await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName }))))?.User;
-    if (!found || found.Path !== this.path(group, name) || (found.CreateDate?.getTime() ?? 0) < sentAt - CLOCK_SLACK_MS) return false;
+  private async changedSinceCreate(
+    iam: IAMClient,
+    group: string,
+    name: string,
+    found: IamUser,
+    UserName: string,
+    sentAt: number,
+    tags: Tag[],
+  ): Promise<string | undefined> {
+    if (found.Path !== this.path(group, name) || (found.CreateDate?.getTime() ?? 0) < sentAt - CLOCK_SLACK_MS) {
+      return 'it is not the user this request created';
+    }
     const [groups, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
-    return groups.length === 0 && keys.length === 0;
+    if (groups.length) return `it is in the group ${groups.join(', ')} now, added by another request`;
+    if (keys.length) return 'it has an access key now, issued by another request';
+    if (!sameTags(toTags(found.Tags), tags)) return 'its tags were changed by another request';
+    return undefined;
   }
 
   async get(account: string, group: string, name: string, user: string): Promise<User> {
@@ -334,6 +398,16 @@ export class RepositoryUsers {
    * rolled back.
    */
   async update(
+    account: string,
+    group: string,
+    name: string,
+    user: string,
+    input: { resetKey: boolean; tags: Tag[] | undefined },
+  ): Promise<UpdatedUser> {
+    return this.oneAtATime(account, `${name}-${user}`, () => this.updateNow(account, group, name, user, input));
+  }
+
+  private async updateNow(
     account: string,
     group: string,
     name: string,
@@ -413,9 +487,11 @@ export class RepositoryUsers {
   }
 
   async delete(account: string, group: string, name: string, user: string): Promise<DeletedUser> {
-    const { iam } = await this.session(account, group, name);
-    const found = await this.owned(iam, group, name, user);
-    return { UserName: user, ...(await this.remove(iam, found.UserName)) };
+    return this.oneAtATime(account, `${name}-${user}`, async () => {
+      const { iam } = await this.session(account, group, name);
+      const found = await this.owned(iam, group, name, user);
+      return { UserName: user, ...(await this.remove(iam, found.UserName)) };
+    });
   }
 
   /**

@@ -138,7 +138,18 @@ describe('a change that reaches its deadline part-way', () => {
     expect((await iam.send(new ListGroupsForUserCommand({ UserName: 'withusers-ci' }))).Groups).toEqual([]);
 
     // AWS answers again; the client retries the same POST. Before: 409, the user left outside its group for good.
+    // A create may still be under way for a user in no group for the deadline (+ 2 s of clock
+    // slack) after it was created: until then the retry is a 409 saying when to retry.
     proxy.hang = () => false;
+    const early = await app.inject({ method: 'POST', url: users, headers: auth, payload: body });
+    expect(early.statusCode).toBe(409);
+    expect(early.json().detail).toMatch(
+      /in no group yet, created \d+ s ago: the create that made it may still be under way\. Retry in [1-3] s: /,
+    );
+    const wait = Number(early.headers['retry-after']);
+    expect(wait).toBeGreaterThanOrEqual(1);
+    expect(wait).toBeLessThanOrEqual(3);
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
     const retried = await app.inject({ method: 'POST', url: users, headers: auth, payload: body });
     expect(retried.statusCode).toBe(200);
     expect(retried.json()).toMatchObject({ UserName: 'ci', AccessKeys: [], Groups: ['SpinupECRAdminGroup'] });

@@ -69,7 +69,9 @@ async function userOnNewRepository(acct: string, ecr2: ECRClient) {
 
 beforeAll(async () => {
   proxy = await new FaultProxy(motoEndpoint()).start();
-  app = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
+  // A user in no group is completed at once, not only once its create can no longer be under way
+  // (test/routes/user-create-race.test.ts tests that wait).
+  app = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1, creatingMs: 0 } });
   account = newAccount();
   iam = await directIam(account);
   ecr = await directEcr(account);
