@@ -12,6 +12,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { benchEcrApi } from './lib/ecr-api.js';
 import { benchScale, p99Ratio } from './lib/scale.js';
+import { benchAttack } from './lib/attack.js';
 import { summarize } from './lib/profile.js';
 import { DEPLOYED, heapStats, prepareDatabase, probe, seed, startImagelist, waitForIndex } from './lib/imagelist.js';
 import { CPUS, cpuMs, cpuMsOf, freePort, killAll, load, machineCpuMs, median, memory, start, stop } from './lib/procs.js';
@@ -36,7 +37,7 @@ if (!benchCertificate() && env.BENCH_TLS !== '0') {
 }
 const loadAvgAtStart = os.loadavg();
 let idleCheckBusyPct;
-const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api', 'logging', 'scale'].join(',')}] [--scale N,N|none]`;
+const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api', 'logging', 'scale', 'attack'].join(',')}] [--scale N,N|none] [--attack N|none]`;
 let values;
 try {
   ({ values } = parseArgs({
@@ -49,6 +50,7 @@ try {
       repos: { type: 'string', default: env.BENCH_REPOS ?? '50' },
       only: { type: 'string', default: env.BENCH_ONLY },
       scale: { type: 'string', default: env.BENCH_SCALE ?? '10000,100000,1000000' },
+      attack: { type: 'string', default: env.BENCH_ATTACK ?? '1000000' },
       profile: { type: 'boolean', default: env.BENCH_PROFILE === '1' },
       // wrk needs about half of autocannon's CPU for the same load: on 2 cores autocannon, not
       // the server, is what saturates first, above all for request bodies.
@@ -89,6 +91,8 @@ const opts = {
     : undefined,
   // the scale section's allowlist sizes; 'none' skips it
   scale: values.scale === 'none' ? [] : values.scale.split(',').map(Number),
+  // the attack section's allowlist size; 'none' skips it
+  attack: values.attack === 'none' ? 0 : Number(values.attack),
 };
 if (!['autocannon', 'wrk'].includes(opts.loader)) {
   console.error(`--loader is autocannon or wrk, not ${opts.loader}\n${USAGE}`);
@@ -99,7 +103,7 @@ if (opts.loader === 'wrk' && spawnSync(env.WRK ?? 'wrk', ['--version']).error) {
   process.exit(2);
 }
 for (const s of opts.only ?? []) {
-  if (![...SCENARIOS, 'ecr-api', 'logging', 'scale'].includes(s)) {
+  if (![...SCENARIOS, 'ecr-api', 'logging', 'scale', 'attack'].includes(s)) {
     console.error(`unknown scenario ${s}\n${USAGE}`);
     process.exit(2);
   }
@@ -128,7 +132,8 @@ const budgetS =
   (SCENARIOS.length + 1) * (2 * opts.warmup + 2 * opts.duration + 5 * opts.rounds + 45) +
   300 +
   opts.rows / 500 +
-  opts.scale.reduce((a, n) => a + 60 + n / 5000, 0);
+  opts.scale.reduce((a, n) => a + 60 + n / 5000, 0) +
+  (opts.attack ? 360 + opts.attack / 5000 : 0);
 const deadline = setTimeout(() => {
   console.error(`bench: overran its ${Math.round(budgetS)} s budget; stopping`);
   killAll();
@@ -594,6 +599,37 @@ if (opts.scale.length && selected('scale')) {
   }
 }
 
+let attack;
+if (opts.attack && selected('attack')) {
+  log(`\nattack: ${opts.attack} images, as deployed, with the Deployment's memory limit`);
+  try {
+    attack = await benchAttack({ adminUrl, size: opts.attack, log });
+  } catch (err) {
+    harnessErrors.push(`attack: ${err.message}`);
+  }
+  if (attack) {
+    const { kept, bigReviews, imageReviews } = attack;
+    console.log(
+      `\nattack on ${attack.size} images (limit ${attack.memoryLimitMib} MiB, connection limit ${attack.connectionLimit}): from one address ` +
+        `${attack.silentOpened} silent TLS connections opened, ${kept.answered} kept-alive answered and ${kept.refused} refused; from another ` +
+        `reviews of ${attack.bigReviewMb} MB ${JSON.stringify(bigReviews)} and ImageReviews ${JSON.stringify(imageReviews)}; ` +
+        `RSS ${attack.rssBeforeMb} MB before, peak ${attack.peakRssMb} MB, ${attack.rssAfterMb} MB after`,
+    );
+    const limitMb = Math.round((attack.memoryLimitMib * 2 ** 20) / 1e6);
+    target(
+      `attack on ${attack.size} images: peak RSS within the memory limit`,
+      attack.peakRssMb < limitMb,
+      `${attack.peakRssMb} MB of ${limitMb} MB`,
+    );
+    const probes = Object.values(imageReviews).reduce((a, n) => a + n, 0);
+    target(
+      `attack on ${attack.size} images: another client's ImageReviews answered`,
+      probes > 0 && imageReviews['200'] === probes,
+      `${imageReviews['200'] ?? 0} of ${probes}`,
+    );
+  }
+}
+
 if (ecr.available) {
   console.log(`\necr-api against moto: ${ecr.repositories} repositories in one account; AWS calls per request (from /v1/ecr/metrics)`);
   for (const [strategy, s] of Object.entries(ecr.strategies)) {
@@ -681,6 +717,7 @@ const report = {
   targets,
   loggingCost,
   scale,
+  attack,
   ecrApi: ecr,
   harnessErrors,
 };

@@ -70,7 +70,7 @@ function tokensFile() {
  * NODE_OPTIONS, a tokens file for writes and HTTPS with the run's certificate); ready once
  * /health/ping answers (schema migrated).
  */
-export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DEPLOYED.logLevel } = {}) {
+export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DEPLOYED.logLevel, env = {} } = {}) {
   if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: run pnpm build`);
   const port = await freePort();
   const base = `${scheme()}://127.0.0.1:${port}`;
@@ -97,6 +97,7 @@ export async function startImagelist(databaseUrl, { nodeArgs = [], logLevel = DE
       env: {
         NODE_ENV: 'production',
         NODE_OPTIONS: process.env.IMAGELIST_NODE_OPTIONS ?? DEPLOYED.nodeOptions,
+        ...env,
       },
       ready: async () => (await fetchT(`${base}/health/ping`, {}, 2000)).ok,
       timeoutMs: 90_000,
