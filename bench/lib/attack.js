@@ -5,7 +5,7 @@
 // resident memory against the limit, and what the other client got.
 import { spawn } from 'node:child_process';
 import { dropDatabase, prepareDatabase, scrape, startImagelist, waitForIndex } from './imagelist.js';
-import { fetchT, memory, stop } from './procs.js';
+import { fetchT, memory, sleep, stop } from './procs.js';
 import { seedQuietly } from './scale.js';
 
 const DB = 'imagelist_bench_attack';
@@ -41,6 +41,7 @@ export async function benchAttack({ adminUrl, size, log }) {
     const { child, base } = await startImagelist(url, { env: { IMAGELIST_MEMORY_LIMIT: String(MEMORY_LIMIT_MIB) } });
     try {
       await waitForIndex(base, size, LIMIT_MS);
+      await sleep(1500); // the connection limit follows the index each second
       const metrics = scrape(await (await fetchT(`${base}/metrics`)).text(), /^http_connection_limit$/);
       const before = memory(child.pid);
       log(
