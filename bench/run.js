@@ -37,7 +37,9 @@ if (!benchCertificate() && env.BENCH_TLS !== '0') {
 }
 const loadAvgAtStart = os.loadavg();
 let idleCheckBusyPct;
-const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${[...SCENARIOS, 'ecr-api', 'logging', 'scale', 'attack'].join(',')}] [--scale N,N|none] [--attack N|none]`;
+/** What --only may name: the scenarios, and the sections. */
+const SELECTABLE = [...SCENARIOS, 'ecr-api', 'logging', 'scale', 'attack'];
+const USAGE = `Usage: node bench/run.js [--duration S] [--warmup S] [--rounds N] [--connections N] [--rows N] [--repos N] [--loader autocannon|wrk] [--profile] [--only ${SELECTABLE.join(',')}] [--scale N,N|none] [--attack N|none]`;
 let values;
 try {
   ({ values } = parseArgs({
@@ -103,7 +105,7 @@ if (opts.loader === 'wrk' && spawnSync(env.WRK ?? 'wrk', ['--version']).error) {
   process.exit(2);
 }
 for (const s of opts.only ?? []) {
-  if (![...SCENARIOS, 'ecr-api', 'logging', 'scale', 'attack'].includes(s)) {
+  if (!SELECTABLE.includes(s)) {
     console.error(`unknown scenario ${s}\n${USAGE}`);
     process.exit(2);
   }

@@ -3,11 +3,13 @@
 // again as soon as it is closed, and KEPT connections opened one after another, each sending one
 // GET and then kept open. From another address (127.0.0.3), as the API servers would: ROUNDS of
 // REVIEWS AdmissionReviews of 7 MB at once, and an ImageReview on a new connection every 100 ms.
-// Reads {url} as JSON on stdin; prints the counts as one JSON object when the reviews are done.
+// Reads {url, rows} as JSON on stdin (the reviews' images are among the `rows` seeded); prints the counts as one JSON object when the reviews are done.
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
+import { exitWithParent } from './orphan.js';
+import { admissionReview, imageReview } from './scenarios.js';
 
 const SILENT = 2800;
 const KEPT = 12_000;
@@ -16,15 +18,12 @@ const REVIEWS = 30;
 const ATTACKER = '127.0.0.2';
 const CLIENT = '127.0.0.3';
 
-// Never outlive the bench that started us.
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(3);
-}, 1000).unref();
+exitWithParent();
 
 let input = '';
 for await (const chunk of process.stdin) input += chunk;
-const url = new URL(JSON.parse(input).url);
+const spec = JSON.parse(input);
+const url = new URL(spec.url);
 if (url.hostname !== '127.0.0.1') throw new Error(`attack only 127.0.0.1, not ${url.host}`);
 const secure = url.protocol === 'https:';
 const port = Number(url.port);
@@ -94,24 +93,10 @@ function post(path, body) {
 }
 const count = (tally, key) => (tally[key] = (tally[key] ?? 0) + 1);
 
-const big = JSON.stringify({
-  apiVersion: 'admission.k8s.io/v1',
-  kind: 'AdmissionReview',
-  request: {
-    uid: '00000000-0000-4000-8000-000000000001',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    resource: { group: '', version: 'v1', resource: 'pods' },
-    operation: 'CREATE',
-    namespace: 'default',
-    userInfo: { username: 'bench' },
-    object: {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'big', annotations: Object.fromEntries(Array.from({ length: 700 }, (_, i) => [`a${i}`, 'x'.repeat(10_000)])) },
-      spec: { containers: [{ name: 'app', image: 'registry.example.com/team-1/app-1:v1' }] },
-    },
-  },
-});
+// The scenarios' Pod, carrying 7 MB of annotations.
+const pod = admissionReview(1, spec.rows);
+pod.request.object.metadata.annotations = Object.fromEntries(Array.from({ length: 700 }, (_, i) => [`a${i}`, 'x'.repeat(10_000)]));
+const big = JSON.stringify(pod);
 const reviews = {};
 const reviewing = (async () => {
   for (let round = 0; round < ROUNDS; round++) {
@@ -119,11 +104,7 @@ const reviewing = (async () => {
   }
 })();
 
-const small = JSON.stringify({
-  apiVersion: 'imagepolicy.k8s.io/v1alpha1',
-  kind: 'ImageReview',
-  spec: { containers: [{ image: 'registry.example.com/team-1/app-1:v1' }] },
-});
+const small = JSON.stringify(imageReview(1));
 const probes = {};
 const probing = (async () => {
   while (!stopping) {

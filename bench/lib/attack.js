@@ -3,33 +3,14 @@
 // container limit), while one client floods it with connections and another sends the largest
 // admission reviews and an ImageReview every 100 ms (lib/attack-load.js). Reports the peak
 // resident memory against the limit, and what the other client got.
-import { spawn } from 'node:child_process';
 import { dropDatabase, prepareDatabase, scrape, startImagelist, waitForIndex } from './imagelist.js';
-import { fetchT, memory, sleep, stop } from './procs.js';
+import { fetchT, memory, runScript, sleep, stop } from './procs.js';
 import { seedQuietly } from './scale.js';
 
 const DB = 'imagelist_bench_attack';
 /** The Deployment's memory limit (deploy/imagelist/base/deployment.yaml). */
 const MEMORY_LIMIT_MIB = 384;
 const LIMIT_MS = 300_000;
-
-/** Runs lib/attack-load.js against `base`; its counts. */
-function attack(base) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [new URL('./attack-load.js', import.meta.url).pathname], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const timer = setTimeout(() => child.kill('SIGKILL'), LIMIT_MS);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err = (err + d).slice(-2000)));
-    child.stdin.end(JSON.stringify({ url: base }));
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(JSON.parse(out));
-      else reject(new Error(`attack client exited (${signal ?? code}):\n${err}`));
-    });
-  });
-}
 
 export async function benchAttack({ adminUrl, size, log }) {
   const url = await prepareDatabase(adminUrl, DB);
@@ -47,7 +28,11 @@ export async function benchAttack({ adminUrl, size, log }) {
       log(
         `attack: ${size} images loaded, RSS ${Math.round(before.rssMb)} MB, connection limit ${metrics.http_connection_limit}; attacking`,
       );
-      const result = await attack(base);
+      const result = await runScript(
+        new URL('./attack-load.js', import.meta.url),
+        { url: base, rows: size },
+        { name: 'attack client', limitMs: LIMIT_MS },
+      );
       const after = memory(child.pid);
       return {
         size,

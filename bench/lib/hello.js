@@ -9,16 +9,13 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { createRequire } from 'node:module';
+import { exitWithParent } from './orphan.js';
 import { benchCertificate } from './tls.js';
 
 const require = createRequire(new URL('../../services/imagelist/package.json', import.meta.url));
 const Fastify = require('fastify');
 
-// Never outlive the bench that started us.
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(3);
-}, 1000).unref();
+exitWithParent();
 
 // HTTPS with the run's certificate when the bench serves HTTPS (lib/tls.js), as imagelist does.
 const cert = benchCertificate();

@@ -7,13 +7,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import { exitWithParent } from './orphan.js';
 import { requestsFor } from './scenarios.js';
 
-// Never outlive the bench that started us (it may have been SIGKILLed).
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(3);
-}, 1000).unref();
+exitWithParent();
 
 let input = '';
 for await (const chunk of process.stdin) input += chunk;

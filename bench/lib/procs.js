@@ -151,20 +151,30 @@ export function memory(pid) {
 
 /**
  * Runs one load (lib/load.js) in its own process, so the load generator never shares an event loop
- * with the bench or the server. The spec goes in on stdin, the result comes back as JSON on stdout.
- * Killed if it overruns its duration by more than 30 s.
+ * with the bench or the server. Killed if it overruns its duration by more than 30 s.
  */
 export function load(spec) {
-  const limitMs = (spec.duration + 30) * 1000;
+  // wrk, its child, inherits the core
+  return runScript(new URL('./load.js', import.meta.url), spec, {
+    name: 'load generator',
+    limitMs: (spec.duration + 30) * 1000,
+    cpu: CPUS?.load,
+  });
+}
+
+/**
+ * Runs the script at `url` in its own process (killed with the bench, or once it overruns `limitMs`,
+ * on `cpu` if given): the spec goes in as JSON on stdin, the result comes back as JSON on stdout.
+ */
+export function runScript(url, spec, { name, limitMs, cpu }) {
   return new Promise((resolve, reject) => {
-    // wrk, its child, inherits the core
-    const child = spawn(...onCpu(CPUS?.load, process.execPath, [new URL('./load.js', import.meta.url).pathname]), {
+    const child = spawn(...onCpu(cpu, process.execPath, [url.pathname]), {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     children.add(child);
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`load generator overran ${limitMs / 1000} s`));
+      reject(new Error(`${name} overran ${limitMs / 1000} s`));
     }, limitMs);
     child.stdin.end(JSON.stringify(spec));
     let out = '';
@@ -178,10 +188,10 @@ export function load(spec) {
         try {
           resolve(JSON.parse(out));
         } catch (e) {
-          reject(new Error(`load generator printed no result (${e.message}):\n${out}\n${err}`));
+          reject(new Error(`${name} printed no result (${e.message}):\n${out}\n${err}`));
         }
       } else {
-        reject(new Error(`load generator exited (${signal ?? code}):\n${err}`));
+        reject(new Error(`${name} exited (${signal ?? code}):\n${err}`));
       }
     });
   });
