@@ -60,10 +60,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
       '1 while the allowlist is larger than --index-max-images or than the memory the index may take, so this replica keeps no index and answers from the database',
       () => (live.overLimit ? 1 : 0),
     );
-    addGauge(app.metrics, 'imagelist_index_memory_bytes', "The in-memory index's estimated size (names, columns and tags)", () => {
-      const { heap, outside } = live.index.memory();
-      return heap + outside;
-    });
+    addGauge(
+      app.metrics,
+      'imagelist_index_memory_bytes',
+      "The in-memory index's estimated size (names, columns and tags)",
+      () => live.indexBytes,
+    );
     addGauge(app.metrics, 'imagelist_database_up', '1 while the database is reachable, else 0', () => (live.databaseReachable ? 1 : 0));
     addGauge(
       app.metrics,

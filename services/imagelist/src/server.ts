@@ -165,10 +165,7 @@ runMain(async () => {
     admission,
     ...(config.certfile && config.keyfile ? { tls: { certfile: config.certfile, keyfile: config.keyfile } } : {}),
   });
-  limitConnectionsToMemory(app, memory, () => {
-    const index = live?.index.memory();
-    return index ? index.heap + index.outside : 0;
-  });
+  limitConnectionsToMemory(app, memory, () => live?.indexBytes ?? 0);
   app.addHook('onClose', async () => {
     await tokens?.close();
     await live?.close();

@@ -182,6 +182,12 @@ export class LiveIndex implements ChangeFeedListener {
     }
   }
 
+  /** The index's estimated size in bytes: its names, columns and tags (ImageIndex.memory()). */
+  get indexBytes(): number {
+    const { heap, outside } = this.index.memory();
+    return heap + outside;
+  }
+
   /** True while the allowlist does not fit `maxImages` or `maxMemory`: this replica answers from the database. */
   get overLimit(): boolean {
     return this.tooLarge;
