@@ -615,7 +615,8 @@ if (opts.attack && selected('attack')) {
       `\nattack on ${attack.size} images (limit ${attack.memoryLimitMib} MiB, connection limit ${attack.connectionLimit}): from one address ` +
         `${attack.silentOpened} silent TLS connections opened, ${kept.answered} kept-alive answered and ${kept.refused} refused; from another ` +
         `reviews of ${attack.bigReviewMb} MB ${JSON.stringify(bigReviews)} and ImageReviews ${JSON.stringify(imageReviews)}; ` +
-        `RSS ${attack.rssBeforeMb} MB before, peak ${attack.peakRssMb} MB, ${attack.rssAfterMb} MB after`,
+        `RSS ${attack.rssBeforeMb} MB before, peak ${attack.peakRssMb} MB, ${attack.rssAfterMb} MB after; ` +
+        `the other client's longest stall ${attack.clientStallMs} ms`,
     );
     const limitMb = Math.round((attack.memoryLimitMib * 2 ** 20) / 1e6);
     target(

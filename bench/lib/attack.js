@@ -1,10 +1,11 @@
 // The attack section: imagelist with a large allowlist, as the Deployment runs it (its NODE_OPTIONS,
 // HTTPS and its 384 MiB memory limit, given as IMAGELIST_MEMORY_LIMIT since this machine has no
-// container limit), while one client floods it with connections and another sends the largest
-// admission reviews and an ImageReview every 100 ms (lib/attack-load.js). Reports the peak
-// resident memory against the limit, and what the other client got.
+// container limit), while one client floods it with connections (lib/attack-flood.js) and another,
+// in a process of its own as the API servers are, sends the largest admission reviews and an
+// ImageReview every 100 ms (lib/attack-client.js). Both go on until each has done its part. Reports
+// the peak resident memory against the limit, and what the other client got.
 import { dropDatabase, prepareDatabase, scrape, startImagelist, waitForIndex } from './imagelist.js';
-import { fetchT, memory, runScript, sleep, stop } from './procs.js';
+import { CPUS, fetchT, memory, runScript, sleep, stop } from './procs.js';
 import { seedQuietly } from './scale.js';
 
 const DB = 'imagelist_bench_attack';
@@ -28,11 +29,10 @@ export async function benchAttack({ adminUrl, size, log }) {
       log(
         `attack: ${size} images loaded, RSS ${Math.round(before.rssMb)} MB, connection limit ${metrics.http_connection_limit}; attacking`,
       );
-      const result = await runScript(
-        new URL('./attack-load.js', import.meta.url),
-        { url: base, rows: size },
-        { name: 'attack client', limitMs: LIMIT_MS },
-      );
+      const [flood, other] = await bothUntilDone([
+        [new URL('./attack-flood.js', import.meta.url), { url: base }, 'attacker'],
+        [new URL('./attack-client.js', import.meta.url), { url: base, rows: size }, 'attack client'],
+      ]);
       const after = memory(child.pid);
       return {
         size,
@@ -41,12 +41,31 @@ export async function benchAttack({ adminUrl, size, log }) {
         rssBeforeMb: Math.round(before.rssMb),
         peakRssMb: Math.round(after.peakRssMb),
         rssAfterMb: Math.round(after.rssMb),
-        ...result,
+        ...flood,
+        ...other,
       };
     } finally {
       await stop(child);
     }
   } finally {
     await dropDatabase(adminUrl, DB).catch(() => {}); // a million images take ~300 MB of disk
+  }
+}
+
+/**
+ * Runs the scripts at once on the loads' core, as the server's clients are on other machines, each
+ * until every one of them has said 'done' (or one failed).
+ */
+async function bothUntilDone(scripts) {
+  let allDone;
+  const stop = new Promise((resolve) => (allDone = resolve));
+  let done = 0;
+  const runs = scripts.map(([url, spec, name]) =>
+    runScript(url, spec, { name, limitMs: LIMIT_MS, cpu: CPUS?.load, stop, onMessage: () => ++done === scripts.length && allDone() }),
+  );
+  try {
+    return await Promise.all(runs);
+  } finally {
+    allDone();
   }
 }

@@ -165,13 +165,17 @@ export function load(spec) {
 /**
  * Runs the script at `url` in its own process (killed with the bench, or once it overruns `limitMs`,
  * on `cpu` if given): the spec goes in as JSON on stdin, the result comes back as JSON on stdout.
+ * A script that runs until told: `onMessage` gets what it sends (IPC), and it is sent SIGTERM
+ * once `stop` (a promise) settles.
  */
-export function runScript(url, spec, { name, limitMs, cpu }) {
+export function runScript(url, spec, { name, limitMs, cpu, onMessage, stop }) {
   return new Promise((resolve, reject) => {
     const child = spawn(...onCpu(cpu, process.execPath, [url.pathname]), {
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe', ...(onMessage ? ['ipc'] : [])],
     });
     children.add(child);
+    if (onMessage) child.on('message', onMessage);
+    stop?.finally(() => child.kill('SIGTERM'));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${name} overran ${limitMs / 1000} s`));

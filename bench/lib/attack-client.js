@@ -1,0 +1,87 @@
+// The attack section's other client, as the API servers would be, in a process of its own
+// (lib/attack.js) so that the attacker's work never delays it: from 127.0.0.3, ROUNDS of REVIEWS
+// AdmissionReviews of 7 MB at once, and an ImageReview on a new connection every 100 ms. Reads
+// {url, rows} as JSON on stdin (the reviews' images are among the `rows` seeded); sends 'done'
+// (IPC) once the large reviews are answered, goes on with the ImageReviews until SIGTERM, then
+// prints the counts as one JSON object.
+import http from 'node:http';
+import https from 'node:https';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { exitWithParent } from './orphan.js';
+import { admissionReview, imageReview } from './scenarios.js';
+
+const ROUNDS = 2;
+const REVIEWS = 30;
+const CLIENT = '127.0.0.3';
+
+exitWithParent();
+
+let input = '';
+for await (const chunk of process.stdin) input += chunk;
+const spec = JSON.parse(input);
+const url = new URL(spec.url);
+if (url.hostname !== '127.0.0.1') throw new Error(`attack only 127.0.0.1, not ${url.host}`);
+const client = url.protocol === 'https:' ? https : http;
+
+let stopping = false;
+process.once('SIGTERM', () => (stopping = true));
+
+const agent = new client.Agent({ keepAlive: false, maxSockets: 100, localAddress: CLIENT });
+function post(path, body) {
+  return new Promise((resolve) => {
+    const request = client.request(
+      {
+        host: '127.0.0.1',
+        port: Number(url.port),
+        path,
+        method: 'POST',
+        agent,
+        rejectUnauthorized: false,
+        timeout: 60_000,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(String(res.statusCode)));
+      },
+    );
+    request.on('error', (err) => resolve(err.code ?? 'error'));
+    request.on('timeout', () => request.destroy());
+    request.end(body);
+  });
+}
+const count = (tally, key) => (tally[key] = (tally[key] ?? 0) + 1);
+
+// The scenarios' Pod, carrying 7 MB of annotations. Encoded once: 30 strings of 7 MB encoded at
+// each send stalled this process for up to 7 s, past the server's 5 s TLS handshake timeout.
+const pod = admissionReview(1, spec.rows);
+pod.request.object.metadata.annotations = Object.fromEntries(Array.from({ length: 700 }, (_, i) => [`a${i}`, 'x'.repeat(10_000)]));
+const big = Buffer.from(JSON.stringify(pod));
+// This process's longest stall once its body is built: one past the server's timeouts makes the
+// server's answers look lost.
+const stalls = monitorEventLoopDelay({ resolution: 10 });
+stalls.enable();
+const reviews = {};
+const reviewing = (async () => {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const status of await Promise.all(Array.from({ length: REVIEWS }, () => post('/admission/validate', big)))) count(reviews, status);
+  }
+  process.send?.('done');
+})();
+
+const small = JSON.stringify(imageReview(1));
+const probes = {};
+while (!stopping) {
+  count(probes, await post('/admission/imagereview', small));
+  await new Promise((r) => setTimeout(r, 100));
+}
+await reviewing;
+process.stdout.write(
+  JSON.stringify({
+    bigReviews: reviews,
+    bigReviewMb: Math.round(big.length / 1e5) / 10,
+    imageReviews: probes,
+    clientStallMs: Math.round(stalls.max / 1e6),
+  }),
+);
+process.exit(0);
