@@ -616,7 +616,7 @@ if (opts.attack && selected('attack')) {
         `${attack.silentOpened} silent TLS connections opened, ${kept.answered} kept-alive answered and ${kept.refused} refused; from another ` +
         `reviews of ${attack.bigReviewMb} MB ${JSON.stringify(bigReviews)} and ImageReviews ${JSON.stringify(imageReviews)}; ` +
         `RSS ${attack.rssBeforeMb} MB before, peak ${attack.peakRssMb} MB, ${attack.rssAfterMb} MB after; ` +
-        `the other client's longest stall ${attack.clientStallMs} ms`,
+        `the other client's longest stalls ${attack.largeClientStallMs} ms (large reviews) and ${attack.imageClientStallMs} ms (ImageReviews)`,
     );
     const limitMb = Math.round((attack.memoryLimitMib * 2 ** 20) / 1e6);
     target(

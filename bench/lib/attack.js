@@ -1,9 +1,9 @@
 // The attack section: imagelist with a large allowlist, as the Deployment runs it (its NODE_OPTIONS,
 // HTTPS and its 384 MiB memory limit, given as IMAGELIST_MEMORY_LIMIT since this machine has no
-// container limit), while one client floods it with connections (lib/attack-flood.js) and another,
-// in a process of its own as the API servers are, sends the largest admission reviews and an
-// ImageReview every 100 ms (lib/attack-client.js). Both go on until each has done its part. Reports
-// the peak resident memory against the limit, and what the other client got.
+// container limit), while one client floods it with connections (lib/attack-flood.js) and another
+// (lib/attack-client.js, two processes) sends the largest admission reviews and an ImageReview
+// every 100 ms. All go on until each has done its part. Reports the peak resident memory against
+// the limit, and what the other client got.
 import { dropDatabase, prepareDatabase, scrape, startImagelist, waitForIndex } from './imagelist.js';
 import { CPUS, fetchT, memory, runScript, sleep, stop } from './procs.js';
 import { seedQuietly } from './scale.js';
@@ -29,9 +29,11 @@ export async function benchAttack({ adminUrl, size, log }) {
       log(
         `attack: ${size} images loaded, RSS ${Math.round(before.rssMb)} MB, connection limit ${metrics.http_connection_limit}; attacking`,
       );
-      const [flood, other] = await bothUntilDone([
+      const client = new URL('./attack-client.js', import.meta.url);
+      const [flood, large, image] = await allUntilDone([
         [new URL('./attack-flood.js', import.meta.url), { url: base }, 'attacker'],
-        [new URL('./attack-client.js', import.meta.url), { url: base, rows: size }, 'attack client'],
+        [client, { url: base, rows: size, part: 'large' }, 'attack client (large reviews)'],
+        [client, { url: base, rows: size, part: 'image' }, 'attack client (ImageReviews)'],
       ]);
       const after = memory(child.pid);
       return {
@@ -42,7 +44,8 @@ export async function benchAttack({ adminUrl, size, log }) {
         peakRssMb: Math.round(after.peakRssMb),
         rssAfterMb: Math.round(after.rssMb),
         ...flood,
-        ...other,
+        ...large,
+        ...image,
       };
     } finally {
       await stop(child);
@@ -56,7 +59,7 @@ export async function benchAttack({ adminUrl, size, log }) {
  * Runs the scripts at once on the loads' core, as the server's clients are on other machines, each
  * until every one of them has said 'done' (or one failed).
  */
-async function bothUntilDone(scripts) {
+async function allUntilDone(scripts) {
   let allDone;
   const stop = new Promise((resolve) => (allDone = resolve));
   let done = 0;
