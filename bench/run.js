@@ -149,6 +149,7 @@ const harnessErrors = [];
 /** When each measured load ran (µs of process.hrtime), to cut the CPU profile by scenario. */
 const windows = {};
 const r1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : x);
+const r3 = (x) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : x);
 
 /** One measured load, with the server's CPU, PostgreSQL's CPU and the machine's busy time around it. */
 async function slice(scenario, child, url, seconds) {
@@ -714,7 +715,8 @@ const report = {
   options: opts,
   // imagelist, the hello-world and the reference rows: https as the Deployment serves, or http
   protocol: scheme(),
-  results: results.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? r1(v) : v]))),
+  // three decimals: a ratio, a latency in ms or µs per request at one decimal would lose what the targets compare
+  results: results.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? r3(v) : v]))),
   imagelist: imagelistInfo,
   imagelistPeakRssMb: r1(imagelistPeak),
   targets,
