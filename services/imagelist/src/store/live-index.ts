@@ -527,6 +527,15 @@ export class LiveIndex implements ChangeFeedListener {
     this.loaded = false;
     this.everLoaded = false;
     this.index = new ImageIndex(this.opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: this.opts.answerCacheBytes });
+    // Changes heard while the load that gave up ran were queued to be read back into the index
+    // just dropped, and may have come after the rows it counted: they are changes to an over-limit
+    // allowlist, which may fit now, as one heard from here on would be.
+    if (this.pending.size > 0) {
+      const moot = [...this.pending.keys()];
+      this.pending.clear();
+      this.confirm(moot);
+      this.changed('*');
+    }
     if (this.overLimitLogged) return;
     this.overLimitLogged = true;
     const { images, limit, ...bytes } = outgrown;

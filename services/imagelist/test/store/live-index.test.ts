@@ -405,6 +405,63 @@ describe('in-memory index across replicas', () => {
     expect(errors).toHaveLength(1);
   });
 
+  it('loads once the allowlist fits when it shrank while a load that gave up was reading it', async () => {
+    await db.sql`DELETE FROM images`;
+    const big = ['1', '2', '3', '4'].map((n) => n.repeat(64));
+    for (const id of big.slice(0, 3)) {
+      await a.app.inject({ method: 'PUT', url: '/images', payload: { id, name: 'quay.io/team/shrink', tags: ['v1'] } });
+    }
+    const errors: string[] = [];
+    const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg) };
+    const sql = connect({ url: db.url, max: 2 });
+    /** Holds a load's first page, once read, until released: the rows are read, not yet counted. */
+    class HeldPages extends ImageSql {
+      hold: { held: () => void; release: Promise<void> } | undefined;
+      override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
+        const page = await super.loadPage(afterId, limit, put);
+        const hold = this.hold;
+        this.hold = undefined;
+        if (hold) {
+          hold.held();
+          await hold.release;
+        }
+        return page;
+      }
+    }
+    const heard: string[] = [];
+    class Listening extends LiveIndex {
+      override changed(id: string) {
+        heard.push(id);
+        super.changed(id);
+      }
+    }
+    const images = new HeldPages(sql, 2000);
+    const small = new Listening(images, { url: db.url }, { outageGraceMs: 60_000, maxImages: 2, overLimitRecheckMs: 0, log }).start();
+    closers.push(async () => {
+      await small.close();
+      await sql.end({ timeout: 1 });
+    });
+    await within(15_000, async () => small.overLimit);
+
+    // A write makes it load again, and that load has read four images when three are deleted.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      images.hold = { held: resolve, release: new Promise<void>((r) => (release = r)) };
+    });
+    await a.app.inject({ method: 'PUT', url: '/images', payload: { id: big[3]!, name: 'quay.io/team/shrink', tags: ['v1'] } });
+    await held;
+    for (const id of big.slice(0, 3)) expect((await a.app.inject({ method: 'DELETE', url: `/images/${id}` })).statusCode).toBe(204);
+    await within(15_000, async () => big.slice(0, 3).every((id) => heard.includes(id)));
+    release();
+
+    // The held load counts four and gives up; the deletes it was too early to see make it fit.
+    await within(15_000, async () => small.fresh);
+    expect(small.overLimit).toBe(false);
+    expect(small.index.size).toBe(1);
+    expect(small.index.get(big[3]!)).toBeDefined();
+    expect(errors).toHaveLength(1);
+  });
+
   it('loads an allowlist that fits --index-max-images although the planner still estimates it larger', async () => {
     const own = await createTestDatabase();
     closers.push(() => own.close());
