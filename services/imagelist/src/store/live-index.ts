@@ -34,7 +34,8 @@ export interface LiveIndexOptions {
   maxMemory?: MemoryBudget;
   /**
    * While over `maxImages`, a change to the allowlist makes the replica count it again, at most
-   * this often (default 5 minutes), so it loads its index by itself once deletes make it fit.
+   * this often (default 5 minutes; a change within that is counted when it ends), so it loads its
+   * index by itself once deletes make it fit.
    */
   overLimitRecheckMs?: number;
   answerCacheBytes?: number;
@@ -106,6 +107,8 @@ export class LiveIndex implements ChangeFeedListener {
   private tooLarge = false;
   /** When a change may next make an over-limit replica count the allowlist again. */
   private recheckAt = 0;
+  /** Counts the allowlist again when the recheck interval ends, for a change heard within it. */
+  private recheckTimer: NodeJS.Timeout | undefined;
   /** The over-limit error is logged once, not at every recount that still finds it too large. */
   private overLimitLogged = false;
   private loaded = false;
@@ -169,6 +172,7 @@ export class LiveIndex implements ChangeFeedListener {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.overdueTimer);
+    clearTimeout(this.recheckTimer);
     await this.feed.close();
     await this.draining;
   }
@@ -298,8 +302,11 @@ export class LiveIndex implements ChangeFeedListener {
 
   changed(id: string): void {
     if (this.tooLarge) {
-      // Nothing in memory to keep current, but the allowlist may have shrunk to fit.
-      if (Date.now() < this.recheckAt) return;
+      // Nothing in memory to keep current, but the allowlist may have shrunk to fit: counted again
+      // at most every overLimitRecheckMs, and a change within that is counted when it ends (with
+      // no change after it, a prune would otherwise leave the replica over the limit for good).
+      const wait = this.recheckAt - Date.now();
+      if (wait > 0) return this.recheckLater(wait);
       this.recheckAt = Date.now() + this.overLimitRecheckMs;
       this.reloadAll = true;
     } else if (id === '*') {
@@ -316,6 +323,15 @@ export class LiveIndex implements ChangeFeedListener {
       this.wholeTableChanged();
     } else return this.readBack(id);
     this.drain();
+  }
+
+  private recheckLater(ms: number): void {
+    if (this.recheckTimer || this.closed) return;
+    this.recheckTimer = setTimeout(() => {
+      this.recheckTimer = undefined;
+      if (this.tooLarge) this.changed('*');
+    }, ms);
+    this.recheckTimer.unref();
   }
 
   private wholeTableChanged(): void {

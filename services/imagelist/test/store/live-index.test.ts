@@ -405,6 +405,31 @@ describe('in-memory index across replicas', () => {
     expect(errors).toHaveLength(1);
   });
 
+  it('counts an over-limit allowlist again when the recheck interval ends, for a prune made within it', async () => {
+    await db.sql`DELETE FROM images`;
+    const big = ['1', '2', '3'].map((n) => n.repeat(64));
+    for (const id of big) await a.app.inject({ method: 'PUT', url: '/images', payload: { id, name: 'quay.io/team/prune', tags: ['v1'] } });
+    const errors: string[] = [];
+    const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg) };
+    const sql = connect({ url: db.url, max: 2 });
+    const small = new LiveIndex(
+      new ImageSql(sql, 2000),
+      { url: db.url },
+      { outageGraceMs: 60_000, maxImages: 2, overLimitRecheckMs: 1500, log },
+    ).start();
+    closers.push(async () => {
+      await small.close();
+      await sql.end({ timeout: 1 });
+    });
+    await within(15_000, async () => small.overLimit);
+    // Pruned at once, within the interval, and nothing written after.
+    for (const id of big.slice(0, 2)) expect((await a.app.inject({ method: 'DELETE', url: `/images/${id}` })).statusCode).toBe(204);
+    await within(15_000, async () => small.fresh);
+    expect(small.overLimit).toBe(false);
+    expect(small.index.size).toBe(1);
+    expect(errors).toHaveLength(1);
+  });
+
   it('loads once the allowlist fits when it shrank while a load that gave up was reading it', async () => {
     await db.sql`DELETE FROM images`;
     const big = ['1', '2', '3', '4'].map((n) => n.repeat(64));
