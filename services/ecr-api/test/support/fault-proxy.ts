@@ -15,6 +15,8 @@ export interface Fault {
   raw?: { contentType: string; body: string };
   /** Answer it this long after the call arrived (the call counts as failed when it arrives). */
   delayMs?: number;
+  /** Answer it once this settles (and delayMs has passed): a call held until the test says. */
+  until?: Promise<unknown>;
 }
 
 /**
@@ -56,8 +58,12 @@ export class FaultProxy extends AwsProxy {
     if (fault && fault.skip > 0) fault.skip--;
     else if (fault && fault.left > 0) {
       fault.left--;
-      if (fault.delayMs) setTimeout(() => this.answer(fault, protocol, res), fault.delayMs);
-      else this.answer(fault, protocol, res);
+      const answer = () => {
+        if (fault.delayMs) setTimeout(() => this.answer(fault, protocol, res), fault.delayMs);
+        else this.answer(fault, protocol, res);
+      };
+      if (fault.until) void fault.until.finally(answer);
+      else answer();
       return true;
     }
     return false;
