@@ -22,11 +22,18 @@ export interface XAuthTokenOptions {
    * caches, is what bounds the CPU they can take.
    */
   maxInFlight?: number;
+  /**
+   * How long a request waits for its token's comparison (default 5 s). The worker runs at nice 19,
+   * so a process whose CPU is busy can leave it waiting for as long as the CPU stays busy; past
+   * this, the token is refused unverified (503, retry) while the comparison goes on, and the retry
+   * finds its result remembered.
+   */
+  maxWaitMs?: number;
 }
 
 /**
  * What a check of a token found: `valid`, `invalid` (a verified mismatch, or not a token at all),
- * or `unverified` (refused without an answer: bcrypt was busy, or its worker was lost), which a
+ * or `unverified` (refused without an answer: bcrypt was busy or too slow, or its worker was lost), which a
  * retry may pass.
  */
 export type XAuthTokenCheck = 'valid' | 'invalid' | 'unverified';
@@ -37,6 +44,8 @@ export interface XAuthTokenStats {
   computed: number;
   /** Tokens refused without bcrypt because `maxInFlight` comparisons were already under way. */
   refusedBusy: number;
+  /** Tokens refused unverified because their comparison took longer than `maxWaitMs`. */
+  refusedLate: number;
 }
 
 /**
@@ -55,12 +64,14 @@ export class XAuthTokenVerifier {
   private readonly worker: BcryptWorker;
   private readonly maxCost: number;
   private readonly maxInFlight: number;
-  private readonly counts: XAuthTokenStats = { computed: 0, refusedBusy: 0 };
+  private readonly maxWaitMs: number;
+  private readonly counts: XAuthTokenStats = { computed: 0, refusedBusy: 0, refusedLate: 0 };
 
   constructor(sharedKey: string, opts: XAuthTokenOptions = {}) {
     if (!sharedKey) throw new Error('X-Auth-Token verification needs a non-empty shared key');
     this.maxCost = opts.maxCost ?? 12;
     this.maxInFlight = opts.maxInFlight ?? 2;
+    this.maxWaitMs = opts.maxWaitMs ?? 5000;
     this.good = new LRUCache({ max: opts.cacheSize ?? 1024 });
     this.bad = new LRUCache({ max: opts.rejectedCacheSize ?? 10_000 });
     this.worker = new BcryptWorker(sharedKey);
@@ -81,7 +92,7 @@ export class XAuthTokenVerifier {
     const match = BCRYPT.exec(header);
     if (!match || Number(match[1]) > this.maxCost || Number(match[1]) < 4) return 'invalid';
     const shared = this.inFlight.get(header);
-    if (shared) return shared;
+    if (shared) return this.waitAtMost(shared);
     if (this.inFlight.size >= this.maxInFlight) {
       this.counts.refusedBusy++;
       return 'unverified';
@@ -95,10 +106,23 @@ export class XAuthTokenVerifier {
       (): XAuthTokenCheck => 'unverified', // the worker was lost: refuse this once, remember nothing
     );
     this.inFlight.set(header, verifying);
+    // Counted in flight until the worker has answered, however long a request waits for it.
+    void verifying.finally(() => this.inFlight.delete(header));
+    return this.waitAtMost(verifying);
+  }
+
+  private async waitAtMost(verifying: Promise<XAuthTokenCheck>): Promise<XAuthTokenCheck> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<XAuthTokenCheck>((resolve) => {
+      timer = setTimeout(() => {
+        this.counts.refusedLate++;
+        resolve('unverified');
+      }, this.maxWaitMs);
+    });
     try {
-      return await verifying;
+      return await Promise.race([verifying, late]);
     } finally {
-      this.inFlight.delete(header);
+      clearTimeout(timer);
     }
   }
 

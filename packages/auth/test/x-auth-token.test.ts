@@ -69,10 +69,30 @@ describe('XAuthTokenVerifier', () => {
     const flood = Array.from({ length: 20 }, () => forged(10));
     const pending = flood.map((t) => v.verify(t));
     // While two forgeries are under way: the other 18 were already refused, the good hash still passes.
-    expect(v.stats).toEqual({ computed: 3, refusedBusy: 18 });
+    expect(v.stats).toEqual({ computed: 3, refusedBusy: 18, refusedLate: 0 });
     expect(await v.verify(good)).toBe(true);
     expect(await Promise.all(pending)).toEqual(Array(20).fill(false));
-    expect(v.stats).toEqual({ computed: 3, refusedBusy: 18 });
+    expect(v.stats).toEqual({ computed: 3, refusedBusy: 18, refusedLate: 0 });
+  });
+
+  it('refuses a token unverified once its comparison takes longer than maxWaitMs, and remembers the result for the retry', async () => {
+    const v = verifier({ maxWaitMs: 1 });
+    // Cost 12: about a quarter of a second of bcrypt, far past the 1 ms a request may wait.
+    const slow = bcrypt.hashSync(key, 4).replace(/^\$2b\$04\$/, '$2b$12$');
+    const valid = await bcrypt.hash(key, 12);
+    expect(await v.check(valid)).toBe('unverified');
+    expect(v.stats).toMatchObject({ computed: 1, refusedLate: 1 });
+    // Retries while it is still under way share the one comparison; once done, it is remembered.
+    let found: string;
+    while ((found = await v.check(valid)) === 'unverified') await new Promise((r) => setTimeout(r, 20));
+    expect(found).toBe('valid');
+    expect(await v.check(valid)).toBe('valid');
+    expect(v.stats.computed).toBe(1);
+    // A slow mismatch is remembered the same way: a wrong key, 403, once known.
+    expect(await v.check(slow)).toBe('unverified');
+    while ((found = await v.check(slow)) === 'unverified') await new Promise((r) => setTimeout(r, 20));
+    expect(found).toBe('invalid');
+    expect(v.stats.computed).toBe(2);
   });
 
   it('tells a token refused unverified (busy) from a verified mismatch', async () => {
