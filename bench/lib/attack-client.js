@@ -9,20 +9,15 @@
 import http from 'node:http';
 import https from 'node:https';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { exitWithParent } from './orphan.js';
 import { admissionReview, imageReview } from './scenarios.js';
+import { readSpec } from './script-spec.js';
 
 const ROUNDS = 2;
 const REVIEWS = 30;
 const CLIENT = '127.0.0.3';
 
-exitWithParent();
-
-let input = '';
-for await (const chunk of process.stdin) input += chunk;
-const spec = JSON.parse(input);
+const spec = await readSpec('attack');
 const url = new URL(spec.url);
-if (url.hostname !== '127.0.0.1') throw new Error(`attack only 127.0.0.1, not ${url.host}`);
 const client = url.protocol === 'https:' ? https : http;
 
 let stopping = false;

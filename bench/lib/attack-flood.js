@@ -5,18 +5,13 @@
 // on until SIGTERM, then prints its counts as one JSON object.
 import net from 'node:net';
 import tls from 'node:tls';
-import { exitWithParent } from './orphan.js';
+import { readSpec } from './script-spec.js';
 
 const SILENT = 2800;
 const KEPT = 12_000;
 const ATTACKER = '127.0.0.2';
 
-exitWithParent();
-
-let input = '';
-for await (const chunk of process.stdin) input += chunk;
-const url = new URL(JSON.parse(input).url);
-if (url.hostname !== '127.0.0.1') throw new Error(`attack only 127.0.0.1, not ${url.host}`);
+const url = new URL((await readSpec('attack')).url);
 const connect = (onReady) => {
   const options = { host: '127.0.0.1', port: Number(url.port), localAddress: ATTACKER };
   const socket =

@@ -61,10 +61,16 @@ export async function benchAttack({ adminUrl, size, log }) {
  */
 async function allUntilDone(scripts) {
   let allDone;
-  const stop = new Promise((resolve) => (allDone = resolve));
+  const everyOneDone = new Promise((resolve) => (allDone = resolve));
   let done = 0;
   const runs = scripts.map(([url, spec, name]) =>
-    runScript(url, spec, { name, limitMs: LIMIT_MS, cpu: CPUS?.load, stop, onMessage: () => ++done === scripts.length && allDone() }),
+    runScript(url, spec, {
+      name,
+      limitMs: LIMIT_MS,
+      cpu: CPUS?.load,
+      stop: everyOneDone,
+      onMessage: () => ++done === scripts.length && allDone(),
+    }),
   );
   try {
     return await Promise.all(runs);

@@ -7,15 +7,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { exitWithParent } from './orphan.js';
 import { requestsFor } from './scenarios.js';
+import { readSpec } from './script-spec.js';
 
-exitWithParent();
-
-let input = '';
-for await (const chunk of process.stdin) input += chunk;
-const spec = JSON.parse(input);
-if (new URL(spec.url).hostname !== '127.0.0.1') throw new Error(`load only against 127.0.0.1, not ${spec.url}`);
+const spec = await readSpec('load');
 
 /** CPU (ms) this process (self) and its reaped children, i.e. wrk (children), have used. */
 function cpuMs() {
