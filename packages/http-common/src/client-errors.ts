@@ -55,6 +55,17 @@ export function answerProblem(
   res.end(body);
 }
 
+/**
+ * Node hands a CONNECT request to 'connect' listeners and, with none, destroys the connection
+ * without a word. Neither service is a proxy: answer 405 as problem+json and close.
+ */
+export function answerConnect(server: Server): void {
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    socket.on('error', () => {});
+    socket.end(rawProblem(405, 'CONNECT is not supported: this is not a proxy.'));
+  });
+}
+
 /** Node answers an unsupported `Expect` with a bare 417; answer it as problem+json instead. */
 export function answerUnsupportedExpect(server: Server): void {
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>

@@ -2,7 +2,7 @@ import http, { type IncomingMessage, type RequestListener } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { BodyBudget } from './body-budget.js';
-import { answerProblem, answerUnsupportedExpect } from './client-errors.js';
+import { answerConnect, answerProblem, answerUnsupportedExpect } from './client-errors.js';
 import { OpenConnections } from './open-connections.js';
 
 export interface NodeServerOptions {
@@ -78,6 +78,7 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   server.keepAliveTimeout = opts.keepAliveMs;
   server.setTimeout(0); // idle connections are governed by keepAliveTimeout, requests by requestTimeout
   answerUnsupportedExpect(server);
+  answerConnect(server);
   if (opts.sendStallMs > 0) closeSendStalls(server, opts.sendStallMs, opts.onSendStall);
   const connections = new OpenConnections(server, Boolean(tlsOptions));
   closeIdleOverLimit(server, connections, opts.maxConnections, opts.onConnectionLimit);

@@ -67,6 +67,11 @@ describe('errors before a route runs are problem+json', () => {
       417,
     );
   });
+  it('CONNECT, which Node would answer by closing the connection', async () => {
+    const r = await raw(['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n']);
+    expectProblem(r, 405);
+    expect(JSON.parse(r.body).detail).toMatch(/CONNECT/);
+  });
   it('headers too large', async () => {
     expectProblem(await raw([`GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431);
   });
