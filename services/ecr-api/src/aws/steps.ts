@@ -5,6 +5,15 @@ import { outcomeOf } from './metrics.js';
 import { mayHaveTakenEffect } from './unanswered.js';
 
 /**
+ * Why an undo failed, for the answer: a socket error's code (the SDK names a reset TimeoutError
+ * too, which told the client that nothing answered when something refused), else the error's name.
+ */
+function whyUndoFailed(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^E[A-Z]{2,}$/.test(code) ? code : outcomeOf(err);
+}
+
+/**
  * What undoing the applied steps of a failed change may take, all its undo calls together: an undo
  * is one to four calls that ECR and IAM answer in well under a second, so a hung endpoint is
  * reported STILL APPLIED rather than holding the answer longer. A shutdown counts on it too.
@@ -115,7 +124,7 @@ async function rollBack(applied: Step[], failed: Step, err: unknown, unconfirmed
           try {
             await withDeadline(share, () => failed.undo!(true));
           } catch (undoErr) {
-            perhaps.push(`${failed.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
+            perhaps.push(`${failed.what} (rolling it back failed: ${whyUndoFailed(undoErr)})`);
           } finally {
             if (share !== deadline) share.dispose();
           }
@@ -131,7 +140,7 @@ async function rollBack(applied: Step[], failed: Step, err: unknown, unconfirmed
           rolledBack.push(step.what);
         } catch (undoErr) {
           if (undoErr instanceof UndoDeclined) kept.push(`${step.what} (not rolled back: ${undoErr.reason})`);
-          else kept.push(`${step.what} (rolling it back failed: ${outcomeOf(undoErr)})`);
+          else kept.push(`${step.what} (rolling it back failed: ${whyUndoFailed(undoErr)})`);
         }
       }
     });

@@ -3,10 +3,28 @@ import Type, { type Static, type TSchema, type TSchemaOptions } from 'typebox';
 
 export { Problem };
 
+/** AWS reserves tag keys that begin with `aws:`, in any case, and refuses them on every service. */
+export const NOT_AWS_RESERVED = '(?![aA][wW][sS]:)';
+/** No control characters, and no half of a surrogate pair (no UTF-8 for it, so no AWS API takes it). */
+const PRINTABLE = '[^\\p{Cc}\\p{Cs}]';
+
+/**
+ * A repository tag: ECR documents only the lengths; what no AWS service takes (a reserved key,
+ * control characters, broken UTF-16) is refused here, naming the tag, before anything is written.
+ */
 export const Tag = Type.Object(
   {
-    Key: Type.String({ minLength: 1, maxLength: 128, description: 'tag key, 1-128 characters' }),
-    Value: Type.String({ maxLength: 256, description: 'tag value, at most 256 characters' }),
+    Key: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      pattern: `^${NOT_AWS_RESERVED}${PRINTABLE}+$`,
+      description: 'tag key, 1-128 characters, no control characters, not beginning with aws:',
+    }),
+    Value: Type.String({
+      maxLength: 256,
+      pattern: `^${PRINTABLE}*$`,
+      description: 'tag value, at most 256 characters, no control characters',
+    }),
   },
   { additionalProperties: false },
 );

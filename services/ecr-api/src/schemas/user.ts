@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox';
-import { MAX_TAGS, orNull } from './common.js';
+import { MAX_TAGS, NOT_AWS_RESERVED, orNull } from './common.js';
 import { AccountId, GroupName, RepositoryShortName } from './repository.js';
 
 /** IAM user names are `[\w+=,.@-]`, at most 64 characters; the service names them `{name}-{user}`. */
@@ -17,16 +17,17 @@ export const UserParams = Type.Object({ account: AccountId, group: GroupName, na
 export type UserParams = Static<typeof UserParams>;
 
 /**
- * An IAM tag: IAM refuses keys and values outside these characters (the pattern of its API's `Tag`)
- * with a `ValidationError`, after the service had already made sure of the org's policy and group.
+ * An IAM tag: IAM refuses keys and values outside these characters (the pattern of its API's `Tag`),
+ * and keys beginning with `aws:`, with a `ValidationError`, after the service had already made sure
+ * of the org's policy and group.
  */
 const UserTag = Type.Object(
   {
     Key: Type.String({
       minLength: 1,
       maxLength: 128,
-      pattern: '^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+$',
-      description: 'tag key, 1-128 letters, digits, spaces and _.:/=+-@',
+      pattern: `^${NOT_AWS_RESERVED}[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+$`,
+      description: 'tag key, 1-128 letters, digits, spaces and _.:/=+-@, not beginning with aws:',
     }),
     Value: Type.String({
       maxLength: 256,

@@ -121,6 +121,20 @@ describe('POST /v1/ecr/{account}/repositories/{group}', () => {
     ['an unknown mutability', 'spindev-00001', { RepositoryName: 'ok', ImageTagMutability: 'SOMETIMES' }, 'body.ImageTagMutability'],
     ['a tag without a key', 'spindev-00001', { RepositoryName: 'ok', Tags: [{ Key: '', Value: 'x' }] }, 'body.Tags.0.Key'],
     ['tags as an object', 'spindev-00001', { RepositoryName: 'ok', Tags: { a: 'b' } }, 'body.Tags'],
+    ['a tag key AWS reserves', 'spindev-00001', { RepositoryName: 'ok', Tags: [{ Key: 'aws:x', Value: 'v' }] }, 'body.Tags.0.Key'],
+    [
+      'the reserved prefix in another case',
+      'spindev-00001',
+      { RepositoryName: 'ok', Tags: [{ Key: 'Aws:x', Value: 'v' }] },
+      'body.Tags.0.Key',
+    ],
+    ['a control character in a key', 'spindev-00001', { RepositoryName: 'ok', Tags: [{ Key: 'a\u0000b', Value: 'v' }] }, 'body.Tags.0.Key'],
+    [
+      'half a surrogate pair in a value',
+      'spindev-00001',
+      { RepositoryName: 'ok', Tags: [{ Key: 'k', Value: 'x\ud800' }] },
+      'body.Tags.0.Value',
+    ],
     [
       '51 tags',
       'spindev-00001',
@@ -135,6 +149,13 @@ describe('POST /v1/ecr/{account}/repositories/{group}', () => {
     expect(res.json().errors?.map((e: { field: string }) => e.field)).toContain(field);
     const names = (await ecr.send(new DescribeRepositoriesCommand({}))).repositories!.map((r) => r.repositoryName);
     expect(names.filter((n) => n!.endsWith('/ok') || n!.includes('myawesome'))).toEqual([]);
+  });
+
+  it('takes tags in any script, an emoji (a surrogate pair) and punctuation included', async () => {
+    const tag = { Key: 'équipe ✓', Value: '🚀 <owner> & co' };
+    const res = await create('spindev-00001', { RepositoryName: 'blitzen', Tags: [tag] });
+    expect(res.statusCode).toBe(200);
+    expect(await tagsOf('spindev-00001/blitzen')).toContainEqual(tag);
   });
 
   it('answers 400 for a body that is not JSON', async () => {
@@ -279,6 +300,15 @@ describe('GET, PUT and DELETE /v1/ecr/{account}/repositories/{group}/{name}', ()
     expect(bad.statusCode).toBe(400);
     const unknown = await app.inject({ method: 'PUT', url: url(), headers: auth, payload: { RepositoryName: 'rename' } });
     expect(unknown.statusCode).toBe(400);
+    const reserved = await app.inject({
+      method: 'PUT',
+      url: url(),
+      headers: auth,
+      payload: { Tags: [{ Key: 'aws:cloudformation:stack-name', Value: 'x' }] },
+    });
+    expect(reserved.statusCode).toBe(400);
+    expect(reserved.json().errors.map((e: { field: string }) => e.field)).toEqual(['body.Tags.0.Key']);
+    expect((await tagsOf('spindev-00003/cupid'))!.map((t) => t.Key)).not.toContain('aws:cloudformation:stack-name');
   });
 
   it('GET .../images lists every image of the repository', async () => {

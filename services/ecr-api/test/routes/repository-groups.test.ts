@@ -293,4 +293,15 @@ describe('an update whose later call fails', () => {
     expect((await snapshot('grp/rollback')).scanOnPush).toBe(true);
     expect((await snapshot('grp/rollback')).tags).toContainEqual({ Key: 'a', Value: '3' });
   });
+
+  it('names a reset that failed the rollback as a reset, not a timeout', async () => {
+    // The SDK names ECONNRESET TimeoutError; the answer said a timeout where AWS had refused at once.
+    proxy.fail('TagResource', { code: 'ServerException', status: 500, times: 1 });
+    proxy.fail('PutImageScanningConfiguration', { code: 'reset', reset: true, skip: 1 });
+    const res = await req('PUT', `${base()}/grp/rollback`, { ScanOnPush: false, Tags: [{ Key: 'a', Value: '4' }] });
+    proxy.clear();
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toMatch(/STILL APPLIED: set ScanOnPush to false \(rolling it back failed: ECONNRESET\)/);
+    expect((await snapshot('grp/rollback')).scanOnPush).toBe(false);
+  });
 });

@@ -459,7 +459,7 @@ describe('PUT .../users/{user}', () => {
     );
   });
 
-  it('answers 400 naming a tag IAM would refuse (its characters), before any IAM call; its longest keys and values are accepted', async () => {
+  it('answers 400 naming a tag IAM would refuse (its characters, the aws: prefix), before any IAM call; its longest keys and values are accepted', async () => {
     proxy.clear();
     const cases = [
       ['POST', base(), { UserName: 'badtag', Tags: [{ Key: 'k!', Value: 'v' }] }, 'body.Tags.0.Key'],
@@ -477,6 +477,9 @@ describe('PUT .../users/{user}', () => {
         'body.Tags.1.Key',
       ],
       ['PUT', `${base()}/ci`, { Tags: [{ Key: 'k', Value: 'x#y' }] }, 'body.Tags.0.Value'],
+      // AWS reserves the prefix, in any case
+      ['POST', base(), { UserName: 'badtag', Tags: [{ Key: 'aws:reserved', Value: 'v' }] }, 'body.Tags.0.Key'],
+      ['PUT', `${base()}/ci`, { Tags: [{ Key: 'AWS:Reserved', Value: 'v' }] }, 'body.Tags.0.Key'],
     ] as const;
     for (const [method, url, payload, field] of cases) {
       const res = await req(method, url, payload);

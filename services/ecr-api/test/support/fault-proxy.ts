@@ -17,6 +17,8 @@ export interface Fault {
   delayMs?: number;
   /** Answer it once this settles (and delayMs has passed): a call held until the test says. */
   until?: Promise<unknown>;
+  /** Reset the connection instead of answering (`code` is then only a label). */
+  reset?: boolean;
 }
 
 /**
@@ -71,7 +73,9 @@ export class FaultProxy extends AwsProxy {
 
   private answer(fault: Fault, protocol: AwsCall['protocol'], res: ServerResponse): void {
     const message = fault.message ?? `${fault.code} (injected)`;
-    if (fault.raw) {
+    if (fault.reset) {
+      res.socket?.resetAndDestroy();
+    } else if (fault.raw) {
       res.writeHead(fault.status ?? 503, { 'content-type': fault.raw.contentType });
       res.end(fault.raw.body);
     } else if (protocol === 'json') {
