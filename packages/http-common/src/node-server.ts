@@ -88,6 +88,13 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
 }
 
 /**
+ * How long a request whose body is still arriving when the close begins has left to finish sending
+ * it. A body sent at any usable rate is in by then (the drain before the close has given it 2 s
+ * already); one a byte a second is not.
+ */
+export const ARRIVING_AT_CLOSE_MS = 1000;
+
+/**
  * Node times out a connection that has not sent a whole request's headers (a client that connected
  * and sent nothing, a TLS health check, a slow client) on the listener's interval, which
  * `server.close()` stops; nor is such a connection idle to Node's close. Left alone, one of them
@@ -95,11 +102,30 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
  * the idle ones: no request of theirs has been answered or handed to a route, and by then the
  * drain has given a client 2 s to finish sending one. A response in progress marks a request that
  * has (`_httpMessage`, set while a response holds its socket), which the close lets finish.
+ *
+ * A request whose body is still arriving is past its headers but, with the request timeout stopped
+ * too, held the shutdown the same way (a body trickled a byte a second: exit 1 after the 10 s
+ * grace). Its route has not acted on it, since handlers run once the body is in: one still
+ * arriving ARRIVING_AT_CLOSE_MS after the close began has its connection destroyed, and its client
+ * sends it again elsewhere.
  */
 function closeUnstartedOnClose(server: http.Server, connections: OpenConnections): void {
   const close = server.close.bind(server);
   server.close = (...args: Parameters<http.Server['close']>) => {
     for (const socket of [...connections.unstarted()]) socket.destroy();
+    const cutArriving = () => {
+      for (const socket of [...connections.arriving()]) socket.destroy();
+    };
+    let sweep: NodeJS.Timeout | undefined;
+    const start = setTimeout(() => {
+      cutArriving();
+      // and those that began arriving on kept-alive connections since
+      sweep = setInterval(cutArriving, 250).unref();
+    }, ARRIVING_AT_CLOSE_MS).unref();
+    server.once('close', () => {
+      clearTimeout(start);
+      clearInterval(sweep);
+    });
     return close(...args);
   };
 }

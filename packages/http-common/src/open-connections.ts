@@ -1,9 +1,10 @@
 import type http from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 /** What Node sets on the socket a response holds, from the request's headers to the response's end. */
-type HttpSocket = Socket & { _httpMessage?: unknown };
+type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
 
 /**
  * A server's open connections, oldest first, each with the socket HTTP runs on (the TCP socket, or
@@ -55,6 +56,18 @@ export class OpenConnections {
   oldestUnstarted(address: string): Socket | undefined {
     for (const socket of this.unstarted(address)) return socket;
     return undefined;
+  }
+
+  /**
+   * The connections whose request is still arriving (its body not all read) with no answer begun,
+   * as the socket to destroy: no route has acted on such a request, whose handler runs once the body
+   * is in.
+   */
+  *arriving(): Generator<Socket> {
+    for (const [tcp, socket] of this.sockets) {
+      const response = socket?._httpMessage;
+      if (response && !response.headersSent && !response.req.complete && !tcp.destroyed) yield socket;
+    }
   }
 
   /** The unstarted connections, oldest first (of `address` only, if given), as the socket to destroy. */

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/index.js';
+import { ARRIVING_AT_CLOSE_MS } from '../src/node-server.js';
 import { temporaryCertificate } from './support/temporary-certificate.js';
 
 const newApp = () => createApp({ metricsPath: '/metrics', defaultMetrics: false, openapi: { title: 'test', version: '1.0.0' } });
@@ -206,6 +207,60 @@ describe('closing with connections that have not sent a request', () => {
       expect(silent.destroyed || silent.readableEnded).toBe(true);
       await Promise.all([silent, headers, inFlight].map((s) => (s.closed ? Promise.resolve() : once(s, 'close'))));
       expect(answer).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"done":true\}$/);
+    },
+    10_000,
+  );
+});
+
+describe('closing with a request whose body is still arriving', () => {
+  const certs = temporaryCertificate('close-arriving-');
+
+  it.each([false, true])(
+    'cuts it ARRIVING_AT_CLOSE_MS after the close began, and finishes a slower request whose body is in (https: %s)',
+    async (https) => {
+      const app = await createApp({
+        metricsPath: '/metrics',
+        defaultMetrics: false,
+        openapi: { title: 'test', version: '1.0.0' },
+        ...(https ? { tls: certs() } : {}),
+      });
+      let handled = 0;
+      app.post('/things', async () => {
+        handled++;
+        await new Promise((r) => setTimeout(r, ARRIVING_AT_CLOSE_MS + 500));
+        return { done: true };
+      });
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (app.server.address() as AddressInfo).port;
+      const open = async () => {
+        const socket = https
+          ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+          : net.connect({ host: '127.0.0.1', port });
+        await once(socket, https ? 'secureConnect' : 'connect');
+        socket.on('error', () => {});
+        return socket;
+      };
+      const head = 'POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n';
+      const trickling = await open();
+      let trickled = '';
+      trickling.on('data', (d: Buffer) => (trickled += d.toString()));
+      trickling.write(`${head}{"n":`);
+      const trickle = setInterval(() => trickling.writable && trickling.write(' '), 200);
+      const whole = await open();
+      let answer = '';
+      whole.on('data', (d: Buffer) => (answer += d.toString()));
+      whole.write(`${head}${JSON.stringify({ n: 1 }).padEnd(20)}`);
+      await new Promise((r) => setTimeout(r, 100));
+
+      const began = Date.now();
+      await app.close();
+      clearInterval(trickle);
+      // before: the close waited for the trickled body until the process's grace ran out (10 s, exit 1)
+      expect(Date.now() - began).toBeLessThan(ARRIVING_AT_CLOSE_MS + 1500);
+      await Promise.all([trickling, whole].map((s) => (s.closed ? Promise.resolve() : once(s, 'close'))));
+      expect(trickled).toBe('');
+      expect(answer).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"done":true\}$/);
+      expect(handled).toBe(1);
     },
     10_000,
   );

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { freePort, startServer } from './support/server-process.js';
@@ -101,4 +102,33 @@ describe.skipIf(!process.env.DATABASE_URL)('graceful shutdown under load (needs 
       await proxy.stop();
     }
   }, 60_000);
+
+  it('cuts requests whose bodies still trickle in, and exits 0 within seconds', async () => {
+    // A client that sends its body a byte a second: the request timeout stops with the close, and
+    // such a request held the shutdown until the 10 s grace ran out (exit 1).
+    const port = await freePort();
+    const server = await startServer(['--listen', `127.0.0.1:${port}`], { DATABASE_URL: db.url });
+    try {
+      const trickle = (path: string) => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{`);
+        const timer = setInterval(() => socket.writable && socket.write(' '), 1000);
+        socket.on('close', () => clearInterval(timer));
+        return socket;
+      };
+      const sockets = [trickle('/admission/imagereview'), trickle('/admission/validate'), trickle('/images')];
+      await new Promise((r) => setTimeout(r, 500));
+      const signalled = Date.now();
+      const exited = server.stop('SIGTERM');
+      const code = await exited;
+      const took = Date.now() - signalled;
+      sockets.forEach((s) => s.destroy());
+      expect(code, server.output().slice(-3000)).toBe(0);
+      expect(took).toBeLessThan(6000);
+      expect(server.output()).toMatch(/"msg":"shut down"/);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  }, 30_000);
 });
