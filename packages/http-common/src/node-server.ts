@@ -79,11 +79,11 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   server.setTimeout(0); // idle connections are governed by keepAliveTimeout, requests by requestTimeout
   answerUnsupportedExpect(server);
   answerConnect(server);
-  if (opts.sendStallMs > 0) closeSendStalls(server, opts.sendStallMs, opts.onSendStall);
+  const stalls = opts.sendStallMs > 0 ? closeSendStalls(server, opts.sendStallMs, opts.onSendStall) : undefined;
   const connections = new OpenConnections(server, Boolean(tlsOptions));
   closeIdleOverLimit(server, connections, opts.maxConnections, opts.onConnectionLimit);
   holdToCap(server, connections, opts.maxConnections, opts.onConnectionDropped);
-  closeUnstartedOnClose(server, connections);
+  closeUnstartedOnClose(server, connections, () => stalls?.closing());
   return server;
 }
 
@@ -109,9 +109,10 @@ export const ARRIVING_AT_CLOSE_MS = 1000;
  * arriving ARRIVING_AT_CLOSE_MS after the close began has its connection destroyed, and its client
  * sends it again elsewhere.
  */
-function closeUnstartedOnClose(server: http.Server, connections: OpenConnections): void {
+function closeUnstartedOnClose(server: http.Server, connections: OpenConnections, onClose: () => void): void {
   const close = server.close.bind(server);
   server.close = (...args: Parameters<http.Server['close']>) => {
+    onClose();
     for (const socket of [...connections.unstarted()]) socket.destroy();
     const cutArriving = () => {
       for (const socket of [...connections.arriving()]) socket.destroy();
@@ -213,6 +214,15 @@ function queuedBehind(socket: CountedSocket, response: http.ServerResponse): boo
   return true;
 }
 
+/**
+ * The send stall that closes a connection once the server is closing. The close waits for every
+ * response to be sent, and the grace for nobody: a client that asked for a streamed list of the
+ * allowlist and read none of it held the shutdown to the 10 s grace and exit 1. A client still
+ * reading shows progress each ~1.5 MB the kernel takes (below), so 2 s cuts only one slower than
+ * ~750 KB/s, which a shutdown could not wait for anyway.
+ */
+export const STALL_AT_CLOSE_MS = 2000;
+
 /** A connection's send progress as of the last sweep that saw it move. */
 interface Progress {
   sent: number;
@@ -220,8 +230,8 @@ interface Progress {
 }
 
 /**
- * Destroys connections whose client has accepted no byte of a pending response for `stallMs`.
- * Nothing bounds sending otherwise: `requestTimeout` ends when the request has arrived, and
+ * Destroys connections whose client has accepted no byte of a pending response for `stallMs`, and
+ * for STALL_AT_CLOSE_MS once the server is closing (`closing()`). Nothing bounds sending otherwise: `requestTimeout` ends when the request has arrived, and
  * `server.setTimeout` would count a slow handler as inactivity and is reset to 0 on a kept-alive
  * socket's next request anyway. No work per request: one map entry per connection and one sweep
  * over them on an interval.
@@ -235,7 +245,7 @@ interface Progress {
  * The kernel takes more once about a third of its send buffer has drained (up to 4 MB on Linux),
  * so a client is seen reading each ~1.5 MB: at 30 s, any client faster than ~50 KB/s.
  */
-function closeSendStalls(server: http.Server, stallMs: number, onStall: (() => void) | undefined): void {
+function closeSendStalls(server: http.Server, stallMs: number, onStall: (() => void) | undefined): { closing(): void } {
   const sockets = new Map<Socket, Progress>();
   function forget(this: Socket) {
     sockets.delete(this);
@@ -266,9 +276,17 @@ function closeSendStalls(server: http.Server, stallMs: number, onStall: (() => v
     }
   };
   let timer: NodeJS.Timeout | undefined;
-  server.on('listening', () => {
+  const sweepEvery = () => {
     clearInterval(timer);
     timer = setInterval(sweep, Math.max(100, Math.min(1000, stallMs / 4))).unref();
-  });
+  };
+  server.on('listening', sweepEvery);
   server.on('close', () => clearInterval(timer));
+  return {
+    closing() {
+      if (stallMs <= STALL_AT_CLOSE_MS) return;
+      stallMs = STALL_AT_CLOSE_MS;
+      sweepEvery();
+    },
+  };
 }

@@ -1,8 +1,10 @@
 import { once } from 'node:events';
 import net from 'node:net';
+import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/index.js';
+import { STALL_AT_CLOSE_MS } from '../src/node-server.js';
 import { temporaryCertificate } from './support/temporary-certificate.js';
 
 // Clients on real sockets that stop reading a response, read it slowly, or wait between requests.
@@ -37,6 +39,16 @@ async function start(opts: { tls?: boolean; stallMs?: number } = {}): Promise<Se
   app.get('/big', (_request, reply) => reply.type('text/plain').send(BIG));
   app.get('/slow-body', (_request, reply) => reply.type('text/plain').send(SLOW_BODY));
   app.get('/small', async () => ({ ok: true }));
+  // an answer still being made as it is sent, as a streamed list is: 64 MB in 64 KB chunks
+  app.get('/stream', (_request, reply) =>
+    reply.type('text/plain').send(
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < 1024; i++) yield BIG.subarray(0, 64 * 1024);
+        })(),
+      ),
+    ),
+  );
   app.get('/think', async () => {
     await sleep(stallMs + SWEEP_MS * 2);
     return { thought: true };
@@ -118,6 +130,26 @@ describe.concurrent('a client that accepts no byte of a response for sendStallMs
       expect(received).toBeGreaterThan(0);
       expect(received).toBeLessThan(BIG.length);
       await server.app.close();
+    });
+  }
+});
+
+describe('a client that reads nothing of a streamed answer while the server closes', () => {
+  for (const scheme of ['http', 'https'] as const) {
+    it(`is cut off after STALL_AT_CLOSE_MS, not sendStallMs, and the close ends (${scheme})`, async () => {
+      // sendStallMs as deployed: before, such a client held the close (and the process's shutdown,
+      // to its 10 s grace and exit 1) for all of it
+      const server = await start({ tls: scheme === 'https', stallMs: 30_000 });
+      const client = await connect(server);
+      client.on('error', () => {});
+      client.pause();
+      client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n');
+      await sleep(300);
+      const began = Date.now();
+      await server.app.close();
+      expect(Date.now() - began).toBeLessThan(STALL_AT_CLOSE_MS + 1500);
+      expect(await server.serverClosed(client, 0)).toBeDefined();
+      client.destroy();
     });
   }
 });
