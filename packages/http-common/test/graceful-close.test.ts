@@ -165,38 +165,53 @@ describe('errors nobody listened for', () => {
   }, 15_000);
 });
 
-describe('closing with connections that have not sent a request', () => {
+describe('closing with connections whose request has not all arrived', () => {
   const certs = temporaryCertificate('close-unstarted-');
 
+  /** An app over HTTP or HTTPS, listening, and a way to open raw connections to it (each resumed, errors ignored). */
+  async function listening(https: boolean, routes: (app: App) => void) {
+    const app = await createApp({
+      metricsPath: '/metrics',
+      defaultMetrics: false,
+      openapi: { title: 'test', version: '1.0.0' },
+      ...(https ? { tls: certs() } : {}),
+    });
+    routes(app);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as AddressInfo).port;
+    const open = async () => {
+      const socket = https ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect({ host: '127.0.0.1', port });
+      await once(socket, https ? 'secureConnect' : 'connect');
+      socket.on('error', () => {});
+      socket.resume();
+      return socket;
+    };
+    return { app, open };
+  }
+
+  /** What comes back on `socket`, as it arrives. */
+  function received(socket: net.Socket): { text: string } {
+    const got = { text: '' };
+    socket.on('data', (d: Buffer) => (got.text += d.toString()));
+    return got;
+  }
+
+  const closed = (sockets: net.Socket[]) => Promise.all(sockets.map((s) => (s.closed ? Promise.resolve() : once(s, 'close'))));
+
   it.each([false, true])(
-    'closes them at once, a silent one and one still sending its headers, and finishes the request in flight (https: %s)',
+    'closes at once a silent one and one still sending its headers, and finishes the request in flight (https: %s)',
     async (https) => {
-      const app = await createApp({
-        metricsPath: '/metrics',
-        defaultMetrics: false,
-        openapi: { title: 'test', version: '1.0.0' },
-        ...(https ? { tls: certs() } : {}),
-      });
-      app.get('/slow', async () => {
-        await new Promise((r) => setTimeout(r, 300));
-        return { done: true };
-      });
-      await app.listen({ host: '127.0.0.1', port: 0 });
-      const port = (app.server.address() as AddressInfo).port;
-      const open = async () => {
-        const socket = https
-          ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-          : net.connect({ host: '127.0.0.1', port });
-        await once(socket, https ? 'secureConnect' : 'connect');
-        socket.resume();
-        return socket;
-      };
+      const { app, open } = await listening(https, (app) =>
+        app.get('/slow', async () => {
+          await new Promise((r) => setTimeout(r, 300));
+          return { done: true };
+        }),
+      );
       const silent = await open();
       const headers = await open();
       headers.write('GET /slow HTTP/1.1\r\nHost: x\r\n');
       const inFlight = await open();
-      let answer = '';
-      inFlight.on('data', (d: Buffer) => (answer += d.toString()));
+      const answer = received(inFlight);
       inFlight.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
       await new Promise((r) => setTimeout(r, 100));
 
@@ -205,50 +220,30 @@ describe('closing with connections that have not sent a request', () => {
       // before: the close waited for the silent connection until the process's grace ran out
       expect(Date.now() - began).toBeLessThan(2000);
       expect(silent.destroyed || silent.readableEnded).toBe(true);
-      await Promise.all([silent, headers, inFlight].map((s) => (s.closed ? Promise.resolve() : once(s, 'close'))));
-      expect(answer).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"done":true\}$/);
+      await closed([silent, headers, inFlight]);
+      expect(answer.text).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"done":true\}$/);
     },
     10_000,
   );
-});
-
-describe('closing with a request whose body is still arriving', () => {
-  const certs = temporaryCertificate('close-arriving-');
 
   it.each([false, true])(
-    'cuts it ARRIVING_AT_CLOSE_MS after the close began, and finishes a slower request whose body is in (https: %s)',
+    'cuts one whose body still arrives ARRIVING_AT_CLOSE_MS after the close began, and finishes a slower request whose body is in (https: %s)',
     async (https) => {
-      const app = await createApp({
-        metricsPath: '/metrics',
-        defaultMetrics: false,
-        openapi: { title: 'test', version: '1.0.0' },
-        ...(https ? { tls: certs() } : {}),
-      });
       let handled = 0;
-      app.post('/things', async () => {
-        handled++;
-        await new Promise((r) => setTimeout(r, ARRIVING_AT_CLOSE_MS + 500));
-        return { done: true };
-      });
-      await app.listen({ host: '127.0.0.1', port: 0 });
-      const port = (app.server.address() as AddressInfo).port;
-      const open = async () => {
-        const socket = https
-          ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-          : net.connect({ host: '127.0.0.1', port });
-        await once(socket, https ? 'secureConnect' : 'connect');
-        socket.on('error', () => {});
-        return socket;
-      };
+      const { app, open } = await listening(https, (app) =>
+        app.post('/things', async () => {
+          handled++;
+          await new Promise((r) => setTimeout(r, ARRIVING_AT_CLOSE_MS + 500));
+          return { done: true };
+        }),
+      );
       const head = 'POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n';
       const trickling = await open();
-      let trickled = '';
-      trickling.on('data', (d: Buffer) => (trickled += d.toString()));
+      const trickled = received(trickling);
       trickling.write(`${head}{"n":`);
       const trickle = setInterval(() => trickling.writable && trickling.write(' '), 200);
       const whole = await open();
-      let answer = '';
-      whole.on('data', (d: Buffer) => (answer += d.toString()));
+      const answer = received(whole);
       whole.write(`${head}${JSON.stringify({ n: 1 }).padEnd(20)}`);
       await new Promise((r) => setTimeout(r, 100));
 
@@ -257,9 +252,9 @@ describe('closing with a request whose body is still arriving', () => {
       clearInterval(trickle);
       // before: the close waited for the trickled body until the process's grace ran out (10 s, exit 1)
       expect(Date.now() - began).toBeLessThan(ARRIVING_AT_CLOSE_MS + 1500);
-      await Promise.all([trickling, whole].map((s) => (s.closed ? Promise.resolve() : once(s, 'close'))));
-      expect(trickled).toBe('');
-      expect(answer).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"done":true\}$/);
+      await closed([trickling, whole]);
+      expect(trickled.text).toBe('');
+      expect(answer.text).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"done":true\}$/);
       expect(handled).toBe(1);
     },
     10_000,
