@@ -201,6 +201,13 @@ export class ImageIndex {
     return gone;
   }
 
+  /** Keeps the image, if held, through the reload under way as it is, as if put again. */
+  keepInSweep(id: string): void {
+    if (this.seen === undefined || !HEX_RE.test(id)) return;
+    const slot = this.find(this.toScratch(id));
+    if (slot !== EMPTY) this.seen[slot] = 1;
+  }
+
   abortSweep(): void {
     this.seen = undefined;
   }

@@ -4,7 +4,7 @@ import { getHeapStatistics } from 'node:v8';
 import { ChangeFeed, type ChangeFeedListener, type ChangeFeedOptions, type FeedLogger } from './change-feed.js';
 import type { DatabaseTarget } from './database-tls.js';
 import { isDatabaseUnavailable } from './errors.js';
-import { ImageIndex, type ImageRecord } from './image-index.js';
+import { ImageIndex, type ImageRecord, type IndexRow } from './image-index.js';
 import type { ImageSql } from './image-sql.js';
 
 export interface LiveIndexOptions {
@@ -513,10 +513,14 @@ export class LiveIndex implements ChangeFeedListener {
     });
     const found = new Set<string>();
     for (const row of rows) {
-      this.index.putRow(row);
       found.add(row.id);
+      if (!this.pending.has(row.id)) this.index.putRow(row);
     }
-    for (const id of ids) if (!found.has(id)) this.index.remove(id);
+    // An id heard again while this read ran (a PUT or DELETE answered by this replica, or another
+    // notification) is left as it is: the read may have seen the database before that change, and
+    // applied after it, it put back an image whose DELETE this replica had answered. The id is
+    // still pending, and the next read applies it.
+    for (const id of ids) if (!found.has(id) && !this.pending.has(id)) this.index.remove(id);
     this.confirm(ids);
     const outgrown = this.outgrown();
     if (outgrown) this.giveUp(outgrown);
@@ -563,6 +567,17 @@ export class LiveIndex implements ChangeFeedListener {
     );
   }
 
+  /**
+   * A row of the reload, unless its image was heard of since the reload began (`pending`, cleared
+   * as it began): the page may have read it before that change (a DELETE this replica answered is
+   * already applied), so memory keeps what it holds of it, and the read-back that follows the
+   * reload applies the id.
+   */
+  private putLoaded(row: IndexRow): void {
+    if (this.pending.has(row.id)) this.index.keepInSweep(row.id);
+    else this.index.putRow(row);
+  }
+
   /** Re-reads the whole table into the index in pages; images no page returned are dropped. */
   private async reload(): Promise<void> {
     const started = Date.now();
@@ -583,7 +598,7 @@ export class LiveIndex implements ChangeFeedListener {
     this.index.beginSweep();
     try {
       for (let after = ''; ;) {
-        const page = await this.sql.loadPage(after, this.pageSize, (row) => this.index.putRow(row));
+        const page = await this.sql.loadPage(after, this.pageSize, (row) => this.putLoaded(row));
         const outgrown = this.outgrown();
         if (outgrown) throw new TooLarge(outgrown);
         if (page.rows < this.pageSize) break;

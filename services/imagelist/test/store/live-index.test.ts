@@ -606,3 +606,103 @@ describe('in-memory index across replicas', () => {
     expect(b.index.index.get(DIGEST_C)?.name).toBe('quay.io/team/new');
   });
 });
+
+/**
+ * Reads of the database whose answers are held, once they have arrived, until the test releases
+ * them: a read whose snapshot came before a write and whose answer is applied after it.
+ */
+class HeldReads extends ImageSql {
+  private readonly holds: { held: () => void; release: Promise<void> }[] = [];
+
+  /** Holds the next read-back (byIds) or load page; resolves with its release once it is held. */
+  holdNext(): Promise<() => void> {
+    return new Promise((resolve) => {
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      this.holds.push({ held: () => resolve(release), release: released });
+    });
+  }
+
+  private async held(): Promise<void> {
+    const hold = this.holds.shift();
+    if (!hold) return;
+    hold.held();
+    await hold.release;
+  }
+
+  override async byIds(ids: readonly string[]) {
+    const rows = await super.byIds(ids);
+    await this.held();
+    return rows;
+  }
+
+  override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
+    const rows: IndexRow[] = [];
+    const page = await super.loadPage(afterId, limit, (row) => rows.push({ ...row })); // the reader reuses its row
+    await this.held();
+    rows.forEach(put);
+    return page;
+  }
+}
+
+describe('read-your-writes on the replica that wrote', () => {
+  beforeEach(({ skip }) => {
+    if (db.kind === 'embedded') skip();
+  });
+
+  /** A replica whose reads of the database the test holds. */
+  async function heldReplica() {
+    const sql = connect({ url: db.url, max: 4 });
+    const reads = new HeldReads(sql, 2000);
+    const index = new LiveIndex(reads, { url: db.url }, { outageGraceMs: 0 });
+    const app = await buildApp({ sql, live: index, logger: false, defaultMetrics: false });
+    closers.push(async () => {
+      await app.close();
+      await index.close();
+      await sql.end({ timeout: 1 });
+    });
+    return { app, index, reads };
+  }
+
+  it('never admits an image after its DELETE was answered, when an earlier read-back of it arrives late', async () => {
+    const { app, index, reads } = await heldReplica();
+    index.start();
+    await index.ready();
+    const image = { id: DIGEST_B, name: 'quay.io/team/late', tags: ['v1'] };
+    // the PUT's own read-back reads the row, and is held before it is applied
+    const readBack = reads.holdNext();
+    expect((await app.inject({ method: 'PUT', url: '/images', payload: image })).statusCode).toBe(200);
+    const releaseReadBack = await readBack;
+    expect((await app.inject({ method: 'DELETE', url: `/images/${DIGEST_B}` })).statusCode).toBe(204);
+    expect(await allowed(app, 'quay.io/team/late:v1')).toBe(false);
+    // the read-back read before the DELETE is applied after it; the next read-back is held
+    const next = reads.holdNext();
+    releaseReadBack();
+    const releaseNext = await next;
+    expect(index.index.get(DIGEST_B)).toBeUndefined();
+    expect(await allowed(app, 'quay.io/team/late:v1')).toBe(false);
+    expect(await allowed(app, `quay.io/team/late@sha256:${DIGEST_B}`)).toBe(false);
+    releaseNext();
+    await within(5000, async () => index.fresh);
+    expect(index.index.get(DIGEST_B)).toBeUndefined();
+  });
+
+  it('never admits an image deleted on this replica while its index loaded, from a page read before the DELETE', async () => {
+    const { app, index, reads } = await heldReplica();
+    const image = { id: DIGEST_C, name: 'quay.io/team/loading', tags: ['v1'] };
+    expect((await a.app.inject({ method: 'PUT', url: '/images', payload: image })).statusCode).toBe(200);
+    const page = reads.holdNext();
+    index.start();
+    const releasePage = await page;
+    // answered from the database while the index loads
+    expect((await app.inject({ method: 'DELETE', url: `/images/${DIGEST_C}` })).statusCode).toBe(204);
+    const next = reads.holdNext();
+    releasePage();
+    const releaseNext = await next;
+    expect(index.index.get(DIGEST_C)).toBeUndefined();
+    expect(await allowed(app, 'quay.io/team/loading:v1')).toBe(false);
+    releaseNext();
+    await within(5000, async () => index.fresh);
+    expect(index.index.get(DIGEST_C)).toBeUndefined();
+  });
+});
