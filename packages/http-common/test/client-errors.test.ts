@@ -122,4 +122,28 @@ describe('pipelined requests', () => {
     expect(statuses).toEqual([...Array<number>(MAX_QUEUED_RESPONSES + 1).fill(200), 429]);
     expect((await fetch(`http://127.0.0.1:${port}/things/7`)).status).toBe(200);
   });
+
+  // Node resumed reading as the queued answers drained: each turn parsed another 64 KB of
+  // requests, all held until the connection closed (50 such connections: +220 MB resident).
+  it('reads no more of a connection once it has answered it 429', async () => {
+    let parsed = 0;
+    const count = () => parsed++;
+    app.server.prependListener('request', count);
+    const padded = `GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(1000)}\r\n\r\n`;
+    const socket = net.connect(port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString()));
+    socket.on('error', () => {});
+    const closed = new Promise((r) => socket.on('close', r));
+    socket.write(padded.repeat(4000)); // 4 MB
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    socket.destroy();
+    app.server.off('request', count);
+    expect([...got.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([
+      ...Array<number>(MAX_QUEUED_RESPONSES + 1).fill(200),
+      429,
+    ]);
+    // the 64 KB read that held the 17th request, and no more: ~62 of these requests
+    expect(parsed).toBeLessThanOrEqual(Math.ceil((2 * 65536) / padded.length));
+  });
 });
