@@ -530,7 +530,7 @@ export class RepositoryStore {
     const repositoryName = `${group}/${name}`;
     const { repository, tags } = await this.ownership.require(ecr, group, name);
     const groups = groupsFromPolicy(await readPolicy(ecr, repositoryName));
-    const users = await this.users.deleteAll(session.iam, group, name);
+    const users = await this.users.deleteAll(account, session.iam, group, name);
     let deleted: EcrRepository | undefined;
     try {
       await applySteps([

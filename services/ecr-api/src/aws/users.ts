@@ -497,24 +497,28 @@ export class RepositoryUsers {
   /**
    * RemoveUserFromGroup for each group, DeleteAccessKey for each key, then DeleteUser (IAM refuses
    * to delete a user that still has either). None of it can be undone: a failure answers what was
-   * done. A call that got no answer is read back, and goes on as done when it was.
+   * done. A call that got no answer is read back, and goes on as done when it was. What IAM no
+   * longer holds when its call comes (NoSuchEntity: a key a ResetKey has just replaced, a user
+   * another delete has just removed) is done: that was a 404 for the whole delete, and a repository
+   * delete then left the repository and its user, whose key the ResetKey had answered, in place.
    */
   private async remove(iam: IAMClient, UserName: string): Promise<Omit<DeletedUser, 'UserName'>> {
     const [groups, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
+    const gone = 'NoSuchEntityException';
     await applySteps([
       ...groups.map((GroupName) => ({
         what: `remove ${UserName} from the group ${GroupName}`,
-        apply: async () => void (await iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName }))),
+        apply: () => unlessGone(gone, iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName }))),
         tookEffect: async () => !(await this.groupsOf(iam, UserName)).includes(GroupName),
       })),
       ...keys.map((k) => ({
         what: `delete the access key ${k.AccessKeyId}`,
-        apply: async () => void (await iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: k.AccessKeyId }))),
+        apply: () => unlessGone(gone, iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: k.AccessKeyId }))),
         tookEffect: async () => !(await this.accessKeys(iam, UserName)).some((left) => left.AccessKeyId === k.AccessKeyId),
       })),
       {
         what: `delete the IAM user ${UserName}`,
-        apply: async () => void (await iam.send(new DeleteUserCommand({ UserName }))),
+        apply: () => unlessGone(gone, iam.send(new DeleteUserCommand({ UserName }))),
         tookEffect: async () => !(await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName })))),
       },
     ]);
@@ -523,13 +527,14 @@ export class RepositoryUsers {
 
   /**
    * Deletes every user of a repository (the repository's ownership already checked), one after
-   * the other; answers their names. A failure names the users already deleted.
+   * the other, each in its turn with the user's own changes on this replica (a ResetKey under way
+   * finishes first); answers their names. A failure names the users already deleted.
    */
-  async deleteAll(iam: IAMClient, group: string, name: string): Promise<string[]> {
+  async deleteAll(account: string, iam: IAMClient, group: string, name: string): Promise<string[]> {
     const done: string[] = [];
     for (const iamName of await this.iamUsers(iam, group, name)) {
       try {
-        await this.remove(iam, iamName);
+        await this.oneAtATime(account, iamName, () => this.remove(iam, iamName));
       } catch (err) {
         const already = done.length ? ` Users deleted before: ${done.join(', ')}.` : '';
         throw explain(err, `Could not delete the user ${iamName} of ${group}/${name}, so the repository was not deleted.${already}`);

@@ -6,6 +6,7 @@ import {
   CreatePolicyCommand,
   CreatePolicyVersionCommand,
   CreateUserCommand,
+  DeleteAccessKeyCommand,
   GetGroupCommand,
   GetPolicyCommand,
   GetPolicyVersionCommand,
@@ -584,6 +585,45 @@ describe('DELETE', () => {
     const again = await req('DELETE', `/v1/ecr/${account}/repositories/grp/stays`);
     expect(again.statusCode).toBe(200);
     expect(again.json().Users).toEqual(['a', 'b']);
+  });
+
+  it('deletes the repository when a user key it is deleting is already gone (replaced by a ResetKey on another replica)', async () => {
+    await createRepository('grp', 'raced');
+    expect((await req('POST', base('grp', 'raced'), { UserName: 'ci' })).statusCode).toBe(200);
+    expect((await req('PUT', `${base('grp', 'raced')}/ci`, { ResetKey: true })).statusCode).toBe(200);
+    const [key] = (await iam.send(new ListAccessKeysCommand({ UserName: 'raced-ci' }))).AccessKeyMetadata ?? [];
+    // The service has listed the key; it is deleted elsewhere before the service's own delete reaches IAM.
+    let release!: () => void;
+    proxy.fail('DeleteAccessKey', { code: 'NoSuchEntity', status: 404, times: 1, until: new Promise<void>((r) => (release = r)) });
+    const deleting = req('DELETE', `/v1/ecr/${account}/repositories/grp/raced`);
+    while (proxy.count('DeleteAccessKey') === 0) await new Promise((r) => setTimeout(r, 10));
+    await iam.send(new DeleteAccessKeyCommand({ UserName: 'raced-ci', AccessKeyId: key!.AccessKeyId }));
+    release();
+    const res = await deleting;
+    proxy.clear();
+    // before: 404 "Not found", the repository and its user left in place
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().Users).toEqual(['ci']);
+    await noSuchUser('raced-ci');
+    await expect(ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['grp/raced'] }))).rejects.toMatchObject({
+      name: 'RepositoryNotFoundException',
+    });
+  });
+
+  it('deletes a repository after a ResetKey of its user under way on this replica, not in the middle of it', async () => {
+    await createRepository('grp', 'resetting');
+    expect((await req('POST', base('grp', 'resetting'), { UserName: 'ci' })).statusCode).toBe(200);
+    expect((await req('PUT', `${base('grp', 'resetting')}/ci`, { ResetKey: true })).statusCode).toBe(200);
+    proxy.delay('CreateAccessKey', 400);
+    const reset = req('PUT', `${base('grp', 'resetting')}/ci`, { ResetKey: true });
+    await new Promise((r) => setTimeout(r, 100));
+    const deleted = req('DELETE', `/v1/ecr/${account}/repositories/grp/resetting`);
+    const [resetRes, deleteRes] = await Promise.all([reset, deleted]);
+    proxy.clear();
+    // before: the delete removed the user under the reset, whose new key then failed
+    expect(resetRes.statusCode, resetRes.body).toBe(200);
+    expect(deleteRes.statusCode, deleteRes.body).toBe(200);
+    await noSuchUser('resetting-ci');
   });
 });
 
