@@ -125,16 +125,33 @@ export class ImageStore {
    */
   async upsert(image: UpsertImage): Promise<{ json: string; row: ImageRecord }> {
     this.live?.assertWritable();
-    const row = await this.written(this.batcher.add(image));
+    this.live?.writing(image.digest, JSON.stringify([image.name, image.tags ?? null]));
+    let row: ImageRecord;
+    try {
+      row = await this.written(this.batcher.add(image));
+    } catch (err) {
+      this.live?.writeFailed(image.digest);
+      throw err;
+    }
     this.live?.wrote(row);
     return { json: toJson(row), row };
   }
 
-  /** Deletes the image; with `name`, only if it has that name. True when a row went. */
+  /**
+   * Deletes the image; with `name`, only if it has that name (the name it was found with). True
+   * when a row went; either way it is gone from memory.
+   */
   async delete(digest: string, name?: string): Promise<boolean> {
     this.live?.assertWritable();
-    const deleted = await this.written(this.images.delete(digest, name));
-    if (deleted) this.live?.deleted(digest);
+    this.live?.writing(digest, 'deleted');
+    let deleted: boolean;
+    try {
+      deleted = await this.written(this.images.delete(digest, name));
+    } catch (err) {
+      this.live?.writeFailed(digest);
+      throw err;
+    }
+    this.live?.deleted(digest);
     return deleted;
   }
 

@@ -6,6 +6,7 @@ import type { DatabaseTarget } from './database-tls.js';
 import { isDatabaseUnavailable } from './errors.js';
 import { ImageIndex, type ImageRecord, type IndexRow } from './image-index.js';
 import type { ImageSql } from './image-sql.js';
+import { LocalWrites } from './local-writes.js';
 
 export interface LiveIndexOptions {
   /**
@@ -148,6 +149,7 @@ export class LiveIndex implements ChangeFeedListener {
   private readonly maxImages: number;
   private readonly maxMemory: MemoryBudget;
   private readonly overLimitRecheckMs: number;
+  private readonly localWrites = new LocalWrites();
 
   constructor(
     private readonly sql: ImageSql,
@@ -271,15 +273,35 @@ export class LiveIndex implements ChangeFeedListener {
    * as no notification follows (an image deleted since, admitted until the next reload).
    */
   wrote(row: ImageRecord): void {
+    const conflicting = this.localWrites.settle(row.id);
     if (this.tooLarge) return;
-    this.index.put(row);
+    // Another write of the image on this replica, overlapping this one, would leave it otherwise:
+    // this answer may be the one that lost (a PUT answered after the DELETE that followed it).
+    // The image leaves memory, denied rather than admitted as it no longer is, until it is read.
+    if (conflicting) this.index.remove(row.id);
+    else this.index.put(row);
     this.readBack(row.id);
   }
 
-  /** As `wrote`: gone from memory at once, read back once more (another replica may have written it again since). */
+  /**
+   * As `wrote`: gone from memory at once, read back once more (another replica may have written
+   * it again since). Also when the DELETE found no row: another replica or a statement deleted the
+   * image first, and this replica may not have applied that yet.
+   */
   deleted(id: string): void {
+    this.localWrites.settle(id);
     this.index.remove(id);
     if (!this.tooLarge) this.readBack(id);
+  }
+
+  /** A write of `id` is about to be sent, which would leave it as `outcome` says (LocalWrites). */
+  writing(id: string, outcome: string): void {
+    this.localWrites.begin(id, outcome);
+  }
+
+  /** A write of `id` failed: whatever it did, the change feed says so. */
+  writeFailed(id: string): void {
+    this.localWrites.settle(id);
   }
 
   /** Writes need the database: while it is known to be unreachable they fail at once. */

@@ -4,6 +4,7 @@ import { buildApp } from '../../src/app.js';
 import { connect } from '../../src/store/database.js';
 import { ImageIndex, type IndexRow } from '../../src/store/image-index.js';
 import { ImageSql } from '../../src/store/image-sql.js';
+import { ImageStore } from '../../src/store/images.js';
 import { LiveIndex } from '../../src/store/live-index.js';
 import { DIGEST_A, DIGEST_B, DIGEST_C } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -636,6 +637,27 @@ class HeldReads extends ImageSql {
     return rows;
   }
 
+  private readonly writeHolds: { held: () => void; release: Promise<void> }[] = [];
+
+  /** Holds the answer of the next write (upsert), once committed; resolves with its release once it is held. */
+  holdNextWrite(): Promise<() => void> {
+    return new Promise((resolve) => {
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      this.writeHolds.push({ held: () => resolve(release), release: released });
+    });
+  }
+
+  override async upsert(images: Parameters<ImageSql['upsert']>[0]) {
+    const rows = await super.upsert(images);
+    const hold = this.writeHolds.shift();
+    if (hold) {
+      hold.held();
+      await hold.release;
+    }
+    return rows;
+  }
+
   override async loadPage(afterId: string, limit: number, put: (row: IndexRow) => void) {
     const rows: IndexRow[] = [];
     const page = await super.loadPage(afterId, limit, (row) => rows.push({ ...row })); // the reader reuses its row
@@ -704,5 +726,63 @@ describe('read-your-writes on the replica that wrote', () => {
     releaseNext();
     await within(5000, async () => index.fresh);
     expect(index.index.get(DIGEST_C)).toBeUndefined();
+  });
+
+  it('takes an image out of memory on a DELETE that finds it already deleted elsewhere, before that is read back', async () => {
+    const { app, index, reads } = await heldReplica();
+    index.start();
+    await index.ready();
+    const image = { id: DIGEST_A, name: 'quay.io/team/gone', tags: ['v1'] };
+    expect((await app.inject({ method: 'PUT', url: '/images', payload: image })).statusCode).toBe(200);
+    await within(5000, async () => index.fresh);
+    // deleted by another writer; this replica's read-back of that change is held
+    const readBack = reads.holdNext();
+    await db.sql`DELETE FROM images WHERE id = ${DIGEST_A}`;
+    const release = await readBack;
+    expect((await app.inject({ method: 'DELETE', url: `/images/${DIGEST_A}` })).statusCode).toBe(204);
+    // before: still admitted here until the held read-back was applied
+    expect(index.index.get(DIGEST_A)).toBeUndefined();
+    expect(await allowed(app, 'quay.io/team/gone:v1')).toBe(false);
+    release();
+    await within(5000, async () => index.fresh);
+    expect(index.index.get(DIGEST_A)).toBeUndefined();
+  });
+
+  it('never admits an image after its DELETE was answered, when the PUT before it is answered after it', async () => {
+    const { app, index, reads } = await heldReplica();
+    index.start();
+    await index.ready();
+    // the replica's writes through the held database (the app's store writes through its own)
+    const store = new ImageStore(reads, index);
+    const heldWrite = reads.holdNextWrite();
+    const put = store.upsert({ digest: DIGEST_B, name: 'quay.io/team/order', tags: ['v1'], by: null });
+    const releaseWrite = await heldWrite; // committed, its answer not yet handled
+    const readBack = reads.holdNext();
+    expect(await store.delete(DIGEST_B)).toBe(true);
+    const releaseRead = await readBack;
+    releaseWrite();
+    await put;
+    // before: the PUT's row, handled last, was put back into memory
+    expect(index.index.get(DIGEST_B)).toBeUndefined();
+    expect(await allowed(app, 'quay.io/team/order:v1')).toBe(false);
+    releaseRead();
+    await within(5000, async () => index.fresh);
+    expect(index.index.get(DIGEST_B)).toBeUndefined();
+  });
+
+  it('keeps an image in memory when two of its PUTs overlap that leave it alike (a CI fan-out)', async () => {
+    const { app, index, reads } = await heldReplica();
+    index.start();
+    await index.ready();
+    const store = new ImageStore(reads, index);
+    const image = { digest: DIGEST_C, name: 'quay.io/team/fanout', tags: ['v1'], by: null };
+    const heldWrite = reads.holdNextWrite();
+    const first = store.upsert(image);
+    const releaseWrite = await heldWrite;
+    await store.upsert(image);
+    releaseWrite();
+    await first;
+    expect(index.index.get(DIGEST_C)).toBeDefined();
+    expect(await allowed(app, 'quay.io/team/fanout:v1')).toBe(true);
   });
 });
