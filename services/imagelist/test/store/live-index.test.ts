@@ -608,20 +608,27 @@ describe('in-memory index across replicas', () => {
   });
 });
 
+type Hold = { held: () => void; release: Promise<void> };
+
+/** Queues a hold; resolves with its release once the held call has come. */
+function queueHold(holds: Hold[]): Promise<() => void> {
+  return new Promise((resolve) => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    holds.push({ held: () => resolve(release), release: released });
+  });
+}
+
 /**
  * Reads of the database whose answers are held, once they have arrived, until the test releases
  * them: a read whose snapshot came before a write and whose answer is applied after it.
  */
 class HeldReads extends ImageSql {
-  private readonly holds: { held: () => void; release: Promise<void> }[] = [];
+  private readonly holds: Hold[] = [];
 
   /** Holds the next read-back (byIds) or load page; resolves with its release once it is held. */
   holdNext(): Promise<() => void> {
-    return new Promise((resolve) => {
-      let release!: () => void;
-      const released = new Promise<void>((r) => (release = r));
-      this.holds.push({ held: () => resolve(release), release: released });
-    });
+    return queueHold(this.holds);
   }
 
   private async held(): Promise<void> {
@@ -637,15 +644,11 @@ class HeldReads extends ImageSql {
     return rows;
   }
 
-  private readonly writeHolds: { held: () => void; release: Promise<void> }[] = [];
+  private readonly writeHolds: Hold[] = [];
 
   /** Holds the answer of the next write (upsert), once committed; resolves with its release once it is held. */
   holdNextWrite(): Promise<() => void> {
-    return new Promise((resolve) => {
-      let release!: () => void;
-      const released = new Promise<void>((r) => (release = r));
-      this.writeHolds.push({ held: () => resolve(release), release: released });
-    });
+    return queueHold(this.writeHolds);
   }
 
   override async upsert(images: Parameters<ImageSql['upsert']>[0]) {
@@ -672,8 +675,17 @@ describe('read-your-writes on the replica that wrote', () => {
     if (db.kind === 'embedded') skip();
   });
 
-  /** A replica whose reads of the database the test holds. */
-  async function heldReplica() {
+  /** `id` is out of memory and `image` denied now, and still once the held read is let go and memory is fresh again. */
+  async function deniedThrough(replica: { app: App; index: LiveIndex }, id: string, image: string, release: () => void) {
+    expect(replica.index.index.get(id)).toBeUndefined();
+    expect(await allowed(replica.app, image)).toBe(false);
+    release();
+    await within(5000, async () => replica.index.fresh);
+    expect(replica.index.index.get(id)).toBeUndefined();
+  }
+
+  /** A replica whose reads of the database the test holds; started and ready unless `start` is false. */
+  async function heldReplica(start = true) {
     const sql = connect({ url: db.url, max: 4 });
     const reads = new HeldReads(sql, 2000);
     const index = new LiveIndex(reads, { url: db.url }, { outageGraceMs: 0 });
@@ -683,13 +695,15 @@ describe('read-your-writes on the replica that wrote', () => {
       await index.close();
       await sql.end({ timeout: 1 });
     });
+    if (start) {
+      index.start();
+      await index.ready();
+    }
     return { app, index, reads };
   }
 
   it('never admits an image after its DELETE was answered, when an earlier read-back of it arrives late', async () => {
     const { app, index, reads } = await heldReplica();
-    index.start();
-    await index.ready();
     const image = { id: DIGEST_B, name: 'quay.io/team/late', tags: ['v1'] };
     // the PUT's own read-back reads the row, and is held before it is applied
     const readBack = reads.holdNext();
@@ -710,7 +724,7 @@ describe('read-your-writes on the replica that wrote', () => {
   });
 
   it('never admits an image deleted on this replica while its index loaded, from a page read before the DELETE', async () => {
-    const { app, index, reads } = await heldReplica();
+    const { app, index, reads } = await heldReplica(false);
     const image = { id: DIGEST_C, name: 'quay.io/team/loading', tags: ['v1'] };
     expect((await a.app.inject({ method: 'PUT', url: '/images', payload: image })).statusCode).toBe(200);
     const page = reads.holdNext();
@@ -721,17 +735,11 @@ describe('read-your-writes on the replica that wrote', () => {
     const next = reads.holdNext();
     releasePage();
     const releaseNext = await next;
-    expect(index.index.get(DIGEST_C)).toBeUndefined();
-    expect(await allowed(app, 'quay.io/team/loading:v1')).toBe(false);
-    releaseNext();
-    await within(5000, async () => index.fresh);
-    expect(index.index.get(DIGEST_C)).toBeUndefined();
+    await deniedThrough({ app, index }, DIGEST_C, 'quay.io/team/loading:v1', releaseNext);
   });
 
   it('takes an image out of memory on a DELETE that finds it already deleted elsewhere, before that is read back', async () => {
     const { app, index, reads } = await heldReplica();
-    index.start();
-    await index.ready();
     const image = { id: DIGEST_A, name: 'quay.io/team/gone', tags: ['v1'] };
     expect((await app.inject({ method: 'PUT', url: '/images', payload: image })).statusCode).toBe(200);
     await within(5000, async () => index.fresh);
@@ -741,17 +749,11 @@ describe('read-your-writes on the replica that wrote', () => {
     const release = await readBack;
     expect((await app.inject({ method: 'DELETE', url: `/images/${DIGEST_A}` })).statusCode).toBe(204);
     // before: still admitted here until the held read-back was applied
-    expect(index.index.get(DIGEST_A)).toBeUndefined();
-    expect(await allowed(app, 'quay.io/team/gone:v1')).toBe(false);
-    release();
-    await within(5000, async () => index.fresh);
-    expect(index.index.get(DIGEST_A)).toBeUndefined();
+    await deniedThrough({ app, index }, DIGEST_A, 'quay.io/team/gone:v1', release);
   });
 
   it('never admits an image after its DELETE was answered, when the PUT before it is answered after it', async () => {
     const { app, index, reads } = await heldReplica();
-    index.start();
-    await index.ready();
     // the replica's writes through the held database (the app's store writes through its own)
     const store = new ImageStore(reads, index);
     const heldWrite = reads.holdNextWrite();
@@ -763,17 +765,11 @@ describe('read-your-writes on the replica that wrote', () => {
     releaseWrite();
     await put;
     // before: the PUT's row, handled last, was put back into memory
-    expect(index.index.get(DIGEST_B)).toBeUndefined();
-    expect(await allowed(app, 'quay.io/team/order:v1')).toBe(false);
-    releaseRead();
-    await within(5000, async () => index.fresh);
-    expect(index.index.get(DIGEST_B)).toBeUndefined();
+    await deniedThrough({ app, index }, DIGEST_B, 'quay.io/team/order:v1', releaseRead);
   });
 
   it('keeps an image in memory when two of its PUTs overlap that leave it alike (a CI fan-out)', async () => {
     const { app, index, reads } = await heldReplica();
-    index.start();
-    await index.ready();
     const store = new ImageStore(reads, index);
     const image = { digest: DIGEST_C, name: 'quay.io/team/fanout', tags: ['v1'], by: null };
     const heldWrite = reads.holdNextWrite();
