@@ -124,15 +124,7 @@ export class ImageStore {
    * Resolves once committed; concurrent PUTs share one statement (write-batcher.ts).
    */
   async upsert(image: UpsertImage): Promise<{ json: string; row: ImageRecord }> {
-    this.live?.assertWritable();
-    this.live?.writing(image.digest, JSON.stringify([image.name, image.tags ?? null]));
-    let row: ImageRecord;
-    try {
-      row = await this.written(this.batcher.add(image));
-    } catch (err) {
-      this.live?.writeFailed(image.digest);
-      throw err;
-    }
+    const row = await this.written(image.digest, JSON.stringify([image.name, image.tags ?? null]), () => this.batcher.add(image));
     this.live?.wrote(row);
     return { json: toJson(row), row };
   }
@@ -142,15 +134,7 @@ export class ImageStore {
    * when a row went; either way it is gone from memory.
    */
   async delete(digest: string, name?: string): Promise<boolean> {
-    this.live?.assertWritable();
-    this.live?.writing(digest, 'deleted');
-    let deleted: boolean;
-    try {
-      deleted = await this.written(this.images.delete(digest, name));
-    } catch (err) {
-      this.live?.writeFailed(digest);
-      throw err;
-    }
+    const deleted = await this.written(digest, 'deleted', () => this.images.delete(digest, name));
     this.live?.deleted(digest);
     return deleted;
   }
@@ -182,10 +166,17 @@ export class ImageStore {
     return this.live ? this.live.read(fromMemory, fromDatabase, opts) : fromDatabase();
   }
 
-  private async written<T>(write: Promise<T>): Promise<T> {
+  /**
+   * A write of one image, which would leave it as `outcome` says, told to the live index while it
+   * is in flight (LiveIndex.writing); the caller tells it the answer.
+   */
+  private async written<T>(digest: string, outcome: string, statement: () => Promise<T>): Promise<T> {
+    this.live?.assertWritable();
+    this.live?.writing(digest, outcome);
     try {
-      return await write;
+      return await statement();
     } catch (err) {
+      this.live?.writeFailed(digest);
       this.live?.noteFailure(err);
       // A statement the database did not answer may still commit: say so, and that a retry is safe.
       if (isDatabaseUnavailable(err)) throw unavailable(WRITE_UNCONFIRMED, err);
