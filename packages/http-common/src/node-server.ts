@@ -83,7 +83,7 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   const connections = new OpenConnections(server, Boolean(tlsOptions));
   closeIdleOverLimit(server, connections, opts.maxConnections, opts.onConnectionLimit);
   holdToCap(server, connections, opts.maxConnections, opts.onConnectionDropped);
-  closeUnstartedOnClose(server, connections, () => stalls?.closing());
+  closeStragglersOnClose(server, connections, () => stalls?.closing());
   return server;
 }
 
@@ -107,9 +107,9 @@ export const ARRIVING_AT_CLOSE_MS = 1000;
  * too, held the shutdown the same way (a body trickled a byte a second: exit 1 after the 10 s
  * grace). Its route has not acted on it, since handlers run once the body is in: one still
  * arriving ARRIVING_AT_CLOSE_MS after the close began has its connection destroyed, and its client
- * sends it again elsewhere.
+ * sends it again elsewhere. `onClose` runs first (the send stalls' shorter limit while closing).
  */
-function closeUnstartedOnClose(server: http.Server, connections: OpenConnections, onClose: () => void): void {
+function closeStragglersOnClose(server: http.Server, connections: OpenConnections, onClose: () => void): void {
   const close = server.close.bind(server);
   server.close = (...args: Parameters<http.Server['close']>) => {
     onClose();
