@@ -519,7 +519,7 @@ export class RepositoryUsers {
       {
         what: `delete the IAM user ${UserName}`,
         apply: () => unlessGone(gone, iam.send(new DeleteUserCommand({ UserName }))),
-        tookEffect: async () => !(await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName })))),
+        tookEffect: async () => !(await ifThere(gone, iam.send(new GetUserCommand({ UserName })))),
       },
     ]);
     return { DeletedAccessKeys: keys.map((k) => k.AccessKeyId!), RemovedFromGroups: groups };
