@@ -84,10 +84,12 @@ export function parseReference(raw: string): ImageReference | undefined {
 /**
  * Every way a client may have written a normalised name when it stored it:
  * `docker.io/library/nginx` may be stored as `nginx`, `library/nginx`, `docker.io/nginx`, ...
+ * Only spellings that normalise back to the name: `docker.io/quay.io/foo/app` is a Docker Hub
+ * repository, and a stored `quay.io/foo/app` is another registry's image, not one of its spellings.
  */
 export function nameSpellings(normalized: string): string[] {
   if (!normalized.startsWith('docker.io/')) return [normalized];
   const path = normalized.slice('docker.io/'.length);
   const paths = path.startsWith('library/') && path.indexOf('/', 8) === -1 ? [path, path.slice(8)] : [path];
-  return paths.flatMap((p) => [p, `docker.io/${p}`, `index.docker.io/${p}`]);
+  return paths.flatMap((p) => [p, `docker.io/${p}`, `index.docker.io/${p}`]).filter((spelling) => normalizeName(spelling) === normalized);
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseReference } from '../../src/reference.js';
+import { normalizeName, parseReference } from '../../src/reference.js';
 import { connect } from '../../src/store/database.js';
 import { ImageSql } from '../../src/store/image-sql.js';
 import type { IndexRow } from '../../src/store/image-index.js';
@@ -61,6 +61,40 @@ describe('ImageSql on a real connection', () => {
       ),
     ).toEqual([true, true, false, true, false, false]);
     expect(await images.allowedAmong([])).toEqual([]);
+  });
+
+  it('finds a name only under spellings that name the same repository: a Docker Hub path is never another registry', async () => {
+    // Stored spellings, each normalising as a container runtime would; the in-memory index matches
+    // exactly the stored names that normalise to the reference's name, and so must the database.
+    const stored = [
+      'quay.io/foo/app',
+      'localhost/app',
+      'registry:5000/app',
+      'Mirror/app',
+      'library/redis',
+      'index.docker.io/team/api',
+      'quay.io',
+    ];
+    for (const [i, name] of stored.entries())
+      await db.sql`INSERT INTO images (id, name, tags) VALUES (${String(i + 1).padStart(64, 'd')}, ${name}, '{v1}')`;
+    const asked = [
+      ...stored,
+      ...stored.flatMap((name) => [`docker.io/${name}`, `index.docker.io/${name}`, `docker.io/library/${name}`]),
+      'redis',
+      'docker.io/redis',
+      'team/api',
+      'docker.io/team/api',
+      'library/quay.io',
+    ].filter((name) => parseReference(`${name}:v1`) !== undefined);
+    const expected = asked.map((name) => stored.some((s) => normalizeName(s) === parseReference(`${name}:v1`)!.name));
+    expect(await allows(images, ...asked.map((name) => `${name}:v1`))).toEqual(expected);
+    // the cases that admitted another registry's image through its Docker Hub spelling
+    expect(await allows(images, 'docker.io/quay.io/foo/app:v1', 'index.docker.io/localhost/app:v1', 'quay.io/foo/app:v1')).toEqual([
+      false,
+      false,
+      true,
+    ]);
+    await db.sql`DELETE FROM images WHERE name = ANY(${stored})`;
   });
 
   it("hands the index each image's tags as the inside of their JSON array, as the API renders them", async () => {
