@@ -54,8 +54,9 @@ function auditWarnings(denied: readonly string[]): string[] {
   let total = 0;
   for (let i = 0; i < denied.length; i++) {
     const warning = shorten(`audit mode, would deny ${denied[i]}`, WARNING_MAX);
-    // Room is kept for the last line, which says how many were left out.
-    if (total + warning.length > WARNINGS_MAX - 80 && i < denied.length - 1) {
+    // Room is kept for a line that says how many were left out, unless this is the last image.
+    const room = i === denied.length - 1 ? WARNINGS_MAX : WARNINGS_MAX - 80;
+    if (total + warning.length > room) {
       warnings.push(`audit mode, would deny ${denied.length - i} more images (the log names them)`);
       break;
     }
