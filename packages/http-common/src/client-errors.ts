@@ -15,14 +15,42 @@ function rawProblem(status: number, detail: string): string {
 }
 
 /**
+ * How long a connection answered with an error and closed on our side is kept for the client to
+ * close its own: long enough to read a short answer (closing with the client's bytes unread resets
+ * the connection, and a reset may discard the answer before it is read), bounded because Node
+ * keeps a half-closed socket for as long as the client does. Clients that opened connections,
+ * sent nothing and never closed them held every one past its 408 for good: 2,100 of them kept the
+ * server over its connection limit, closing other clients' kept-alive connections.
+ */
+export const CLOSE_AFTER_ERROR_MS = 2000;
+
+/** Ends the connection with `answer`, and destroys it if the client has not closed it CLOSE_AFTER_ERROR_MS later. */
+function endWith(socket: Socket, answer: string): void {
+  socket.end(answer);
+  const timer = setTimeout(() => socket.destroy(), CLOSE_AFTER_ERROR_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/**
  * Fastify's clientErrorHandler: malformed request lines, oversized headers, a missing Host
  * header, request and header timeouts. Answered as problem+json like every other error. HTTPS
  * sends its TLS errors here too (a handshake that timed out or failed): no answer can go over a
  * connection without TLS, so it is closed, as Node closes it when nobody listens.
+ *
+ * A malformed request pipelined behind one (whole) still being answered gets no answer of its own:
+ * written at once, the 400 went out before the earlier answer and was read as that one's
+ * (answers go in the order of the requests, RFC 9112 9.3.2). The connection closes after the
+ * answer under way instead.
  */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
   const tlsFailed = /^ERR_(TLS|SSL)_/.test(err.code ?? '');
   if (!socket.writable || err.code === 'ECONNRESET' || tlsFailed) return void socket.destroy();
+  const underWay = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  // An answer under way to a request still arriving is that request's, and the error is about it.
+  if (underWay && !underWay.writableFinished && underWay.req.complete) {
+    underWay.once('close', () => endWith(socket, ''));
+    return;
+  }
   const status = STATUS_OF[err.code ?? ''] ?? 400;
   const detail =
     status === 408
@@ -30,7 +58,7 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
       : status === 431
         ? 'The request headers are too large.'
         : 'The request is malformed.';
-  socket.end(rawProblem(status, detail));
+  endWith(socket, rawProblem(status, detail));
 }
 
 /**
@@ -62,7 +90,7 @@ export function answerProblem(
 export function answerConnect(server: Server): void {
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => {});
-    socket.end(rawProblem(405, 'CONNECT is not supported: this is not a proxy.'));
+    endWith(socket, rawProblem(405, 'CONNECT is not supported: this is not a proxy.'));
   });
 }
 

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import Type from 'typebox';
 
 /**
@@ -35,7 +36,7 @@ const TITLES: Record<number, string> = {
 };
 
 export function statusTitle(status: number): string {
-  return TITLES[status] ?? (status >= 500 ? 'Server Error' : 'Client Error');
+  return TITLES[status] ?? STATUS_CODES[status] ?? (status >= 500 ? 'Server Error' : 'Client Error');
 }
 
 /** An error that carries the HTTP answer it should produce. */

@@ -2,6 +2,7 @@ import net from 'node:net';
 import Type from 'typebox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/index.js';
+import { CLOSE_AFTER_ERROR_MS } from '../src/client-errors.js';
 import { MAX_QUEUED_RESPONSES } from '../src/node-server.js';
 
 // Errors Node and Fastify find before any route runs, sent over a real socket byte by byte.
@@ -17,6 +18,10 @@ beforeAll(async () => {
   });
   app.post('/things', { schema: { body: Type.Object({ n: Type.Integer() }) } }, async (req) => req.body);
   app.get('/things/:id', async (req) => req.params);
+  app.get('/slow', async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    return { slow: true };
+  });
   await app.listen({ port: 0, host: '127.0.0.1' });
   port = (app.server.address() as net.AddressInfo).port;
 });
@@ -94,6 +99,50 @@ describe('errors before a route runs are problem+json', () => {
     );
     expectProblem(r, 408);
     expect(r.ms).toBeLessThan(3500);
+  });
+});
+
+describe('a connection answered with an error', () => {
+  const open = () => new Promise<number>((resolve, reject) => app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+
+  // Node keeps a half-closed socket as long as the client does: 2,100 such clients kept the server
+  // over its connection limit for good.
+  it('is released CLOSE_AFTER_ERROR_MS after its answer even if the client never closes its side', async () => {
+    const before = await open();
+    const sockets = Array.from({ length: 3 }, () => net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
+    const answers = sockets.map((socket) => {
+      let got = '';
+      socket.on('data', (d: Buffer) => (got += d.toString()));
+      socket.on('error', () => {});
+      return new Promise<string>((resolve) => socket.on('end', () => resolve(got)));
+    });
+    sockets[0]!.write('BLAH\r\n\r\n'); // 400
+    sockets[1]!.write(`GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`); // 431
+    sockets[2]!.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'); // 405
+    const got = await Promise.all(answers);
+    expect(got.map((a) => /^HTTP\/1\.1 (\d+) ([^\r]+)/.exec(a)?.slice(1))).toEqual([
+      ['400', 'Bad Request'],
+      ['431', 'Request Header Fields Too Large'],
+      ['405', 'Method Not Allowed'],
+    ]);
+    expect(await open()).toBe(before + 3); // the clients have not closed theirs
+    await new Promise((r) => setTimeout(r, CLOSE_AFTER_ERROR_MS + 500));
+    expect(await open()).toBe(before);
+    for (const socket of sockets) socket.destroy();
+  });
+
+  it('titled by its status, as RFC 9457 asks for about:blank', async () => {
+    const slow = await raw(['GET /things/1 HTTP/1.1\r\n'], 0); // headers never finish: 408
+    expect(JSON.parse(slow.body).title).toBe('Request Timeout');
+    const expect417 = await raw(['POST /things HTTP/1.1\r\nHost: x\r\nExpect: something\r\nContent-Length: 7\r\n\r\n']);
+    expect(JSON.parse(expect417.body).title).toBe('Expectation Failed');
+  });
+
+  // The 400 was written at once, ahead of the answer under way, and read as that request's answer.
+  it('that was pipelined behind a request still being answered leaves that answer whole and first, then closes', async () => {
+    const r = await raw(['GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n']);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ slow: true });
   });
 });
 
