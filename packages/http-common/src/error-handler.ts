@@ -122,6 +122,14 @@ export function sendProblem(reply: FastifyReply, problem: HttpProblem): FastifyR
  */
 export function installErrorHandler(app: FastifyInstance, classify?: (error: unknown) => HttpProblem | undefined): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    // The request's own stream failed: its client left before sending the whole body. Its error
+    // (ECONNRESET, 'aborted') is not a dependency's, which `classify` would take it for: imagelist
+    // logged 'The database is unavailable' at warn for every such client.
+    if (error === request.raw.errored) {
+      const problem = new HttpProblem(400, 'The client closed the connection before the request body arrived whole.');
+      request.log.info({ status: problem.statusCode, detail: problem.message }, 'request rejected');
+      return sendProblem(reply, problem);
+    }
     const problem = problemOf(error, classify);
     if (problem.statusCode === 503) {
       const cause = (error instanceof HttpProblem ? error.cause : error) as { name?: string; code?: string; message?: string } | undefined;

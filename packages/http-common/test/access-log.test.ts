@@ -1,3 +1,4 @@
+import net, { type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -31,8 +32,11 @@ async function appLoggingAt(
     logger,
     metricsPath: '/metrics',
     slowRequestMs,
+    // as imagelist's: a connection reset is the database's
     classifyError: (err) =>
-      (err as { code?: string }).code === 'ECONNREFUSED' ? new HttpProblem(503, 'The database is unavailable.') : undefined,
+      ['ECONNREFUSED', 'ECONNRESET'].includes((err as { code?: string }).code ?? '')
+        ? new HttpProblem(503, 'The database is unavailable.')
+        : undefined,
     defaultMetrics: false,
     openapi: { title: 'test', version: '1.0.0' },
   });
@@ -58,6 +62,7 @@ async function appLoggingAt(
     await new Promise((r) => setTimeout(r, 60));
     return { ok: true };
   });
+  app.post('/body', async (request) => request.body);
   app.get('/boom', async () => {
     throw new Error('kaput');
   });
@@ -142,6 +147,25 @@ describe('per-request logging (access log)', () => {
     expect(Object.keys(lines[1]!)).not.toContain('cause');
     expect((await app.inject('/boom')).statusCode).toBe(500);
     expect(lines[2]).toMatchObject({ level: 50, err: { message: 'kaput', stack: expect.stringContaining('Error: kaput') } });
+  });
+
+  // Its body's stream fails with ECONNRESET ('aborted'): imagelist logged a database outage at warn.
+  it('logs a client that left before its body arrived at info, as such, not as a dependency that failed', async () => {
+    const { app, lines } = await appLoggingAt('info');
+    open = app;
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"half":');
+    await new Promise((r) => setTimeout(r, 100));
+    socket.destroy();
+    const requestLines = () => lines.filter((l) => l.reqId !== undefined);
+    await expect.poll(() => requestLines().length).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(requestLines().map((l) => [l.level, l.msg, l.detail])).toEqual([
+      [30, 'request rejected', 'The client closed the connection before the request body arrived whole.'],
+    ]);
   });
 
   it('at debug, writes one line per request with its method, URL, status and time', async () => {
