@@ -46,8 +46,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     classifyError: classifyDatabaseError,
   });
   const dbDeadlineMs = opts.dbDeadlineMs ?? 2000;
-  const images = new ImageSql(opts.sql, dbDeadlineMs);
   const { live } = opts;
+  const images = new ImageSql(opts.sql, dbDeadlineMs, live?.clock);
   const store = new ImageStore(images, live);
   if (live) {
     addGauge(app.metrics, 'imagelist_index_images', 'Images in the in-memory index', () => live.index.size);

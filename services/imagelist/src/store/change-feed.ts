@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import type { DatabaseTarget } from './database-tls.js';
 import { hostSocket } from './host-socket.js';
-import { CHANNEL, type ImageSql } from './image-sql.js';
+import { CHANNEL, SERVER_MS, type ImageSql } from './image-sql.js';
 
 export interface FeedLogger {
   info(obj: object, msg: string): void;
@@ -110,9 +110,14 @@ export class ChangeFeed {
     if (this.probing) return;
     this.probing = true;
     const conn = this.state === 'listening' ? this.current : undefined;
-    const probe = conn
-      ? withTimeout(conn`SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${Date.now()}`})`.execute(), this.connectTimeoutS * 1000)
-      : this.images.ping();
+    const sentAt = Date.now();
+    // The heartbeat reads the server's clock too, for the deadlines writes carry (database-clock.ts).
+    const heartbeat = async (conn: postgres.Sql) => {
+      const [row] = await conn<{ serverMs: number }[]>`
+        SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${sentAt}`}), ${conn.unsafe(SERVER_MS)}`.execute();
+      if (row) this.images.clock.sample(sentAt, row.serverMs, Date.now());
+    };
+    const probe = conn ? withTimeout(heartbeat(conn), this.connectTimeoutS * 1000) : this.images.ping();
     probe
       .then(
         () => this.listener.probed(),

@@ -5,10 +5,17 @@ import { nameSpellings, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
 import type { ImageRecord, IndexRow } from './image-index.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
+import { DatabaseClock } from './database-clock.js';
 import { IndexCopyReader } from './index-copy.js';
 
 /** See ImageSql.lists. */
 const LIST_QUERIES = 2;
+
+/**
+ * How long before the replica answers a write it must have been made on the server: the server
+ * checks the deadline as it writes each row, and the commit (its WAL flush) follows.
+ */
+const COMMIT_MARGIN_MS = 200;
 
 /** The channel migration 002's triggers NOTIFY with each changed id ('*' after a TRUNCATE). */
 export const CHANNEL = 'images_changed';
@@ -28,6 +35,9 @@ export interface UpsertImage {
 /** The timestamps of a row as exact microseconds since the epoch. */
 const TIMESTAMP_COLUMNS = `(extract(epoch FROM created_at) * 1000000)::float8 AS "createdUs",
   (extract(epoch FROM updated_at) * 1000000)::float8 AS "updatedUs"`;
+
+/** The server's clock, in milliseconds since the epoch (database-clock.ts). */
+export const SERVER_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS "serverMs"`;
 
 /** Columns of an ImageRecord. */
 const RECORD_COLUMNS = `id, name, tags, ${TIMESTAMP_COLUMNS}`;
@@ -73,6 +83,8 @@ export function sortValue(r: ImageRecord, sort: SortKey): string {
  */
 export class ImageSql {
   private readonly reads: LimitFunction;
+  /** Reads of the server's clock, for the deadline a write carries to it (writeDeadline). */
+  readonly clock: DatabaseClock;
   /**
    * List queries running at once, whatever the number of clients listing: lists are open to
    * anyone, and must leave the pool's other connections to writes and to lookups the index cannot
@@ -85,8 +97,21 @@ export class ImageSql {
   constructor(
     readonly sql: Sql,
     readonly deadlineMs: number,
+    clock?: DatabaseClock,
   ) {
     this.reads = pLimit(Math.max(1, Math.floor(sql.options.max / 2)));
+    this.clock = clock ?? new DatabaseClock();
+  }
+
+  /**
+   * The deadline, on the server's clock, by which the server must have made a write whose caller
+   * is answered at `until` (migration 005), COMMIT_MARGIN_MS before it. The clock is read by a
+   * ping first if no heartbeat has read it yet.
+   */
+  private async writeDeadline(until: number): Promise<number | null> {
+    if (!this.clock.known) await this.ping(); // the first write before the first heartbeat
+    const earliest = this.clock.earliest(until);
+    return earliest === undefined ? null : earliest - COMMIT_MARGIN_MS;
   }
 
   /** One page of `GET /images`, `limit` images after `after`, in the order of `sort`. */
@@ -172,8 +197,9 @@ export class ImageSql {
    * deadline answers 503 and may still commit: PUT and DELETE are idempotent, so the client's
    * retry is safe, and nothing answered 200 is lost.
    */
-  async upsert(images: readonly UpsertImage[]): Promise<ImageRecord[]> {
+  async upsert(images: readonly UpsertImage[], until = Date.now() + this.deadlineMs): Promise<ImageRecord[]> {
     const input = JSON.stringify(images.map((i) => ({ id: i.digest, name: i.name, tags: i.tags ?? null, by: i.by })));
+    const deadline = await this.writeDeadline(until);
     const rows = await this.bounded(this.sql<ImageRecord[]>`
       WITH x AS (
         SELECT * FROM jsonb_to_recordset(${input}::text::jsonb) AS x(id text, name text, tags text[], by text)
@@ -185,7 +211,7 @@ export class ImageSql {
         tags       = COALESCE((SELECT x.tags FROM x WHERE x.id = EXCLUDED.id), i.tags),
         updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at ELSE now() END,
         updated_by = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
-      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}`);
+      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}, images_write_in_time(${deadline}::float8)`);
     const byId = new Map(rows.map((r) => [r.id, r]));
     return images.map((i) => byId.get(i.digest)!);
   }
@@ -193,7 +219,10 @@ export class ImageSql {
   /** Deletes the image; with `name`, only if it has that name. True when a row went. */
   async delete(digest: string, name?: string): Promise<boolean> {
     const and = name === undefined ? this.sql`` : this.sql`AND name = ${name}`;
-    const rows = await this.bounded(this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id`);
+    const deadline = await this.writeDeadline(Date.now() + this.deadlineMs);
+    const rows = await this.bounded(
+      this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id, images_write_in_time(${deadline}::float8)`,
+    );
     return rows.length > 0;
   }
 
@@ -232,8 +261,11 @@ export class ImageSql {
     return allowed;
   }
 
+  /** A round trip to the server, which also reads its clock (writeDeadline). */
   async ping(): Promise<void> {
-    await this.bounded(this.sql`SELECT 1`);
+    const sentAt = Date.now();
+    const [row] = await this.bounded(this.sql<{ serverMs: number }[]>`SELECT ${this.sql.unsafe(SERVER_MS)}`);
+    if (row) this.clock.sample(sentAt, row.serverMs, Date.now());
   }
 
   /**

@@ -73,7 +73,7 @@ export class ImageStore {
     opts: { maxBatch?: number; maxInFlight?: number } = {},
   ) {
     this.batcher = new WriteBatcher(
-      (batch) => this.images.upsert(batch),
+      (batch, until) => this.images.upsert(batch, until),
       (image) => image.digest,
       {
         maxBatch: opts.maxBatch ?? 100,

@@ -6,6 +6,7 @@ import type { DatabaseTarget } from './database-tls.js';
 import { isDatabaseUnavailable } from './errors.js';
 import { ImageIndex, type ImageRecord, type IndexRow } from './image-index.js';
 import type { ImageSql } from './image-sql.js';
+import type { DatabaseClock } from './database-clock.js';
 import { LocalWrites } from './local-writes.js';
 
 export interface LiveIndexOptions {
@@ -164,6 +165,11 @@ export class LiveIndex implements ChangeFeedListener {
     this.overLimitRecheckMs = opts.overLimitRecheckMs ?? 300_000;
     this.index = new ImageIndex(opts.answerCacheBytes === undefined ? {} : { answerCacheBytes: opts.answerCacheBytes });
     this.feed = new ChangeFeed(target, sql, this, { ...opts.feed, log: opts.log });
+  }
+
+  /** The database server's clock as the change feed's heartbeats read it: writes carry their deadline in it. */
+  get clock(): DatabaseClock {
+    return this.sql.clock;
   }
 
   start(): this {

@@ -1,5 +1,7 @@
 interface Pending<T, R> {
   item: T;
+  /** When its caller is answered whatever became of it (Date.now() ms), with a deadline. */
+  until: number | undefined;
   resolve(result: R): void;
   reject(error: unknown): void;
 }
@@ -24,19 +26,20 @@ export class WriteBatcher<T, R> {
   private inFlight = 0;
 
   constructor(
-    private readonly write: (items: T[]) => Promise<R[]>,
+    /** Writes a batch; `until` is when the first of its callers is answered, written or not. */
+    private readonly write: (items: T[], until: number | undefined) => Promise<R[]>,
     private readonly keyOf: (item: T) => string,
     private readonly opts: { maxBatch: number; maxInFlight: number; deadline?: { ms: number; missed: () => Error } },
   ) {}
 
   add(item: T): Promise<R> {
+    const { deadline } = this.opts;
     let pending!: Pending<T, R>;
     const written = new Promise<R>((resolve, reject) => {
-      pending = { item, resolve, reject };
+      pending = { item, until: deadline && Date.now() + deadline.ms, resolve, reject };
       this.queue.push(pending);
       this.schedule();
     });
-    const { deadline } = this.opts;
     if (!deadline) return written;
     let timer: NodeJS.Timeout | undefined;
     const missed = new Promise<never>((_, reject) => {
@@ -77,7 +80,11 @@ export class WriteBatcher<T, R> {
     this.inFlight++;
     this.schedule();
     try {
-      const results = await this.write(batch.map((p) => p.item));
+      const until = this.opts.deadline && Math.min(...batch.map((p) => p.until!));
+      const results = await this.write(
+        batch.map((p) => p.item),
+        until,
+      );
       batch.forEach((p, i) => p.resolve(results[i]!));
     } catch (err) {
       for (const p of batch) p.reject(err);
