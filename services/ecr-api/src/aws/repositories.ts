@@ -518,7 +518,11 @@ export class RepositoryStore {
    * Deletes the repository's IAM users first, then the repository with its images: a user must not
    * outlive its repository (a new repository of the same name would give it access again), and
    * when deleting a user fails the repository is still there to retry on. A DeleteRepository that
-   * got no answer is read back: gone, the delete is answered as done.
+   * got no answer is read back: gone, the delete is answered as done. Once the repository is gone,
+   * its users are listed again and deleted: a create whose user came after the first listing, and
+   * whose last check (users.ts, repositoryStillThere) still found the repository, answered 200 for
+   * a user the first listing missed. A create checking after the DeleteRepository rolls back
+   * instead: either way no user outlives the repository.
    */
   async delete(account: string, group: string, name: string): Promise<DeletedRepository> {
     return this.oneAtATime(account, `${group}/${name}`, () => this.deleteNow(account, group, name));
@@ -546,7 +550,6 @@ export class RepositoryStore {
             )),
         },
       ]);
-      return { ...toRepository(deleted ?? repository, tags, groups), Users: users };
     } catch (err) {
       if (!users.length) throw err;
       const problem = classifyAwsError(err) ?? new HttpProblem(500, 'An internal error occurred.', { cause: err });
@@ -555,6 +558,8 @@ export class RepositoryStore {
         cause: err,
       });
     }
+    const late = await this.users.deleteLate(account, session.iam, group, name, users);
+    return { ...toRepository(deleted ?? repository, tags, groups), Users: [...users, ...late] };
   }
 
   async images(account: string, group: string, name: string): Promise<Image[]> {

@@ -15,6 +15,7 @@ import {
   type IAMClient,
   type User as IamUser,
 } from '@aws-sdk/client-iam';
+import type { ECRClient } from '@aws-sdk/client-ecr';
 import { badRequest, HttpProblem } from '@platform/http-common';
 import { MAX_TAGS, type Tag } from '../schemas/common.js';
 import { MAX_IAM_USER_NAME, type DeletedUser, type UpdatedUser, type User } from '../schemas/user.js';
@@ -86,9 +87,10 @@ function tagStep(iam: IAMClient, UserName: string, current: Tag[], changes: Tag[
   return {
     what: `merge the tags of ${UserName}`,
     apply: async () => void (await iam.send(new TagUserCommand({ UserName, Tags: changes }))),
+    // A user deleted meanwhile (its repository's delete) has no tags left to restore.
     undo: async () => {
-      if (added.length) await iam.send(new UntagUserCommand({ UserName, TagKeys: added }));
-      if (overwritten.length) await iam.send(new TagUserCommand({ UserName, Tags: overwritten }));
+      if (added.length) await unlessGone('NoSuchEntityException', iam.send(new UntagUserCommand({ UserName, TagKeys: added })));
+      if (overwritten.length) await unlessGone('NoSuchEntityException', iam.send(new TagUserCommand({ UserName, Tags: overwritten })));
     },
   };
 }
@@ -203,10 +205,11 @@ export class RepositoryUsers {
   }
 
   /**
-   * Makes sure the org's policy and group exist, then CreateUser and AddUserToGroup; a user that
-   * could not be added to the group is deleted again, unless another request has made it its own
-   * meanwhile. No access key yet: PUT with ResetKey issues one. A user of that name that a create
-   * failed part-way through left behind is completed instead (completeExisting).
+   * Makes sure the org's policy and group exist, then CreateUser and AddUserToGroup, then checks
+   * that the repository is still there (repositoryStillThere); a user that could not be added to
+   * the group, or whose repository was deleted meanwhile, is deleted again, unless another request
+   * has made it its own meanwhile. No access key yet: PUT with ResetKey issues one. A user of that
+   * name that a create failed part-way through left behind is completed instead (completeExisting).
    */
   async create(account: string, group: string, name: string, input: { user: string; tags: Tag[] | undefined }): Promise<User> {
     const UserName = this.iamName(name, input.user, 'body.UserName');
@@ -223,7 +226,7 @@ export class RepositoryUsers {
     UserName: string,
     tags: Tag[],
   ): Promise<User> {
-    const { iam } = await this.session(account, group, name);
+    const { iam, ecr } = await this.session(account, group, name);
     await this.access.ensure(iam, account);
     let sentAt = 0;
     /** CreateUser's "already exists": nothing of this request was applied. */
@@ -245,7 +248,13 @@ export class RepositoryUsers {
           undo: async (unconfirmed) => {
             const found = (await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName }))))?.User;
             if (!found) return;
-            const changed = await this.changedSinceCreate(iam, group, name, found, UserName, sentAt, tags);
+            // Gone while being read (its repository's delete deleted it): nothing left to undo.
+            const read = await ifThere(
+              'NoSuchEntityException',
+              this.changedSinceCreate(iam, group, name, found, UserName, sentAt, tags).then((why) => ({ why })),
+            );
+            if (!read) return;
+            const changed = read.why;
             // Unanswered, a user not as that CreateUser would have left it is someone else's: the call failed.
             if (changed && unconfirmed) return;
             if (changed) throw new UndoDeclined(changed);
@@ -253,12 +262,38 @@ export class RepositoryUsers {
           },
         },
         this.addToGroup(iam, UserName),
+        this.repositoryStillThere(ecr, group, name, input.user),
       ]);
     } catch (err) {
       if (taken === undefined) throw err;
-      return this.completeExisting(iam, account, group, name, input, UserName, taken);
+      return this.completeExisting(iam, ecr, account, group, name, input, UserName, taken);
     }
     return { UserName: input.user, AccessKeys: [], Groups: [ADMIN_GROUP], Tags: tags };
+  }
+
+  /**
+   * A create's last step: the repository is still there, this org's and group's (the check every
+   * route starts with, again). A repository's DELETE lists its users, deletes them, then the
+   * repository: a user created after that listing would outlive the repository, in the group, and
+   * a new repository of the same name would list it and open to it. Found gone, the create rolls
+   * back (the user out of the group, then deleted) and answers 404. A check that comes before the
+   * DeleteRepository finds the repository; that delete then lists the users again after it and
+   * deletes this one (RepositoryStore.delete), naming it in its answer.
+   */
+  private repositoryStillThere(ecr: ECRClient, group: string, name: string, user: string): Step {
+    return {
+      what: `find the repository ${group}/${name} still there`,
+      apply: async () => {
+        try {
+          await this.ownership.require(ecr, group, name);
+        } catch (err) {
+          if (!(err instanceof HttpProblem) || err.statusCode !== 404) throw err;
+          throw new HttpProblem(404, `Repository ${group}/${name} was deleted while its user ${user} was being created.`, { cause: err });
+        }
+      },
+      // It only reads: a check that got no answer left nothing to undo (the steps before it are).
+      undo: async () => {},
+    };
   }
 
   private addToGroup(iam: IAMClient, UserName: string): Step {
@@ -281,10 +316,12 @@ export class RepositoryUsers {
    * create between its CreateUser and AddUserToGroup: a 409 with Retry-After, so that this request
    * neither answers 200 for a user that create then rolls back, nor merges tags over the ones that
    * create answers. Anything else stays as it is and is a 409 that says what to do. A completion
-   * that fails is rolled back to the user as it was found (never deleted).
+   * that fails, or whose repository is gone by its end (repositoryStillThere), is rolled back to
+   * the user as it was found (never deleted here).
    */
   private async completeExisting(
     iam: IAMClient,
+    ecr: ECRClient,
     account: string,
     group: string,
     name: string,
@@ -327,7 +364,11 @@ export class RepositoryUsers {
     }
     const changes = callerTags(input.tags ?? [], current).filter((t) => value(t.Key) !== t.Value);
     const merged = mergeTags(current, changes);
-    await applySteps([...(changes.length ? [tagStep(iam, UserName, current, changes)] : []), this.addToGroup(iam, UserName)]);
+    await applySteps([
+      ...(changes.length ? [tagStep(iam, UserName, current, changes)] : []),
+      this.addToGroup(iam, UserName),
+      this.repositoryStillThere(ecr, group, name, input.user),
+    ]);
     const keys = await this.accessKeys(iam, UserName);
     return {
       UserName: input.user,
@@ -531,18 +572,83 @@ export class RepositoryUsers {
    * finishes first); answers their names. A failure names the users already deleted.
    */
   async deleteAll(account: string, iam: IAMClient, group: string, name: string): Promise<string[]> {
+    const users = await this.iamUsers(iam, group, name);
+    return this.removeAll(account, iam, name, users, (iamName, done) => {
+      const already = done.length ? ` Users deleted before: ${done.join(', ')}.` : '';
+      return `Could not delete the user ${iamName} of ${group}/${name}, so the repository was not deleted.${already}`;
+    });
+  }
+
+  /**
+   * After DeleteRepository: deletes the users found at the deleted repository's path, which a
+   * create made while the repository was being deleted (its last check found the repository still
+   * there: repositoryStillThere), and answers their names. The user routes no longer reach them,
+   * the repository being gone, so a failure names the IAM user to delete by hand, and `deleted`
+   * (the users deleted before DeleteRepository) with the others.
+   */
+  async deleteLate(account: string, iam: IAMClient, group: string, name: string, deleted: string[]): Promise<string[]> {
+    const path = this.path(group, name);
+    const gone = `The repository ${group}/${name} was deleted`;
+    const before = (done: string[]) => {
+      const all = [...deleted, ...done];
+      return all.length ? ` Its users were deleted: ${all.join(', ')}.` : '';
+    };
+    let users: string[];
+    try {
+      users = await this.iamUsers(iam, group, name);
+    } catch (err) {
+      throw lateProblem(
+        err,
+        `${gone}, but listing its IAM users again failed: a user created while it was being deleted may remain at the IAM path ${path}; delete it by hand (the user routes no longer reach it).${before([])}`,
+      );
+    }
+    return this.removeAll(
+      account,
+      iam,
+      name,
+      users,
+      (iamName, done) =>
+        `${gone}, but its IAM user ${iamName} (path ${path}), created while it was being deleted, could not be: delete that IAM user by hand (the user routes no longer reach it).${before(done)}`,
+      lateProblem,
+    );
+  }
+
+  /**
+   * Removes `users` one after the other, each in its turn with the user's own changes on this
+   * replica; answers the short names of those it deleted. A user gone before its delete began
+   * (another request deleted it, or a create rolled it back) is skipped. A failure is the problem
+   * `explained` makes with `detail`.
+   */
+  private async removeAll(
+    account: string,
+    iam: IAMClient,
+    name: string,
+    users: string[],
+    detail: (iamName: string, done: string[]) => string,
+    explained: (err: unknown, detail: string) => HttpProblem = explain,
+  ): Promise<string[]> {
     const done: string[] = [];
-    for (const iamName of await this.iamUsers(iam, group, name)) {
+    for (const iamName of users) {
       try {
         await this.oneAtATime(account, iamName, () => this.remove(iam, iamName));
       } catch (err) {
-        const already = done.length ? ` Users deleted before: ${done.join(', ')}.` : '';
-        throw explain(err, `Could not delete the user ${iamName} of ${group}/${name}, so the repository was not deleted.${already}`);
+        // Its groups and keys could not be read: it was no longer there (remove's later calls take a gone user as deleted).
+        if ((err as Error).name === 'NoSuchEntityException') continue;
+        throw explained(err, detail(iamName, done));
       }
       done.push(this.shortName(name, iamName));
     }
     return done;
   }
+}
+
+/**
+ * explain(), for a failure after the repository was deleted: without Retry-After, since a retried
+ * DELETE of the repository is a 404 now and does not delete the user.
+ */
+function lateProblem(err: unknown, detail: string): HttpProblem {
+  const problem = explain(err, detail);
+  return new HttpProblem(problem.statusCode, problem.message, { cause: err });
 }
 
 function escapeRegExp(s: string): string {

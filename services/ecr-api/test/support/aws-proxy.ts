@@ -24,8 +24,11 @@ export abstract class AwsProxy {
   /** moto's answer to a call that went through. */
   protected answered(_call: AwsCall, _status: number, _body: Buffer): void {}
 
-  /** How long to hold a call before deciding what to do with it (a slow AWS): none by default. */
-  protected holdFor(_call: AwsCall): number {
+  /**
+   * How long to hold a call before deciding what to do with it (a slow AWS): none by default; a
+   * promise holds it until it settles.
+   */
+  protected holdFor(_call: AwsCall): number | Promise<unknown> {
     return 0;
   }
 
@@ -37,7 +40,8 @@ export abstract class AwsProxy {
         const body = Buffer.concat(chunks);
         const call = describeAwsCall(req.headers['x-amz-target'], body.toString('utf8'), `${req.method} ${req.url}`);
         const held = this.holdFor(call);
-        if (held > 0) setTimeout(() => this.handle(call, body, req, res), held);
+        if (typeof held !== 'number') void held.finally(() => this.handle(call, body, req, res));
+        else if (held > 0) setTimeout(() => this.handle(call, body, req, res), held);
         else this.handle(call, body, req, res);
       });
     });

@@ -21,6 +21,14 @@ export interface Fault {
   reset?: boolean;
 }
 
+/** A call of an operation held by the proxy until the test releases it. */
+export interface Gate {
+  /** Settles once the call has reached the proxy (and is held there). */
+  readonly arrived: Promise<void>;
+  /** Lets the call through to moto. */
+  release(): void;
+}
+
 /**
  * An HTTP proxy in front of moto that fails chosen AWS operations with an AWS error, in the wire
  * format of the operation's protocol (JSON for ECR, XML for the IAM and STS query protocol), and
@@ -30,6 +38,9 @@ export class FaultProxy extends AwsProxy {
   readonly operations: string[] = [];
   private readonly faults = new Map<string, Fault & { left: number; skip: number }>();
   private readonly delays = new Map<string, number>();
+  private readonly gates = new Map<string, { skip: number; arrive: () => void; released: Promise<void> }>();
+  /** Every gate's release, held call or not: clear() lets them all through. */
+  private readonly releases: (() => void)[] = [];
 
   fail(operation: string, fault: Fault): void {
     this.faults.set(operation, { ...fault, left: fault.times ?? Number.POSITIVE_INFINITY, skip: fault.skip ?? 0 });
@@ -40,13 +51,37 @@ export class FaultProxy extends AwsProxy {
     this.delays.set(operation, ms);
   }
 
+  /**
+   * Holds the next call of `operation` (after `skip` others go through) until the gate is
+   * released, then lets it through: one request's call made to wait for another request's.
+   */
+  hold(operation: string, opts: { skip?: number } = {}): Gate {
+    let arrive!: () => void;
+    let release!: () => void;
+    const arrived = new Promise<void>((resolve) => (arrive = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.gates.set(operation, { skip: opts.skip ?? 0, arrive, released });
+    this.releases.push(release);
+    return { arrived, release };
+  }
+
+  /** Forgets the faults, delays and recorded operations, and lets every held call through. */
   clear(): void {
     this.faults.clear();
     this.delays.clear();
+    this.gates.clear();
+    for (const release of this.releases.splice(0)) release();
     this.operations.length = 0;
   }
 
-  protected override holdFor({ operation }: AwsCall): number {
+  protected override holdFor({ operation }: AwsCall): number | Promise<unknown> {
+    const gate = this.gates.get(operation);
+    if (gate && gate.skip > 0) gate.skip--;
+    else if (gate) {
+      this.gates.delete(operation);
+      gate.arrive();
+      return gate.released;
+    }
     return this.delays.get(operation) ?? 0;
   }
 
