@@ -67,7 +67,7 @@ export const ConfigSchema = Type.Object({
     default: 1_500_000,
     env: 'IMAGELIST_INDEX_MAX_IMAGES',
     description:
-      'Most images held in memory (about 150 bytes each: 1,000,000 peak at ~240 MB RSS as deployed); a larger allowlist is answered from the database',
+      'Most images held in memory (about 150 bytes each: 1,000,000 peak at ~220 MB RSS as deployed); a larger allowlist is answered from the database',
   }),
   memoryLimit: Type.Optional(
     Type.Integer({
