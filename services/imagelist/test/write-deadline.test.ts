@@ -1,4 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../src/store/database.js';
+import { ImageSql } from '../src/store/image-sql.js';
 import { DIGEST_A } from './support/app.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { imagelistClient } from './support/http-client.js';
@@ -55,6 +57,34 @@ async function imagelistBehindProxy() {
 const held = async () => (await db.sql<{ tags: string[] }[]>`SELECT tags FROM images WHERE id = ${DIGEST_A}`)[0]?.tags;
 
 describe.skipIf(process.env.DATABASE_URL === undefined)('a write that reaches the database after its answer', () => {
+  it("the first write, which reads the server's clock first, still answers within one deadline, and is not made late", async () => {
+    const target = new URL(db.url);
+    proxy = await new TcpProxy(target.hostname, Number(target.port || 5432)).start();
+    const sql = connect({ url: viaProxy(db.url, proxy), max: 2 });
+    await db.sql`INSERT INTO images (id, name, tags) VALUES (${DIGEST_A}, ${NAME}, '{v1}') ON CONFLICT DO NOTHING`;
+    const locker = await db.sql.reserve();
+    try {
+      await sql`SELECT 1`; // connected
+      await locker`BEGIN`;
+      await locker`SELECT 1 FROM images WHERE id = ${DIGEST_A} FOR UPDATE`; // the DELETE will wait for it
+      proxy.freeze(); // the clock's read waits 300 ms on the network, then the DELETE for the lock
+      const images = new ImageSql(sql, 600); // no heartbeat has read the clock
+      const started = Date.now();
+      const deleted = images.delete(DIGEST_A);
+      setTimeout(() => proxy!.thaw(), 300);
+      await expect(deleted).rejects.toMatchObject({ code: 'CLIENT_DEADLINE' });
+      expect(Date.now() - started).toBeLessThan(800); // one deadline for both, not one each (900 ms)
+      await locker`COMMIT`; // the DELETE goes on now, past its deadline: refused
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await held()).toEqual(['v1']);
+    } finally {
+      await locker`ROLLBACK`.catch(() => {});
+      locker.release();
+      await sql.end({ timeout: 1 });
+      await db.sql`DELETE FROM images WHERE id = ${DIGEST_A}`;
+    }
+  });
+
   it('a PUT answered 503 is not made when its statement arrives after a later DELETE', async () => {
     const app = await imagelistBehindProxy();
     proxy!.freeze(); // the network holds what the replica sends

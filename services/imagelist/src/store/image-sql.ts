@@ -199,8 +199,9 @@ export class ImageSql {
    */
   async upsert(images: readonly UpsertImage[], until = Date.now() + this.deadlineMs): Promise<ImageRecord[]> {
     const input = JSON.stringify(images.map((i) => ({ id: i.digest, name: i.name, tags: i.tags ?? null, by: i.by })));
-    const deadline = await this.writeDeadline(until);
-    const rows = await this.bounded(this.sql<ImageRecord[]>`
+    const rows = await this.write(
+      until,
+      (deadline) => this.sql<ImageRecord[]>`
       WITH x AS (
         SELECT * FROM jsonb_to_recordset(${input}::text::jsonb) AS x(id text, name text, tags text[], by text)
       )
@@ -211,7 +212,8 @@ export class ImageSql {
         tags       = COALESCE((SELECT x.tags FROM x WHERE x.id = EXCLUDED.id), i.tags),
         updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at ELSE now() END,
         updated_by = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
-      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}, images_write_in_time(${deadline}::float8)`);
+      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}, images_write_in_time(${deadline}::float8)`,
+    );
     const byId = new Map(rows.map((r) => [r.id, r]));
     return images.map((i) => byId.get(i.digest)!);
   }
@@ -219,9 +221,9 @@ export class ImageSql {
   /** Deletes the image; with `name`, only if it has that name. True when a row went. */
   async delete(digest: string, name?: string): Promise<boolean> {
     const and = name === undefined ? this.sql`` : this.sql`AND name = ${name}`;
-    const deadline = await this.writeDeadline(Date.now() + this.deadlineMs);
-    const rows = await this.bounded(
-      this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id, images_write_in_time(${deadline}::float8)`,
+    const rows = await this.write(
+      Date.now() + this.deadlineMs,
+      (deadline) => this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id, images_write_in_time(${deadline}::float8)`,
     );
     return rows.length > 0;
   }
@@ -294,11 +296,20 @@ export class ImageSql {
     return this.withinDeadline(query.then(whole));
   }
 
-  /** The answer, or CLIENT_DEADLINE once `deadlineMs` has passed; the work itself goes on. */
-  private withinDeadline<T>(answer: Promise<T>): Promise<T> {
+  /**
+   * A write's statement, given its deadline on the server's clock (writeDeadline), answered or
+   * rejected by `until`, the clock's first reading included.
+   */
+  private write<T extends readonly Row[]>(until: number, statement: (deadline: number | null) => PendingQuery<T>): Promise<T> {
+    const written = async () => whole(await statement(await this.writeDeadline(until)));
+    return this.withinDeadline(written(), until - Date.now());
+  }
+
+  /** The answer, or CLIENT_DEADLINE once `ms` (`deadlineMs`) have passed; the work itself goes on. */
+  private withinDeadline<T>(answer: Promise<T>, ms = this.deadlineMs): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.missedDeadline()), this.deadlineMs);
+      timer = setTimeout(() => reject(this.missedDeadline()), ms);
     });
     return Promise.race([answer, late]).finally(() => clearTimeout(timer));
   }
