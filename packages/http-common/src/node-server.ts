@@ -34,8 +34,11 @@ export interface NodeServerOptions {
  * The Node server under Fastify (its `serverFactory`). What every request needs before routing is
  * done here, once per request, rather than in Fastify hooks, which cost a hook-runner pass per
  * request each (measured in paired rounds: the two we had cost ~9% of a `GET /images/{id}`):
- * - a request without the Host header HTTP/1.1 requires is answered 400 as problem+json (Node's
- *   own check answers a bare 400), and one with a compressed body (`Content-Encoding`) 415;
+ * - a request without the Host header HTTP/1.1 requires, or with more than one, or one that is no
+ *   host, is answered 400 as problem+json (RFC 9112 3.2; Node's own check answers a bare 400 for
+ *   a missing one only), one with a compressed body (`Content-Encoding`) 415, and one with a
+ *   transfer coding other than chunked 501 (RFC 9112 6.1: Node would pass a gzipped body on as it
+ *   came);
  * - a response whose headers go out after the close began says `Connection: close`, so the client
  *   sends nothing more on a connection about to close. Fastify says so itself for requests that
  *   arrive after the close began, but not for those that arrived before and are answered after;
@@ -61,7 +64,15 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     // Node gives a response its socket at once unless another response on it is still unsent.
     if (response.socket === null && !queuedBehind(request.socket, response)) return;
     const encoding = request.headers['content-encoding'];
+    const transfer = request.headers['transfer-encoding'];
     if (!request.headers.host && request.httpVersion === '1.1') answerProblem(response, 400, 'An HTTP/1.1 request needs a Host header.');
+    else if (!oneHost(request)) answerProblem(response, 400, 'A request has one Host header, naming a host.');
+    else if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked')
+      answerProblem(
+        response,
+        501,
+        `Transfer-Encoding ${transfer.slice(0, 64)} is not supported; send the body chunked or with a Content-Length.`,
+      );
     // Fastify would parse a compressed body as it came, and answer that it is not JSON.
     else if (encoding !== undefined && encoding.toLowerCase() !== 'identity')
       answerProblem(response, 415, `Content-Encoding ${encoding.slice(0, 64)} is not supported; send the body uncompressed.`);
@@ -178,6 +189,22 @@ function holdToCap(server: http.Server, connections: OpenConnections, max: () =>
     const unstarted = busiest !== undefined && busiest !== socket.remoteAddress ? connections.oldestUnstarted(busiest) : undefined;
     (unstarted ?? socket).destroy();
   });
+}
+
+/** A Host value: a reg-name or IP literal and an optional port (RFC 3986 3.2.2), or none (HTTP/1.0). */
+const HOST_VALUE = /^(?:[\w.~!$&'()*+,;=%-]*|\[[\w.:%-]+\])(?::\d*)?$/;
+
+/** True unless the request has two or more Host header lines, or one whose value is not a host. */
+function oneHost(request: IncomingMessage): boolean {
+  const { host } = request.headers;
+  if (host !== undefined && !HOST_VALUE.test(host)) return false;
+  const raw = request.rawHeaders;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++seen > 1) return false;
+  }
+  return true;
 }
 
 /**

@@ -80,6 +80,23 @@ describe('errors before a route runs are problem+json', () => {
   it('headers too large', async () => {
     expectProblem(await raw([`GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431);
   });
+  it('two Host headers, or one that names no host (RFC 9112 3.2)', async () => {
+    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n']), 400);
+    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n']), 400);
+    for (const host of ['x', 'imagelist.imagelist.svc:443', '10.0.0.1:8443', '[::1]:8443', '[fe80::1%25eth0]'])
+      expect((await raw([`GET /things/1 HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`])).status).toBe(200);
+  });
+  it('a transfer coding other than chunked (RFC 9112 6.1)', async () => {
+    const r = await raw([
+      'POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n',
+    ]);
+    expectProblem(r, 501);
+    expect(JSON.parse(r.body).title).toBe('Not Implemented');
+    const chunked = await raw([
+      'POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n7\r\n{"n":1}\r\n0\r\n\r\n',
+    ]);
+    expect([chunked.status, JSON.parse(chunked.body)]).toEqual([200, { n: 1 }]);
+  });
   it('a malformed request line', async () => {
     expectProblem(await raw(['BLAH\r\n\r\n']), 400);
   });
