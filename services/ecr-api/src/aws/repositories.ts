@@ -18,6 +18,7 @@ import {
 } from '@aws-sdk/client-ecr';
 import { paginateGetResources, type ResourceGroupsTaggingAPIClient } from '@aws-sdk/client-resource-groups-tagging-api';
 import { badRequest, HttpProblem } from '@platform/http-common';
+import type { FastifyBaseLogger } from 'fastify';
 import type { ListStrategy } from '../config.js';
 import { MAX_TAGS, type Tag } from '../schemas/common.js';
 import type { Image } from '../schemas/image.js';
@@ -28,10 +29,10 @@ import { GROUP_TAG, NAME_TAG, ORG_TAG, Ownership, toTags } from './ownership.js'
 import { groupsFromPolicy, MAX_POLICY_LENGTH, repositoryPolicy } from './repository-policy.js';
 import { classifyAwsError } from './errors.js';
 import { stillCreating } from './create-window.js';
-import { currentDeadline } from './deadline.js';
+import { currentDeadline, Deadline, withDeadline } from './deadline.js';
 import { KeyedLock } from './keyed-lock.js';
-import { applySteps, UndoDeclined, type Step } from './steps.js';
-import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
+import { applySteps, UNDO_DEADLINE_MS, UndoDeclined, type Step } from './steps.js';
+import { CLOCK_SLACK_MS, ifThere, mayHaveTakenEffect, unlessGone } from './unanswered.js';
 import type { RepositoryUsers } from './users.js';
 
 const RESERVED_TAGS = new Set([ORG_TAG, GROUP_TAG, NAME_TAG]);
@@ -280,7 +281,7 @@ export class RepositoryStore {
    * policy could not be set is deleted again, so a failed create leaves nothing behind, unless it
    * has a policy by then: another request set it (and may have answered so), and it is kept.
    */
-  async create(account: string, group: string, input: CreateInput): Promise<Repository> {
+  async create(account: string, group: string, input: CreateInput, log?: Pick<FastifyBaseLogger, 'info'>): Promise<Repository> {
     const repositoryName = `${group}/${input.name}`;
     if (repositoryName.length > MAX_REPOSITORY_NAME) {
       throw badRequest(`The repository name ${repositoryName} is longer than ${MAX_REPOSITORY_NAME} characters.`, [
@@ -291,12 +292,28 @@ export class RepositoryStore {
     checkTagCount(tags.length, 'body.Tags');
     const groups = [...new Set(input.groups ?? [])];
     checkPolicyLength(groups);
-    return this.oneAtATime(account, repositoryName, () => this.createNow(account, group, input, tags, groups));
+    return this.oneAtATime(account, repositoryName, () => this.createNow(account, group, input, tags, groups, log));
   }
 
-  private async createNow(account: string, group: string, input: CreateInput, tags: Tag[], groups: string[]): Promise<Repository> {
+  private async createNow(
+    account: string,
+    group: string,
+    input: CreateInput,
+    tags: Tag[],
+    groups: string[],
+    log?: Pick<FastifyBaseLogger, 'info'>,
+  ): Promise<Repository> {
     const repositoryName = `${group}/${input.name}`;
-    const { ecr } = await this.sessions.get(account);
+    const { ecr, iam } = await this.sessions.get(account);
+    // A user at the new repository's path is a deleted repository's of that name: the new one
+    // would list it and be open to it.
+    const orphans = await this.users.deleteOrphans(account, iam, group, input.name, async () => !(await this.exists(ecr, repositoryName)));
+    if (orphans.length) {
+      log?.info(
+        { account, repository: repositoryName, users: orphans },
+        `deleted the IAM users ${orphans.join(', ')}, left at the path of a deleted repository ${repositoryName}, before creating it again`,
+      );
+    }
     let created: EcrRepository | undefined;
     let sentAt = 0;
     const command = new CreateRepositoryCommand({
@@ -349,6 +366,14 @@ export class RepositoryStore {
       return this.completeExisting(ecr, account, group, input, tags, groups, err);
     }
     return toRepository(created!, tags, groups);
+  }
+
+  /** Whether a repository of that name exists (this org's or not). */
+  private async exists(ecr: ECRClient, repositoryName: string): Promise<boolean> {
+    return !!(await ifThere(
+      'RepositoryNotFoundException',
+      ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] })),
+    ));
   }
 
   /**
@@ -536,27 +561,45 @@ export class RepositoryStore {
     const groups = groupsFromPolicy(await readPolicy(ecr, repositoryName));
     const users = await this.users.deleteAll(account, session.iam, group, name);
     let deleted: EcrRepository | undefined;
+    /** The read-back of a DeleteRepository that got no answer found the repository still there. */
+    let stillThere = false;
+    let sent = false;
     try {
       await applySteps([
         {
           what: `delete the repository ${repositoryName}`,
           apply: async () => {
+            sent = true;
             deleted = (await ecr.send(new DeleteRepositoryCommand({ repositoryName, force: true }))).repository;
           },
-          tookEffect: async () =>
-            !(await ifThere(
-              'RepositoryNotFoundException',
-              ecr.send(new DescribeRepositoriesCommand({ repositoryNames: [repositoryName] })),
-            )),
+          tookEffect: async () => {
+            stillThere = await this.exists(ecr, repositoryName);
+            return !stillThere;
+          },
         },
       ]);
     } catch (err) {
-      if (!users.length) throw err;
       const problem = classifyAwsError(err) ?? new HttpProblem(500, 'An internal error occurred.', { cause: err });
-      throw new HttpProblem(problem.statusCode, `${problem.message.replace(/\.?$/, '.')} Its users were deleted: ${users.join(', ')}.`, {
-        headers: problem.headers,
-        cause: err,
-      });
+      let detail = problem.message.replace(/\.?$/, '.');
+      if (users.length) detail += ` Its users were deleted: ${users.join(', ')}.`;
+      // It may have been deleted all the same (no answer or a 5xx, and no read-back): a user created
+      // meanwhile would outlive it, and a retried DELETE would be a 404. Its users are listed again,
+      // under a deadline of their own as an undo is (the request's may be what failed it).
+      if (sent && !stillThere && mayHaveTakenEffect(err instanceof HttpProblem ? err.cause : err)) {
+        detail += ' In case it was deleted, its IAM users were listed again: ';
+        const own = Deadline.in(UNDO_DEADLINE_MS);
+        try {
+          const late = await withDeadline(own, () =>
+            this.users.deleteLate(account, session.iam, group, name, [], `The repository ${repositoryName} may have been deleted`),
+          );
+          detail += late.length ? `${late.join(', ')}, created meanwhile, deleted too.` : 'none left.';
+        } catch (lateErr) {
+          detail += lateErr instanceof HttpProblem ? lateErr.message : 'that failed.';
+        } finally {
+          own.dispose();
+        }
+      }
+      throw new HttpProblem(problem.statusCode, detail, { headers: problem.headers, cause: err });
     }
     const late = await this.users.deleteLate(account, session.iam, group, name, users);
     return { ...toRepository(deleted ?? repository, tags, groups), Users: [...users, ...late] };

@@ -27,7 +27,7 @@ import { KeyedLock } from './keyed-lock.js';
 import { GROUP_TAG, NAME_TAG, ORG_TAG, type Ownership } from './ownership.js';
 import { rfc3339 } from './repositories.js';
 import { applySteps, UndoDeclined, type Step } from './steps.js';
-import { CLOCK_SLACK_MS, ifThere, unlessGone } from './unanswered.js';
+import { CLOCK_SLACK_MS, ifThere, mayHaveTakenEffect, unlessGone } from './unanswered.js';
 import { ADMIN_GROUP, RESOURCE_NAME_TAG, UserAccess } from './user-access.js';
 
 /**
@@ -231,6 +231,11 @@ export class RepositoryUsers {
     let sentAt = 0;
     /** CreateUser's "already exists": nothing of this request was applied. */
     let taken: unknown;
+    /** This request's AddUserToGroup was sent and not undone: a membership of the group is its own. */
+    let joined = false;
+    /** The last check found the repository deleted. */
+    let repositoryGone = false;
+    const addToGroup = this.addToGroup(iam, UserName);
     try {
       await applySteps([
         {
@@ -251,7 +256,9 @@ export class RepositoryUsers {
             // Gone while being read (its repository's delete deleted it): nothing left to undo.
             const read = await ifThere(
               'NoSuchEntityException',
-              this.changedSinceCreate(iam, group, name, found, UserName, sentAt, tags).then((why) => ({ why })),
+              this.changedSinceCreate(iam, group, name, found, UserName, sentAt, tags, joined ? this.access.groupName : undefined).then(
+                (why) => ({ why }),
+              ),
             );
             if (!read) return;
             const changed = read.why;
@@ -261,14 +268,59 @@ export class RepositoryUsers {
             await unlessGone('NoSuchEntityException', iam.send(new DeleteUserCommand({ UserName })));
           },
         },
-        this.addToGroup(iam, UserName),
-        this.repositoryStillThere(ecr, group, name, input.user),
+        {
+          ...addToGroup,
+          apply: async () => {
+            joined = true;
+            try {
+              await addToGroup.apply();
+            } catch (err) {
+              // Refused: it did not take effect. Unanswered, it may have (its undo is then tried).
+              joined = mayHaveTakenEffect(err);
+              throw err;
+            }
+          },
+          undo: async (unconfirmed) => {
+            await addToGroup.undo!(unconfirmed);
+            joined = false;
+          },
+        },
+        this.repositoryStillThere(ecr, group, name, input.user, () => (repositoryGone = true)),
       ]);
     } catch (err) {
+      if (repositoryGone) throw await this.leftBehind(iam, group, name, UserName, err);
       if (taken === undefined) throw err;
       return this.completeExisting(iam, ecr, account, group, name, input, UserName, taken);
     }
     return { UserName: input.user, AccessKeys: [], Groups: [ADMIN_GROUP], Tags: tags };
+  }
+
+  /**
+   * `err`, the 404 of a create whose repository was deleted meanwhile, once its rollback is done:
+   * when the IAM user is still there (the rollback failed), the answer names it and its path, which
+   * the user routes no longer reach, and says how it goes: a new repository of that name deletes it
+   * before it is created (RepositoryStore.create), or it is deleted by hand.
+   */
+  private async leftBehind(iam: IAMClient, group: string, name: string, UserName: string, err: unknown): Promise<unknown> {
+    if (!(err instanceof HttpProblem)) return err;
+    const path = this.path(group, name);
+    let left: boolean | undefined;
+    try {
+      const found = (await ifThere('NoSuchEntityException', iam.send(new GetUserCommand({ UserName }))))?.User;
+      left = found?.Path === path;
+    } catch {
+      left = undefined;
+    }
+    if (left === false) return err;
+    const what =
+      left === undefined
+        ? `The IAM user ${UserName} (path ${path}) may remain (reading it back failed)`
+        : `The IAM user ${UserName} (path ${path}) remains`;
+    return new HttpProblem(
+      err.statusCode,
+      `${err.message} ${what}, and the user routes no longer reach it: creating the repository ${group}/${name} again deletes it first, or delete that IAM user by hand.`,
+      { headers: err.headers, cause: err },
+    );
   }
 
   /**
@@ -280,7 +332,7 @@ export class RepositoryUsers {
    * DeleteRepository finds the repository; that delete then lists the users again after it and
    * deletes this one (RepositoryStore.delete), naming it in its answer.
    */
-  private repositoryStillThere(ecr: ECRClient, group: string, name: string, user: string): Step {
+  private repositoryStillThere(ecr: ECRClient, group: string, name: string, user: string, onGone?: () => void): Step {
     return {
       what: `find the repository ${group}/${name} still there`,
       apply: async () => {
@@ -288,6 +340,7 @@ export class RepositoryUsers {
           await this.ownership.require(ecr, group, name);
         } catch (err) {
           if (!(err instanceof HttpProblem) || err.statusCode !== 404) throw err;
+          onGone?.();
           throw new HttpProblem(404, `Repository ${group}/${name} was deleted while its user ${user} was being created.`, { cause: err });
         }
       },
@@ -393,14 +446,19 @@ export class RepositoryUsers {
     UserName: string,
     sentAt: number,
     tags: Tag[],
+    /** The group this request added it to and could not take it out of again: not another request's doing. */
+    ownGroup?: string,
   ): Promise<string | undefined> {
     if (found.Path !== this.path(group, name) || (found.CreateDate?.getTime() ?? 0) < sentAt - CLOCK_SLACK_MS) {
       return 'it is not the user this request created';
     }
-    const [groups, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
+    const [all, keys] = await Promise.all([this.groupsOf(iam, UserName), this.accessKeys(iam, UserName)]);
+    const groups = all.filter((g) => g !== ownGroup);
     if (groups.length) return `it is in the group ${groups.join(', ')} now, added by another request`;
     if (keys.length) return 'it has an access key now, issued by another request';
     if (!sameTags(toTags(found.Tags), tags)) return 'its tags were changed by another request';
+    // This request's own membership, which its undo could not remove (named with it): IAM refuses to delete the user.
+    if (ownGroup && all.includes(ownGroup)) return `it is still in the group ${ownGroup}, as removing it failed`;
     return undefined;
   }
 
@@ -580,15 +638,51 @@ export class RepositoryUsers {
   }
 
   /**
+   * Before a repository's CreateRepository: deletes the IAM users at its path when the repository
+   * does not exist (`absent`, asked only when there are some), and answers their IAM names. A
+   * repository's users are deleted with it, so any found there are what a deleted repository of
+   * that name left: a user create whose rollback failed once it found the repository gone, a
+   * repository delete whose DeleteRepository and second listing failed, or the original service,
+   * which deleted the repository first and only logged the failures. The new repository would list
+   * them and be open to them. Listed before `absent` is asked, none of them can be a user of a
+   * repository created since. A failure throws a problem that says the repository was not created.
+   */
+  async deleteOrphans(account: string, iam: IAMClient, group: string, name: string, absent: () => Promise<boolean>): Promise<string[]> {
+    const path = this.path(group, name);
+    const notCreated = `so the repository ${group}/${name} was not created`;
+    let users: string[];
+    try {
+      users = await this.iamUsers(iam, group, name);
+      if (!users.length || !(await absent())) return [];
+    } catch (err) {
+      throw explain(
+        err,
+        `Could not check for IAM users left at the path ${path} by a deleted repository of that name (a new repository would be open to them), ${notCreated} (nothing was changed).`,
+      );
+    }
+    const done = await this.removeAll(account, iam, name, users, (iamName, deleted) => {
+      const before = deleted.length ? ` Deleted before it: ${deleted.map((u) => `${name}-${u}`).join(', ')}.` : '';
+      return `Could not delete the IAM user ${iamName} (path ${path}), left by a deleted repository of that name (a new repository would be open to it), ${notCreated}.${before}`;
+    });
+    return users.filter((u) => done.includes(this.shortName(name, u)));
+  }
+
+  /**
    * After DeleteRepository: deletes the users found at the deleted repository's path, which a
    * create made while the repository was being deleted (its last check found the repository still
    * there: repositoryStillThere), and answers their names. The user routes no longer reach them,
    * the repository being gone, so a failure names the IAM user to delete by hand, and `deleted`
    * (the users deleted before DeleteRepository) with the others.
    */
-  async deleteLate(account: string, iam: IAMClient, group: string, name: string, deleted: string[]): Promise<string[]> {
+  async deleteLate(
+    account: string,
+    iam: IAMClient,
+    group: string,
+    name: string,
+    deleted: string[],
+    gone = `The repository ${group}/${name} was deleted`,
+  ): Promise<string[]> {
     const path = this.path(group, name);
-    const gone = `The repository ${group}/${name} was deleted`;
     const before = (done: string[]) => {
       const all = [...deleted, ...done];
       return all.length ? ` Its users were deleted: ${all.join(', ')}.` : '';
@@ -599,7 +693,7 @@ export class RepositoryUsers {
     } catch (err) {
       throw lateProblem(
         err,
-        `${gone}, but listing its IAM users again failed: a user created while it was being deleted may remain at the IAM path ${path}; delete it by hand (the user routes no longer reach it).${before([])}`,
+        `${gone}, but listing its IAM users again failed: a user created while it was being deleted may remain at the IAM path ${path}, which the user routes no longer reach: creating the repository ${group}/${name} again deletes it first, or delete it by hand.${before([])}`,
       );
     }
     return this.removeAll(
@@ -608,7 +702,7 @@ export class RepositoryUsers {
       name,
       users,
       (iamName, done) =>
-        `${gone}, but its IAM user ${iamName} (path ${path}), created while it was being deleted, could not be: delete that IAM user by hand (the user routes no longer reach it).${before(done)}`,
+        `${gone}, but its IAM user ${iamName} (path ${path}), created while it was being deleted, could not be, and the user routes no longer reach it: creating the repository ${group}/${name} again deletes it first, or delete that IAM user by hand.${before(done)}`,
       lateProblem,
     );
   }

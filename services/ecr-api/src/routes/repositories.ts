@@ -63,14 +63,19 @@ export async function repositoryRoutes(app: App, opts: RepositoryRoutesOptions):
         ]);
       }
       const kms = body.EncryptionType === 'KMS' || body.KmsKeyId !== undefined;
-      return store.create(account, group, {
-        name: body.RepositoryName,
-        scanOnPush: body.ScanOnPush === undefined ? false : parseScanOnPush(body.ScanOnPush),
-        imageTagMutability: body.ImageTagMutability ?? 'MUTABLE',
-        encryption: kms ? { type: 'KMS', ...(body.KmsKeyId ? { kmsKey: body.KmsKeyId } : {}) } : { type: 'AES256' },
-        tags: body.Tags,
-        groups: body.Groups,
-      });
+      return store.create(
+        account,
+        group,
+        {
+          name: body.RepositoryName,
+          scanOnPush: body.ScanOnPush === undefined ? false : parseScanOnPush(body.ScanOnPush),
+          imageTagMutability: body.ImageTagMutability ?? 'MUTABLE',
+          encryption: kms ? { type: 'KMS', ...(body.KmsKeyId ? { kmsKey: body.KmsKeyId } : {}) } : { type: 'AES256' },
+          tags: body.Tags,
+          groups: body.Groups,
+        },
+        request.log,
+      );
     },
   );
 

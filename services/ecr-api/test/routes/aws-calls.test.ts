@@ -58,7 +58,8 @@ describe('AWS calls per request', () => {
   it('repositories', async () => {
     expect(await calls('POST', `/v1/ecr/${account}/repositories/grp`, { RepositoryName: 'app', Groups: ['g2'] })).toEqual({
       status: 200,
-      ops: { CreateRepository: 1, SetRepositoryPolicy: 1 },
+      // ListUsers: IAM users a deleted repository of that name left at its path are deleted first.
+      ops: { CreateRepository: 1, ListUsers: 1, SetRepositoryPolicy: 1 },
     });
     expect(await calls('GET', repo())).toEqual({ status: 200, ops: { ...OWNED, GetRepositoryPolicy: 1 } });
     expect(await calls('PUT', repo(), { ScanOnPush: true, Groups: [], Tags: [{ Key: 'a', Value: 'b' }] })).toEqual({

@@ -1,4 +1,11 @@
-import { GetUserCommand, paginateListUsers, type IAMClient } from '@aws-sdk/client-iam';
+import {
+  AddUserToGroupCommand,
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  GetUserCommand,
+  paginateListUsers,
+  type IAMClient,
+} from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -20,6 +27,9 @@ const ORG = 'spindev';
 let proxy: FaultProxy;
 let app: App;
 let other: App;
+/** A third replica whose log lines are kept. */
+let logged: App;
+const logLines: string[] = [];
 let account: string;
 let iam: IAMClient;
 
@@ -27,6 +37,11 @@ beforeAll(async () => {
   proxy = await new FaultProxy(motoEndpoint()).start();
   app = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
   other = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
+  logged = await testApp({
+    org: ORG,
+    aws: { endpoint: proxy.endpoint, maxAttempts: 1 },
+    logStream: { write: (l) => void logLines.push(l) },
+  });
   account = newAccount();
   iam = await directIam(account);
   // The org's policy and group, made once, so that each race's create is the plain one.
@@ -37,6 +52,7 @@ afterAll(async () => {
   proxy?.clear();
   await app?.close();
   await other?.close();
+  await logged?.close();
   await proxy?.stop();
 });
 beforeEach(() => proxy.clear());
@@ -177,8 +193,141 @@ describe('a user created while its repository was being deleted that the delete 
     // A retried DELETE is a 404 now: no Retry-After that would suggest it.
     expect(deleted.headers['retry-after']).toBeUndefined();
     expect(deleted.json().detail).toBe(
-      `The repository grp/${name} was deleted, but its IAM user ${name}-ci (path /spinup/${ORG}/grp/${name}/), created while it was being deleted, could not be: delete that IAM user by hand (the user routes no longer reach it). AWS is throttling requests; retry later. Could not delete the IAM user ${name}-ci. STILL APPLIED: remove ${name}-ci from the group SpinupECRAdminGroup-${ORG}.`,
+      `The repository grp/${name} was deleted, but its IAM user ${name}-ci (path /spinup/${ORG}/grp/${name}/), created while it was being deleted, could not be, and the user routes no longer reach it: creating the repository grp/${name} again deletes it first, or delete that IAM user by hand. AWS is throttling requests; retry later. Could not delete the IAM user ${name}-ci. STILL APPLIED: remove ${name}-ci from the group SpinupECRAdminGroup-${ORG}.`,
     );
     expect(await usersAtPath(name)).toEqual([`${name}-ci`]);
+    // As the answer says: a new repository of that name deletes it first.
+    proxy.clear();
+    await newRepository(name);
+    expect(await usersAtPath(name)).toEqual([]);
+  });
+});
+
+describe('a user a deleted repository left behind is not inherited by a new repository of that name', () => {
+  const GROUP = `SpinupECRAdminGroup-${ORG}`;
+  const path = (name: string) => `/spinup/${ORG}/grp/${name}/`;
+
+  it.each([
+    [
+      'RemoveUserFromGroup',
+      `add {u} to the group ${GROUP} (rolling it back failed: ServiceFailureException); create the IAM user {u} (not rolled back: it is still in the group ${GROUP}, as removing it failed)`,
+    ],
+    ['DeleteUser', `create the IAM user {u} (rolling it back failed: ServiceFailureException); rolled back: add {u} to the group ${GROUP}`],
+  ])(
+    'a create that finds its repository deleted and whose rollback fails at %s names the IAM user left, and the next create of the repository deletes it',
+    async (failing, still) => {
+      const name = `rb-${failing.toLowerCase()}`;
+      const u = `${name}-ci`;
+      await newRepository(name);
+      const userCreated = proxy.hold('CreateUser');
+      const creating = createUser(app, name);
+      await until(userCreated, creating);
+      expect((await deleteRepository(name)).statusCode).toBe(200);
+      proxy.fail(failing, { code: 'ServiceFailure', status: 500, times: 1 });
+      userCreated.release();
+      const created = await creating;
+      expect(created.statusCode).toBe(404);
+      // Before: "... (not rolled back: it is in the group ..., added by another request)", and nothing
+      // said that the user stays where no route reaches it.
+      expect(created.json().detail).toBe(
+        `Repository grp/${name} was deleted while its user ci was being created. Could not find the repository grp/${name} still there. STILL APPLIED: ${still.replaceAll('{u}', u)}. The IAM user ${u} (path ${path(name)}) remains, and the user routes no longer reach it: creating the repository grp/${name} again deletes it first, or delete that IAM user by hand.`,
+      );
+      expect(await usersAtPath(name)).toEqual([u]);
+      proxy.clear();
+      // Before: the new repository listed the user and was open to it.
+      const recreated = await logged.inject({
+        method: 'POST',
+        url: `/v1/ecr/${account}/repositories/grp`,
+        headers: auth,
+        payload: { RepositoryName: name },
+      });
+      expect(recreated.statusCode).toBe(200);
+      expect(await usersAtPath(name)).toEqual([]);
+      expect((await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth })).json()).toEqual([]);
+      const line = logLines.map((l) => JSON.parse(l) as { msg: string; users?: string[] }).find((l) => l.users?.includes(u));
+      expect(line?.msg).toBe(`deleted the IAM users ${u}, left at the path of a deleted repository grp/${name}, before creating it again`);
+    },
+  );
+
+  it('a DELETE whose DeleteRepository took effect unanswered, and whose read-back failed, deletes a user created meanwhile and says so', async () => {
+    const name = 'unanswered';
+    await newRepository(name);
+    const repositoryGone = proxy.hold('DeleteRepository');
+    const deleting = deleteRepository(name);
+    await until(repositoryGone, deleting);
+    expect((await createUser(other, name)).statusCode).toBe(200);
+    proxy.fail('DeleteRepository', { code: 'ServerException', status: 500, applied: true, times: 1 });
+    proxy.fail('DescribeRepositories', { code: 'ServerException', status: 500 });
+    repositoryGone.release();
+    const deleted = await deleting;
+    expect(deleted.statusCode).toBeGreaterThanOrEqual(500);
+    // Before: "... STILL APPLIED: perhaps: delete the repository ...", and the user stayed at the
+    // deleted repository's path, in the group, with a retried DELETE a 404.
+    expect(deleted.json().detail).toMatch(
+      new RegExp(
+        `STILL APPLIED: perhaps: delete the repository grp/${name}\\. In case it was deleted, its IAM users were listed again: ci, created meanwhile, deleted too\\.$`,
+      ),
+    );
+    proxy.clear();
+    expect(await usersAtPath(name)).toEqual([]);
+  });
+
+  it("the original service's leftover (a user in the group, with a key, at a deleted repository's path) is deleted by the create", async () => {
+    const name = 'leftover';
+    const u = `${name}-ci`;
+    await iam.send(new CreateUserCommand({ UserName: u, Path: path(name) }));
+    await iam.send(new AddUserToGroupCommand({ UserName: u, GroupName: GROUP }));
+    await iam.send(new CreateAccessKeyCommand({ UserName: u }));
+    await newRepository(name);
+    expect(await usersAtPath(name)).toEqual([]);
+    expect((await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth })).json()).toEqual([]);
+  });
+
+  it("a create of a repository that exists leaves that repository's users alone", async () => {
+    const name = 'exists';
+    await newRepository(name);
+    expect((await createUser(app, name)).statusCode).toBe(200);
+    const again = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: name },
+    });
+    expect(again.statusCode).toBe(409);
+    expect(await usersAtPath(name)).toEqual([`${name}-ci`]);
+  });
+
+  it('a leftover user that cannot be deleted fails the create, which creates nothing and names the user', async () => {
+    const name = 'stuckleftover';
+    const u = `${name}-ci`;
+    await iam.send(new CreateUserCommand({ UserName: u, Path: path(name) }));
+    proxy.fail('DeleteUser', { code: 'ServiceFailure', status: 500, times: 1 });
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: name },
+    });
+    expect(res.statusCode).toBeGreaterThanOrEqual(500);
+    expect(res.json().detail).toMatch(
+      new RegExp(
+        `^Could not delete the IAM user ${u} \\(path ${path(name)}\\), left by a deleted repository of that name \\(a new repository would be open to it\\), so the repository grp/${name} was not created\\. `,
+      ),
+    );
+    expect((await app.inject({ url: repositoryUrl(name), headers: auth })).statusCode).toBe(404);
+    proxy.fail('ListUsers', { code: 'ServiceFailure', status: 500, times: 1 });
+    const listing = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: name },
+    });
+    expect(listing.json().detail).toMatch(
+      /^Could not check for IAM users left at the path .* so the repository grp\/stuckleftover was not created \(nothing was changed\)\. /,
+    );
+    expect((await app.inject({ url: repositoryUrl(name), headers: auth })).statusCode).toBe(404);
+    proxy.clear();
+    await newRepository(name);
+    expect(await usersAtPath(name)).toEqual([]);
   });
 });

@@ -17,7 +17,7 @@ export abstract class AwsProxy {
   protected abstract intercept(call: AwsCall, res: ServerResponse, req: IncomingMessage): boolean;
 
   /** Whether moto's answer to a call that went through is passed on (false: applied, answer lost). */
-  protected deliver(_call: AwsCall): boolean {
+  protected deliver(_call: AwsCall, _res: ServerResponse): boolean {
     return true;
   }
 
@@ -61,7 +61,7 @@ export abstract class AwsProxy {
         upstreamRes.on('end', () => {
           const answer = Buffer.concat(out);
           this.answered(call, upstreamRes.statusCode ?? 0, answer);
-          if (!this.deliver(call)) return;
+          if (!this.deliver(call, res)) return;
           res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
           res.end(answer);
         });

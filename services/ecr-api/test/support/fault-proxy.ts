@@ -19,6 +19,8 @@ export interface Fault {
   until?: Promise<unknown>;
   /** Reset the connection instead of answering (`code` is then only a label). */
   reset?: boolean;
+  /** Let the call through to moto first, then answer the fault instead of moto's answer: done, answered as failed. */
+  applied?: boolean;
 }
 
 /** A call of an operation held by the proxy until the test releases it. */
@@ -39,6 +41,8 @@ export class FaultProxy extends AwsProxy {
   private readonly faults = new Map<string, Fault & { left: number; skip: number }>();
   private readonly delays = new Map<string, number>();
   private readonly gates = new Map<string, { skip: number; arrive: () => void; released: Promise<void> }>();
+  /** Calls let through whose answer is to be this fault (`applied`). */
+  private readonly afterwards = new Map<ServerResponse, { fault: Fault; protocol: AwsCall['protocol'] }>();
   /** Every gate's release, held call or not: clear() lets them all through. */
   private readonly releases: (() => void)[] = [];
 
@@ -95,6 +99,10 @@ export class FaultProxy extends AwsProxy {
     if (fault && fault.skip > 0) fault.skip--;
     else if (fault && fault.left > 0) {
       fault.left--;
+      if (fault.applied) {
+        this.afterwards.set(res, { fault, protocol });
+        return false;
+      }
       const answer = () => {
         if (fault.delayMs) setTimeout(() => this.answer(fault, protocol, res), fault.delayMs);
         else this.answer(fault, protocol, res);
@@ -103,6 +111,14 @@ export class FaultProxy extends AwsProxy {
       else answer();
       return true;
     }
+    return false;
+  }
+
+  protected override deliver(_call: AwsCall, res: ServerResponse): boolean {
+    const after = this.afterwards.get(res);
+    if (!after) return true;
+    this.afterwards.delete(res);
+    this.answer(after.fault, after.protocol, res);
     return false;
   }
 
