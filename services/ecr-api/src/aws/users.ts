@@ -702,7 +702,7 @@ export class RepositoryUsers {
       name,
       users,
       (iamName, done) =>
-        `${gone}, but its IAM user ${iamName} (path ${path}), created while it was being deleted, could not be, and the user routes no longer reach it: creating the repository ${group}/${name} again deletes it first, or delete that IAM user by hand.${before(done)}`,
+        `${gone}, but the IAM user ${iamName} found at its path (${path}) after that could not be deleted. It was created while the repository was being deleted, or it is a user of a repository ${group}/${name} created again since (on another replica): check GET /v1/ecr/${account}/repositories/${group}/${name}/users first. If that does not list it, the user routes no longer reach it: creating the repository ${group}/${name} again deletes it first, or delete that IAM user by hand.${before(done)}`,
       lateProblem,
     );
   }

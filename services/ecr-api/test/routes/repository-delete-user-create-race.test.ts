@@ -193,13 +193,46 @@ describe('a user created while its repository was being deleted that the delete 
     // A retried DELETE is a 404 now: no Retry-After that would suggest it.
     expect(deleted.headers['retry-after']).toBeUndefined();
     expect(deleted.json().detail).toBe(
-      `The repository grp/${name} was deleted, but its IAM user ${name}-ci (path /spinup/${ORG}/grp/${name}/), created while it was being deleted, could not be, and the user routes no longer reach it: creating the repository grp/${name} again deletes it first, or delete that IAM user by hand. AWS is throttling requests; retry later. Could not delete the IAM user ${name}-ci. STILL APPLIED: remove ${name}-ci from the group SpinupECRAdminGroup-${ORG}.`,
+      `The repository grp/${name} was deleted, but the IAM user ${name}-ci found at its path (/spinup/${ORG}/grp/${name}/) after that could not be deleted. It was created while the repository was being deleted, or it is a user of a repository grp/${name} created again since (on another replica): check GET ${repositoryUrl(name)}/users first. If that does not list it, the user routes no longer reach it: creating the repository grp/${name} again deletes it first, or delete that IAM user by hand. AWS is throttling requests; retry later. Could not delete the IAM user ${name}-ci. STILL APPLIED: remove ${name}-ci from the group SpinupECRAdminGroup-${ORG}.`,
     );
     expect(await usersAtPath(name)).toEqual([`${name}-ci`]);
     // As the answer says: a new repository of that name deletes it first.
     proxy.clear();
     await newRepository(name);
     expect(await usersAtPath(name)).toEqual([]);
+  });
+});
+
+describe('a user of the repository created again, which the old delete then cannot delete', () => {
+  it("is not said to be the deleted repository's: the answer says to check GET .../users first", async () => {
+    const name = 'again';
+    await newRepository(name);
+    const listedAgain = proxy.hold('ListUsers', { skip: 1 });
+    const deleting = deleteRepository(name);
+    await until(listedAgain, deleting);
+    const recreated = await other.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: name },
+    });
+    expect(recreated.statusCode).toBe(200);
+    expect(
+      (await other.inject({ method: 'POST', url: `${repositoryUrl(name)}/users`, headers: auth, payload: { UserName: 'new' } })).statusCode,
+    ).toBe(200);
+    proxy.fail('DeleteUser', { code: 'DeleteConflict', status: 409, times: 1 });
+    listedAgain.release();
+    const deleted = await deleting;
+    expect(deleted.statusCode).toBe(409);
+    // Before: "... created while it was being deleted, could not be: delete that IAM user by hand (the
+    // user routes no longer reach it)", of a user the new repository lists and uses.
+    expect(deleted.json().detail).toMatch(
+      new RegExp(
+        `^The repository grp/${name} was deleted, but the IAM user ${name}-new found at its path \\(/spinup/${ORG}/grp/${name}/\\) after that could not be deleted\\. It was created while the repository was being deleted, or it is a user of a repository grp/${name} created again since \\(on another replica\\): check GET ${repositoryUrl(name)}/users first\\. `,
+      ),
+    );
+    proxy.clear();
+    expect((await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth })).json()).toEqual(['new']);
   });
 });
 
