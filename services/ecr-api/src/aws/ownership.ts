@@ -14,8 +14,8 @@ export const NAME_TAG = 'Name';
 
 export const toTags = (tags: EcrTag[] | undefined): Tag[] => (tags ?? []).map((t) => ({ Key: t.Key ?? '', Value: t.Value ?? '' }));
 
-function repositoryNotFound(group: string, name: string): HttpProblem {
-  return new HttpProblem(404, `Repository ${group}/${name} not found.`);
+function repositoryNotFound(group: string, name: string, cause?: unknown): HttpProblem {
+  return new HttpProblem(404, `Repository ${group}/${name} not found.`, cause === undefined ? {} : { cause });
 }
 
 /**
@@ -52,7 +52,8 @@ export class Ownership {
       if (!this.isOwned(repositoryName, tags, group)) throw repositoryNotFound(group, name);
       return { repository: { ...repository, repositoryArn: arn }, tags };
     } catch (err) {
-      if ((err as Error).name === 'RepositoryNotFoundException') throw repositoryNotFound(group, name);
+      // The cause tells a repository that does not exist from one that is not this org's and group's.
+      if ((err as Error).name === 'RepositoryNotFoundException') throw repositoryNotFound(group, name, err);
       throw err;
     }
   }

@@ -189,6 +189,13 @@ function samePolicy(current: string | undefined, wanted: string): boolean {
   }
 }
 
+/** The Retry-After of a create that found the repository being deleted: ECR's DeleteRepository takes well under a second. */
+const DELETED_RETRY_S = 1;
+
+/** Whether `err` is ECR's "no such repository", or a problem it caused. */
+const gone = (err: unknown): boolean =>
+  (err as Error | undefined)?.name === 'RepositoryNotFoundException' || (err instanceof HttpProblem && gone(err.cause));
+
 /** The repository's policy text, or undefined when it has none. */
 async function readPolicy(ecr: ECRClient, repositoryName: string): Promise<string | undefined> {
   return (await ifThere('RepositoryPolicyNotFoundException', ecr.send(new GetRepositoryPolicyCommand({ repositoryName }))))?.policyText;
@@ -412,13 +419,39 @@ export class RepositoryStore {
     problem: unknown,
   ): Promise<Repository> {
     const repositoryName = `${group}/${input.name}`;
-    let found: Awaited<ReturnType<Ownership['require']>>;
     try {
-      found = await this.ownership.require(ecr, group, input.name);
+      let found: Awaited<ReturnType<Ownership['require']>>;
+      try {
+        found = await this.ownership.require(ecr, group, input.name);
+      } catch (err) {
+        // Another org's or group's: the 409 as it was. Not there at all: handled below.
+        if (err instanceof HttpProblem && err.statusCode === 404 && !gone(err)) throw problem;
+        throw err;
+      }
+      return await this.completeFound(ecr, account, group, input, tags, groups, problem, found);
     } catch (err) {
-      if (err instanceof HttpProblem && err.statusCode === 404) throw problem;
-      throw err;
+      // Gone since CreateRepository found it: a delete of it (on another replica) was under way.
+      if (!gone(err)) throw err;
+      throw new HttpProblem(
+        409,
+        `The repository ${repositoryName} existed when this request created it, and is gone now: it was being deleted. Nothing was changed; retry in ${DELETED_RETRY_S} s to create it.`,
+        { headers: { 'retry-after': String(DELETED_RETRY_S) }, cause: err },
+      );
     }
+  }
+
+  /** completeExisting, once the repository was found this org's and group's. */
+  private async completeFound(
+    ecr: ECRClient,
+    account: string,
+    group: string,
+    input: CreateInput,
+    tags: Tag[],
+    groups: string[],
+    problem: unknown,
+    found: Awaited<ReturnType<Ownership['require']>>,
+  ): Promise<Repository> {
+    const repositoryName = `${group}/${input.name}`;
     if ((await readPolicy(ecr, repositoryName)) !== undefined) throw problem;
     const { repository } = found;
     const creating = stillCreating(repository.createdAt, this.creatingMs);

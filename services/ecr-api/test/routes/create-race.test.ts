@@ -153,3 +153,33 @@ describe('a create whose SetRepositoryPolicy is slow and then fails, and an upda
     expect(await policyGroups('grp/updated')).toEqual(['g3']);
   });
 });
+
+describe('a create of a repository that another replica is deleting', () => {
+  it.each([
+    ['its policy is read', 'GetRepositoryPolicy', 'policy'],
+    ['its ownership is checked', 'DescribeRepositories', 'owner'],
+  ])('gone by the time %s: a 409 that says to retry, and the retry creates it', async (_, held, suffix) => {
+    const name = `deleting-${suffix}`;
+    const url = `/v1/ecr/${account}/repositories/grp/${name}`;
+    expect((await create(app, { RepositoryName: name })).statusCode).toBe(200);
+    const repositoryGone = proxy.hold('DeleteRepository');
+    const deleting = app.inject({ method: 'DELETE', url, headers: auth });
+    await repositoryGone.arrived;
+    // The create's CreateRepository meets "already exists"; its next read comes after DeleteRepository.
+    const read = proxy.hold(held);
+    const creating = create(other, { RepositoryName: name });
+    await Promise.race([read.arrived, creating]);
+    repositoryGone.release();
+    expect((await deleting).statusCode).toBe(200);
+    read.release();
+    const created = await creating;
+    // Before: a 404 (the policy's read), or the 409 "already exists" without Retry-After (the ownership check).
+    expect(created.statusCode).toBe(409);
+    expect(created.headers['retry-after']).toBe('1');
+    expect(created.json().detail).toBe(
+      `The repository grp/${name} existed when this request created it, and is gone now: it was being deleted. Nothing was changed; retry in 1 s to create it.`,
+    );
+    expect(await repositoryExists(ecr, `grp/${name}`)).toBe(false);
+    expect((await create(other, { RepositoryName: name })).statusCode).toBe(200);
+  });
+});
