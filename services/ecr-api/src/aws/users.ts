@@ -490,7 +490,11 @@ export class RepositoryUsers {
 
   /**
    * Merges tags (TagUser), then, with ResetKey, issues a new access key and deletes the old ones.
-   * IAM allows two keys per user: with two already, the oldest is deleted first to make room.
+   * IAM allows two keys per user: with two already, the newer is deleted first to make room. The
+   * older is kept until the new key exists: after an earlier reset that failed once its new key was
+   * made (its secret never returned), the older one is the key the client still holds, and
+   * deleting it first left the user, when CreateAccessKey then failed, only a key whose secret
+   * nobody has.
    * When a step fails, the earlier ones are rolled back where they can be (a new key is deleted
    * again, so its secret is never lost while the key works, unless it is the only key left) and the
    * answer names what stays done. A delete whose answer was lost is read back before anything is
@@ -541,8 +545,11 @@ export class RepositoryUsers {
           return gone;
         },
       });
-      const room = old.length >= 2 ? old.slice(0, old.length - 1) : [];
-      const rest = old.slice(room.length);
+      // Room for the new key: the newest old keys go first, the oldest (the one a client most likely
+      // holds; a newer one may be a failed reset's key whose secret was never returned) is kept until
+      // the new key exists.
+      const room = old.length >= 2 ? old.slice(1) : [];
+      const rest = old.slice(0, old.length - room.length);
       let sentAt = 0;
       steps.push(...room.map((k) => deleteKey(k.AccessKeyId!)));
       steps.push({

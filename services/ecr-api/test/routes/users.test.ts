@@ -371,7 +371,7 @@ describe('GET .../users and .../users/{user}', () => {
 });
 
 describe('PUT .../users/{user}', () => {
-  it('ResetKey issues a new key, answers its secret once, and deletes every old key (two: the oldest first)', async () => {
+  it('ResetKey issues a new key, answers its secret once, and deletes every old key (two: the newer first)', async () => {
     const k1 = (await iam.send(new CreateAccessKeyCommand({ UserName: 'app-ci' }))).AccessKey!.AccessKeyId!;
     const k2 = (await iam.send(new CreateAccessKeyCommand({ UserName: 'app-ci' }))).AccessKey!.AccessKeyId!;
     const res = await req('PUT', `${base()}/ci`, { ResetKey: true });
@@ -388,7 +388,8 @@ describe('PUT .../users/{user}', () => {
       Status: 'Active',
       UserName: 'app-ci',
     });
-    expect([...body.DeletedAccessKeys].sort()).toEqual([k1, k2].sort());
+    // The newer to make room, the older once the new key exists.
+    expect(body.DeletedAccessKeys).toEqual([k2, k1]);
     const keys = (await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata!.map((k) => k.AccessKeyId);
     expect(keys).toEqual([body.AccessKey.AccessKeyId]);
 
@@ -658,17 +659,20 @@ describe('a retry after a DELETE or ResetKey that failed part-way (STILL APPLIED
       (await iam.send(new CreateAccessKeyCommand({ UserName: 'retry-key' }))).AccessKey!.AccessKeyId!,
       (await iam.send(new CreateAccessKeyCommand({ UserName: 'retry-key' }))).AccessKey!.AccessKeyId!,
     ];
-    // Two keys: the oldest is deleted to make room, then CreateAccessKey fails (deleting a key cannot be undone).
+    // Two keys: the newer is deleted to make room, then CreateAccessKey fails (deleting a key
+    // cannot be undone). The older stays: after a reset that failed once its key was made (the
+    // newer, whose secret was never returned), it is the key the client still holds. Before, the
+    // older was deleted, and the user kept only the key whose secret nobody has.
     proxy.fail('CreateAccessKey', { code: 'ServiceFailure', status: 500, times: 1 });
     const res = await req('PUT', `${base('grp', 'retry')}/key`, { ResetKey: true });
     proxy.clear();
     expect(res.statusCode).toBe(502);
-    expect(res.json().detail).toMatch(new RegExp(`STILL APPLIED: delete the access key ${oldest}\\.$`));
-    expect(await keysOf('retry-key')).toEqual([newer]);
+    expect(res.json().detail).toMatch(new RegExp(`STILL APPLIED: delete the access key ${newer}\\.$`));
+    expect(await keysOf('retry-key')).toEqual([oldest]);
 
     const retried = await req('PUT', `${base('grp', 'retry')}/key`, { ResetKey: true });
     expect(retried.statusCode).toBe(200);
-    expect(retried.json().DeletedAccessKeys).toEqual([newer]);
+    expect(retried.json().DeletedAccessKeys).toEqual([oldest]);
     expect(await keysOf('retry-key')).toEqual([retried.json().AccessKey.AccessKeyId]);
   });
 });
