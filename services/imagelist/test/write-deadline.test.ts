@@ -85,6 +85,32 @@ describe.skipIf(process.env.DATABASE_URL === undefined)('a write that reaches th
     }
   });
 
+  // The network may deliver a statement in time and hold back the message that commits it (the
+  // extended protocol's Sync): checked as each row was written, such a write committed late.
+  it('the database checks the deadline as the write commits, not as its rows are written', async () => {
+    const [row] = await db.sql<{ now: number }[]>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`;
+    const now = row!.now;
+    const late = db.sql.begin(async (tx) => {
+      await tx`SELECT set_config('imagelist.write_deadline', ${String(now + 200)}, true)`;
+      await tx`INSERT INTO images (id, name, tags) VALUES (${DIGEST_A}, ${NAME}, '{v1}')`; // in time
+      await tx`SELECT pg_sleep(0.4)`; // the commit comes after the deadline
+    });
+    await expect(late).rejects.toMatchObject({ code: 'IL001' });
+    expect(await held()).toBeUndefined();
+    // without the setting (plain SQL, an older replica) nothing is checked
+    await db.sql`INSERT INTO images (id, name, tags) VALUES (${DIGEST_A}, ${NAME}, '{v1}')`;
+    expect(await held()).toEqual(['v1']);
+    await db.sql`DELETE FROM images WHERE id = ${DIGEST_A}`;
+  });
+
+  // The margin before the answer (200 ms) took all of a 0.1-0.2 s --db-timeout: every write refused.
+  it('a short deadline leaves the write time to be made', async () => {
+    const images = new ImageSql(db.sql, 100);
+    const [row] = await images.upsert([{ digest: DIGEST_A, name: NAME, tags: ['short'], by: null }]);
+    expect(row?.tags).toEqual(['short']);
+    expect(await images.delete(DIGEST_A)).toBe(true);
+  });
+
   it('a PUT answered 503 is not made when its statement arrives after a later DELETE', async () => {
     const app = await imagelistBehindProxy();
     proxy!.freeze(); // the network holds what the replica sends

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import type { DatabaseTarget } from './database-tls.js';
 import { hostSocket } from './host-socket.js';
+import { monotonicNow } from './database-clock.js';
 import { CHANNEL, SERVER_MS, type ImageSql } from './image-sql.js';
 
 export interface FeedLogger {
@@ -111,11 +112,12 @@ export class ChangeFeed {
     this.probing = true;
     const conn = this.state === 'listening' ? this.current : undefined;
     const sentAt = Date.now();
+    const sentMono = monotonicNow();
     // The heartbeat reads the server's clock too, for the deadlines writes carry (database-clock.ts).
     const heartbeat = async (conn: postgres.Sql) => {
       const [row] = await conn<{ serverMs: number }[]>`
         SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${sentAt}`}), ${conn.unsafe(SERVER_MS)}`.execute();
-      if (row) this.images.clock.sample(sentAt, row.serverMs, Date.now());
+      if (row) this.images.clock.sample(sentMono, row.serverMs, monotonicNow());
     };
     const probe = conn ? withTimeout(heartbeat(conn), this.connectTimeoutS * 1000) : this.images.ping();
     probe

@@ -5,6 +5,21 @@
 const DRIFT_PER_MS = 0.001;
 
 /**
+ * A sample older than this is read again before a write (ImageSql.writeDeadline): its drift
+ * allowance grows 1 ms a second, and the embedded database has no heartbeat to renew it, so
+ * within half an hour of one read every deadline would have fallen before the write was sent.
+ */
+const FRESH_MS = 5000;
+
+/**
+ * This process's own time for deadlines: the wall clock at its start plus a monotonic clock since,
+ * so that a step of the wall clock (NTP, an operator) moves no deadline. Stepped back 2-300 s,
+ * `Date.now()` refused every write for as long; stepped forward during a stall, the deadline the
+ * database checked moved past the answer.
+ */
+export const monotonicNow = (): number => performance.timeOrigin + performance.now();
+
+/**
  * This process's estimate of the database server's clock, from round trips that read it (the
  * change feed's heartbeat, every 200 ms): offset = the server's time minus the middle of the
  * round trip, known to within half the round trip. The tightest sample is kept, as long as its
@@ -19,7 +34,12 @@ export class DatabaseClock {
     return this.offsetMs !== undefined;
   }
 
-  /** A round trip sent at `sentAt` and answered at `receivedAt` (local ms) that read the server's clock as `serverMs`. */
+  /** Known, from a sample less than FRESH_MS old. */
+  fresh(now = monotonicNow()): boolean {
+    return this.offsetMs !== undefined && now - this.sampledAt < FRESH_MS;
+  }
+
+  /** A round trip sent at `sentAt` and answered at `receivedAt` (monotonicNow ms) that read the server's clock as `serverMs`. */
   sample(sentAt: number, serverMs: number, receivedAt: number): void {
     if (!Number.isFinite(serverMs) || receivedAt < sentAt) return;
     const error = (receivedAt - sentAt) / 2;
@@ -33,7 +53,7 @@ export class DatabaseClock {
    * The earliest the server's clock can read when this clock reads `localMs`; undefined before the
    * first sample. A deadline the server checks against this has surely passed there by `localMs` here.
    */
-  earliest(localMs: number, now = Date.now()): number | undefined {
+  earliest(localMs: number, now = monotonicNow()): number | undefined {
     if (this.offsetMs === undefined) return undefined;
     return localMs + this.offsetMs - this.errorMs - Math.abs(now - this.sampledAt) * DRIFT_PER_MS;
   }

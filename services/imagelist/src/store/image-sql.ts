@@ -5,7 +5,7 @@ import { nameSpellings, type ImageReference } from '../reference.js';
 import type { SortKey } from '../schemas/image.js';
 import type { ImageRecord, IndexRow } from './image-index.js';
 import { formatTimestamp, renderImage, tagsJson } from './image-json.js';
-import { DatabaseClock } from './database-clock.js';
+import { DatabaseClock, monotonicNow } from './database-clock.js';
 import { IndexCopyReader } from './index-copy.js';
 
 /** See ImageSql.lists. */
@@ -105,13 +105,14 @@ export class ImageSql {
 
   /**
    * The deadline, on the server's clock, by which the server must have made a write whose caller
-   * is answered at `until` (migration 005), COMMIT_MARGIN_MS before it. The clock is read by a
-   * ping first if no heartbeat has read it yet.
+   * is answered at `until` (monotonicNow ms; migration 005), COMMIT_MARGIN_MS before it (a
+   * quarter of --db-timeout if that is less: at 0.1 s the margin took all of it, and every write
+   * was refused). The clock is read by a ping first unless a heartbeat read it within FRESH_MS.
    */
   private async writeDeadline(until: number): Promise<number | null> {
-    if (!this.clock.known) await this.ping(); // the first write before the first heartbeat
+    if (!this.clock.fresh()) await this.ping(); // before the first heartbeat, or without one (embedded)
     const earliest = this.clock.earliest(until);
-    return earliest === undefined ? null : earliest - COMMIT_MARGIN_MS;
+    return earliest === undefined ? null : earliest - Math.min(COMMIT_MARGIN_MS, this.deadlineMs / 4);
   }
 
   /** One page of `GET /images`, `limit` images after `after`, in the order of `sort`. */
@@ -197,22 +198,22 @@ export class ImageSql {
    * deadline answers 503 and may still commit: PUT and DELETE are idempotent, so the client's
    * retry is safe, and nothing answered 200 is lost.
    */
-  async upsert(images: readonly UpsertImage[], until = Date.now() + this.deadlineMs): Promise<ImageRecord[]> {
+  async upsert(images: readonly UpsertImage[], until = monotonicNow() + this.deadlineMs): Promise<ImageRecord[]> {
     const input = JSON.stringify(images.map((i) => ({ id: i.digest, name: i.name, tags: i.tags ?? null, by: i.by })));
     const rows = await this.write(
       until,
       (deadline) => this.sql<ImageRecord[]>`
       WITH x AS (
         SELECT * FROM jsonb_to_recordset(${input}::text::jsonb) AS x(id text, name text, tags text[], by text)
-      )
+      ), d AS (${this.deadlineSetting(deadline)})
       INSERT INTO images AS i (id, name, tags, created_by, updated_by)
-      SELECT id, name, COALESCE(tags, '{}'), by, by FROM x
+      SELECT id, name, COALESCE(tags, '{}'), by, by FROM x CROSS JOIN d
       ORDER BY id -- concurrent batches lock shared rows in one order, so they cannot deadlock
       ON CONFLICT (id) DO UPDATE SET
         tags       = COALESCE((SELECT x.tags FROM x WHERE x.id = EXCLUDED.id), i.tags),
         updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at ELSE now() END,
         updated_by = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
-      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}, images_write_in_time(${deadline}::float8)`,
+      RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}`,
     );
     const byId = new Map(rows.map((r) => [r.id, r]));
     return images.map((i) => byId.get(i.digest)!);
@@ -222,8 +223,8 @@ export class ImageSql {
   async delete(digest: string, name?: string): Promise<boolean> {
     const and = name === undefined ? this.sql`` : this.sql`AND name = ${name}`;
     const rows = await this.write(
-      Date.now() + this.deadlineMs,
-      (deadline) => this.sql`DELETE FROM images WHERE id = ${digest} ${and} RETURNING id, images_write_in_time(${deadline}::float8)`,
+      monotonicNow() + this.deadlineMs,
+      (deadline) => this.sql`DELETE FROM images USING (${this.deadlineSetting(deadline)}) AS d WHERE id = ${digest} ${and} RETURNING id`,
     );
     return rows.length > 0;
   }
@@ -265,9 +266,9 @@ export class ImageSql {
 
   /** A round trip to the server, which also reads its clock (writeDeadline). */
   async ping(): Promise<void> {
-    const sentAt = Date.now();
+    const sentAt = monotonicNow();
     const [row] = await this.bounded(this.sql<{ serverMs: number }[]>`SELECT ${this.sql.unsafe(SERVER_MS)}`);
-    if (row) this.clock.sample(sentAt, row.serverMs, Date.now());
+    if (row) this.clock.sample(sentAt, row.serverMs, monotonicNow());
   }
 
   /**
@@ -297,12 +298,20 @@ export class ImageSql {
   }
 
   /**
+   * A one-row query that sets the write's deadline for its transaction (migration 005 checks it at
+   * commit); joined into the write, so that it runs before the write's first row.
+   */
+  private deadlineSetting(deadline: number | null): PendingQuery<Row[]> {
+    return this.sql`SELECT set_config('imagelist.write_deadline', ${deadline === null ? '' : String(deadline)}, true)`;
+  }
+
+  /**
    * A write's statement, given its deadline on the server's clock (writeDeadline), answered or
    * rejected by `until`, the clock's first reading included.
    */
   private write<T extends readonly Row[]>(until: number, statement: (deadline: number | null) => PendingQuery<T>): Promise<T> {
     const written = async () => whole(await statement(await this.writeDeadline(until)));
-    return this.withinDeadline(written(), until - Date.now());
+    return this.withinDeadline(written(), until - monotonicNow());
   }
 
   /** The answer, or CLIENT_DEADLINE once `ms` (`deadlineMs`) have passed; the work itself goes on. */

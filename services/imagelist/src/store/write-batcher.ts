@@ -1,6 +1,8 @@
+import { monotonicNow } from './database-clock.js';
+
 interface Pending<T, R> {
   item: T;
-  /** When its caller is answered whatever became of it (Date.now() ms), with a deadline. */
+  /** When its caller is answered whatever became of it (monotonicNow ms), with a deadline. */
   until: number | undefined;
   resolve(result: R): void;
   reject(error: unknown): void;
@@ -36,7 +38,7 @@ export class WriteBatcher<T, R> {
     const { deadline } = this.opts;
     let pending!: Pending<T, R>;
     const written = new Promise<R>((resolve, reject) => {
-      pending = { item, until: deadline && Date.now() + deadline.ms, resolve, reject };
+      pending = { item, until: deadline && monotonicNow() + deadline.ms, resolve, reject };
       this.queue.push(pending);
       this.schedule();
     });
@@ -66,7 +68,16 @@ export class WriteBatcher<T, R> {
     const batch: Pending<T, R>[] = [];
     const keys = new Set<string>();
     const rest: Pending<T, R>[] = [];
+    const { deadline } = this.opts;
+    const now = monotonicNow();
     for (const p of this.queue) {
+      // A batch carries the deadline of its earliest writer (ImageSql.write): one with less than a
+      // quarter of its own left would have the database refuse the writes beside it, which had
+      // time. It is answered now, never sent.
+      if (deadline && p.until! - now < deadline.ms / 4) {
+        p.reject(deadline.missed());
+        continue;
+      }
       const key = this.keyOf(p.item);
       if (batch.length < this.opts.maxBatch && !keys.has(key)) {
         keys.add(key);
@@ -80,7 +91,7 @@ export class WriteBatcher<T, R> {
     this.inFlight++;
     this.schedule();
     try {
-      const until = this.opts.deadline && Math.min(...batch.map((p) => p.until!));
+      const until = deadline && Math.min(...batch.map((p) => p.until!));
       const results = await this.write(
         batch.map((p) => p.item),
         until,

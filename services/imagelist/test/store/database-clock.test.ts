@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { DatabaseClock } from '../../src/store/database-clock.js';
+import { describe, expect, it, vi } from 'vitest';
+import { DatabaseClock, monotonicNow } from '../../src/store/database-clock.js';
 
 describe('DatabaseClock', () => {
   it('knows nothing before a sample', () => {
@@ -29,5 +29,24 @@ describe('DatabaseClock', () => {
     clock.sample(1000, Number.NaN, 1010);
     clock.sample(1000, 6000, 990);
     expect(clock.known).toBe(false);
+  });
+
+  it('is fresh for 5 s after a sample, then read again before a write (the embedded database has no heartbeat)', () => {
+    const clock = new DatabaseClock();
+    expect(clock.fresh(0)).toBe(false);
+    clock.sample(1000, 6001, 1002);
+    expect(clock.fresh(5000)).toBe(true);
+    expect(clock.fresh(1002 + 5000)).toBe(false);
+  });
+
+  it('keeps its own time on a monotonic clock: a step of the wall clock moves no deadline', () => {
+    const before = monotonicNow();
+    const wall = vi.spyOn(Date, 'now').mockReturnValue(Date.now() - 300_000); // stepped back 5 minutes
+    try {
+      expect(monotonicNow() - before).toBeGreaterThanOrEqual(0);
+      expect(monotonicNow() - before).toBeLessThan(1000);
+    } finally {
+      wall.mockRestore();
+    }
   });
 });
