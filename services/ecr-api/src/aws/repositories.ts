@@ -201,6 +201,15 @@ async function readPolicy(ecr: ECRClient, repositoryName: string): Promise<strin
   return (await ifThere('RepositoryPolicyNotFoundException', ecr.send(new GetRepositoryPolicyCommand({ repositoryName }))))?.policyText;
 }
 
+/** A repository create's request, its tags and groups checked (RepositoryStore.create). */
+interface NewRepository {
+  account: string;
+  group: string;
+  input: CreateInput;
+  tags: Tag[];
+  groups: string[];
+}
+
 /**
  * ECR repositories of one organisation, in any account the service can assume its role in.
  * The service enforces ownership itself (ownership.ts): it creates repositories only with its org
@@ -299,17 +308,11 @@ export class RepositoryStore {
     checkTagCount(tags.length, 'body.Tags');
     const groups = [...new Set(input.groups ?? [])];
     checkPolicyLength(groups);
-    return this.oneAtATime(account, repositoryName, () => this.createNow(account, group, input, tags, groups, log));
+    return this.oneAtATime(account, repositoryName, () => this.createNow({ account, group, input, tags, groups }, log));
   }
 
-  private async createNow(
-    account: string,
-    group: string,
-    input: CreateInput,
-    tags: Tag[],
-    groups: string[],
-    log?: Pick<FastifyBaseLogger, 'info'>,
-  ): Promise<Repository> {
+  private async createNow(request: NewRepository, log?: Pick<FastifyBaseLogger, 'info'>): Promise<Repository> {
+    const { account, group, input, tags, groups } = request;
     const repositoryName = `${group}/${input.name}`;
     const { ecr, iam } = await this.sessions.get(account);
     // A user at the new repository's path is a deleted repository's of that name: the new one
@@ -370,7 +373,7 @@ export class RepositoryStore {
       ]);
     } catch (err) {
       if (!taken) throw err;
-      return this.completeExisting(ecr, account, group, input, tags, groups, err);
+      return this.completeExisting(ecr, request, err);
     }
     return toRepository(created!, tags, groups);
   }
@@ -409,15 +412,8 @@ export class RepositoryStore {
    * without a policy it says so and what to do. A repository with a policy, or another org's, is
    * answered as before.
    */
-  private async completeExisting(
-    ecr: ECRClient,
-    account: string,
-    group: string,
-    input: CreateInput,
-    tags: Tag[],
-    groups: string[],
-    problem: unknown,
-  ): Promise<Repository> {
+  private async completeExisting(ecr: ECRClient, request: NewRepository, problem: unknown): Promise<Repository> {
+    const { group, input } = request;
     const repositoryName = `${group}/${input.name}`;
     try {
       let found: Awaited<ReturnType<Ownership['require']>>;
@@ -428,7 +424,7 @@ export class RepositoryStore {
         if (err instanceof HttpProblem && err.statusCode === 404 && !gone(err)) throw problem;
         throw err;
       }
-      return await this.completeFound(ecr, account, group, input, tags, groups, problem, found);
+      return await this.completeFound(ecr, request, problem, found);
     } catch (err) {
       // Gone since CreateRepository found it: a delete of it (on another replica) was under way.
       if (!gone(err)) throw err;
@@ -443,14 +439,11 @@ export class RepositoryStore {
   /** completeExisting, once the repository was found this org's and group's. */
   private async completeFound(
     ecr: ECRClient,
-    account: string,
-    group: string,
-    input: CreateInput,
-    tags: Tag[],
-    groups: string[],
+    request: NewRepository,
     problem: unknown,
     found: Awaited<ReturnType<Ownership['require']>>,
   ): Promise<Repository> {
+    const { account, group, input, tags, groups } = request;
     const repositoryName = `${group}/${input.name}`;
     if ((await readPolicy(ecr, repositoryName)) !== undefined) throw problem;
     const { repository } = found;
