@@ -3,7 +3,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import type { DatabaseTarget } from './database-tls.js';
 import { hostSocket } from './host-socket.js';
-import { monotonicNow } from './database-clock.js';
 import { CHANNEL, SERVER_MS, type ImageSql } from './image-sql.js';
 
 export interface FeedLogger {
@@ -111,14 +110,12 @@ export class ChangeFeed {
     if (this.probing) return;
     this.probing = true;
     const conn = this.state === 'listening' ? this.current : undefined;
-    const sentAt = Date.now();
-    const sentMono = monotonicNow();
     // The heartbeat reads the server's clock too, for the deadlines writes carry (database-clock.ts).
-    const heartbeat = async (conn: postgres.Sql) => {
-      const [row] = await conn<{ serverMs: number }[]>`
-        SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${sentAt}`}), ${conn.unsafe(SERVER_MS)}`.execute();
-      if (row) this.images.clock.sample(sentMono, row.serverMs, monotonicNow());
-    };
+    const heartbeat = (conn: postgres.Sql) =>
+      this.images.clock.read(() =>
+        conn<{ serverMs: number }[]>`
+          SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${Date.now()}`}), ${conn.unsafe(SERVER_MS)}`.execute(),
+      );
     const probe = conn ? withTimeout(heartbeat(conn), this.connectTimeoutS * 1000) : this.images.ping();
     probe
       .then(

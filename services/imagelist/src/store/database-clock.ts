@@ -30,13 +30,16 @@ export class DatabaseClock {
   private errorMs = Infinity;
   private sampledAt = 0;
 
-  get known(): boolean {
-    return this.offsetMs !== undefined;
-  }
-
   /** Known, from a sample less than FRESH_MS old. */
   fresh(now = monotonicNow()): boolean {
     return this.offsetMs !== undefined && now - this.sampledAt < FRESH_MS;
+  }
+
+  /** Runs a round trip whose row reads the server's clock as `serverMs` (image-sql.ts SERVER_MS), and takes it as a sample. */
+  async read(roundTrip: () => Promise<readonly { serverMs: number }[]>): Promise<void> {
+    const sentAt = monotonicNow();
+    const [row] = await roundTrip();
+    if (row) this.sample(sentAt, row.serverMs, monotonicNow());
   }
 
   /** A round trip sent at `sentAt` and answered at `receivedAt` (monotonicNow ms) that read the server's clock as `serverMs`. */

@@ -54,7 +54,7 @@ const WRITE_REFUSED: Record<string, string> = {
   '25006': 'The database is read-only (a standby, or default_transaction_read_only); the write was not made. Retry once it accepts writes.',
   '53100': 'The database is out of disk space; the write was not made. Retry once it has room.',
   '53200': 'The database is out of memory; the write was not made. Retry shortly.',
-  // migration 005: held up on the way, the statement reached the database after its deadline
+  // migration 005: the write reached the database, or was to commit, after its deadline
   IL001: 'The write reached the database after its deadline (a slow network?) and was refused; it was not made. Retry it.',
 };
 

@@ -13,7 +13,7 @@ const LIST_QUERIES = 2;
 
 /**
  * How long before the replica answers a write it must have been made on the server: the server
- * checks the deadline as it writes each row, and the commit (its WAL flush) follows.
+ * checks the deadline as the write commits (migration 005), and the commit's WAL flush follows.
  */
 const COMMIT_MARGIN_MS = 200;
 
@@ -195,8 +195,8 @@ export class ImageSql {
   /**
    * One INSERT ... ON CONFLICT for a batch of PUTs (write-batcher.ts): concurrent PUTs of one id
    * never fail; null tags change nothing and do not bump updated_at. A write that misses the
-   * deadline answers 503 and may still commit: PUT and DELETE are idempotent, so the client's
-   * retry is safe, and nothing answered 200 is lost.
+   * deadline answers 503 and may have committed before that answer, never after (`write`): PUT
+   * and DELETE are idempotent, so the client's retry is safe, and nothing answered 200 is lost.
    */
   async upsert(images: readonly UpsertImage[], until = monotonicNow() + this.deadlineMs): Promise<ImageRecord[]> {
     const input = JSON.stringify(images.map((i) => ({ id: i.digest, name: i.name, tags: i.tags ?? null, by: i.by })));
@@ -266,9 +266,7 @@ export class ImageSql {
 
   /** A round trip to the server, which also reads its clock (writeDeadline). */
   async ping(): Promise<void> {
-    const sentAt = monotonicNow();
-    const [row] = await this.bounded(this.sql<{ serverMs: number }[]>`SELECT ${this.sql.unsafe(SERVER_MS)}`);
-    if (row) this.clock.sample(sentAt, row.serverMs, monotonicNow());
+    await this.clock.read(() => this.bounded(this.sql<{ serverMs: number }[]>`SELECT ${this.sql.unsafe(SERVER_MS)}`));
   }
 
   /**

@@ -4,7 +4,7 @@ import { DatabaseClock, monotonicNow } from '../../src/store/database-clock.js';
 describe('DatabaseClock', () => {
   it('knows nothing before a sample', () => {
     const clock = new DatabaseClock();
-    expect(clock.known).toBe(false);
+    expect(clock.fresh(0)).toBe(false);
     expect(clock.earliest(1000)).toBeUndefined();
   });
 
@@ -28,7 +28,7 @@ describe('DatabaseClock', () => {
     const clock = new DatabaseClock();
     clock.sample(1000, Number.NaN, 1010);
     clock.sample(1000, 6000, 990);
-    expect(clock.known).toBe(false);
+    expect(clock.earliest(1000)).toBeUndefined();
   });
 
   it('is fresh for 5 s after a sample, then read again before a write (the embedded database has no heartbeat)', () => {
