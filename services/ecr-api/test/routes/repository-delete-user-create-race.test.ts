@@ -58,17 +58,15 @@ afterAll(async () => {
 beforeEach(() => proxy.clear());
 
 const repositoryUrl = (name: string) => `/v1/ecr/${account}/repositories/grp/${name}`;
-const createUser = (on: App, name: string) =>
-  on.inject({ method: 'POST', url: `${repositoryUrl(name)}/users`, headers: auth, payload: { UserName: 'ci' } });
+const createUser = (on: App, name: string, UserName = 'ci') =>
+  on.inject({ method: 'POST', url: `${repositoryUrl(name)}/users`, headers: auth, payload: { UserName } });
+/** The repository's users as the API lists them. */
+const listUsers = async (name: string) => (await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth })).json<string[]>();
 const deleteRepository = (name: string) => app.inject({ method: 'DELETE', url: repositoryUrl(name), headers: auth });
-async function newRepository(name: string) {
-  const res = await app.inject({
-    method: 'POST',
-    url: `/v1/ecr/${account}/repositories/grp`,
-    headers: auth,
-    payload: { RepositoryName: name },
-  });
-  expect(res.statusCode).toBe(200);
+const createRepository = (name: string, on: App = app) =>
+  on.inject({ method: 'POST', url: `/v1/ecr/${account}/repositories/grp`, headers: auth, payload: { RepositoryName: name } });
+async function newRepository(name: string, on: App = app) {
+  expect((await createRepository(name, on)).statusCode).toBe(200);
 }
 /** Until the gate's call is held at the proxy, or `request` is answered without it (the code before the fix). */
 const until = (gate: Gate, request: Promise<unknown>) => Promise.race([gate.arrived, request.then(() => undefined)]);
@@ -96,8 +94,7 @@ async function expectNoUserLeft(name: string, created: LightMyRequestResponse, d
   if (created.statusCode === 200) expect(deleted.json().Users).toEqual(['ci']);
   else expect(created.statusCode).toBe(404);
   await newRepository(name);
-  const listed = await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth });
-  expect(listed.json()).toEqual([]);
+  expect(await listUsers(name)).toEqual([]);
 }
 
 const replicas = [
@@ -210,16 +207,8 @@ describe('a user of the repository created again, which the old delete then cann
     const listedAgain = proxy.hold('ListUsers', { skip: 1 });
     const deleting = deleteRepository(name);
     await until(listedAgain, deleting);
-    const recreated = await other.inject({
-      method: 'POST',
-      url: `/v1/ecr/${account}/repositories/grp`,
-      headers: auth,
-      payload: { RepositoryName: name },
-    });
-    expect(recreated.statusCode).toBe(200);
-    expect(
-      (await other.inject({ method: 'POST', url: `${repositoryUrl(name)}/users`, headers: auth, payload: { UserName: 'new' } })).statusCode,
-    ).toBe(200);
+    await newRepository(name, other);
+    expect((await createUser(other, name, 'new')).statusCode).toBe(200);
     proxy.fail('DeleteUser', { code: 'DeleteConflict', status: 409, times: 1 });
     listedAgain.release();
     const deleted = await deleting;
@@ -232,7 +221,7 @@ describe('a user of the repository created again, which the old delete then cann
       ),
     );
     proxy.clear();
-    expect((await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth })).json()).toEqual(['new']);
+    expect(await listUsers(name)).toEqual(['new']);
   });
 });
 
@@ -268,15 +257,9 @@ describe('a user a deleted repository left behind is not inherited by a new repo
       expect(await usersAtPath(name)).toEqual([u]);
       proxy.clear();
       // Before: the new repository listed the user and was open to it.
-      const recreated = await logged.inject({
-        method: 'POST',
-        url: `/v1/ecr/${account}/repositories/grp`,
-        headers: auth,
-        payload: { RepositoryName: name },
-      });
-      expect(recreated.statusCode).toBe(200);
+      await newRepository(name, logged);
       expect(await usersAtPath(name)).toEqual([]);
-      expect((await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth })).json()).toEqual([]);
+      expect(await listUsers(name)).toEqual([]);
       const line = logLines.map((l) => JSON.parse(l) as { msg: string; users?: string[] }).find((l) => l.users?.includes(u));
       expect(line?.msg).toBe(`deleted the IAM users ${u}, left at the path of a deleted repository grp/${name}, before creating it again`);
     },
@@ -313,20 +296,14 @@ describe('a user a deleted repository left behind is not inherited by a new repo
     await iam.send(new CreateAccessKeyCommand({ UserName: u }));
     await newRepository(name);
     expect(await usersAtPath(name)).toEqual([]);
-    expect((await app.inject({ url: `${repositoryUrl(name)}/users`, headers: auth })).json()).toEqual([]);
+    expect(await listUsers(name)).toEqual([]);
   });
 
   it("a create of a repository that exists leaves that repository's users alone", async () => {
     const name = 'exists';
     await newRepository(name);
     expect((await createUser(app, name)).statusCode).toBe(200);
-    const again = await app.inject({
-      method: 'POST',
-      url: `/v1/ecr/${account}/repositories/grp`,
-      headers: auth,
-      payload: { RepositoryName: name },
-    });
-    expect(again.statusCode).toBe(409);
+    expect((await createRepository(name)).statusCode).toBe(409);
     expect(await usersAtPath(name)).toEqual([`${name}-ci`]);
   });
 
@@ -335,12 +312,7 @@ describe('a user a deleted repository left behind is not inherited by a new repo
     const u = `${name}-ci`;
     await iam.send(new CreateUserCommand({ UserName: u, Path: path(name) }));
     proxy.fail('DeleteUser', { code: 'ServiceFailure', status: 500, times: 1 });
-    const res = await app.inject({
-      method: 'POST',
-      url: `/v1/ecr/${account}/repositories/grp`,
-      headers: auth,
-      payload: { RepositoryName: name },
-    });
+    const res = await createRepository(name);
     expect(res.statusCode).toBeGreaterThanOrEqual(500);
     expect(res.json().detail).toMatch(
       new RegExp(
@@ -349,12 +321,7 @@ describe('a user a deleted repository left behind is not inherited by a new repo
     );
     expect((await app.inject({ url: repositoryUrl(name), headers: auth })).statusCode).toBe(404);
     proxy.fail('ListUsers', { code: 'ServiceFailure', status: 500, times: 1 });
-    const listing = await app.inject({
-      method: 'POST',
-      url: `/v1/ecr/${account}/repositories/grp`,
-      headers: auth,
-      payload: { RepositoryName: name },
-    });
+    const listing = await createRepository(name);
     expect(listing.json().detail).toMatch(
       /^Could not check for IAM users left at the path .* so the repository grp\/stuckleftover was not created \(nothing was changed\)\. /,
     );
