@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { HttpProblem } from './problem.js';
+import { HttpProblem, type FieldError } from './problem.js';
 
 const STATUS_OF: Record<string, number> = {
   HPE_HEADER_OVERFLOW: 431,
@@ -9,8 +9,8 @@ const STATUS_OF: Record<string, number> = {
 };
 
 /** A problem+json answer written on the raw socket, for errors Node finds before any route runs. */
-function rawProblem(status: number, detail: string): string {
-  const body = JSON.stringify(new HttpProblem(status, detail).toBody());
+function rawProblem(status: number, detail: string, errors?: FieldError[]): string {
+  const body = JSON.stringify(new HttpProblem(status, detail, errors ? { errors } : {}).toBody());
   return `HTTP/1.1 ${status} ${new HttpProblem(status, '').title}\r\nContent-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
@@ -52,13 +52,9 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
     return;
   }
   const status = STATUS_OF[err.code ?? ''] ?? 400;
-  const detail =
-    status === 408
-      ? 'The request did not arrive in time.'
-      : status === 431
-        ? 'The request headers are too large.'
-        : 'The request is malformed.';
-  endWith(socket, rawProblem(status, detail));
+  if (status === 431)
+    endWith(socket, rawProblem(status, 'The request headers are too large.', [{ field: 'headers', message: 'are too large' }]));
+  else endWith(socket, rawProblem(status, status === 408 ? 'The request did not arrive in time.' : 'The request is malformed.'));
 }
 
 /**
@@ -71,9 +67,9 @@ export function answerProblem(
   res: ServerResponse,
   status: number,
   detail: string,
-  opts: { keepOpen?: boolean; headers?: Record<string, string> } = {},
+  opts: { keepOpen?: boolean; headers?: Record<string, string>; errors?: FieldError[] } = {},
 ): void {
-  const body = JSON.stringify(new HttpProblem(status, detail).toBody());
+  const body = JSON.stringify(new HttpProblem(status, detail, opts.errors ? { errors: opts.errors } : {}).toBody());
   res.writeHead(status, {
     'content-type': 'application/problem+json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
@@ -97,6 +93,8 @@ export function answerConnect(server: Server): void {
 /** Node answers an unsupported `Expect` with a bare 417; answer it as problem+json instead. */
 export function answerUnsupportedExpect(server: Server): void {
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
-    answerProblem(res, 417, 'Only "Expect: 100-continue" is supported.'),
+    answerProblem(res, 417, 'Only "Expect: 100-continue" is supported.', {
+      errors: [{ field: 'headers.expect', message: 'must be 100-continue' }],
+    }),
   );
 }

@@ -82,6 +82,10 @@ export function problemOf(error: unknown, classify?: (error: unknown) => HttpPro
   return error instanceof HttpProblem ? error : (classify?.(error) ?? problemFromFastify(error as FastifyError));
 }
 
+/** A problem about one part of the request, named in `errors` as validation problems name theirs. */
+const fieldProblem = (status: number, detail: string, field: string, message: string) =>
+  new HttpProblem(status, detail, { errors: [{ field, message }] });
+
 function problemFromFastify(error: FastifyError): HttpProblem {
   if (error.validation) {
     const errors = fieldErrors(error.validation, error.validationContext);
@@ -91,16 +95,16 @@ function problemFromFastify(error: FastifyError): HttpProblem {
   if (status >= 500) return new HttpProblem(status, 'The server could not handle the request.');
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new HttpProblem(413, 'The request body is larger than this service accepts.');
+      return fieldProblem(413, 'The request body is larger than this service accepts.', 'body', 'is larger than this service accepts');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new HttpProblem(415, 'Send the request body as application/json.');
+      return fieldProblem(415, 'Send the request body as application/json.', 'headers.content-type', 'must be application/json');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new HttpProblem(400, 'The request body is empty; send a JSON document.');
+      return fieldProblem(400, 'The request body is empty; send a JSON document.', 'body', 'is empty');
     default:
       break;
   }
   if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
-    return new HttpProblem(400, 'The request body is not valid JSON.');
+    return fieldProblem(400, 'The request body is not valid JSON.', 'body', 'is not valid JSON');
   }
   // Fastify's own 4xx errors (bad content length, bad URL...) have safe, fixed messages.
   return new HttpProblem(status, error.message);

@@ -65,8 +65,14 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     if (response.socket === null && !queuedBehind(request.socket, response)) return;
     const encoding = request.headers['content-encoding'];
     const transfer = request.headers['transfer-encoding'];
-    if (!request.headers.host && request.httpVersion === '1.1') answerProblem(response, 400, 'An HTTP/1.1 request needs a Host header.');
-    else if (!oneHost(request)) answerProblem(response, 400, 'A request has one Host header, naming a host.');
+    if (!request.headers.host && request.httpVersion === '1.1')
+      answerProblem(response, 400, 'An HTTP/1.1 request needs a Host header.', {
+        errors: [{ field: 'headers.host', message: 'is missing' }],
+      });
+    else if (!oneHost(request))
+      answerProblem(response, 400, 'A request has one Host header, naming a host.', {
+        errors: [{ field: 'headers.host', message: 'must be one header naming a host' }],
+      });
     else if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked')
       answerProblem(
         response,
@@ -75,7 +81,9 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
       );
     // Fastify would parse a compressed body as it came, and answer that it is not JSON.
     else if (encoding !== undefined && encoding.toLowerCase() !== 'identity')
-      answerProblem(response, 415, `Content-Encoding ${encoding.slice(0, 64)} is not supported; send the body uncompressed.`);
+      answerProblem(response, 415, `Content-Encoding ${encoding.slice(0, 64)} is not supported; send the body uncompressed.`, {
+        errors: [{ field: 'headers.content-encoding', message: 'must be identity' }],
+      });
     else if (bodies.admit(request, response, fastifyHandler)) fastifyHandler(request, response);
   };
   // A TLS handshake gets the headers' time, not Node's default 120 s: 6,000 connections that never

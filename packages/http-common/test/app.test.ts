@@ -86,8 +86,14 @@ describe('createApp', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     // A constructor that holds no prototype is data like any other.
     expect((await post('{"n":1,"tags":[],"constructor":{"name":"x"}}')).statusCode).toBe(200);
-    expect((await post('{"n":1,')).json().detail).toBe('The request body is not valid JSON.');
-    expect((await post('')).json().detail).toMatch(/empty/);
+    expect((await post('{"n":1,')).json()).toMatchObject({
+      detail: 'The request body is not valid JSON.',
+      errors: [{ field: 'body', message: 'is not valid JSON' }],
+    });
+    expect((await post('')).json()).toMatchObject({
+      detail: expect.stringMatching(/empty/),
+      errors: [{ field: 'body', message: 'is empty' }],
+    });
     expect((await post('{"n":1,"tags":["a"]}')).json()).toEqual({ n: 1, tags: ['a'] });
   });
 
@@ -126,10 +132,16 @@ describe('createApp', () => {
   });
 
   it('answers oversized bodies with 413 and other media types with 415', async () => {
-    expect((await app.inject({ method: 'POST', url: '/things', payload: { n: 1, tags: ['x'.repeat(2000)] } })).statusCode).toBe(413);
-    expect(
-      (await app.inject({ method: 'POST', url: '/things', payload: 'n=1', headers: { 'content-type': 'text/plain' } })).statusCode,
-    ).toBe(415);
+    const tooLarge = await app.inject({ method: 'POST', url: '/things', payload: { n: 1, tags: ['x'.repeat(2000)] } });
+    expect([tooLarge.statusCode, tooLarge.json().errors]).toEqual([
+      413,
+      [{ field: 'body', message: 'is larger than this service accepts' }],
+    ]);
+    const notJson = await app.inject({ method: 'POST', url: '/things', payload: 'n=1', headers: { 'content-type': 'text/plain' } });
+    expect([notJson.statusCode, notJson.json().errors]).toEqual([
+      415,
+      [{ field: 'headers.content-type', message: 'must be application/json' }],
+    ]);
   });
 
   it('exports request metrics by route pattern', async () => {

@@ -46,10 +46,13 @@ async function raw(parts: string[], gapMs = 0): Promise<{ status: number; type: 
   return { status: Number(head.split(' ')[1]), type: /content-type: ([^\r\n]+)/i.exec(head)?.[1] ?? '', body, ms: Date.now() - started };
 }
 
-const expectProblem = (r: { status: number; type: string; body: string }, status: number) => {
+/** A problem+json answer of `status`; with `field`, one that names that part of the request in `errors`. */
+const expectProblem = (r: { status: number; type: string; body: string }, status: number, field?: string) => {
   expect(r.status).toBe(status);
   expect(r.type).toMatch(/^application\/problem\+json/);
-  expect(JSON.parse(r.body).status).toBe(status);
+  const problem = JSON.parse(r.body);
+  expect(problem.status).toBe(status);
+  if (field) expect(problem.errors).toEqual([{ field, message: expect.any(String) }]);
 };
 
 describe('errors before a route runs are problem+json', () => {
@@ -60,16 +63,17 @@ describe('errors before a route runs are problem+json', () => {
     const r = await raw([
       'POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 7\r\n\r\n{"n":1}',
     ]);
-    expectProblem(r, 415);
+    expectProblem(r, 415, 'headers.content-encoding');
     expect(JSON.parse(r.body).detail).toMatch(/Content-Encoding gzip/);
   });
   it('a missing Host header', async () => {
-    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nConnection: close\r\n\r\n']), 400);
+    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nConnection: close\r\n\r\n']), 400, 'headers.host');
   });
   it('an unsupported Expect', async () => {
     expectProblem(
       await raw(['POST /things HTTP/1.1\r\nHost: x\r\nExpect: something\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n']),
       417,
+      'headers.expect',
     );
   });
   it('CONNECT, which Node would answer by closing the connection', async () => {
@@ -78,11 +82,15 @@ describe('errors before a route runs are problem+json', () => {
     expect(JSON.parse(r.body).detail).toMatch(/CONNECT/);
   });
   it('headers too large', async () => {
-    expectProblem(await raw([`GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431);
+    expectProblem(await raw([`GET /things/1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431, 'headers');
   });
   it('two Host headers, or one that names no host (RFC 9112 3.2)', async () => {
-    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n']), 400);
-    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n']), 400);
+    expectProblem(
+      await raw(['GET /things/1 HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n']),
+      400,
+      'headers.host',
+    );
+    expectProblem(await raw(['GET /things/1 HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n']), 400, 'headers.host');
     for (const host of ['x', 'imagelist.imagelist.svc:443', '10.0.0.1:8443', '[::1]:8443', '[fe80::1%25eth0]'])
       expect((await raw([`GET /things/1 HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`])).status).toBe(200);
   });
@@ -106,6 +114,7 @@ describe('errors before a route runs are problem+json', () => {
         `POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n${'1'.repeat(5000)}`,
       ]),
       413,
+      'body',
     );
   });
   it('a body sent a byte at a time is cut off after the request timeout', async () => {

@@ -45,7 +45,7 @@ export async function admissionRoutes(app: App, opts: { policy: AdmissionPolicy 
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = body as string;
     const problem = text.length >= SCAN_FROM_BYTES ? jsonShapeProblem(text) : undefined;
-    if (problem) done(new HttpProblem(400, `The request body ${problem}.`), undefined);
+    if (problem) done(new HttpProblem(400, `The request body ${problem}.`, { errors: [{ field: 'body', message: problem }] }), undefined);
     else jsonBodyParser(request, text, done);
   });
   // Counted in plain numbers and read when Prometheus scrapes: a labelled inc() per review would

@@ -294,8 +294,11 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     },
   );
 
-  it('answers a body that is not JSON with 400', async () => {
-    expect((await validate(port, '{"kind":')).status).toBe(400);
+  it('answers a body that is not JSON, or nested past the bound, with 400 naming the body', async () => {
+    const notJson = await validate(port, '{"kind":');
+    expect([notJson.status, notJson.json().errors]).toEqual([400, [{ field: 'body', message: 'is not valid JSON' }]]);
+    const deep = await validate(port, `{"kind":${'['.repeat(20_000)}${']'.repeat(20_000)}}`);
+    expect([deep.status, deep.json().errors]).toEqual([400, [{ field: 'body', message: expect.stringMatching(/nest/) }]]);
   });
 
   it('denies a malformed review in an exempt namespace and in audit mode too', async () => {
