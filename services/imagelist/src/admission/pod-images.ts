@@ -104,14 +104,21 @@ function listAt(holder: Obj, root: string, path: string, field: string): readonl
  * Appends the references of the pod spec's image volumes (Kubernetes' ImageVolume feature:
  * `volumes[].image.reference`, an OCI image mounted read-only), which the node pulls and
  * mounts as it would run a container's image. Volumes of other types are skipped.
+ *
+ * In a pod template (`template`) the reference is optional: Kubernetes accepted a workload
+ * without one until kubernetes/kubernetes#135989 and leaves the empty field out of the
+ * review. Such a volume names no image, and a Pod made from it is refused by the API server's own
+ * validation before any webhook sees it; denying the workload as malformed left it impossible to
+ * fix by an UPDATE, to scale down, or to delete in the foreground (the finalizer's removal denied).
  */
-function addImageVolumes(into: ContainerImage[], spec: Obj, root: string, path: string): void {
+function addImageVolumes(into: ContainerImage[], spec: Obj, root: string, path: string, template: boolean): void {
   const volumes = listAt(spec, root, path, 'volumes');
   for (let i = 0; i < volumes.length; i++) {
     const volume: unknown = volumes[i];
     const source = isObj(volume) ? volume.image : undefined;
     if (source === undefined || source === null) continue;
     const reference = isObj(source) ? source.reference : undefined;
+    if (template && isObj(source) && (reference === undefined || reference === null || reference === '')) continue;
     if (typeof reference !== 'string') {
       const at = `${joinPath(root, path)}.volumes[${i}].image.reference`;
       throw badRequest(`${at} must be a string`, [{ field: at, message: 'must be a string' }]);
@@ -158,6 +165,6 @@ export function podImages(kind: GroupKind, object: unknown, root: ReviewObject =
     throw badRequest(`${at} must list at least one container`, [{ field: at, message: 'must list at least one container' }]);
   }
   for (const field of CONTAINER_FIELDS) addContainers(images, spec, root, podSpec.at, field);
-  addImageVolumes(images, spec, root, podSpec.at);
+  addImageVolumes(images, spec, root, podSpec.at, kind.kind !== 'Pod');
   return images;
 }

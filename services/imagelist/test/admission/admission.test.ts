@@ -333,6 +333,40 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     expect((await validate(port, update)).json().response.allowed).toBe(false);
   });
 
+  it('reads an image volume without a reference in a pod template as no image, as Kubernetes accepted it until #135989', async () => {
+    // The API server leaves the empty field out; kubernetes/kubernetes#135988.
+    const noReference = () => [{ name: 'models', image: { pullPolicy: 'IfNotPresent' } }];
+    const create = await fixture('deployment');
+    create.request.object.spec.template.spec.volumes = noReference();
+    expect((await validate(port, create)).json().response.allowed).toBe(true);
+
+    // It can be fixed by an UPDATE, which is checked for the image it then mounts.
+    const update = await fixture('deployment');
+    update.request.operation = 'UPDATE';
+    update.request.object.spec.template.spec.volumes = noReference();
+    update.request.oldObject = structuredClone(update.request.object);
+    update.request.object.spec.template.spec.volumes[0].image.reference = 'quay.io/shop/models:v3';
+    expect((await validate(port, update)).json().response.allowed).toBe(false);
+    update.request.object.spec.template.spec.volumes[0].image.reference = 'quay.io/shop/web:v1.4.2';
+    expect((await validate(port, update)).json().response.allowed).toBe(true);
+
+    // The garbage collector's removal of foregroundDeletion from it is admitted.
+    const deleting = await fixture('deployment');
+    deleting.request.operation = 'UPDATE';
+    deleting.request.object.spec.template.spec.volumes = noReference();
+    deleting.request.object.metadata.deletionTimestamp = '2026-12-07T20:00:00Z';
+    deleting.request.oldObject = structuredClone(deleting.request.object);
+    deleting.request.oldObject.metadata.finalizers = ['foregroundDeletion'];
+    expect((await validate(port, deleting)).json().response.allowed).toBe(true);
+
+    // A Pod needs the reference (the API server refuses one without it): never read as no image.
+    const pod = await fixture('pod');
+    pod.request.object.spec.volumes = noReference();
+    const { response } = (await validate(port, pod)).json();
+    expect(response.allowed).toBe(false);
+    expect(response.status.message).toContain('request.object.spec.volumes[0].image.reference must be a string');
+  });
+
   it('checks an EphemeralContainers object (pods/ephemeralcontainers before Kubernetes 1.22), and never allows one that names none', async () => {
     const review = await fixture('pod-ephemeralcontainers');
     const debug = { name: 'debugger', image: 'docker.io/nicolaka/netshoot:latest' };
