@@ -64,11 +64,15 @@ export function fieldErrors(issues: ValidationIssue[], context: string | undefin
       }
       const allowed = allowedValues(issue);
       const described = issue.keyword === 'pattern' && issue.parentSchema?.description;
+      // AJV's own words for a constant, "must be equal to constant", do not say which one.
+      const constant = issue.keyword === 'const' && issue.params && 'allowedValue' in issue.params;
       const message = allowed
         ? `must be one of ${allowed.map(String).join(', ')}`
-        : described
-          ? `must be ${issue.parentSchema!.description}`
-          : (issue.message ?? 'is invalid');
+        : constant
+          ? `must be ${JSON.stringify(issue.params!.allowedValue)}`
+          : described
+            ? `must be ${issue.parentSchema!.description}`
+            : (issue.message ?? 'is invalid');
       return { field: path ? `${root}.${path}` : root, message };
     });
   return errors.filter((e, i) => errors.findIndex((x) => x.field === e.field && x.message === e.message) === i);

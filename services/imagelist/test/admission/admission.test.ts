@@ -235,7 +235,9 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
   });
 
   it.each([
-    ['another apiVersion', (r: any) => (r.apiVersion = 'admission.k8s.io/v1beta1'), 'body.apiVersion'],
+    // The API server takes this answer to a v1beta1 review (it checks no apiVersion there), so the
+    // message is what an operator whose webhook lists v1beta1 first sees on every Pod: it names v1.
+    ['another apiVersion', (r: any) => (r.apiVersion = 'admission.k8s.io/v1beta1'), 'body.apiVersion must be "admission.k8s.io/v1"'],
     ['an object that is a list', (r: any) => (r.request.object = [1]), 'body.request.object'],
     [
       'containers that are not a list',
