@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, open, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -148,6 +148,63 @@ describe('TokenStore', () => {
     await rename(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
     await rm(v1, { recursive: true });
     await eventually(() => store!.verify('rotated') === 'ci');
+    expect(store.verify('one')).toBeUndefined();
+  });
+
+  it('reloads a file replaced by one of the same size and an older mtime (cp -p, rsync -a, a restored backup)', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'compromised']));
+    store = await new TokenStore(file, quietLog()).start();
+    const tmp = path.join(dir, '.tokens.yaml.tmp');
+    await writeFile(tmp, yaml(['ci', 'rotated-tok']));
+    await utimes(tmp, new Date('2026-01-01'), new Date('2026-01-01'));
+    await rename(tmp, file);
+    await eventually(() => store!.verify('rotated-tok') === 'ci');
+    expect(store.verify('compromised')).toBeUndefined();
+  });
+
+  it('keeps following the file after its directory is renamed over, or swapped through a symlink (git-sync)', async () => {
+    // --tokens-file <dir>/current/tokens.yaml, `current` a directory replaced by a rename
+    const current = path.join(dir, 'current');
+    await mkdir(current);
+    await writeFile(path.join(current, 'tokens.yaml'), yaml(['ci', 'one']));
+    store = await new TokenStore(path.join(current, 'tokens.yaml'), quietLog()).start();
+    const next = path.join(dir, 'next');
+    await mkdir(next);
+    await writeFile(path.join(next, 'tokens.yaml'), yaml(['ci', 'two']));
+    await rm(current, { recursive: true });
+    await rename(next, current);
+    await eventually(() => store!.verify('two') === 'ci');
+    // and still watched: a delete afterwards revokes every token
+    await unlink(path.join(current, 'tokens.yaml'));
+    await eventually(() => store!.verify('two') === undefined);
+    await store.close();
+
+    // `link` a symlink to a revision's directory, swapped atomically to the next revision's
+    for (const rev of ['rev1', 'rev2']) await mkdir(path.join(dir, rev));
+    await writeFile(path.join(dir, 'rev1', 'tokens.yaml'), yaml(['ci', 'one']));
+    await writeFile(path.join(dir, 'rev2', 'tokens.yaml'), yaml(['ci', 'two']));
+    await symlink('rev1', path.join(dir, 'link'));
+    store = await new TokenStore(path.join(dir, 'link', 'tokens.yaml'), quietLog()).start();
+    await symlink('rev2', path.join(dir, 'link.tmp'));
+    await rename(path.join(dir, 'link.tmp'), path.join(dir, 'link'));
+    await eventually(() => store!.verify('two') === 'ci');
+    expect(store.verify('one')).toBeUndefined();
+    await writeFile(path.join(dir, 'rev2', 'tokens.yaml'), yaml(['ci', 'three']));
+    await eventually(() => store!.verify('three') === 'ci');
+  });
+
+  it('reloads a file it reaches through a symlink when the file is edited in place', async () => {
+    const elsewhere = path.join(dir, 'secrets');
+    await mkdir(elsewhere);
+    await writeFile(path.join(elsewhere, 'tokens.yaml'), yaml(['ci', 'one']));
+    await mkdir(path.join(dir, 'etc'));
+    await symlink(path.join(elsewhere, 'tokens.yaml'), path.join(dir, 'etc', 'tokens.yaml'));
+    store = await new TokenStore(path.join(dir, 'etc', 'tokens.yaml'), quietLog()).start();
+    // A few polls first: an edit this early was seen by the watch of the directory as it started.
+    await new Promise((r) => setTimeout(r, 600));
+    await writeFile(path.join(elsewhere, 'tokens.yaml'), yaml(['ci', 'two']));
+    await eventually(() => store!.verify('two') === 'ci');
     expect(store.verify('one')).toBeUndefined();
   });
 

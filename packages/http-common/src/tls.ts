@@ -34,8 +34,9 @@ export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, lo
       log.error({ err, certfile: files.certfile }, 'TLS certificate reload failed; keeping the previous one');
     }
   };
-  // One watch per directory: cert and key usually sit side by side (a Kubernetes TLS Secret).
-  const byDir = new Map([files.certfile, files.keyfile].map((f) => [path.dirname(path.resolve(f)), f]));
-  const watchers = await Promise.all([...byDir.values()].map((f) => watchFile(f, reload, { debounceMs: 200 })));
+  // Each file: a new key alone must be seen too. A pair read half-updated does not match, and keeps
+  // the previous pair until the other file's change reloads it.
+  const distinct = new Set([files.certfile, files.keyfile].map((f) => path.resolve(f)));
+  const watchers = await Promise.all([...distinct].map((f) => watchFile(f, reload, { debounceMs: 200 })));
   return { close: () => Promise.all(watchers.map((w) => w.close())).then(() => undefined) };
 }
