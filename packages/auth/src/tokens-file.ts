@@ -1,7 +1,7 @@
 import { ConfigError, watchFile } from '@platform/http-common';
 import type { FastifyBaseLogger } from 'fastify';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import Type, { type Static } from 'typebox';
 import Value from 'typebox/value';
 import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
@@ -78,12 +78,32 @@ function parseYamlQuietly(text: string): unknown {
  */
 const TOKENS_FILE_MAX_BYTES = 1024 * 1024;
 
+const tooLarge = (bytes: number) => `tokens file is ${bytes} bytes, more than the ${TOKENS_FILE_MAX_BYTES} a tokens file may have`;
+
+/** A file over TOKENS_FILE_MAX_BYTES, refused by its size: invalid, not unreadable. */
+class TooLarge extends Error {}
+
+/**
+ * The file's text, unless it is larger than a tokens file may be: that one is not read at all.
+ * Read whole, a 300 MB file took the process from 446 MB to 2.2 GB resident (the text read twice,
+ * to see it settled), and one over 512 MB, which no string can hold, failed as unreadable, so
+ * every token was dropped instead of the last good ones kept.
+ */
+async function readTokensText(file: string): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size > TOKENS_FILE_MAX_BYTES) throw new TooLarge(tooLarge(size));
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Parses a tokens file; throws with a readable reason when it is not valid, never quoting a token. */
 export function parseTokensFile(text: string): Entry[] {
   const bytes = Buffer.byteLength(text, 'utf8');
-  if (bytes > TOKENS_FILE_MAX_BYTES) {
-    throw new Error(`tokens file is ${bytes} bytes, more than the ${TOKENS_FILE_MAX_BYTES} a tokens file may have`);
-  }
+  if (bytes > TOKENS_FILE_MAX_BYTES) throw new Error(tooLarge(bytes));
   const doc: unknown = parseYamlQuietly(text);
   if (!Value.Check(TokensFileSchema, doc)) {
     const first = Value.Errors(TokensFileSchema, doc)[0];
@@ -134,8 +154,9 @@ export class TokenStore {
   async start(): Promise<this> {
     let text: string;
     try {
-      text = await readFile(this.file, 'utf8');
+      text = await readTokensText(this.file);
     } catch (err) {
+      if (err instanceof TooLarge) throw new ConfigError(`--tokens-file ${this.file}: ${err.message}`);
       throw new ConfigError(
         `--tokens-file ${this.file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
       );
@@ -169,13 +190,21 @@ export class TokenStore {
   private async read(): Promise<void> {
     let text: string;
     try {
-      text = await readFile(this.file, 'utf8');
+      text = await readTokensText(this.file);
       if (text !== this.lastText && text !== this.lastInvalid) {
         await new Promise((resolve) => setTimeout(resolve, this.opts.settleMs ?? 100));
         // Still being written: the write's own change event brings another read.
-        if ((await readFile(this.file, 'utf8')) !== text) return;
+        if ((await readTokensText(this.file)) !== text) return;
       }
     } catch (err) {
+      if (err instanceof TooLarge) {
+        this.missing = false;
+        if (err.message !== this.lastInvalid) {
+          this.lastInvalid = err.message;
+          this.log.error({ file: this.file, reason: err.message }, 'tokens file invalid; keeping the previous tokens');
+        }
+        return;
+      }
       if (!this.missing) {
         this.log.warn({ file: this.file, code: (err as NodeJS.ErrnoException).code }, 'tokens file unreadable; no token is valid');
       }

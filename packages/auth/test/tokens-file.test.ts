@@ -253,6 +253,26 @@ describe('TokenStore', () => {
     await eventually(() => store!.verify('fixed') === 'ci');
   });
 
+  it('refuses a file over 1 MiB by its size, unread, keeping the last good tokens', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    const log = quietLog();
+    store = await new TokenStore(file, log).start();
+    // 600 MB (sparse): more than a string holds, so reading it whole failed as if unreadable
+    const handle = await open(file, 'r+');
+    await handle.truncate(600 * 1024 * 1024);
+    await handle.close();
+    await eventually(() => log.error.mock.calls.length > 0);
+    expect(JSON.stringify(log.error.mock.calls)).toMatch(/tokens file is 629145600 bytes, more than the 1048576/);
+    expect(log.warn).not.toHaveBeenCalled();
+    expect(store.verify('one')).toBe('ci');
+    await store.close();
+    await expect(new TokenStore(file, quietLog()).start()).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringContaining('tokens file is 629145600 bytes'),
+    });
+  });
+
   it('warns, by name and never quoting them, of tokens no Authorization header can carry', async () => {
     const file = path.join(dir, 'tokens.yaml');
     await writeFile(file, yaml(['ci', 'Good-T0ken'], ['spaced', ' Spac3dSecret '], ['accented', 'pässw0rd'], ['off', ' x ', true]));
