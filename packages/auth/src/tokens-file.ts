@@ -43,7 +43,8 @@ const sha256 = (value: string) => createHash('sha256').update(value, 'utf8').dig
  * Read as the original service's Go YAML library read it into its struct: YAML 1.1, so
  * `is_disabled: yes` (or on, y) disables a token (as YAML 1.2 it was a string, the file was
  * refused, and the token an operator meant to revoke stayed valid), while a name or token is the
- * text written, whatever it looks like (`name: off` is "off", not false).
+ * text written, whatever it looks like (`name: off` is "off", not false), except a null, which Go
+ * read as no value: a token or name of `~` or `null` is refused, as an empty one is.
  */
 function parseYamlQuietly(text: string): unknown {
   // logLevel 'error': warnings are not printed either (they would go to stderr unformatted).
@@ -58,7 +59,9 @@ function parseYamlQuietly(text: string): unknown {
     if (!isMap(item)) continue;
     for (const key of ['name', 'token']) {
       const node = item.get(key, true);
-      if (isScalar(node) && node.type === 'PLAIN' && node.source !== undefined) node.value = node.source;
+      // Not a null (`~`, `null`, empty): it stays null, which the schema refuses. Taken as its text,
+      // `token: null` (a generator's missing value) made `Bearer null` a valid token.
+      if (isScalar(node) && node.type === 'PLAIN' && node.source !== undefined && node.value !== null) node.value = node.source;
     }
   }
   try {

@@ -64,6 +64,14 @@ describe('parseTokensFile', () => {
     const store = parseTokensFile(`tokens:\n  - name: off\n    token: 0x1F\n  - name: yes\n    token: 1:20\n`);
     expect(store.map((e) => e.name)).toEqual(['off', 'yes']);
   });
+  it('refuses a token or name that is a YAML null, never taking it as the text `null` or `~`', () => {
+    for (const value of ['null', 'Null', 'NULL', '~']) {
+      expect(() => parseTokensFile(`tokens:\n  - name: ci\n    token: ${value}\n`), value).toThrow(/\/tokens\/0\/token must be string/);
+      expect(() => parseTokensFile(`tokens:\n  - name: ${value}\n    token: abc\n`), value).toThrow(/\/tokens\/0\/name must be string/);
+    }
+    // quoted, it is a string like any other
+    expect(parseTokensFile(`tokens:\n  - name: ci\n    token: 'null'\n`).map((e) => e.name)).toEqual(['ci']);
+  });
   it('rejects files of another shape', () => {
     expect(() => parseTokensFile('tokens:\n  - name: x\n')).toThrow(/tokens file/);
     expect(() => parseTokensFile('- a\n- b\n')).toThrow(/tokens file/);
