@@ -25,7 +25,11 @@ interface Entry {
   digest: Buffer;
   /** False when no Authorization header can carry the token, so it can never match (bearer.ts). */
   sendable: boolean;
+  /** Keys of its entry other than name, token and is_disabled: a misspelt is_disabled disables nothing. */
+  otherKeys: string[];
 }
+
+const KEYS = new Set(['name', 'token', 'is_disabled']);
 
 /**
  * What a bearer token in a header can be: visible ASCII, no whitespace. A header is read as latin1
@@ -120,7 +124,12 @@ export function parseTokensFile(text: string): Entry[] {
   const disabled = new Set(tokens.filter((t) => t.is_disabled).map((t) => t.token));
   return tokens
     .filter((t) => !disabled.has(t.token))
-    .map((t) => ({ name: t.name, digest: sha256(t.token), sendable: SENDABLE.test(t.token) }));
+    .map((t) => ({
+      name: t.name,
+      digest: sha256(t.token),
+      sendable: SENDABLE.test(t.token),
+      otherKeys: Object.keys(t).filter((key) => !KEYS.has(key)),
+    }));
 }
 
 /**
@@ -229,7 +238,7 @@ export class TokenStore {
     }
   }
 
-  /** Says what was loaded, and names (never quotes) the tokens no client can send. */
+  /** Says what was loaded, and names (never quotes) the tokens no client can send, or with keys it ignores. */
   private logLoaded(): void {
     this.log.info({ file: this.file, tokens: this.entries.length }, 'tokens loaded');
     const unsendable = this.entries.filter((e) => !e.sendable).map((e) => e.name);
@@ -237,6 +246,13 @@ export class TokenStore {
       this.log.warn(
         { file: this.file, names: unsendable },
         'tokens that can never match: a bearer token is visible ASCII without spaces (check for quotes or spaces around it)',
+      );
+    }
+    const unknown = this.entries.filter((e) => e.otherKeys.length).map((e) => ({ name: e.name, keys: e.otherKeys }));
+    if (unknown.length) {
+      this.log.warn(
+        { file: this.file, tokens: unknown },
+        'tokens with keys other than name, token and is_disabled, which are ignored: these tokens are valid (check for a misspelt is_disabled)',
       );
     }
   }

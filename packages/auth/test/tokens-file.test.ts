@@ -296,6 +296,17 @@ describe('TokenStore', () => {
     expect(log.warn).toHaveBeenCalledTimes(1);
   });
 
+  it('warns, by name, of valid tokens whose entries have keys it ignores, such as a misspelt is_disabled', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, `${yaml(['ci', 'Good-T0ken'])}  - name: revoked\n    token: 'Leak3dTok'\n    is_disabeld: true\n`);
+    const log = quietLog();
+    store = await new TokenStore(file, log).start();
+    expect(store.verify('Leak3dTok')).toBe('revoked');
+    expect(log.warn).toHaveBeenCalledTimes(1);
+    expect(log.warn.mock.calls[0]![0]).toMatchObject({ tokens: [{ name: 'revoked', keys: ['is_disabeld'] }] });
+    expect(JSON.stringify(log.warn.mock.calls)).not.toContain('Leak3d');
+  });
+
   it('fails closed: a deleted file means no token is valid, until it comes back', async () => {
     const file = path.join(dir, 'tokens.yaml');
     await writeFile(file, yaml(['ci', 'one']));
