@@ -34,9 +34,20 @@ export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, lo
       log.error({ err, certfile: files.certfile }, 'TLS certificate reload failed; keeping the previous one');
     }
   };
-  // Each file: a new key alone must be seen too. A pair read half-updated does not match, and keeps
-  // the previous pair until the other file's change reloads it.
+  // Each file: a new key alone must be seen too. One reload for both (a Secret update changes
+  // both); a pair read half-updated does not match, and keeps the previous pair until the other
+  // file's change reloads it.
+  let timer: NodeJS.Timeout | undefined;
+  const soon = () => {
+    clearTimeout(timer);
+    timer = setTimeout(reload, 200);
+  };
   const distinct = new Set([files.certfile, files.keyfile].map((f) => path.resolve(f)));
-  const watchers = await Promise.all([...distinct].map((f) => watchFile(f, reload, { debounceMs: 200 })));
-  return { close: () => Promise.all(watchers.map((w) => w.close())).then(() => undefined) };
+  const watchers = await Promise.all([...distinct].map((f) => watchFile(f, soon, { debounceMs: 0 })));
+  return {
+    close: async () => {
+      clearTimeout(timer);
+      await Promise.all(watchers.map((w) => w.close()));
+    },
+  };
 }

@@ -1,4 +1,5 @@
 import { selfSignedCertificate } from '@platform/test-cert';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -153,6 +154,16 @@ describe('server.ts', () => {
         (r) => r.cn === 'second',
       );
       expect(rotated.cn).toBe('second');
+
+      // a renewal that keeps the key (certbot --reuse-key): the certificate alone, written in place
+      const renewed = path.join(tls, 'renewed.crt');
+      execFileSync('openssl', ['req', '-x509', '-key', keyfile, '-days', '1', '-subj', '/CN=third', '-out', renewed], { stdio: 'ignore' });
+      await writeFile(certfile, await readFile(renewed));
+      const third = await until(
+        () => httpsGet(port, '/v1/ecr/ping'),
+        (r) => r.cn === 'third',
+      );
+      expect(third.cn).toBe('third');
     } finally {
       child.kill('SIGTERM');
       expect(await exitCode(child)).toBe(0);
