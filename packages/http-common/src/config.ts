@@ -16,6 +16,13 @@ export interface ConfigMeta {
   description?: string;
   /** Hide the value in --help and in logs. */
   secret?: boolean;
+  /**
+   * The environment variable set to '' is refused (exit 2), not read as unset as other variables
+   * are: for a setting whose absence turns a protection off (writes open without a tokens file,
+   * HTTP without a certificate, the embedded database without a URL). A manifest or template that
+   * renders a missing value as '' started the service that way with only a warning.
+   */
+  emptyEnvRefused?: boolean;
 }
 
 export class ConfigError extends Error {
@@ -119,12 +126,15 @@ export function loadConfig<T extends TObject>(
   if (opts.warn && opts.envPrefix) warnUnknownEnv(schema, env, opts.envPrefix, opts.warn);
 
   const raw: Record<string, unknown> = {};
+  const empty: string[] = [];
   for (const [key, prop] of entries(schema)) {
     const fromFlag = flags[prop.flag ?? kebab(key)];
     const fromEnv = prop.env ? env[prop.env] : undefined;
     if (fromFlag !== undefined) raw[key] = fromFlag;
+    else if (fromEnv === '' && prop.emptyEnvRefused) empty.push(`  ${prop.env}: is set but empty; unset it, or give a value`);
     else if (fromEnv !== undefined && fromEnv !== '') raw[key] = fromEnv;
   }
+  if (empty.length) throw new ConfigError(`invalid configuration:\n${empty.join('\n')}`);
 
   const value = Value.Convert(schema, Value.Default(schema, raw));
   if (!Value.Check(schema, value)) {

@@ -26,6 +26,19 @@ describe('loadConfig', () => {
     expect(() => load([], { APP_POOL_SIZE: '0' })).toThrow(ConfigError);
   });
 
+  it('reads an empty variable as unset, unless the setting refuses it (its absence would turn a protection off)', () => {
+    expect(load([], { APP_LISTEN: '', APP_POOL_SIZE: '' })).toEqual({ listen: ':8000', poolSize: 10, debug: false });
+    const Guarded = Type.Object({
+      tokensFile: Type.Optional(Type.String({ minLength: 1, env: 'APP_TOKENS_FILE', emptyEnvRefused: true })),
+    });
+    const guarded = (env: Record<string, string>) => loadConfig(Guarded, { name: 'app', summary: '', argv: [], env });
+    expect(guarded({})).toEqual({});
+    expect(guarded({ APP_TOKENS_FILE: '/t.yaml' })).toEqual({ tokensFile: '/t.yaml' });
+    expect(() => guarded({ APP_TOKENS_FILE: '' })).toThrow(
+      'invalid configuration:\n  APP_TOKENS_FILE: is set but empty; unset it, or give a value',
+    );
+  });
+
   it('names the allowed values of a choice in one line', () => {
     const Choice = Type.Object({ mode: Type.Union([Type.Literal('a'), Type.Literal('b')], { default: 'a', env: 'APP_MODE' }) });
     expect(() => loadConfig(Choice, { name: 'app', summary: '', argv: ['--mode', 'c'], env: {} })).toThrow(

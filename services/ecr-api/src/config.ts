@@ -149,10 +149,16 @@ export const ConfigSchema = Type.Object({
   certfile: Type.Optional(
     Type.String({
       minLength: 1,
-      ...meta({ env: 'ECR_API_CERTFILE', description: 'TLS certificate (PEM); with --keyfile serves HTTPS, reloaded on change' }),
+      ...meta({
+        env: 'ECR_API_CERTFILE',
+        emptyEnvRefused: true,
+        description: 'TLS certificate (PEM); with --keyfile serves HTTPS, reloaded on change',
+      }),
     }),
   ),
-  keyfile: Type.Optional(Type.String({ minLength: 1, ...meta({ env: 'ECR_API_KEYFILE', description: 'TLS private key (PEM)' }) })),
+  keyfile: Type.Optional(
+    Type.String({ minLength: 1, ...meta({ env: 'ECR_API_KEYFILE', emptyEnvRefused: true, description: 'TLS private key (PEM)' }) }),
+  ),
   sessionDuration: Type.Optional(
     Type.Integer({
       minimum: 900,

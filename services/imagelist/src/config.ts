@@ -7,6 +7,7 @@ export const ConfigSchema = Type.Object({
     Type.String({
       minLength: 1,
       env: 'IMAGELIST_TOKENS_FILE',
+      emptyEnvRefused: true,
       description: 'YAML file of bearer tokens for PUT and DELETE, reloaded when it changes; unset: writes need no token',
     }),
   ),
@@ -14,12 +15,18 @@ export const ConfigSchema = Type.Object({
     Type.String({
       pattern: '^postgres(ql)?://',
       env: 'DATABASE_URL',
+      emptyEnvRefused: true,
       secret: true,
       description: 'PostgreSQL URL; unset (and no --db-host): an embedded PGlite database',
     }),
   ),
   dbHost: Type.Optional(
-    Type.String({ minLength: 1, env: 'IMAGELIST_DB_HOST', description: 'PostgreSQL host (instead of --database-url)' }),
+    Type.String({
+      minLength: 1,
+      env: 'IMAGELIST_DB_HOST',
+      emptyEnvRefused: true,
+      description: 'PostgreSQL host (instead of --database-url)',
+    }),
   ),
   dbPort: Type.Integer({ minimum: 1, maximum: 65535, default: 5432, env: 'IMAGELIST_DB_PORT', description: 'PostgreSQL port' }),
   dbName: Type.String({ default: 'imagelist', env: 'IMAGELIST_DB_NAME', description: 'PostgreSQL database' }),
@@ -86,10 +93,13 @@ export const ConfigSchema = Type.Object({
     Type.String({
       minLength: 1,
       env: 'IMAGELIST_CERTFILE',
+      emptyEnvRefused: true,
       description: 'TLS certificate (PEM); with --keyfile serves HTTPS, reloaded on change',
     }),
   ),
-  keyfile: Type.Optional(Type.String({ minLength: 1, env: 'IMAGELIST_KEYFILE', description: 'TLS private key (PEM)' })),
+  keyfile: Type.Optional(
+    Type.String({ minLength: 1, env: 'IMAGELIST_KEYFILE', emptyEnvRefused: true, description: 'TLS private key (PEM)' }),
+  ),
   logLevel: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)),
     { default: 'info', env: 'IMAGELIST_LOG_LEVEL', description: 'fatal, error, warn, info, debug or trace' },

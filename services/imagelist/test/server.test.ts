@@ -57,12 +57,17 @@ describe('imagelist CLI', () => {
     const tls = await runCli(['--certfile', '/x.crt']);
     expect(tls.code).toBe(2);
     expect(tls.stderr).toMatch(/--certfile and --keyfile/);
+    // Unset, writes are open; set but empty (a template's missing value) is a mistake, not that.
+    const noTokens = await runCli(['--listen', '127.0.0.1:0'], { IMAGELIST_TOKENS_FILE: '', DATABASE_URL: '' });
+    expect(noTokens.code).toBe(2);
+    expect(noTokens.stderr).toContain('IMAGELIST_TOKENS_FILE: is set but empty');
+    expect(noTokens.stderr).toContain('DATABASE_URL: is set but empty');
   });
 
   it('without a database, and nowhere to keep the embedded one, says so and exits 2', async () => {
     const file = path.join(dir, 'a-file');
     await writeFile(file, '');
-    const { code, stderr } = await runCli(['--listen', '127.0.0.1:0', '--data-dir', path.join(file, 'imagelist')], { DATABASE_URL: '' });
+    const { code, stderr } = await runCli(['--listen', '127.0.0.1:0', '--data-dir', path.join(file, 'imagelist')]);
     expect(code).toBe(2);
     expect(stderr).toContain(
       `no database: DATABASE_URL (or --db-host) is not set, and the embedded database cannot keep its files in ${file}/imagelist (ENOTDIR)`,
