@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import type { DatabaseTarget } from './database-tls.js';
 import { hostSocket } from './host-socket.js';
-import { CHANNEL, SERVER_MS, type ImageSql } from './image-sql.js';
+import { ANNOUNCING, announces, CHANNEL, SERVER_MS, type ImageSql } from './image-sql.js';
 
 export interface FeedLogger {
   info(obj: object, msg: string): void;
@@ -13,7 +13,10 @@ export interface FeedLogger {
 export interface ChangeFeedListener {
   /** The listener is connected (again): anything may have changed while it was not. */
   connected(): void;
-  /** An image id changed, or '*' (TRUNCATE): everything did. */
+  /**
+   * An image id changed, or '*': everything may have (a TRUNCATE, or the table or its triggers
+   * replaced or re-enabled, as a restore does without announcing a row).
+   */
   changed(id: string): void;
   /** The listener is gone or could not connect. */
   lost(): void;
@@ -51,6 +54,13 @@ export class ChangeFeed {
   currentAsOf = 0;
   /** Reconnect attempts since the feed last listened; 0 while listening. */
   failures = 0;
+  /**
+   * The table's triggers announce every change (as of the last heartbeat). Without them no change
+   * reaches the feed, so memory cannot follow the table: answers come from the database.
+   */
+  announcing = false;
+  /** The triggers as ANNOUNCING last read them. */
+  private triggers: string | undefined;
 
   private closed = false;
   private running: Promise<void> | undefined;
@@ -111,11 +121,17 @@ export class ChangeFeed {
     this.probing = true;
     const conn = this.state === 'listening' ? this.current : undefined;
     // The heartbeat reads the server's clock too, for the deadlines writes carry (database-clock.ts).
-    const heartbeat = (conn: postgres.Sql) =>
-      this.images.clock.read(() =>
-        conn<{ serverMs: number }[]>`
-          SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${Date.now()}`}), ${conn.unsafe(SERVER_MS)}`.execute(),
-      );
+    // And which triggers announce changes: a restore replaces them without announcing anything.
+    const heartbeat = async (conn: postgres.Sql) => {
+      let triggers: string | undefined;
+      await this.images.clock.read(async () => {
+        const rows = await conn<{ serverMs: number; announcing: string }[]>`
+          SELECT pg_notify(${CHANNEL}, ${`heartbeat:${this.nonce}:${Date.now()}`}), ${conn.unsafe(SERVER_MS)}, ${conn.unsafe(ANNOUNCING)}`.execute();
+        triggers = rows[0]?.announcing;
+        return rows;
+      });
+      if (triggers !== undefined && conn === this.current && this.state === 'listening') this.triggersAre(triggers, true);
+    };
     const probe = conn ? withTimeout(heartbeat(conn), this.connectTimeoutS * 1000) : this.images.ping();
     probe
       .then(
@@ -151,7 +167,13 @@ export class ChangeFeed {
       try {
         this.state = 'connecting';
         await withTimeout(conn`LISTEN ${conn(CHANNEL)}`.execute(), this.connectTimeoutS * 1000);
+        // read after LISTEN and before the reload: a replacement after this is seen by a heartbeat
+        const [triggers] = await withTimeout(
+          conn<{ announcing: string }[]>`SELECT ${conn.unsafe(ANNOUNCING)}`.execute(),
+          this.connectTimeoutS * 1000,
+        );
         if (this.closed) break;
+        this.triggersAre(triggers?.announcing ?? '', false);
         if (this.failures > 0) this.opts.log?.info({ attempts: this.failures }, 'change feed listening again');
         this.failures = 0;
         this.currentAsOf = Date.now(); // a grace period of one silence window for the first heartbeat
@@ -175,6 +197,27 @@ export class ChangeFeed {
       if (!this.closed) await sleep(this.retryMs);
     }
     this.state = 'connecting';
+  }
+
+  /**
+   * The triggers as read now. Changed since the last reading (`replaced`, on the same connection),
+   * the table may hold anything without a change having been announced: the whole index is
+   * reloaded. Logged once per change of the triggers.
+   */
+  private triggersAre(triggers: string, replaced: boolean): void {
+    if (triggers === this.triggers) return;
+    const before = this.triggers;
+    this.triggers = triggers;
+    this.announcing = announces(triggers);
+    if (!this.announcing) {
+      this.opts.log?.warn(
+        { triggers: triggers || null },
+        'changes to the images table are not announced (the table or its notify triggers are missing or disabled); answering from the database',
+      );
+    } else if (replaced || (before !== undefined && !announces(before))) {
+      this.opts.log?.warn({ triggers }, 'the images table or its notify triggers were replaced (a restore?); reloading the whole index');
+    }
+    if (replaced) this.listener.changed('*');
   }
 
   private heard(payload: string): void {

@@ -211,6 +211,7 @@ export class LiveIndex implements ChangeFeedListener {
       !this.tooLarge &&
       this.loaded &&
       this.feed.state === 'listening' &&
+      this.feed.announcing &&
       now - this.feed.currentAsOf < this.staleAfterMs &&
       // a change heard but not applied for as long: memory is not what the database holds
       (this.unconfirmedSince === undefined || now - this.unconfirmedSince < this.staleAfterMs) &&
@@ -225,7 +226,7 @@ export class LiveIndex implements ChangeFeedListener {
   }
 
   private noteExact(): void {
-    if (!this.loaded || this.feed.state !== 'listening') return;
+    if (!this.loaded || this.feed.state !== 'listening' || !this.feed.announcing) return;
     // Exact up to the oldest change not yet applied (whose ids dropOverdue takes out of memory).
     const asOf = Math.min(this.feed.currentAsOf, this.unappliedSince);
     this.lastExactAt = Math.max(this.lastExactAt, asOf);

@@ -1,0 +1,109 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DIGEST_A, DIGEST_B } from './support/app.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { imagelistClient } from './support/http-client.js';
+import { freePort, startServer, type RunningServer } from './support/server-process.js';
+
+// The allowlist's table replaced, or changed with its notify triggers disabled, as a restore of an
+// older copy does (pg_restore --clean: a new table, its rows, then its triggers; --data-only
+// --disable-triggers): no change is announced. The imagelist process as deployed, over HTTP.
+let db: TestDatabase;
+let server: RunningServer | undefined;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterEach(async () => {
+  await server?.stop('SIGKILL');
+  server = undefined;
+  await db.sql`DROP TABLE IF EXISTS images_backup`;
+  await db.sql`ALTER TABLE images ENABLE TRIGGER ALL`;
+  await db.sql`DELETE FROM images`;
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+const NAME = 'quay.io/team/restored';
+
+async function imagelist() {
+  const port = await freePort();
+  server = await startServer(['--listen', `127.0.0.1:${port}`, '--db-timeout', '1'], { DATABASE_URL: db.url });
+  const il = imagelistClient(`http://127.0.0.1:${port}`);
+  const put = (id: string) =>
+    il.call('/images', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id, name: NAME, tags: [id === DIGEST_A ? 'a' : 'b'] }),
+    });
+  return { il, put };
+}
+
+/** Until `check` holds, for at most `ms`; the last failure otherwise. */
+async function eventually(check: () => Promise<void>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+describe('a table restored or changed without notifications', () => {
+  it('after a restore of an older copy, answers what the restored table holds within 2 s', async () => {
+    const { il, put } = await imagelist();
+    expect((await put(DIGEST_A)).status).toBe(200);
+    await db.sql`CREATE TABLE images_backup AS TABLE images`; // the dump
+    expect((await put(DIGEST_B)).status).toBe(200);
+    expect((await il.call(`/images/${DIGEST_A}`, { method: 'DELETE' })).status).toBe(204);
+    await eventually(async () => {
+      expect((await il.review(`${NAME}:b`)).allowed).toBe(true);
+      expect((await il.review(`${NAME}:a`)).allowed).toBe(false);
+    }, 2000);
+
+    // what pg_restore --clean does: the table dropped, created again, its rows, then its triggers
+    await db.sql.begin(async (tx) => {
+      await tx`CREATE TABLE images_restored (LIKE images INCLUDING ALL)`;
+      await tx`INSERT INTO images_restored SELECT * FROM images_backup`;
+      await tx`DROP TABLE images`;
+      await tx`ALTER TABLE images_restored RENAME TO images`;
+    });
+    await db.sql.unsafe(`
+      CREATE TRIGGER images_notify_row AFTER INSERT OR UPDATE OR DELETE ON images
+        FOR EACH ROW EXECUTE FUNCTION images_notify_row();
+      CREATE TRIGGER images_notify_truncate AFTER TRUNCATE ON images
+        FOR EACH STATEMENT EXECUTE FUNCTION images_notify_truncate();`);
+    const restoredAt = Date.now();
+
+    await eventually(async () => {
+      expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - restoredAt} ms after the restore`).toBe(false);
+      expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
+      expect((await il.review(`${NAME}:a`)).allowed).toBe(true);
+      expect((await il.call(`/images/${DIGEST_A}`)).status).toBe(200);
+    }, 2000);
+    // and it stays so, answered from memory again
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await il.review(`${NAME}:b`)).allowed).toBe(false);
+    expect((await il.review(`${NAME}:a`)).allowed).toBe(true);
+    expect((await il.call('/metrics')).text).toMatch(/^imagelist_index_fresh 1$/m);
+    expect(server!.output()).toContain('were replaced (a restore?)');
+  }, 30_000);
+
+  it('with its notify triggers disabled, a row deleted in SQL is denied within 2 s', async () => {
+    const { il, put } = await imagelist();
+    expect((await put(DIGEST_B)).status).toBe(200);
+    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+
+    await db.sql`ALTER TABLE images DISABLE TRIGGER images_notify_row`;
+    await db.sql`DELETE FROM images WHERE id = ${DIGEST_B}`;
+    const deletedAt = Date.now();
+    await eventually(async () => {
+      expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - deletedAt} ms after the DELETE`).toBe(false);
+      expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
+    }, 2000);
+    expect(server!.output()).toContain('changes to the images table are not announced');
+  }, 30_000);
+});
