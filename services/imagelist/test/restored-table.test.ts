@@ -17,6 +17,7 @@ afterEach(async () => {
   await server?.stop('SIGKILL');
   server = undefined;
   await db.sql`DROP TABLE IF EXISTS images_backup`;
+  await db.sql`ALTER TABLE IF EXISTS images_away RENAME TO images`;
   await db.sql`ALTER TABLE images ENABLE TRIGGER ALL`;
   await db.sql`DELETE FROM images`;
 });
@@ -105,5 +106,27 @@ describe('a table restored or changed without notifications', () => {
       expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
     }, 2000);
     expect(server!.output()).toContain('changes to the images table are not announced');
+  }, 30_000);
+
+  it('while its table is missing, says so once, not at every retry, and answers again once it is back', async () => {
+    const { il, put } = await imagelist();
+    expect((await put(DIGEST_B)).status).toBe(200);
+    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+
+    await db.sql`ALTER TABLE images RENAME TO images_away`;
+    await new Promise((r) => setTimeout(r, 3000)); // a dozen retries
+    const failures = server!
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('image index refresh failed'));
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toContain('42P01');
+    expect((await il.review(`${NAME}:b`)).allowed).not.toBe(true);
+
+    await db.sql`ALTER TABLE images_away RENAME TO images`;
+    await eventually(async () => {
+      expect((await il.review(`${NAME}:b`)).allowed).toBe(true);
+      expect(server!.output()).toContain('image index refreshed again');
+    }, 2000);
   }, 30_000);
 });

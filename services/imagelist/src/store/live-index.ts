@@ -143,6 +143,13 @@ export class LiveIndex implements ChangeFeedListener {
   private overdueLogged = false;
   private reloadAll = false;
   private draining: Promise<void> | undefined;
+  /**
+   * Refreshes failed in a row, and the code of the last: a failure is logged when a streak begins
+   * or its code changes, and the streak's end once. Logged each time, a table dropped (42P01) or
+   * a grant revoked (42501) while the database answers wrote four warnings a second, for good.
+   */
+  private refreshFailures = 0;
+  private refreshFailedWith: string | undefined;
   private closed = false;
   private readonly staleAfterMs: number;
   private readonly pageSize: number;
@@ -519,10 +526,19 @@ export class LiveIndex implements ChangeFeedListener {
             // held all their rows at once (+30 MB resident at 1,300,000 images).
             await this.apply(Array.from(take(this.pending.keys(), this.pageSize)));
           }
+          if (this.refreshFailures > 0) {
+            this.opts.log?.info({ attempts: this.refreshFailures }, 'image index refreshed again');
+            this.refreshFailures = 0;
+            this.refreshFailedWith = undefined;
+          }
         } catch (err) {
           this.noteFailure(err);
           this.reloadAll ||= !this.loaded;
-          this.opts.log?.warn({ code: (err as { code?: string }).code }, 'image index refresh failed; retrying');
+          const code = (err as { code?: string }).code;
+          if (this.refreshFailures++ === 0 || code !== this.refreshFailedWith) {
+            this.opts.log?.warn({ code, message: (err as Error).message }, 'image index refresh failed; retrying');
+          }
+          this.refreshFailedWith = code;
           await sleep(250);
         }
       }
