@@ -108,6 +108,24 @@ describe('a table restored or changed without notifications', () => {
     expect(server!.output()).toContain('changes to the images table are not announced');
   }, 30_000);
 
+  it('rows changed with its triggers disabled and enabled again in one transaction are read within 2 s', async () => {
+    const { il, put } = await imagelist();
+    expect((await put(DIGEST_B)).status).toBe(200);
+    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+
+    // pg_restore --single-transaction --disable-triggers: the triggers are as they were once it commits
+    await db.sql.begin(async (tx) => {
+      await tx`ALTER TABLE images DISABLE TRIGGER ALL`;
+      await tx`DELETE FROM images WHERE id = ${DIGEST_B}`;
+      await tx`ALTER TABLE images ENABLE TRIGGER ALL`;
+    });
+    const deletedAt = Date.now();
+    await eventually(async () => {
+      expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - deletedAt} ms after the DELETE`).toBe(false);
+      expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
+    }, 2000);
+  }, 30_000);
+
   it('while its table is missing, says so once, not at every retry, and answers again once it is back', async () => {
     const { il, put } = await imagelist();
     expect((await put(DIGEST_B)).status).toBe(200);

@@ -40,16 +40,17 @@ const TIMESTAMP_COLUMNS = `(extract(epoch FROM created_at) * 1000000)::float8 AS
 export const SERVER_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS "serverMs"`;
 
 /**
- * Migration 002's triggers that announce every change, as `<oid><tgenabled>` of each ('' once the
- * table is gone), for the change feed: a restore (pg_restore --clean, a dump replayed) drops and
- * recreates the table and loads its rows before the triggers, so nothing is announced, and a
- * table or trigger re-created, or disabled, is seen here.
+ * Migration 002's triggers that announce every change, as `<oid>.<xmin><tgenabled>` of each (''
+ * once the table is gone), for the change feed: a restore (pg_restore --clean, a dump replayed)
+ * drops and recreates the table and loads its rows before the triggers, so nothing is announced,
+ * and a table or trigger re-created (a new oid), or disabled and enabled again, even within one
+ * transaction (pg_restore --single-transaction --disable-triggers: a new xmin), is seen here.
  */
-export const ANNOUNCING = `(SELECT coalesce(string_agg(t.oid::text || t.tgenabled::text, ',' ORDER BY t.oid), '')
+export const ANNOUNCING = `(SELECT coalesce(string_agg(t.oid::text || '.' || t.xmin::text || t.tgenabled::text, ',' ORDER BY t.oid), '')
   FROM pg_trigger t WHERE t.tgrelid = to_regclass('images') AND t.tgname IN ('images_notify_row', 'images_notify_truncate')) AS "announcing"`;
 
 /** Whether the triggers ANNOUNCING describes are both there and fire in ordinary sessions (O: origin, A: always). */
-export const announces = (triggers: string): boolean => triggers.split(',').filter((t) => /^\d+[OA]$/.test(t)).length === 2;
+export const announces = (triggers: string): boolean => triggers.split(',').filter((t) => /^\d+\.\d+[OA]$/.test(t)).length === 2;
 
 /** Columns of an ImageRecord. */
 const RECORD_COLUMNS = `id, name, tags, ${TIMESTAMP_COLUMNS}`;
