@@ -19,6 +19,8 @@ afterEach(async () => {
   await db.sql`DROP TABLE IF EXISTS images_backup`;
   await db.sql`ALTER TABLE IF EXISTS images_away RENAME TO images`;
   await db.sql`ALTER TABLE images ENABLE TRIGGER ALL`;
+  await db.sql`ALTER TABLE images ENABLE ALWAYS TRIGGER images_notify_row`;
+  await db.sql`ALTER TABLE images ENABLE ALWAYS TRIGGER images_notify_truncate`;
   await db.sql`DELETE FROM images`;
 });
 afterAll(async () => {
@@ -118,6 +120,23 @@ describe('a table restored or changed without notifications', () => {
       await tx`ALTER TABLE images DISABLE TRIGGER ALL`;
       await tx`DELETE FROM images WHERE id = ${DIGEST_B}`;
       await tx`ALTER TABLE images ENABLE TRIGGER ALL`;
+    });
+    const deletedAt = Date.now();
+    await eventually(async () => {
+      expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - deletedAt} ms after the DELETE`).toBe(false);
+      expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
+    }, 2000);
+  }, 30_000);
+
+  it('a row deleted by a session that skips ordinary triggers (session_replication_role = replica) is denied within 2 s', async () => {
+    const { il, put } = await imagelist();
+    expect((await put(DIGEST_B)).status).toBe(200);
+    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+
+    // as a logical replication apply worker writes, or an operator skipping triggers
+    await db.sql.begin(async (tx) => {
+      await tx`SET LOCAL session_replication_role = replica`;
+      await tx`DELETE FROM images WHERE id = ${DIGEST_B}`;
     });
     const deletedAt = Date.now();
     await eventually(async () => {
