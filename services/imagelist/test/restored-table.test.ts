@@ -159,6 +159,12 @@ describe('a table restored or changed without notifications', () => {
     expect(failures).toHaveLength(1);
     expect(failures[0]).toContain('42P01');
     expect((await il.review(`${NAME}:b`)).allowed).not.toBe(true);
+    // Answered 503 naming the cause (a 500 logged a stack for every request), and nothing written.
+    for (const answer of [await put(DIGEST_A), await il.call(`/images/${DIGEST_B}`)]) {
+      expect(answer.status).toBe(503);
+      expect(JSON.parse(answer.text).detail).toMatch(/does not hold imagelist's tables/);
+    }
+    expect(server!.output()).not.toMatch(/"level":50/);
 
     await db.sql`ALTER TABLE images_away RENAME TO images`;
     await eventually(async () => {

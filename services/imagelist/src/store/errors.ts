@@ -58,6 +58,18 @@ const WRITE_REFUSED: Record<string, string> = {
   IL001: 'The write reached the database after its deadline (a slow network?) and was refused; it was not made. Retry it.',
 };
 
+/**
+ * SQLSTATEs of a database that answers but does not hold imagelist's tables (dropped, renamed, a
+ * restore under way, the database re-created empty) or no longer lets its user read them: until
+ * an operator puts them back, every request fails alike. Answered 503 naming the cause, not a 500
+ * with a stack logged for each request. Not an outage: memory is not answered from (the feed sees
+ * the table's triggers gone, change-feed.ts), so admission is denied meanwhile.
+ */
+const SCHEMA_MISSING: Record<string, string> = {
+  '42P01': "The database does not hold imagelist's tables (dropped, or being restored?); retry once they are back.",
+  '42501': "The database refuses imagelist's user access to its tables (a privilege revoked?); retry once it is granted again.",
+};
+
 /** For the app's error handler: a database outage, or a database refusing writes for now, becomes a 503 the client may retry. */
 export function classifyDatabaseError(error: unknown): HttpProblem | undefined {
   if (isDatabaseUnavailable(error)) return unavailable('The database is unavailable; retry shortly.', error);
@@ -65,6 +77,7 @@ export function classifyDatabaseError(error: unknown): HttpProblem | undefined {
   if (typeof code !== 'string') return undefined;
   const refused =
     WRITE_REFUSED[code] ??
+    SCHEMA_MISSING[code] ??
     (code.startsWith('53') ? 'The database is out of a resource; the write was not made. Retry shortly.' : undefined);
   return refused === undefined ? undefined : unavailable(refused, error);
 }
