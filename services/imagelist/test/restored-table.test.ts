@@ -55,6 +55,23 @@ async function eventually(check: () => Promise<void>, ms: number): Promise<void>
   }
 }
 
+/** imagelist with image B listed and admitted. */
+async function imagelistWithB() {
+  const running = await imagelist();
+  expect((await running.put(DIGEST_B)).status).toBe(200);
+  await eventually(async () => expect((await running.il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+  return running;
+}
+
+/** Image B, deleted in SQL just now, is denied and not found within 2 s. */
+async function deniedWithin2s(il: ReturnType<typeof imagelistClient>): Promise<void> {
+  const deletedAt = Date.now();
+  await eventually(async () => {
+    expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - deletedAt} ms after the DELETE`).toBe(false);
+    expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
+  }, 2000);
+}
+
 describe('a table restored or changed without notifications', () => {
   it('after a restore of an older copy, answers what the restored table holds within 2 s', async () => {
     const { il, put } = await imagelist();
@@ -96,24 +113,16 @@ describe('a table restored or changed without notifications', () => {
   }, 30_000);
 
   it('with its notify triggers disabled, a row deleted in SQL is denied within 2 s', async () => {
-    const { il, put } = await imagelist();
-    expect((await put(DIGEST_B)).status).toBe(200);
-    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+    const { il } = await imagelistWithB();
 
     await db.sql`ALTER TABLE images DISABLE TRIGGER images_notify_row`;
     await db.sql`DELETE FROM images WHERE id = ${DIGEST_B}`;
-    const deletedAt = Date.now();
-    await eventually(async () => {
-      expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - deletedAt} ms after the DELETE`).toBe(false);
-      expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
-    }, 2000);
+    await deniedWithin2s(il);
     expect(server!.output()).toContain('changes to the images table are not announced');
   }, 30_000);
 
   it('rows changed with its triggers disabled and enabled again in one transaction are read within 2 s', async () => {
-    const { il, put } = await imagelist();
-    expect((await put(DIGEST_B)).status).toBe(200);
-    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+    const { il } = await imagelistWithB();
 
     // pg_restore --single-transaction --disable-triggers: the triggers are as they were once it commits
     await db.sql.begin(async (tx) => {
@@ -121,34 +130,22 @@ describe('a table restored or changed without notifications', () => {
       await tx`DELETE FROM images WHERE id = ${DIGEST_B}`;
       await tx`ALTER TABLE images ENABLE TRIGGER ALL`;
     });
-    const deletedAt = Date.now();
-    await eventually(async () => {
-      expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - deletedAt} ms after the DELETE`).toBe(false);
-      expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
-    }, 2000);
+    await deniedWithin2s(il);
   }, 30_000);
 
   it('a row deleted by a session that skips ordinary triggers (session_replication_role = replica) is denied within 2 s', async () => {
-    const { il, put } = await imagelist();
-    expect((await put(DIGEST_B)).status).toBe(200);
-    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+    const { il } = await imagelistWithB();
 
     // as a logical replication apply worker writes, or an operator skipping triggers
     await db.sql.begin(async (tx) => {
       await tx`SET LOCAL session_replication_role = replica`;
       await tx`DELETE FROM images WHERE id = ${DIGEST_B}`;
     });
-    const deletedAt = Date.now();
-    await eventually(async () => {
-      expect((await il.review(`${NAME}:b`)).allowed, `${Date.now() - deletedAt} ms after the DELETE`).toBe(false);
-      expect((await il.call(`/images/${DIGEST_B}`)).status).toBe(404);
-    }, 2000);
+    await deniedWithin2s(il);
   }, 30_000);
 
   it('while its table is missing, says so once, not at every retry, and answers again once it is back', async () => {
-    const { il, put } = await imagelist();
-    expect((await put(DIGEST_B)).status).toBe(200);
-    await eventually(async () => expect((await il.review(`${NAME}:b`)).allowed).toBe(true), 2000);
+    const { il, put } = await imagelistWithB();
 
     await db.sql`ALTER TABLE images RENAME TO images_away`;
     await new Promise((r) => setTimeout(r, 3000)); // a dozen retries
