@@ -7,15 +7,16 @@ const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /**
  * Whether a call that failed may still have taken effect in AWS: it got no answer (an attempt's
- * timeout, a reset, the request's deadline, the service closing) or a 5xx, after which AWS may or
- * may not have applied it. An AWS answer below 500 is a refusal: nothing was done.
+ * timeout, a reset, the request's deadline, the service closing), a 5xx, after which AWS may or
+ * may not have applied it, or a 2xx whose body was cut off or could not be read (the SDK keeps the
+ * status of the headers it got): AWS did it. An AWS answer of 4xx is a refusal: nothing was done.
  */
 export function mayHaveTakenEffect(err: unknown): boolean {
   if (err instanceof HttpProblem) return false;
   if (err instanceof AwsDeadlineExceeded || err instanceof ServiceClosing) return true;
   const e = (err ?? {}) as Partial<MetadataBearer> & { code?: string };
   const status = e.$metadata?.httpStatusCode;
-  if (status !== undefined) return status >= 500;
+  if (status !== undefined) return status >= 500 || (status >= 200 && status < 300);
   return !NEVER_SENT.has(e.code ?? '');
 }
 

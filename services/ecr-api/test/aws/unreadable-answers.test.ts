@@ -1,7 +1,9 @@
 import type { ECRClient } from '@aws-sdk/client-ecr';
+import { ListAccessKeysCommand } from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auth, directEcr, motoEndpoint, newAccount, repositoryExists, testApp } from '../support/app.js';
+import { directIam } from '../support/direct-iam.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 
 /**
@@ -90,5 +92,70 @@ describe('an answer that is not an AWS answer', () => {
     // The role is assumed again once STS answers.
     proxy.clear();
     expect((await app.inject({ url: `/v1/ecr/${fresh}/repositories`, headers: auth })).statusCode).toBe(200);
+  });
+});
+
+describe('a 200 whose body is cut off (the call was done, its answer lost)', () => {
+  const cut = (contentType: string, body: string) => ({ code: 'cut', status: 200, applied: true, times: 1, raw: { contentType, body } });
+
+  it('to CreateRepository: not sent again, and the repository is deleted again (was: sent 3 times, or left without its policy and a 502 that said nothing of it)', async () => {
+    proxy.fail('CreateRepository', cut('application/x-amz-json-1.1', '{"repository": {"repositoryArn": "arn:aws:ecr:us-'));
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: 'cut' },
+    });
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toContain('AWS answered HTTP 200 with a body that is not an AWS answer');
+    expect(res.json().detail).toContain('nothing was changed');
+    expect(proxy.count('CreateRepository')).toBe(1);
+    expect(await repositoryExists(ecr, 'grp/cut')).toBe(false);
+
+    proxy.clear();
+    const retry = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: 'cut' },
+    });
+    expect(retry.statusCode).toBe(200);
+  });
+
+  it('to CreateAccessKey: not sent again, and the key whose secret was lost is deleted (was: the user kept it)', async () => {
+    const user = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp/app/users`,
+      headers: auth,
+      payload: { UserName: 'ci' },
+    });
+    expect(user.statusCode).toBe(200);
+    const iam = await directIam(account);
+    proxy.fail('CreateAccessKey', cut('text/xml', '<CreateAccessKeyResponse><CreateAccessKeyResult><AccessKey><UserName>app-ci</Us'));
+    const res = await app.inject({
+      method: 'PUT',
+      url: `/v1/ecr/${account}/repositories/grp/app/users/ci`,
+      headers: auth,
+      payload: { ResetKey: true },
+    });
+    expect(res.statusCode).toBe(502);
+    expect(res.json().detail).toContain('nothing was changed');
+    expect(proxy.count('CreateAccessKey')).toBe(1);
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'app-ci' }))).AccessKeyMetadata).toEqual([]);
+  });
+
+  it('to DeleteRepository: the repository is gone, so the DELETE answers 200 (was: a 502 for a repository it had deleted)', async () => {
+    const created = await app.inject({
+      method: 'POST',
+      url: `/v1/ecr/${account}/repositories/grp`,
+      headers: auth,
+      payload: { RepositoryName: 'gone' },
+    });
+    expect(created.statusCode).toBe(200);
+    proxy.fail('DeleteRepository', cut('application/x-amz-json-1.1', '{"repository": {"repositoryArn": "arn:aws:ecr:us-'));
+    const res = await app.inject({ method: 'DELETE', url: `/v1/ecr/${account}/repositories/grp/gone`, headers: auth });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().RepositoryName).toBe('grp/gone');
+    expect(await repositoryExists(ecr, 'grp/gone')).toBe(false);
   });
 });
