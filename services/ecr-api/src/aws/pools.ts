@@ -29,5 +29,8 @@ export function pooledHandler(timeouts: AttemptTimeouts): NodeHttpHandler {
     httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
     ...timeouts,
     throwOnRequestTimeout: true,
+    // requestTimeout ends once the headers have arrived: a body that then stops arriving would
+    // hold the attempt until the request's deadline instead of failing it for a retry.
+    socketTimeout: timeouts.requestTimeout,
   });
 }
