@@ -144,6 +144,24 @@ describe('a table restored or changed without notifications', () => {
     await deniedWithin2s(il);
   }, 30_000);
 
+  it('a replica-role DELETE after a data-only restore with --disable-triggers (ENABLE TRIGGER ALL) is denied within 2 s', async () => {
+    const { il } = await imagelistWithB();
+
+    // what pg_restore --data-only --disable-triggers runs around the rows: back to origin only
+    await db.sql`ALTER TABLE images DISABLE TRIGGER ALL`;
+    await db.sql`ALTER TABLE images ENABLE TRIGGER ALL`;
+    await eventually(async () => {
+      const triggers = await db.sql<{ tgenabled: string }[]>`
+        SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'images'::regclass AND tgname LIKE 'images_notify_%'`;
+      expect(triggers.map((t) => t.tgenabled)).toEqual(['A', 'A']);
+    }, 2000);
+    await db.sql.begin(async (tx) => {
+      await tx`SET LOCAL session_replication_role = replica`;
+      await tx`DELETE FROM images WHERE id = ${DIGEST_B}`;
+    });
+    await deniedWithin2s(il);
+  }, 30_000);
+
   it('while its table is missing, says so once, not at every retry, and answers again once it is back', async () => {
     const { il, put } = await imagelistWithB();
 

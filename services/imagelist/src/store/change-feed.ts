@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import type { DatabaseTarget } from './database-tls.js';
 import { hostSocket } from './host-socket.js';
-import { ANNOUNCING, announces, CHANNEL, SERVER_MS, type ImageSql } from './image-sql.js';
+import { alwaysOn, ANNOUNCING, announces, CHANNEL, SERVER_MS, type ImageSql } from './image-sql.js';
 
 export interface FeedLogger {
   info(obj: object, msg: string): void;
@@ -218,6 +218,35 @@ export class ChangeFeed {
       this.opts.log?.warn({ triggers }, 'the images table or its notify triggers were replaced (a restore?); reloading the whole index');
     }
     if (replaced) this.listener.changed('*');
+    if (this.announcing && !alwaysOn(triggers)) this.enableAlways(triggers);
+  }
+
+  /**
+   * Migration 006 made the triggers fire ALWAYS, also in sessions with session_replication_role =
+   * replica. `ALTER TABLE images ENABLE TRIGGER ALL`, which pg_restore --disable-triggers runs after
+   * loading the rows (and an operator after disabling them), sets them back to origin only, and a
+   * DELETE made in replica role was again admitted from memory until restart: they are set back.
+   * Changing them changes their signature, so the index is reloaded once more after it.
+   */
+  private enableAlways(triggers: string): void {
+    this.images.sql
+      .begin(async (tx) => {
+        await tx`SET LOCAL lock_timeout = '2s'`;
+        await tx`ALTER TABLE images ENABLE ALWAYS TRIGGER images_notify_row`;
+        await tx`ALTER TABLE images ENABLE ALWAYS TRIGGER images_notify_truncate`;
+      })
+      .then(
+        () =>
+          this.opts.log?.warn(
+            { triggers },
+            'the notify triggers of the images table fired only on origin (ENABLE TRIGGER ALL, as pg_restore --disable-triggers runs); enabled ALWAYS again',
+          ),
+        (err: unknown) =>
+          this.opts.log?.warn(
+            { triggers, code: (err as { code?: string }).code, message: (err as Error).message },
+            'the notify triggers of the images table fire only on origin, and could not be enabled ALWAYS again: changes made with session_replication_role = replica are not announced; run ALTER TABLE images ENABLE ALWAYS TRIGGER images_notify_row, and images_notify_truncate',
+          ),
+      );
   }
 
   private heard(payload: string): void {

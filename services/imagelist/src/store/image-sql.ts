@@ -52,6 +52,9 @@ export const ANNOUNCING = `(SELECT coalesce(string_agg(t.oid::text || '.' || t.x
 /** Whether the triggers ANNOUNCING describes are both there and fire in ordinary sessions (O: origin, A: always). */
 export const announces = (triggers: string): boolean => triggers.split(',').filter((t) => /^\d+\.\d+[OA]$/.test(t)).length === 2;
 
+/** Whether both triggers fire ALWAYS (migration 006), also in sessions with session_replication_role = replica. */
+export const alwaysOn = (triggers: string): boolean => triggers.split(',').filter((t) => /^\d+\.\d+A$/.test(t)).length === 2;
+
 /** Columns of an ImageRecord. */
 const RECORD_COLUMNS = `id, name, tags, ${TIMESTAMP_COLUMNS}`;
 
