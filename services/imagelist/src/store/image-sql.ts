@@ -227,7 +227,11 @@ export class ImageSql {
       ORDER BY id -- concurrent batches lock shared rows in one order, so they cannot deadlock
       ON CONFLICT (id) DO UPDATE SET
         tags       = COALESCE((SELECT x.tags FROM x WHERE x.id = EXCLUDED.id), i.tags),
-        updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at ELSE now() END,
+        -- now() is when this transaction began: one that waited for the row lock behind a later
+        -- PUT of the same id would otherwise answer, and keep, an older updated_at than the write
+        -- it replaced.
+        updated_at = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_at
+                     ELSE GREATEST(now(), i.updated_at + interval '1 microsecond') END,
         updated_by = CASE WHEN (SELECT x.tags FROM x WHERE x.id = EXCLUDED.id) IS NULL THEN i.updated_by ELSE EXCLUDED.updated_by END
       RETURNING ${this.sql.unsafe(RECORD_COLUMNS)}`,
     );

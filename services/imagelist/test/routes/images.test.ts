@@ -45,6 +45,17 @@ describe('PUT /images', () => {
     expect(await count()).toBe(1);
   });
 
+  it('gives the write that wins a race of PUTs of one id the latest updated_at', async () => {
+    await put({ id: DIGEST_A, name: 'a/b', tags: ['v0'] });
+    for (let round = 0; round < 10; round++) {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, c) => put({ id: DIGEST_A, name: 'a/b', tags: [`r${round}-c${c}`] })),
+      );
+      const stored = (await app.inject({ method: 'GET', url: `/images/${DIGEST_A}` })).json();
+      for (const answer of answers) expect(answer.json().updated_at <= stored.updated_at).toBe(true);
+    }
+  });
+
   it('leaves tags and updated_at alone when tags are absent or null, and clears them with []', async () => {
     const first = (await put({ id: DIGEST_A, name: 'a/b', tags: ['v1'] })).json();
     for (const payload of [
