@@ -3,7 +3,7 @@ import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AwsCall } from '../support/aws-call.js';
 import { AwsProxy } from '../support/aws-proxy.js';
-import { auth, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { auth, motoEndpoint, newAccount, testApp, createGrpApp } from '../support/app.js';
 
 /**
  * An answer whose headers arrive and whose body then stops: the SDK's requestTimeout ends with the
@@ -32,13 +32,7 @@ beforeAll(async () => {
   proxy = await new StallingProxy(motoEndpoint()).start();
   app = await testApp({ deadlineMs: 5_000, aws: { endpoint: proxy.endpoint, attemptTimeouts: { requestTimeout: 500 } } });
   account = newAccount();
-  const created = await app.inject({
-    method: 'POST',
-    url: `/v1/ecr/${account}/repositories/grp`,
-    headers: auth,
-    payload: { RepositoryName: 'app' },
-  });
-  expect(created.statusCode).toBe(200);
+  await createGrpApp(app, account);
 });
 afterAll(async () => {
   await app?.close();

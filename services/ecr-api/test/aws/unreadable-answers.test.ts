@@ -2,7 +2,7 @@ import type { ECRClient } from '@aws-sdk/client-ecr';
 import { ListAccessKeysCommand } from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auth, directEcr, motoEndpoint, newAccount, repositoryExists, testApp } from '../support/app.js';
+import { auth, directEcr, motoEndpoint, newAccount, repositoryExists, testApp, createGrpApp } from '../support/app.js';
 import { directIam } from '../support/direct-iam.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 
@@ -21,13 +21,7 @@ beforeAll(async () => {
   app = await testApp({ aws: { endpoint: proxy.endpoint } });
   account = newAccount();
   ecr = await directEcr(account);
-  const created = await app.inject({
-    method: 'POST',
-    url: `/v1/ecr/${account}/repositories/grp`,
-    headers: auth,
-    payload: { RepositoryName: 'app' },
-  });
-  expect(created.statusCode).toBe(200);
+  await createGrpApp(app, account);
 });
 afterAll(async () => {
   await app?.close();

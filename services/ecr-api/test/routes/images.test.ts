@@ -1,7 +1,7 @@
 import { DescribeImagesCommand, PutImageCommand, StartImageScanCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auth, directEcr, manifest, newAccount, otherOrgsRepository, testApp } from '../support/app.js';
+import { auth, directEcr, manifest, newAccount, otherOrgsRepository, testApp, createGrpApp } from '../support/app.js';
 
 const ORG = 'spindev';
 let app: App;
@@ -16,13 +16,7 @@ beforeAll(async () => {
   app = await testApp({ org: ORG });
   account = newAccount();
   ecr = await directEcr(account);
-  const res = await app.inject({
-    method: 'POST',
-    url: `/v1/ecr/${account}/repositories/grp`,
-    headers: auth,
-    payload: { RepositoryName: 'app' },
-  });
-  expect(res.statusCode).toBe(200);
+  await createGrpApp(app, account);
   await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: manifest(1), imageTag: 'v1' }));
   await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: manifest(2), imageTag: 'v2' }));
   await ecr.send(new PutImageCommand({ repositoryName: 'grp/app', imageManifest: manifest(2), imageTag: 'latest' }));

@@ -1,7 +1,7 @@
 import { GetUserCommand, ListAccessKeysCommand, ListGroupsForUserCommand, type IAMClient } from '@aws-sdk/client-iam';
 import type { App } from '@platform/http-common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auth, motoEndpoint, newAccount, testApp } from '../support/app.js';
+import { auth, motoEndpoint, newAccount, testApp, createGrpApp } from '../support/app.js';
 import { directIam } from '../support/direct-iam.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 
@@ -25,13 +25,7 @@ beforeAll(async () => {
   other = await testApp({ org: ORG, aws: { endpoint: proxy.endpoint, maxAttempts: 1 } });
   account = newAccount();
   iam = await directIam(account);
-  const repo = await app.inject({
-    method: 'POST',
-    url: `/v1/ecr/${account}/repositories/grp`,
-    headers: auth,
-    payload: { RepositoryName: 'app' },
-  });
-  expect(repo.statusCode).toBe(200);
+  await createGrpApp(app, account);
 });
 afterAll(async () => {
   await app?.close();

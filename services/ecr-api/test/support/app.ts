@@ -3,7 +3,7 @@ import { CreateRepositoryCommand, DescribeRepositoriesCommand, ECRClient, PutIma
 import type { App } from '@platform/http-common';
 import bcrypt from 'bcryptjs';
 import { randomInt } from 'node:crypto';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { buildApp, type AwsOverrides } from '../../src/app.js';
 import type { Config, ListStrategy } from '../../src/config.js';
 
@@ -130,4 +130,15 @@ export async function otherOrgsRepository(ecr: ECRClient, group: string, name: s
     }),
   );
   await ecr.send(new PutImageCommand({ repositoryName, imageManifest: manifest(seed), imageTag: 'v1' }));
+}
+
+/** Creates the repository `grp/app` in `account` through the service, as a test's starting point. */
+export async function createGrpApp(app: App, account: string): Promise<void> {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/ecr/${account}/repositories/grp`,
+    headers: auth,
+    payload: { RepositoryName: 'app' },
+  });
+  expect(res.statusCode, res.body).toBe(200);
 }
