@@ -1,6 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { watchFile } from './watch-file.js';
@@ -37,17 +36,5 @@ export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, lo
   // Each file: a new key alone must be seen too. One reload for both (a Secret update changes
   // both); a pair read half-updated does not match, and keeps the previous pair until the other
   // file's change reloads it.
-  let timer: NodeJS.Timeout | undefined;
-  const soon = () => {
-    clearTimeout(timer);
-    timer = setTimeout(reload, 200);
-  };
-  const distinct = new Set([files.certfile, files.keyfile].map((f) => path.resolve(f)));
-  const watchers = await Promise.all([...distinct].map((f) => watchFile(f, soon, { debounceMs: 0 })));
-  return {
-    close: async () => {
-      clearTimeout(timer);
-      await Promise.all(watchers.map((w) => w.close()));
-    },
-  };
+  return watchFile([files.certfile, files.keyfile], reload, { debounceMs: 200 });
 }

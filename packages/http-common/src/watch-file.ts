@@ -5,7 +5,7 @@ import path from 'node:path';
 const POLL_MS = 250;
 
 /**
- * Calls `onChange` whenever the file at `file` may have changed, however it was changed:
+ * Calls `onChange` whenever a file of `files` may have changed, however it was changed:
  * written in place, replaced by a rename (editors, `mv`, atomic writers), deleted or re-created,
  * swapped underneath through a symlinked directory (the `..data` swap of a Kubernetes Secret or
  * ConfigMap volume, a git-sync checkout), its directory replaced, or its permissions changed.
@@ -21,21 +21,22 @@ const POLL_MS = 250;
  * file written constantly).
  */
 export async function watchFile(
-  file: string,
+  files: string | readonly string[],
   onChange: () => void,
   { debounceMs = 50, pollMs = POLL_MS }: { debounceMs?: number; pollMs?: number } = {},
 ): Promise<{ close(): Promise<void> }> {
-  const target = path.resolve(file);
+  // Several files share one debounce: a change to both (a certificate and its key) is one call.
+  const targets = [...new Set((typeof files === 'string' ? [files] : files).map((f) => path.resolve(f)))];
   let timer: NodeJS.Timeout | undefined;
   const changed = () => {
     clearTimeout(timer);
     timer = setTimeout(onChange, debounceMs);
   };
   // Not persistent: a watch alone does not keep the process running.
-  pollFile(target, { interval: pollMs, persistent: false }, changed);
+  for (const target of targets) pollFile(target, { interval: pollMs, persistent: false }, changed);
   return {
     close() {
-      unwatchFile(target, changed);
+      for (const target of targets) unwatchFile(target, changed);
       clearTimeout(timer);
       return Promise.resolve();
     },
