@@ -49,11 +49,15 @@ export const SERVER_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::float8
 export const ANNOUNCING = `(SELECT coalesce(string_agg(t.oid::text || '.' || t.xmin::text || t.tgenabled::text, ',' ORDER BY t.oid), '')
   FROM pg_trigger t WHERE t.tgrelid = to_regclass('images') AND t.tgname IN ('images_notify_row', 'images_notify_truncate')) AS "announcing"`;
 
-/** Whether the triggers ANNOUNCING describes are both there and fire in ordinary sessions (O: origin, A: always). */
-export const announces = (triggers: string): boolean => triggers.split(',').filter((t) => /^\d+\.\d+[OA]$/.test(t)).length === 2;
+/** Whether both triggers ANNOUNCING describes are there, each enabled in one of `states` (pg_trigger.tgenabled). */
+const bothEnabled = (triggers: string, states: string): boolean =>
+  triggers.split(',').filter((t) => /^\d+\.\d+[A-Z]$/.test(t) && states.includes(t.at(-1)!)).length === 2;
+
+/** Whether the triggers fire in ordinary sessions (O: on origin, A: always). */
+export const announces = (triggers: string): boolean => bothEnabled(triggers, 'OA');
 
 /** Whether both triggers fire ALWAYS (migration 006), also in sessions with session_replication_role = replica. */
-export const alwaysOn = (triggers: string): boolean => triggers.split(',').filter((t) => /^\d+\.\d+A$/.test(t)).length === 2;
+export const alwaysOn = (triggers: string): boolean => bothEnabled(triggers, 'A');
 
 /** Columns of an ImageRecord. */
 const RECORD_COLUMNS = `id, name, tags, ${TIMESTAMP_COLUMNS}`;
