@@ -6,17 +6,14 @@ import Type, { type Static } from 'typebox';
 import Value from 'typebox/value';
 import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
+const TokenEntry = Type.Object({
+  name: Type.String({ minLength: 1 }),
+  token: Type.String({ minLength: 1 }),
+  is_disabled: Type.Optional(Type.Boolean()),
+});
+
 export const TokensFileSchema = Type.Object({
-  tokens: Type.Union([
-    Type.Array(
-      Type.Object({
-        name: Type.String({ minLength: 1 }),
-        token: Type.String({ minLength: 1 }),
-        is_disabled: Type.Optional(Type.Boolean()),
-      }),
-    ),
-    Type.Null(),
-  ]),
+  tokens: Type.Union([Type.Array(TokenEntry), Type.Null()]),
 });
 export type TokensFile = Static<typeof TokensFileSchema>;
 
@@ -29,7 +26,8 @@ interface Entry {
   otherKeys: string[];
 }
 
-const KEYS = new Set(['name', 'token', 'is_disabled']);
+/** The keys an entry is read for; any other is ignored, as the original ignored it. */
+const KEYS = new Set(Object.keys(TokenEntry.properties));
 
 /**
  * What a bearer token in a header can be: visible ASCII, no whitespace. A header is read as latin1
