@@ -24,7 +24,7 @@ export interface Decision {
   allowed: boolean;
   /** Images that are not allowed, each with why; empty when all are. */
   denied: readonly string[];
-  /** The sentence for the user: names every image that failed. */
+  /** The sentence for the user: names the images that failed, as many as fit in 2,048 characters. */
   message?: string;
   /** In audit mode, what would have been denied. */
   warnings: readonly string[];
@@ -64,6 +64,24 @@ function auditWarnings(denied: readonly string[]): string[] {
     total += warning.length;
   }
   return warnings;
+}
+
+/**
+ * status.message travels back in the API server's error to the user and into the controller's
+ * Events, so it names the denied images that fit in 2,048 characters, then how many more there are.
+ */
+const MESSAGE_MAX = 2048;
+
+function denialMessage(denied: readonly string[]): string {
+  let message = `images not on the allowlist: ${denied[0]}`;
+  for (let i = 1; i < denied.length; i++) {
+    const next = `; ${denied[i]}`;
+    // Room is kept for the count of those left out, unless this is the last image.
+    const room = i === denied.length - 1 ? MESSAGE_MAX : MESSAGE_MAX - 60;
+    if (message.length + next.length > room) return `${message}; and ${denied.length - i} more (the log names them)`;
+    message += next;
+  }
+  return message;
 }
 
 /** Whether images[i] stood earlier in the list. A pod has a few containers, where a scan beats a Set. */
@@ -150,7 +168,7 @@ export class AdmissionPolicy {
       else if (!allowed[answer++]) (denied ??= []).push(`${written(images[i]!)} as ${describeReference(ref)}`);
     }
     if (denied === undefined) return ALLOWED;
-    const message = `images not on the allowlist: ${denied.join('; ')}`;
+    const message = denialMessage(denied);
     if (this.audit) return { allowed: true, denied, message, warnings: auditWarnings(denied) };
     return { allowed: false, denied, message, warnings: [] };
   }

@@ -414,6 +414,31 @@ describe('ValidatingAdmissionWebhook over HTTPS', () => {
     expect(response.status.message).toContain('(1000023 characters) (containers[0] (app)): not a valid image reference');
     expect(response.status.message.length).toBeLessThan(300);
   });
+
+  it('names as many denied images as fit in 2,048 characters, then how many more', async () => {
+    for (const [count, length] of [
+      [3, 10],
+      [1000, 200],
+      [12, 150],
+    ] as const) {
+      const review = await fixture('pod');
+      delete review.request.object.spec.initContainers;
+      review.request.object.spec.containers = Array.from({ length: count }, (_, i) => ({
+        name: `c${i}`,
+        image: `registry.example.com/team-${i}/${'n'.repeat(length)}:v${i}`,
+      }));
+      const { response } = (await validate(port, review)).json();
+      expect(response.allowed).toBe(false);
+      const message: string = response.status.message;
+      expect(message.length).toBeLessThanOrEqual(2048);
+      expect(message).toMatch(/^images not on the allowlist: registry\.example\.com\/team-0\//);
+      const named = message.match(/\(containers\[\d+\] \(c\d+\)\)/g)!.length;
+      const more = /; and (\d+) more \(the log names them\)$/.exec(message);
+      expect(named + Number(more?.[1] ?? 0)).toBe(count);
+      if (count === 3) expect(more).toBeNull();
+      else expect(named).toBeGreaterThanOrEqual(4);
+    }
+  });
 });
 
 describe('ImagePolicyWebhook over HTTPS', () => {
