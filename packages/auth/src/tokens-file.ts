@@ -83,6 +83,14 @@ function parseYamlQuietly(text: string): unknown {
  */
 const TOKENS_FILE_MAX_BYTES = 1024 * 1024;
 
+/**
+ * How often a file that could not be read is read again, until it can. The watch reads it only on
+ * a change of its stat, and a failure that changes nothing in it (EMFILE while the process was out
+ * of descriptors, EIO, an NFS ESTALE) left every token refused until someone edited the file. A
+ * second: writes refused for about that long after the cause clears, one open a second meanwhile.
+ */
+const RETRY_UNREADABLE_MS = 1000;
+
 const tooLarge = (bytes: number) => `tokens file is ${bytes} bytes, more than the ${TOKENS_FILE_MAX_BYTES} a tokens file may have`;
 
 /** A file over TOKENS_FILE_MAX_BYTES, refused by its size: invalid, not unreadable. */
@@ -134,7 +142,8 @@ export function parseTokensFile(text: string): Entry[] {
  * The bearer tokens of a YAML file, kept current while the file changes:
  * - edited in place, atomically replaced, or swapped through a Kubernetes `..data` symlink: reloaded;
  * - invalid YAML or shape: the last good set stays, an error is logged;
- * - missing or deleted: no token is valid, so writes fail closed.
+ * - missing, deleted or unreadable: no token is valid, so writes fail closed, and it is read
+ *   again every RETRY_UNREADABLE_MS until it can be, changed or not.
  * Only SHA-256 digests of the tokens are kept; a presented token is compared against every one
  * of them in constant time.
  */
@@ -146,6 +155,8 @@ export class TokenStore {
   private missing = false;
   private watcher: { close(): Promise<void> } | undefined;
   private loading: Promise<void> = Promise.resolve();
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
 
   /**
    * @param opts.settleMs A changed file applies only once it has read the same twice this far
@@ -183,6 +194,8 @@ export class TokenStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retry);
     await this.watcher?.close();
     await this.loading;
   }
@@ -198,6 +211,8 @@ export class TokenStore {
   }
 
   private async read(): Promise<void> {
+    clearTimeout(this.retry);
+    if (this.closed) return;
     let text: string;
     try {
       text = await readTokensText(this.file);
@@ -221,8 +236,11 @@ export class TokenStore {
       this.missing = true;
       this.entries = [];
       this.lastText = undefined;
+      // Not persistent, as the watch is not: a retry alone does not keep the process running.
+      if (!this.closed) this.retry = setTimeout(() => void this.reload(), RETRY_UNREADABLE_MS).unref();
       return;
     }
+    if (this.missing) this.log.info({ file: this.file }, 'tokens file readable again');
     this.missing = false;
     if (text === this.lastText || text === this.lastInvalid) return;
     try {

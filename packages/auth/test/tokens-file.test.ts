@@ -1,6 +1,8 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, open, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TokenStore, parseTokensFile } from '../src/index.js';
 
@@ -12,9 +14,9 @@ function quietLog() {
 }
 
 /** Waits until the store's view of `token` is `expected` (reloads are asynchronous). */
-async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const end = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -345,4 +347,101 @@ describe('TokenStore', () => {
     expect(log.error).toHaveBeenCalledTimes(1);
     expect(log.info.mock.calls.filter(([, msg]) => msg === 'tokens loaded')).toHaveLength(1);
   });
+});
+
+describe('TokenStore when a read fails without a change to the file', () => {
+  /**
+   * A child process running the built TokenStore over `file`, told over IPC to take every file
+   * descriptor it can (opening /dev/null until EMFILE), to give them back, to verify a token and to
+   * close the store. Its log lines come back over IPC too.
+   */
+  async function storeProcess(file: string) {
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    const script = `
+      const { openSync, closeSync } = await import('node:fs');
+      const { TokenStore } = await import(${JSON.stringify(dist)});
+      const send = (level) => (fields, msg) => process.send({ log: level, msg, ...fields });
+      const store = await new TokenStore(${JSON.stringify(file)}, { info: send('info'), warn: send('warn'), error: send('error') }).start();
+      let held = [];
+      process.on('message', async ({ op, token }) => {
+        if (op === 'exhaust') {
+          try { for (;;) held.push(openSync('/dev/null', 'r')); } catch (err) { process.send({ op, code: err.code, held: held.length }); }
+        } else if (op === 'release') {
+          for (const fd of held.splice(0)) closeSync(fd);
+          process.send({ op });
+        } else if (op === 'verify') {
+          process.send({ op, name: store.verify(token) ?? null });
+        } else if (op === 'close') {
+          await store.close();
+          process.send({ op });
+        }
+      });
+      process.send({ op: 'ready' });`;
+    // A limit of its own, so that running out takes a thousand opens whatever the machine allows.
+    const child = spawn('/bin/sh', ['-c', 'ulimit -n 1024 && exec "$@"', 'sh', process.execPath, '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const logs: { log: string; msg: string; code?: string }[] = [];
+    const answers: Record<string, unknown>[] = [];
+    child.on('message', (m: Record<string, unknown>) => {
+      if ('log' in m) logs.push(m as never);
+      else answers.push(m);
+    });
+    const ask = async (op: string, token?: string) => {
+      const before = answers.length;
+      child.send({ op, token });
+      await eventually(() => answers.length > before);
+      return answers[before]!;
+    };
+    await eventually(() => answers.some((a) => a.op === 'ready'), 10_000);
+    return { child, logs, ask, verify: async (token: string) => (await ask('verify', token)).name };
+  }
+
+  let child: ChildProcess | undefined;
+  afterEach(() => {
+    child?.kill('SIGKILL');
+    child = undefined;
+  });
+
+  it('reads it again by itself until it can, refusing every token meanwhile (EMFILE)', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    const proc = await storeProcess(file);
+    child = proc.child;
+    expect(await proc.verify('one')).toBe('ci');
+
+    expect(await proc.ask('exhaust')).toMatchObject({ code: 'EMFILE' });
+    await writeFile(file, yaml(['ci', 'two']));
+    await eventually(() => proc.logs.some((l) => l.msg === 'tokens file unreadable; no token is valid'));
+    expect(proc.logs.find((l) => l.log === 'warn')).toMatchObject({ code: 'EMFILE' });
+    // Long enough for a couple of retries, each failing: still closed, and logged once.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await proc.verify('one')).toBeNull();
+    expect(await proc.verify('two')).toBeNull();
+
+    // Given back, the file unchanged since: the new token is read within a retry.
+    await proc.ask('release');
+    const released = Date.now();
+    await eventually(async () => (await proc.verify('two')) === 'ci', 5000);
+    expect(Date.now() - released).toBeLessThan(3000); // a retry a second, then the settle time
+    expect(await proc.verify('one')).toBeNull();
+    expect(proc.logs.filter((l) => l.log === 'warn')).toHaveLength(1);
+    expect(proc.logs.filter((l) => l.msg === 'tokens file readable again')).toHaveLength(1);
+    expect(proc.logs.filter((l) => l.log === 'error')).toEqual([]);
+  }, 20_000);
+
+  it('stops reading it again once closed', async () => {
+    const file = path.join(dir, 'tokens.yaml');
+    await writeFile(file, yaml(['ci', 'one']));
+    const proc = await storeProcess(file);
+    child = proc.child;
+    await proc.ask('exhaust');
+    await writeFile(file, yaml(['ci', 'two']));
+    await eventually(() => proc.logs.some((l) => l.log === 'warn'));
+    await proc.ask('close');
+    await proc.ask('release');
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await proc.verify('two')).toBeNull();
+    expect(proc.logs.filter((l) => l.msg === 'tokens loaded')).toHaveLength(1); // at start only
+  }, 20_000);
 });
