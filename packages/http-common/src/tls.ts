@@ -21,20 +21,55 @@ export function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
 }
 
 /**
+ * How often a pair that could not be loaded is loaded again, until it can be. A read that failed
+ * (EMFILE while the process was out of descriptors, EIO, an NFS ESTALE) changes neither file, so
+ * no change would bring another reload: the rotated certificate was never served, and the previous
+ * one stayed in service until it expired.
+ */
+const RETRY_MS = 1000;
+
+/**
  * Reloads the serving certificate when either file changes (cert-manager rotation, Secret update)
- * without a restart. A half-written or mismatched pair keeps the previous one in service.
+ * without a restart. A pair that cannot be read, half-written or mismatched keeps the previous one
+ * in service, and is tried again every RETRY_MS until it loads or a change brings another.
  */
 export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, log: FastifyBaseLogger) {
+  let retry: NodeJS.Timeout | undefined;
+  let closed = false;
+  /** The failure logged since the last change: each retry that fails the same way is not logged again. */
+  let logged: string | undefined;
   const reload = () => {
+    clearTimeout(retry);
+    if (closed) return;
     try {
       server.setSecureContext(readTls(files));
+      logged = undefined;
       log.info({ certfile: files.certfile }, 'TLS certificate reloaded');
     } catch (err) {
-      log.error({ err, certfile: files.certfile }, 'TLS certificate reload failed; keeping the previous one');
+      if ((err as Error).message !== logged) {
+        logged = (err as Error).message;
+        log.error({ err, certfile: files.certfile }, 'TLS certificate reload failed; keeping the previous one');
+      }
+      // Not persistent: a retry alone does not keep the process running.
+      retry = setTimeout(reload, RETRY_MS).unref();
     }
   };
   // Each file: a new key alone must be seen too. One reload for both (a Secret update changes
   // both); a pair read half-updated does not match, and keeps the previous pair until the other
   // file's change reloads it.
-  return watchFile([files.certfile, files.keyfile], reload, { debounceMs: 200 });
+  const watcher = await watchFile(
+    [files.certfile, files.keyfile],
+    () => {
+      logged = undefined;
+      reload();
+    },
+    { debounceMs: 200 },
+  );
+  return {
+    close() {
+      closed = true;
+      clearTimeout(retry);
+      return watcher.close();
+    },
+  };
 }
