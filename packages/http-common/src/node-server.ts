@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type RequestListener } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { BodyBudget } from './body-budget.js';
 import { answerConnect, answerProblem, answerUnsupportedExpect } from './client-errors.js';
 import { OpenConnections } from './open-connections.js';
@@ -92,6 +93,7 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   const server = tlsOptions
     ? https.createServer({ ...serverOptions, ...tlsOptions }, onRequest)
     : http.createServer(serverOptions, onRequest);
+  answerHalfClosed(server);
   server.requestTimeout = opts.requestMs;
   server.headersTimeout = opts.headersMs;
   server.keepAliveTimeout = opts.keepAliveMs;
@@ -112,6 +114,27 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
  * already); one a byte a second is not.
  */
 export const ARRIVING_AT_CLOSE_MS = 1000;
+
+/**
+ * A client may shut its side of the connection once it has written its requests (`nc -N`, a
+ * script's `shutdown(SHUT_WR)`). Node then closed the server's side at once, with the answers
+ * not yet sent: a PUT was made, and its client got the connection closed without a word (every
+ * request answered after a turn of the event loop, and the pipelined ones behind it). Left
+ * half-open, the connection sends the answers to every request read, in order, then closes
+ * (`httpAllowHalfOpen`, undocumented but Node's own switch; a connection with nothing to answer
+ * closes at once as before). The send-stall, request and header timeouts bound it as any other.
+ *
+ * A TLS socket, unlike the TCP ones of Node's HTTP server, also ends its side by itself once the
+ * client has ended its own: it is left half-open once its handshake is done, not before, so that a
+ * connection closed before or during its handshake (a TCP health check) closes at once, not at
+ * the handshake timeout (5 s).
+ */
+function answerHalfClosed(server: http.Server): void {
+  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.allowHalfOpen = true;
+  });
+}
 
 /**
  * Node times out a connection that has not sent a whole request's headers (a client that connected

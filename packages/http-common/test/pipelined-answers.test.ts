@@ -1,0 +1,86 @@
+import { once } from 'node:events';
+import net from 'node:net';
+import tls from 'node:tls';
+import Type from 'typebox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type App } from '../src/index.js';
+import { temporaryCertificate } from './support/temporary-certificate.js';
+
+// Clients on real sockets, over HTTP and HTTPS, that write their requests at once and read every
+// answer: each request answered, in order, whether the client keeps the connection open or shuts
+// its side once it has written them.
+const certs = temporaryCertificate('pipelined-answers-');
+const servers: Partial<Record<'http' | 'https', { app: App; port: number }>> = {};
+
+beforeAll(async () => {
+  for (const scheme of ['http', 'https'] as const) {
+    const app = await createApp({
+      metricsPath: '/metrics',
+      defaultMetrics: false,
+      openapi: { title: 'test', version: '1.0.0' },
+      ...(scheme === 'https' ? { tls: certs() } : {}),
+    });
+    app.get('/things/:id', async (request) => ({ id: request.params.id }));
+    // answered after a turn of the event loop, as a write's answer waits for the database
+    app.put('/things/:id', { schema: { body: Type.Object({ n: Type.Integer() }) } }, async (request) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return { id: request.params.id, n: request.body.n };
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    servers[scheme] = { app, port: (app.server.address() as net.AddressInfo).port };
+  }
+});
+afterAll(async () => {
+  await Promise.all(Object.values(servers).map((s) => s.app.close()));
+});
+
+/**
+ * Writes `requests` in one chunk (then shuts the client's side, if `end`), reads until the server
+ * closes, and returns the ids of the answers in the order they came, or their status if not 200.
+ */
+async function pipeline(scheme: 'http' | 'https', requests: string[], opts: { end?: boolean } = {}): Promise<(string | number)[]> {
+  const { port } = servers[scheme]!;
+  const socket = scheme === 'https' ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
+  await once(socket, scheme === 'https' ? 'secureConnect' : 'connect');
+  let got = '';
+  socket.on('data', (d: Buffer) => (got += d.toString()));
+  socket.on('error', () => {});
+  const closed = new Promise((r) => socket.on('close', r));
+  if (opts.end) socket.end(requests.join(''));
+  else socket.write(requests.join(''));
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+  socket.destroy();
+  return [...got.matchAll(/HTTP\/1\.1 (\d{3}) [^]*?\r\n\r\n(\{[^}]*\})?/g)].map(([, status, body]) =>
+    status === '200' ? (JSON.parse(body!) as { id: string }).id : Number(status),
+  );
+}
+
+const get = (id: number) => `GET /things/${id} HTTP/1.1\r\nHost: x\r\n\r\n`;
+const put = (id: number) => {
+  const body = JSON.stringify({ n: id });
+  return `PUT /things/${id} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+};
+const ids = (from: number, count: number) => Array.from({ length: count }, (_, i) => String(from + i));
+
+describe.each(['http', 'https'] as const)('over %s', (scheme) => {
+  // Node closed its side as soon as it read the client's, with the answers not yet sent: a write
+  // was made and its client told nothing (0 answers of 1, and of 5 pipelined).
+  it('a client that shuts its side once it has written its requests gets every answer, in order', async () => {
+    expect(await pipeline(scheme, [put(1)], { end: true })).toEqual(['1']);
+    const mixed = [get(1), put(2), get(3), put(4), get(5)];
+    expect(await pipeline(scheme, mixed, { end: true })).toEqual(ids(1, 5));
+  });
+
+  // A TCP health check connects and shuts its side: left half-open during the handshake too, such
+  // a connection was held to the handshake timeout (5 s) instead of closed.
+  it('a connection shut by its client before any request is closed at once', async () => {
+    const socket = net.connect(servers[scheme]!.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.on('error', () => {});
+    socket.resume();
+    const shut = Date.now();
+    socket.end();
+    await once(socket, 'close');
+    expect(Date.now() - shut).toBeLessThan(1000);
+  });
+});
