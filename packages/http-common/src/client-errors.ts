@@ -25,7 +25,7 @@ function rawProblem(status: number, detail: string, errors?: FieldError[]): stri
 export const CLOSE_AFTER_ERROR_MS = 2000;
 
 /** Ends the connection with `answer`, and destroys it if the client has not closed it CLOSE_AFTER_ERROR_MS later. */
-function endWith(socket: Socket, answer: string): void {
+export function endWith(socket: Socket, answer: string): void {
   socket.end(answer);
   const timer = setTimeout(() => socket.destroy(), CLOSE_AFTER_ERROR_MS).unref();
   socket.once('close', () => clearTimeout(timer));
