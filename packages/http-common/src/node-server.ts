@@ -325,6 +325,11 @@ interface Progress {
  * `writableLength` stays 0 (TLS writes to the handle directly), so it serves only as a fallback.
  * The kernel takes more once about a third of its send buffer has drained (up to 4 MB on Linux),
  * so a client is seen reading each ~1.5 MB: at 30 s, any client faster than ~50 KB/s.
+ *
+ * A stalled connection is reset (`resetAndDestroy`), not closed: closed, it left the process but
+ * not the kernel, which kept it in FIN-WAIT-1 with the unsent answer in its send buffer (~3.9 MB)
+ * for as long as the client kept its end open and unread (10 such clients: 38 MB of the node's
+ * socket memory for over 100 s, until they left). The answer is abandoned either way.
  */
 function closeSendStalls(server: http.Server, stallMs: number, onStall: (() => void) | undefined): { closing(): void } {
   const sockets = new Map<Socket, Progress>();
@@ -351,7 +356,7 @@ function closeSendStalls(server: http.Server, stallMs: number, onStall: (() => v
         progress.since = now;
       } else if (now - progress.since >= stallMs) {
         sockets.delete(socket);
-        socket.destroy();
+        socket.resetAndDestroy();
         onStall?.();
       }
     }

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
@@ -85,6 +86,22 @@ async function connect(server: Server): Promise<net.Socket> {
   return socket;
 }
 
+/**
+ * The server's side of a loopback connection as the kernel still holds it, from /proc/net/tcp:
+ * each as its state (RFC 793's, as Linux numbers them: 04 is FIN-WAIT-1) and the bytes still
+ * queued to send.
+ */
+async function kernelHolds(serverPort: number, clientPort: number): Promise<{ state: string; queued: number }[]> {
+  const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
+  const table = await readFile('/proc/net/tcp', 'utf8');
+  return table
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, local, remote]) => local?.endsWith(`:${hex(serverPort)}`) && remote?.endsWith(`:${hex(clientPort)}`))
+    .map(([, , , state, queues]) => ({ state: state!, queued: parseInt(queues!.split(':')[0]!, 16) }));
+}
+
 /** A client that asks for a big response and never reads it. */
 async function stalledClient(server: Server): Promise<net.Socket> {
   const client = await connect(server);
@@ -122,7 +139,11 @@ describe.concurrent('a client that accepts no byte of a response for sendStallMs
       expect(closed! - asked).toBeGreaterThanOrEqual(STALL_MS);
       expect(closed! - asked).toBeLessThan(STALL_MS + SWEEP_MS + 1000); // slack for a busy machine
       expect(await server.stalled()).toBe(1);
-      // reading now, the client gets what the kernel still held, then the end: not the whole body
+      // Closed with its answer unsent, the connection stayed in the kernel (FIN-WAIT-1) with
+      // ~4 MB of the answer for as long as the client kept it: reset, it is gone at once.
+      await sleep(100);
+      expect(await kernelHolds(server.port, client.localPort!)).toEqual([]);
+      // reading now, the client gets what its own kernel still held, then the end: not the whole body
       let received = 0;
       client.on('data', (chunk: Buffer) => (received += chunk.length));
       client.resume();
