@@ -45,6 +45,10 @@ export interface NodeServerOptions {
  *   arrive after the close began, but not for those that arrived before and are answered after;
  * - a connection that pipelines more than MAX_QUEUED_RESPONSES requests ahead of its answers gets
  *   those answers, then a 429 and the connection closed (queuedBehind);
+ * - a pipelined request is worked on once the answers ahead of it are sent, not at once as Node
+ *   hands it over: a read pipelined behind a PUT ran before the PUT was made, and answered 404 for
+ *   the image its client had just written (RFC 9112 9.3.2 allows parallel work on pipelined
+ *   requests only if all are safe);
  * - a request whose body does not fit the memory left for bodies waits for it (body-budget.ts).
  */
 export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServerOptions): http.Server {
@@ -62,8 +66,12 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     connectionsCheckingInterval: 1000,
   };
   const onRequest: RequestListener = (request, response) => {
-    // Node gives a response its socket at once unless another response on it is still unsent.
-    if (response.socket === null && !queuedBehind(request.socket, response)) return;
+    // Node gives a response its socket at once unless another response on it is still unsent;
+    // then this request is worked on when Node gives it the socket, once the answers ahead are sent.
+    if (response.socket !== null) handle(request, response);
+    else if (queuedBehind(request.socket, response)) response.once('socket', () => handle(request, response));
+  };
+  const handle: RequestListener = (request, response) => {
     const encoding = request.headers['content-encoding'];
     const transfer = request.headers['transfer-encoding'];
     if (!request.headers.host && request.httpVersion === '1.1')
