@@ -13,7 +13,7 @@ export interface RunningServer {
 }
 
 /** Starts the built `imagelist` as a user would and waits until it logs that it listens. */
-export async function startServer(args: string[], env: Record<string, string> = {}): Promise<RunningServer> {
+export async function startServer(args: string[], env: Record<string, string> = {}, readyMs = 30_000): Promise<RunningServer> {
   const child = spawn(process.execPath, [SERVER_JS, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -21,7 +21,7 @@ export async function startServer(args: string[], env: Record<string, string> = 
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + readyMs;
   while (!/Server listening at/.test(out)) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${out}`);
     if (Date.now() > deadline) {
@@ -34,7 +34,7 @@ export async function startServer(args: string[], env: Record<string, string> = 
     child,
     output: () => out,
     async stop(signal = 'SIGTERM') {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
       const [code] = (await once(child, 'exit')) as [number | null];
       return code;

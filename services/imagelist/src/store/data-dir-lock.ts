@@ -1,0 +1,157 @@
+import { linkSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError } from '@platform/http-common';
+
+/**
+ * PGlite keeps no lock on its files (its postmaster.pid always says pid -42): two processes on
+ * one data directory both ran, each with its own buffers over the same files, and the writes
+ * acknowledged by the one stopped first were lost. This lock file says which process has them.
+ */
+const LOCK_FILE = 'imagelist.lock';
+
+/** How often the holder touches the lock, so a process on another host can tell it is alive. */
+const HEARTBEAT_MS = 1000;
+/** A lock whose holder cannot be asked (another host, unreadable) is stale once untouched this long. */
+export const UNTOUCHED_MS = 5 * HEARTBEAT_MS;
+/** How long after taking a stale lock its content is read again: two starts may take it at once. */
+const SETTLE_MS = 200;
+
+interface Holder {
+  pid: number;
+  hostname: string;
+  /** The kernel's start time of the process (Linux), so a reused pid is told apart. */
+  started: string | null;
+}
+
+/** A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or null. */
+function startOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Counted after the command name, which may hold spaces and parentheses.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function readHolder(file: string): Holder | undefined {
+  try {
+    const h = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
+    if (typeof h.pid === 'number' && typeof h.hostname === 'string')
+      return { pid: h.pid, hostname: h.hostname, started: h.started ?? null };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err;
+  }
+  return undefined;
+}
+
+/** 'dead' or 'alive' when this host can ask; undefined when only the heartbeat can tell. */
+function holderState(h: Holder): 'dead' | 'alive' | undefined {
+  if (h.hostname !== hostname()) return undefined;
+  // A container restarted gets the pid it had (often 1): the lock is its own predecessor's.
+  if (h.pid === process.pid || !alive(h.pid)) return 'dead';
+  const started = startOf(h.pid);
+  return h.started !== null && started !== null && started !== h.started ? 'dead' : 'alive';
+}
+
+function mtimeOf(file: string): number {
+  return statSync(file).mtimeMs;
+}
+
+function describe(h: Holder | undefined): string {
+  return h ? `process ${h.pid} on host ${h.hostname}` : 'a process that left an unreadable lock';
+}
+
+export interface DataDirLock {
+  release(): void;
+}
+
+/**
+ * Takes `<dataDir>/imagelist.lock` for this process, or throws a ConfigError naming the holder.
+ * A lock left by a process that died (kill -9, a crash) is taken over: at once when the holder
+ * ran on this host, else once it has not been touched for UNTOUCHED_MS.
+ */
+export async function lockDataDir(dataDir: string, onWait?: (holder: string) => void): Promise<DataDirLock> {
+  const file = path.join(dataDir, LOCK_FILE);
+  const mine: Holder = { pid: process.pid, hostname: hostname(), started: startOf(process.pid) };
+  const content = JSON.stringify(mine) + '\n';
+  const temp = `${file}.${randomUUID()}`;
+  writeFileSync(temp, content);
+  try {
+    for (;;) {
+      try {
+        // Atomic, and the lock is never seen half written.
+        linkSync(temp, file);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      let holder: Holder | undefined;
+      let state: 'dead' | 'alive' | undefined;
+      try {
+        holder = readHolder(file);
+        state = holder && holderState(holder);
+        if (state === undefined) {
+          onWait?.(describe(holder));
+          const before = mtimeOf(file);
+          await sleep(UNTOUCHED_MS);
+          state = mtimeOf(file) === before ? 'dead' : 'alive';
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
+        throw err;
+      }
+      if (state === 'alive') {
+        throw new ConfigError(
+          `the embedded database in ${dataDir} is in use by ${describe(holder)}; one data directory serves one process (two would overwrite each other's writes): stop the other, or give this one another --data-dir`,
+        );
+      }
+      renameSync(temp, file);
+      await sleep(SETTLE_MS);
+      if (readFileSync(file, 'utf8') !== content) {
+        throw new ConfigError(`the embedded database in ${dataDir} was taken by ${describe(readHolder(file))} as this process started`);
+      }
+      break;
+    }
+  } finally {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // renamed into place
+    }
+  }
+  const heartbeat = setInterval(() => {
+    try {
+      const now = new Date();
+      utimesSync(file, now, now);
+    } catch {
+      // The directory gone or read-only: the database's own writes fail and say so.
+    }
+  }, HEARTBEAT_MS).unref();
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    clearInterval(heartbeat);
+    process.off('exit', release);
+    try {
+      if (readFileSync(file, 'utf8') === content) unlinkSync(file);
+    } catch {
+      // gone already
+    }
+  };
+  process.on('exit', release);
+  return { release };
+}

@@ -1,0 +1,104 @@
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DIGEST_A } from './support/app.js';
+import { freePort, startServer, type RunningServer } from './support/server-process.js';
+
+// The embedded database's first start runs initdb (5-20 s on a loaded 2-core machine).
+const READY_MS = 90_000;
+
+let root: string;
+let dataDir: string;
+const running: RunningServer[] = [];
+
+async function start(): Promise<{ server: RunningServer; base: string }> {
+  const port = await freePort();
+  const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {}, READY_MS);
+  running.push(server);
+  return { server, base: `http://127.0.0.1:${port}` };
+}
+
+/** Starts a process that should refuse; one that serves instead is stopped and reported. */
+async function refusal(): Promise<string> {
+  const started = await start().catch((err: Error) => err);
+  if (started instanceof Error) return started.message;
+  await started.server.stop('SIGKILL');
+  throw new Error(`a second process started on ${dataDir} and served:\n${started.server.output()}`);
+}
+
+async function put(base: string, id: string, name: string): Promise<number> {
+  const res = await fetch(`${base}/images`, { method: 'PUT', body: JSON.stringify({ id: `sha256:${id}`, name, tags: ['v1'] }) });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function listed(base: string): Promise<string[]> {
+  const res = await fetch(`${base}/images`);
+  return ((await res.json()) as { name: string }[]).map((i) => i.name).sort();
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'imagelist-embedded-'));
+  dataDir = path.join(root, 'data');
+});
+afterAll(async () => {
+  for (const s of running) await s.stop('SIGKILL');
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('the embedded database (PGlite) in a data directory', () => {
+  it(
+    'refuses a second process on the same data directory, naming the first, which keeps its writes',
+    { timeout: 4 * READY_MS },
+    async () => {
+      const first = await start();
+      expect(await put(first.base, DIGEST_A, 'quay.io/first/app')).toBe(200);
+
+      const message = await refusal();
+      expect(message).toMatch(/exited with 2/);
+      expect(message).toContain(`the embedded database in ${dataDir} is in use by process ${first.server.child.pid} on host ${hostname()}`);
+
+      expect(await listed(first.base)).toEqual(['quay.io/first/app']);
+      expect(await first.server.stop()).toBe(0);
+      const again = await start();
+      expect(await listed(again.base)).toEqual(['quay.io/first/app']);
+      expect(await again.server.stop()).toBe(0);
+    },
+  );
+
+  it('takes over the lock of a process killed with SIGKILL at once', { timeout: 3 * READY_MS }, async () => {
+    const first = await start();
+    await first.server.stop('SIGKILL');
+    const t0 = Date.now();
+    const again = await start();
+    expect(Date.now() - t0).toBeLessThan(READY_MS);
+    expect(again.server.output()).not.toContain('was locked by');
+    expect(await again.server.stop()).toBe(0);
+  });
+
+  it('takes over a lock whose pid now names another process (a container restarted), or its own', { timeout: 3 * READY_MS }, async () => {
+    const lock = path.join(dataDir, 'imagelist.lock');
+    // This test's own process is alive, but did not start at tick 1.
+    await writeFile(lock, JSON.stringify({ pid: process.pid, hostname: hostname(), started: '1' }));
+    const again = await start();
+    expect(again.server.output()).not.toContain('was locked by');
+    expect(await again.server.stop()).toBe(0);
+  });
+
+  it("waits out another host's lock: refused while it is touched, taken once it is not", { timeout: 3 * READY_MS }, async () => {
+    const lock = path.join(dataDir, 'imagelist.lock');
+    await writeFile(lock, JSON.stringify({ pid: 1, hostname: 'elsewhere', started: '5' }));
+    const touch = setInterval(() => void utimes(lock, new Date(), new Date()), 300);
+    try {
+      const message = await refusal();
+      expect(message).toContain('was locked by process 1 on host elsewhere; taking it if the lock is not touched within 5 s');
+      expect(message).toContain(`the embedded database in ${dataDir} is in use by process 1 on host elsewhere`);
+    } finally {
+      clearInterval(touch);
+    }
+    const again = await start();
+    expect(again.server.output()).toContain('was locked by process 1 on host elsewhere');
+    expect(await again.server.stop()).toBe(0);
+  });
+});
