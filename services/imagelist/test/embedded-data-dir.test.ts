@@ -1,9 +1,9 @@
-import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
-import { freePort, startServer, type RunningServer } from './support/server-process.js';
+import { freePort, runCli, startServer, type RunningServer } from './support/server-process.js';
 
 // The embedded database's first start runs initdb (5-20 s on a loaded 2-core machine).
 const READY_MS = 90_000;
@@ -101,4 +101,28 @@ describe('the embedded database (PGlite) in a data directory', () => {
     expect(again.server.output()).toContain('was locked by process 1 on host elsewhere');
     expect(await again.server.stop()).toBe(0);
   });
+
+  it(
+    'says what PostgreSQL found wrong with a data directory it cannot start from, naming it, and exits 1',
+    { timeout: 2 * READY_MS },
+    async () => {
+      const broken = path.join(root, 'broken');
+      await cp(dataDir, broken, { recursive: true });
+      await appendFile(path.join(broken, 'postgresql.conf'), 'shared_buffers = banana\n');
+      const conf = await runCli(['--listen', '127.0.0.1:0', '--data-dir', broken]);
+      expect(conf.code).toBe(1);
+      expect(conf.stderr).toBe(
+        `fatal: the embedded database in ${broken} did not start: LOG: invalid value for parameter "shared_buffers": "banana"; FATAL: configuration file "/pglite/data/postgresql.conf" contains errors\n`,
+      );
+
+      await rm(broken, { recursive: true });
+      await cp(dataDir, broken, { recursive: true });
+      await truncate(path.join(broken, 'global', 'pg_control'));
+      const control = await runCli(['--listen', '127.0.0.1:0', '--data-dir', broken]);
+      expect(control.code).toBe(1);
+      expect(control.stderr).toBe(
+        `fatal: the embedded database in ${broken} did not start: PANIC: could not read file "global/pg_control": read 0 of 296\n`,
+      );
+    },
+  );
 });

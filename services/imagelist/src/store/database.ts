@@ -57,7 +57,24 @@ export interface EmbeddedDatabase {
 export async function startEmbedded(dataDir: string): Promise<EmbeddedDatabase> {
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
-  const db = await PGlite.create(dataDir);
+  const said: string[] = [];
+  let db: InstanceType<typeof PGlite>;
+  try {
+    db = await PGlite.create(dataDir, {
+      onStderr: (line) => {
+        said.push(line.replace(/^\S+ \S+ \S+ \[\d+\] /, ''));
+        if (said.length > 50) said.shift();
+        return false;
+      },
+    });
+  } catch (err) {
+    // PGlite's own message says nothing of the cause ('PGlite failed to initialize properly',
+    // 'Aborted()'): PostgreSQL's last words, which it does not show, do.
+    const words = lastWords(said);
+    if (!words) throw err;
+    // eslint-disable-next-line preserve-caught-error -- its message ('Aborted(). Build with -sASSERTIONS for more info.') would follow PostgreSQL's on the fatal line
+    throw new Error(`the embedded database in ${dataDir} did not start: ${words}`);
+  }
   const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0 });
   await server.start();
   return {
@@ -67,4 +84,19 @@ export async function startEmbedded(dataDir: string): Promise<EmbeddedDatabase> 
       await db.close();
     },
   };
+}
+
+/** The FATAL or PANIC PostgreSQL wrote, with its DETAIL and HINT, and for a bad configuration file the LOG lines naming the settings. */
+function lastWords(lines: string[]): string {
+  const kept = lines.filter((l) => l !== 'Aborted()');
+  const fatal = kept.findIndex((l) => /^(FATAL|PANIC):/.test(l));
+  if (fatal < 0) return kept.slice(-3).join('; ');
+  let before = fatal;
+  if (/configuration file/.test(kept[fatal] ?? '')) while (kept[before - 1]?.startsWith('LOG:')) before--;
+  let end = fatal + 1;
+  while (end < kept.length && /^(DETAIL|HINT):/.test(kept[end] ?? '')) end++;
+  return kept
+    .slice(before, end)
+    .map((l) => l.replace(/\s+/g, ' '))
+    .join('; ');
 }
