@@ -1,3 +1,4 @@
+import { readFileSync, readlinkSync } from 'node:fs';
 import { appendFile, cp, mkdtemp, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -36,6 +37,11 @@ async function put(base: string, id: string, name: string): Promise<number> {
 async function listed(base: string): Promise<string[]> {
   const res = await fetch(`${base}/images`);
   return ((await res.json()) as { name: string }[]).map((i) => i.name).sort();
+}
+
+/** This process's pid namespace and the kernel's boot, as a lock records them. */
+function thisMachine(): { pidns: string; boot: string } {
+  return { pidns: readlinkSync('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() };
 }
 
 beforeAll(async () => {
@@ -80,7 +86,7 @@ describe('the embedded database (PGlite) in a data directory', () => {
   it('takes over a lock whose pid now names another process (a container restarted), or its own', { timeout: 3 * READY_MS }, async () => {
     const lock = path.join(dataDir, 'imagelist.lock');
     // This test's own process is alive, but did not start at tick 1.
-    await writeFile(lock, JSON.stringify({ pid: process.pid, hostname: hostname(), started: '1' }));
+    await writeFile(lock, JSON.stringify({ pid: process.pid, hostname: hostname(), started: '1', ...thisMachine() }));
     const again = await start();
     expect(again.server.output()).not.toContain('was locked by');
     expect(await again.server.stop()).toBe(0);
@@ -101,6 +107,29 @@ describe('the embedded database (PGlite) in a data directory', () => {
     expect(again.server.output()).toContain('was locked by process 1 on host elsewhere');
     expect(await again.server.stop()).toBe(0);
   });
+
+  it(
+    'takes over at once the lock of another pid namespace on this machine (a container restarted) untouched for 5 s, and refuses a touched one',
+    { timeout: 3 * READY_MS },
+    async () => {
+      const lock = path.join(dataDir, 'imagelist.lock');
+      // A container of this pod (one hostname) beside this one, with its own pid 1.
+      const other = { pid: 1, hostname: hostname(), started: '5', pidns: 'pid:[1]', boot: thisMachine().boot };
+      await writeFile(lock, JSON.stringify(other));
+      const touch = setInterval(() => void utimes(lock, new Date(), new Date()), 300);
+      try {
+        const message = await refusal();
+        expect(message).toContain(`the embedded database in ${dataDir} is in use by process 1 on host ${hostname()}`);
+      } finally {
+        clearInterval(touch);
+      }
+      const minuteAgo = new Date(Date.now() - 60_000);
+      await utimes(lock, minuteAgo, minuteAgo);
+      const again = await start();
+      expect(again.server.output()).not.toContain('was locked by');
+      expect(await again.server.stop()).toBe(0);
+    },
+  );
 
   it(
     'says what PostgreSQL found wrong with a data directory it cannot start from, naming it, and exits 1',

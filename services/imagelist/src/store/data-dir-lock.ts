@@ -1,4 +1,4 @@
-import { linkSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -14,7 +14,7 @@ const LOCK_FILE = 'imagelist.lock';
 
 /** How often the holder touches the lock, so a process on another host can tell it is alive. */
 const HEARTBEAT_MS = 1000;
-/** A lock whose holder cannot be asked (another host, unreadable) is stale once untouched this long. */
+/** A lock whose holder cannot be asked (another host or container, unreadable) is stale once untouched this long. */
 export const UNTOUCHED_MS = 5 * HEARTBEAT_MS;
 /** How long after taking a stale lock its content is read again: two starts may take it at once. */
 const SETTLE_MS = 200;
@@ -24,17 +24,35 @@ interface Holder {
   hostname: string;
   /** The kernel's start time of the process (Linux), so a reused pid is told apart. */
   started: string | null;
+  /** The pid namespace (Linux): a pid means something only within its own. */
+  pidns: string | null;
+  /** The kernel's boot id (Linux): within one boot, file times and this process's clock agree. */
+  boot: string | null;
+}
+
+function readOr(read: () => string): string | null {
+  try {
+    return read().trim();
+  } catch {
+    return null;
+  }
 }
 
 /** A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or null. */
 function startOf(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Counted after the command name, which may hold spaces and parentheses.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
+  const stat = readOr(() => readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  // Counted after the command name, which may hold spaces and parentheses.
+  return stat === null ? null : (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null);
+}
+
+function me(): Holder {
+  return {
+    pid: process.pid,
+    hostname: hostname(),
+    started: startOf(process.pid),
+    pidns: readOr(() => readlinkSync('/proc/self/ns/pid')),
+    boot: readOr(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')),
+  };
 }
 
 function alive(pid: number): boolean {
@@ -49,19 +67,26 @@ function alive(pid: number): boolean {
 function readHolder(file: string): Holder | undefined {
   try {
     const h = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
-    if (typeof h.pid === 'number' && typeof h.hostname === 'string')
-      return { pid: h.pid, hostname: h.hostname, started: h.started ?? null };
+    if (typeof h.pid === 'number' && typeof h.hostname === 'string') {
+      return { pid: h.pid, hostname: h.hostname, started: h.started ?? null, pidns: h.pidns ?? null, boot: h.boot ?? null };
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err;
   }
   return undefined;
 }
 
-/** 'dead' or 'alive' when this host can ask; undefined when only the heartbeat can tell. */
-function holderState(h: Holder): 'dead' | 'alive' | undefined {
-  if (h.hostname !== hostname()) return undefined;
-  // A container restarted gets the pid it had (often 1): the lock is its own predecessor's.
-  if (h.pid === process.pid || !alive(h.pid)) return 'dead';
+/** 'dead' or 'alive' when this process can tell; undefined when only the heartbeat can. */
+function holderState(h: Holder, self: Holder, touchedMs: number): 'dead' | 'alive' | undefined {
+  const sameKernel = h.boot !== null ? h.boot === self.boot : self.boot === null && h.hostname === self.hostname;
+  if (!sameKernel) return undefined;
+  if (h.pidns !== self.pidns) {
+    // Another container on this machine (or this one's predecessor, restarted in a new pid
+    // namespace): its pid cannot be asked, but its heartbeat is measured by the same clock.
+    return Date.now() - touchedMs > UNTOUCHED_MS ? 'dead' : undefined;
+  }
+  // A pid this process has now, or no process has, is a holder gone.
+  if (h.pid === self.pid || !alive(h.pid)) return 'dead';
   const started = startOf(h.pid);
   return h.started !== null && started !== null && started !== h.started ? 'dead' : 'alive';
 }
@@ -81,11 +106,12 @@ export interface DataDirLock {
 /**
  * Takes `<dataDir>/imagelist.lock` for this process, or throws a ConfigError naming the holder.
  * A lock left by a process that died (kill -9, a crash) is taken over: at once when the holder
- * ran on this host, else once it has not been touched for UNTOUCHED_MS.
+ * ran in this pid namespace, or on this machine and untouched for UNTOUCHED_MS; else once it is
+ * seen untouched for UNTOUCHED_MS.
  */
 export async function lockDataDir(dataDir: string, onWait?: (holder: string) => void): Promise<DataDirLock> {
   const file = path.join(dataDir, LOCK_FILE);
-  const mine: Holder = { pid: process.pid, hostname: hostname(), started: startOf(process.pid) };
+  const mine = me();
   const content = JSON.stringify(mine) + '\n';
   const temp = `${file}.${randomUUID()}`;
   writeFileSync(temp, content);
@@ -102,7 +128,7 @@ export async function lockDataDir(dataDir: string, onWait?: (holder: string) => 
       let state: 'dead' | 'alive' | undefined;
       try {
         holder = readHolder(file);
-        state = holder && holderState(holder);
+        state = holder && holderState(holder, mine, mtimeOf(file));
         if (state === undefined) {
           onWait?.(describe(holder));
           const before = mtimeOf(file);
