@@ -1,6 +1,8 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import { appendFile, cp, mkdtemp, rm, truncate, utimes, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { hostname, tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIGEST_A } from './support/app.js';
@@ -130,6 +132,19 @@ describe('the embedded database (PGlite) in a data directory', () => {
       expect(await again.server.stop()).toBe(0);
     },
   );
+
+  it('exits 1 saying so when its data directory is removed while it runs', { timeout: 2 * READY_MS }, async () => {
+    const doomed = path.join(root, 'doomed');
+    await cp(dataDir, doomed, { recursive: true });
+    const port = await freePort();
+    const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', doomed], {}, READY_MS);
+    running.push(server);
+    await rm(doomed, { recursive: true });
+    const exited = once(server.child, 'exit');
+    const code = await Promise.race([exited.then(([c]) => c as number | null), sleep(15_000).then(() => 'still running')]);
+    expect(code).toBe(1);
+    expect(server.output()).toContain(`the embedded database's files in ${doomed} were removed while imagelist ran`);
+  });
 
   it(
     'says what PostgreSQL found wrong with a data directory it cannot start from, naming it, and exits 1',

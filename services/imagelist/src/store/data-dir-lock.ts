@@ -1,4 +1,4 @@
-import { linkSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -65,13 +65,17 @@ function alive(pid: number): boolean {
 }
 
 function readHolder(file: string): Holder | undefined {
+  return parseHolder(readFileSync(file, 'utf8'));
+}
+
+function parseHolder(text: string): Holder | undefined {
   try {
-    const h = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
+    const h = JSON.parse(text) as Partial<Holder>;
     if (typeof h.pid === 'number' && typeof h.hostname === 'string') {
       return { pid: h.pid, hostname: h.hostname, started: h.started ?? null, pidns: h.pidns ?? null, boot: h.boot ?? null };
     }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err;
+  } catch {
+    // not JSON: unreadable
   }
   return undefined;
 }
@@ -97,6 +101,20 @@ function mtimeOf(file: string): number {
 
 function describe(h: Holder | undefined): string {
   return h ? `process ${h.pid} on host ${h.hostname}` : 'a process that left an unreadable lock';
+}
+
+/** Why this process no longer has the data directory to itself, or undefined while it has. */
+function lostBy(dataDir: string, file: string, content: string): string | undefined {
+  let now: string;
+  try {
+    now = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+    return existsSync(path.join(dataDir, 'PG_VERSION'))
+      ? `${file} was removed while imagelist ran: another process could start on the same files`
+      : `the embedded database's files in ${dataDir} were removed while imagelist ran`;
+  }
+  return now === content ? undefined : `the embedded database in ${dataDir} was taken by ${describe(parseHolder(now))} while imagelist ran`;
 }
 
 export interface DataDirLock {
@@ -159,11 +177,18 @@ export async function lockDataDir(dataDir: string, onWait?: (holder: string) => 
     }
   }
   const heartbeat = setInterval(() => {
+    const lost = lostBy(dataDir, file, content);
+    if (lost) {
+      clearInterval(heartbeat);
+      // Uncaught, from a timer: the service closes as after any fatal error, exit 1. Serving on
+      // from files unlinked or shared answered every request 500 (or 503) for as long as it ran.
+      throw new Error(lost);
+    }
     try {
       const now = new Date();
       utimesSync(file, now, now);
     } catch {
-      // The directory gone or read-only: the database's own writes fail and say so.
+      // read-only now: the database's own writes fail and say so
     }
   }, HEARTBEAT_MS).unref();
   let released = false;
