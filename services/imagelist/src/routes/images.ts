@@ -2,7 +2,7 @@ import { badRequest, notFound, readBodiesAsJson, validatorCompiler } from '@plat
 import querystring from 'fast-querystring';
 import type { App } from '@platform/http-common';
 import type { onRequestAsyncHookHandler } from 'fastify';
-import { isName, normalizeName, parseImageId, type ImageId } from '../reference.js';
+import { isName, nameSpellings, normalizeName, parseImageId, type ImageId } from '../reference.js';
 import { Image, ImageIdParams, ListImagesQuery, Problem, PutImageBody, type SortKey } from '../schemas/image.js';
 import type { Cursor, ImageStore } from '../store/images.js';
 import Type from 'typebox';
@@ -190,13 +190,10 @@ export async function imageRoutes(app: App, opts: ImageRoutesOptions): Promise<v
       },
       async (request, reply) => {
         const id = idFromPath(request.params['*']);
-        let deleted: boolean;
-        if (id.name === undefined) {
-          deleted = await store.delete(id.digest);
-        } else {
-          const image = await store.get(id.digest);
-          deleted = image !== undefined && sameName(id, image.name) && (await store.delete(id.digest, image.name));
-        }
+        // A repodigest deletes only an image of its (normalised) name, as the table holds it, not as
+        // this replica's memory does.
+        const deleted =
+          id.name === undefined ? await store.delete(id.digest) : await store.deleteNamed(id.digest, nameSpellings(normalizeName(id.name)));
         if (deleted) request.log.info({ id: id.digest, by: request.principal }, 'image deleted');
         return reply.code(204).send(null);
       },

@@ -243,14 +243,32 @@ export class ImageSql {
     return images.map((i) => byId.get(i.digest)!);
   }
 
-  /** Deletes the image; with `name`, only if it has that name. True when a row went. */
-  async delete(digest: string, name?: string): Promise<boolean> {
-    const and = name === undefined ? this.sql`` : this.sql`AND name = ${name}`;
+  /** Deletes the image. True when a row went. */
+  async delete(digest: string): Promise<boolean> {
     const rows = await this.write(
       monotonicNow() + this.deadlineMs,
-      (deadline) => this.sql`DELETE FROM images USING (${this.deadlineSetting(deadline)}) AS d WHERE id = ${digest} ${and} RETURNING id`,
+      (deadline) => this.sql`DELETE FROM images USING (${this.deadlineSetting(deadline)}) AS d WHERE id = ${digest} RETURNING id`,
     );
     return rows.length > 0;
+  }
+
+  /**
+   * Deletes the image if its name is one of `names` (the spellings of a repodigest's name), in
+   * the one statement, as the table holds it now. `kept`: the image is there under another name
+   * (read in the statement's snapshot, from before its own delete).
+   */
+  async deleteNamed(digest: string, names: readonly string[]): Promise<{ deleted: boolean; kept: boolean }> {
+    const [row] = await this.write(
+      monotonicNow() + this.deadlineMs,
+      (deadline) => this.sql<{ deleted: boolean; kept: boolean }[]>`
+      WITH gone AS (
+        DELETE FROM images USING (${this.deadlineSetting(deadline)}) AS d
+        WHERE id = ${digest} AND name = ANY(${names as string[]}::text[]) RETURNING id
+      )
+      SELECT EXISTS (SELECT 1 FROM gone) AS deleted,
+        EXISTS (SELECT 1 FROM images WHERE id = ${digest} AND NOT name = ANY(${names as string[]}::text[])) AS kept`,
+    );
+    return row ?? { deleted: false, kept: false };
   }
 
   /**

@@ -129,13 +129,23 @@ export class ImageStore {
     return { json: toJson(row), row };
   }
 
-  /**
-   * Deletes the image; with `name`, only if it has that name (the name it was found with). True
-   * when a row went; either way it is gone from memory.
-   */
-  async delete(digest: string, name?: string): Promise<boolean> {
-    const deleted = await this.written(digest, 'deleted', () => this.images.delete(digest, name));
+  /** Deletes the image. True when a row went; either way it is gone from memory. */
+  async delete(digest: string): Promise<boolean> {
+    const deleted = await this.written(digest, 'deleted', () => this.images.delete(digest));
     this.live?.deleted(digest);
+    return deleted;
+  }
+
+  /**
+   * Deletes the image if the table holds it under one of `names`, decided by the database: this
+   * replica's memory may not hold it yet (written through another replica a moment ago, or out of
+   * memory until read back), and a 204 for a DELETE that deleted nothing left it admitted.
+   */
+  async deleteNamed(digest: string, names: readonly string[]): Promise<boolean> {
+    const { deleted, kept } = await this.written(digest, 'deleted', () => this.images.deleteNamed(digest, names));
+    // An image kept under another name stays in memory as it is.
+    if (kept) this.live?.writeFailed(digest);
+    else this.live?.deleted(digest);
     return deleted;
   }
 
