@@ -22,14 +22,18 @@ beforeAll(async () => {
       ...(scheme === 'https' ? { tls: certs() } : {}),
     });
     const stored = new Map<string, number>();
-    app.get('/things/:id', async (request) => ({ id: request.params.id }));
+    app.get('/things/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (request) => ({ id: request.params.id }));
     // made and answered after a turn of the event loop, as a write waits for the database
-    app.put('/things/:id', { schema: { body: Type.Object({ n: Type.Integer() }) } }, async (request) => {
-      await new Promise((r) => setTimeout(r, 50));
-      stored.set(request.params.id, request.body.n);
-      return { id: request.params.id, n: request.body.n };
-    });
-    app.get('/stored/:id', async (request, reply) =>
+    app.put(
+      '/things/:id',
+      { schema: { params: Type.Object({ id: Type.String() }), body: Type.Object({ n: Type.Integer() }) } },
+      async (request) => {
+        await new Promise((r) => setTimeout(r, 50));
+        stored.set(request.params.id, request.body.n);
+        return { id: request.params.id, n: request.body.n };
+      },
+    );
+    app.get('/stored/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (request, reply) =>
       stored.has(request.params.id) ? { id: String(stored.get(request.params.id)) } : reply.code(404).send(),
     );
     await app.listen({ host: '127.0.0.1', port: 0 });

@@ -9,7 +9,7 @@ import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
 import { databaseTarget, type DatabaseTarget } from './store/database-tls.js';
 import { connect, startEmbedded, type EmbeddedDatabase } from './store/database.js';
-import { lockDataDir, UNTOUCHED_MS, type DataDirLock } from './store/data-dir-lock.js';
+import { lockDataDir, type DataDirLock } from './store/data-dir-lock.js';
 import { isDatabaseUnavailable, isLostDatabaseConnection } from './store/errors.js';
 import { ImageSql } from './store/image-sql.js';
 import { indexMemoryBudget, LiveIndex } from './store/live-index.js';
@@ -85,7 +85,7 @@ function certificateRefused(err: unknown): string | undefined {
  * The embedded database, for local use when no database is configured. Where it cannot keep its
  * files (a read-only image, whose Deployment lost its DATABASE_URL), the start fails naming both.
  */
-async function startEmbeddedIn(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
+async function startEmbeddedIn(dataDir: string): Promise<EmbeddedDatabase> {
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
     try {
@@ -93,11 +93,7 @@ async function startEmbeddedIn(dataDir: string, log: Logger): Promise<EmbeddedDa
       // One that exists but cannot be written (a read-only mount, another user's) failed later
       // inside PGlite, as `{"name":"ErrnoError","errno":69}`.
       accessSync(dataDir, constants.W_OK);
-      lock = await lockDataDir(dataDir, (holder) =>
-        log.warn(
-          `the embedded database in ${dataDir} was locked by ${holder}; taking it if the lock is not touched within ${UNTOUCHED_MS / 1000} s`,
-        ),
-      );
+      lock = await lockDataDir(dataDir);
     } catch (err) {
       if (err instanceof ConfigError) throw err;
       throw new ConfigError(
@@ -110,7 +106,7 @@ async function startEmbeddedIn(dataDir: string, log: Logger): Promise<EmbeddedDa
     url: embedded.url,
     async stop() {
       await embedded.stop();
-      lock?.release();
+      await lock?.release();
     },
   };
 }
@@ -138,7 +134,7 @@ runMain(async () => {
 
   let embedded: EmbeddedDatabase | undefined;
   if (!target) {
-    embedded = await startEmbeddedIn(config.dataDir, log);
+    embedded = await startEmbeddedIn(config.dataDir);
     target = { url: embedded.url };
     log.warn({ dataDir: config.dataDir }, 'no DATABASE_URL: using the embedded PGlite database (one connection; for local use)');
   }

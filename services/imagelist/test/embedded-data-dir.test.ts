@@ -1,7 +1,6 @@
-import { readFileSync, readlinkSync } from 'node:fs';
-import { appendFile, cp, mkdtemp, rm, truncate, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, rm, truncate, utimes } from 'node:fs/promises';
 import { once } from 'node:events';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,11 +40,6 @@ async function listed(base: string): Promise<string[]> {
   return ((await res.json()) as { name: string }[]).map((i) => i.name).sort();
 }
 
-/** This process's pid namespace and the kernel's boot, as a lock records them. */
-function thisMachine(): { pidns: string; boot: string } {
-  return { pidns: readlinkSync('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() };
-}
-
 beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'imagelist-embedded-'));
   dataDir = path.join(root, 'data');
@@ -56,79 +50,43 @@ afterAll(async () => {
 });
 
 describe('the embedded database (PGlite) in a data directory', () => {
-  it(
-    'refuses a second process on the same data directory, naming the first, which keeps its writes',
-    { timeout: 4 * READY_MS },
-    async () => {
-      const first = await start();
-      expect(await put(first.base, DIGEST_A, 'quay.io/first/app')).toBe(200);
+  it('refuses a second process on the same data directory, and the first keeps its writes', { timeout: 4 * READY_MS }, async () => {
+    const first = await start();
+    expect(await put(first.base, DIGEST_A, 'quay.io/first/app')).toBe(200);
 
-      const message = await refusal();
-      expect(message).toMatch(/exited with 2/);
-      expect(message).toContain(`the embedded database in ${dataDir} is in use by process ${first.server.child.pid} on host ${hostname()}`);
+    const message = await refusal();
+    expect(message).toMatch(/exited with 2/);
+    expect(message).toContain(`the embedded database in ${dataDir} is in use by another process`);
 
-      expect(await listed(first.base)).toEqual(['quay.io/first/app']);
-      expect(await first.server.stop()).toBe(0);
-      const again = await start();
-      expect(await listed(again.base)).toEqual(['quay.io/first/app']);
-      expect(await again.server.stop()).toBe(0);
-    },
-  );
+    expect(await listed(first.base)).toEqual(['quay.io/first/app']);
+    expect(await first.server.stop()).toBe(0);
+    const again = await start();
+    expect(await listed(again.base)).toEqual(['quay.io/first/app']);
+    expect(await again.server.stop()).toBe(0);
+  });
 
-  it('takes over the lock of a process killed with SIGKILL at once', { timeout: 3 * READY_MS }, async () => {
+  it('takes over the lock of a process killed with SIGKILL once it is stale', { timeout: 3 * READY_MS }, async () => {
     const first = await start();
     await first.server.stop('SIGKILL');
-    const t0 = Date.now();
     const again = await start();
-    expect(Date.now() - t0).toBeLessThan(READY_MS);
-    expect(again.server.output()).not.toContain('was locked by');
-    expect(await again.server.stop()).toBe(0);
-  });
-
-  it('takes over a lock whose pid now names another process (a container restarted), or its own', { timeout: 3 * READY_MS }, async () => {
-    const lock = path.join(dataDir, 'imagelist.lock');
-    // This test's own process is alive, but did not start at tick 1.
-    await writeFile(lock, JSON.stringify({ pid: process.pid, hostname: hostname(), started: '1', ...thisMachine() }));
-    const again = await start();
-    expect(again.server.output()).not.toContain('was locked by');
-    expect(await again.server.stop()).toBe(0);
-  });
-
-  it("waits out another host's lock: refused while it is touched, taken once it is not", { timeout: 3 * READY_MS }, async () => {
-    const lock = path.join(dataDir, 'imagelist.lock');
-    await writeFile(lock, JSON.stringify({ pid: 1, hostname: 'elsewhere', started: '5' }));
-    const touch = setInterval(() => void utimes(lock, new Date(), new Date()), 300);
-    try {
-      const message = await refusal();
-      expect(message).toContain('was locked by process 1 on host elsewhere; taking it if the lock is not touched within 5 s');
-      expect(message).toContain(`the embedded database in ${dataDir} is in use by process 1 on host elsewhere`);
-    } finally {
-      clearInterval(touch);
-    }
-    const again = await start();
-    expect(again.server.output()).toContain('was locked by process 1 on host elsewhere');
+    expect(await listed(again.base)).toEqual(['quay.io/first/app']);
     expect(await again.server.stop()).toBe(0);
   });
 
   it(
-    'takes over at once the lock of another pid namespace on this machine (a container restarted) untouched for 5 s, and refuses a touched one',
+    'waits out a lock kept fresh by another process (another host or container): refused while it is, taken once it is not',
     { timeout: 3 * READY_MS },
     async () => {
       const lock = path.join(dataDir, 'imagelist.lock');
-      // A container of this pod (one hostname) beside this one, with its own pid 1.
-      const other = { pid: 1, hostname: hostname(), started: '5', pidns: 'pid:[1]', boot: thisMachine().boot };
-      await writeFile(lock, JSON.stringify(other));
+      await mkdir(lock);
       const touch = setInterval(() => void utimes(lock, new Date(), new Date()), 300);
       try {
-        const message = await refusal();
-        expect(message).toContain(`the embedded database in ${dataDir} is in use by process 1 on host ${hostname()}`);
+        expect(await refusal()).toContain(`the embedded database in ${dataDir} is in use by another process`);
       } finally {
         clearInterval(touch);
       }
-      const minuteAgo = new Date(Date.now() - 60_000);
-      await utimes(lock, minuteAgo, minuteAgo);
       const again = await start();
-      expect(again.server.output()).not.toContain('was locked by');
+      expect(await listed(again.base)).toEqual(['quay.io/first/app']);
       expect(await again.server.stop()).toBe(0);
     },
   );
