@@ -4,19 +4,22 @@ const MB = 1_000_000;
 
 /**
  * What the connection limit leaves room for, measured with the Deployment's settings over HTTPS
- * (README, Memory): an open connection takes up to ~50 KB (TLS state, buffers, the socket's
- * objects; 2,800 silent ones took 84 MB at 1,000,000 images); the process without its index ~130 MB
+ * (README, Memory): an open connection takes up to ~150 KB. A silent one takes ~30 KB (2,800 took
+ * 84 MB at 1,000,000 images), but one whose TLS handshake stalls after a partial ClientHello ~60 KB
+ * while open, and its slot ~150 KB for good: glibc keeps what OpenSSL freed (rounds of 3,000 such
+ * connections took a replica from 159 to 474 MB, past its 384 MiB, at ~50 KB a connection; to
+ * 232 MB at 150 KB). The process without its index ~130 MB
  * (117 MB with an empty allowlist, 221-227 MB at 1,000,000 images whose index estimates 96 MB); and
  * the request bodies being read and parsed at once up to ~95 MB (body-budget.ts lets 16 MiB in).
  */
-const PER_CONNECTION_BYTES = 50_000;
+const PER_CONNECTION_BYTES = 150_000;
 const PROCESS_BYTES = 130 * MB;
 const BODIES_BYTES = 95 * MB;
 /** Of the memory limit, what all of it together may reach: the rest is the allocator's slack. */
 const MEMORY_SHARE = 0.9;
 /**
  * The limit, however large the index: the API servers keep a connection per review in flight, CI
- * clients and Prometheus one each. 300 connections (the cap) take ~15 MB.
+ * clients and Prometheus one each. 300 connections (the cap) take up to ~45 MB.
  */
 export const MIN_CONNECTIONS = 200;
 /** The limit when memory is plenty (http-common's default). */
