@@ -614,7 +614,7 @@ if (opts.attack && selected('attack')) {
     const { kept, bigReviews, imageReviews } = attack;
     console.log(
       `\nattack on ${attack.size} images (limit ${attack.memoryLimitMib} MiB, connection limit ${attack.connectionLimit}): from one address ` +
-        `${attack.silentOpened} silent TLS connections opened, ${kept.answered} kept-alive answered and ${kept.refused} refused; from another ` +
+        `${attack.silentOpened} silent TLS connections and ${attack.stalledOpened} stalled mid-handshake opened, ${kept.answered} kept-alive answered and ${kept.refused} refused; from another ` +
         `reviews of ${attack.bigReviewMb} MB ${JSON.stringify(bigReviews)} and ImageReviews ${JSON.stringify(imageReviews)}; ` +
         `RSS ${attack.rssBeforeMb} MB before, peak ${attack.peakRssMb} MB, ${attack.rssAfterMb} MB after; ` +
         `the other client's longest stalls ${attack.largeClientStallMs} ms (large reviews) and ${attack.imageClientStallMs} ms (ImageReviews)`,

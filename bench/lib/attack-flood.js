@@ -1,6 +1,7 @@
 // The attack section's attacker, in a process of its own (lib/attack.js), from 127.0.0.2: SILENT
-// connections that complete their TLS handshake and send nothing, each opened again as soon as it
-// is closed, and KEPT connections opened one after another, each sending one GET and then kept
+// connections that complete their TLS handshake and send nothing, STALLED ones that send part of a
+// ClientHello and nothing more (what OpenSSL allocates for them, glibc keeps), each opened again as
+// soon as it is closed, and KEPT connections opened one after another, each sending one GET and then kept
 // open. Reads {url} as JSON on stdin; sends 'done' (IPC) once every KEPT connection was tried, goes
 // on until SIGTERM, then prints its counts as one JSON object.
 import net from 'node:net';
@@ -8,6 +9,7 @@ import tls from 'node:tls';
 import { readSpec } from './script-spec.js';
 
 const SILENT = 2800;
+const STALLED = 3000;
 const KEPT = 12_000;
 const ATTACKER = '127.0.0.2';
 
@@ -29,6 +31,20 @@ function openSilent() {
   connect(() => silent.opened++).on('close', () => setTimeout(openSilent, 10));
 }
 for (let i = 0; i < SILENT; i++) setTimeout(openSilent, i);
+
+/** A TLS record header and the first bytes of a ClientHello that announces 512 bytes. */
+const PARTIAL_HELLO = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+const stalled = { opened: 0 };
+function openStalled() {
+  if (stopping) return;
+  const socket = net.connect({ host: '127.0.0.1', port: Number(url.port), localAddress: ATTACKER }, () => {
+    stalled.opened++;
+    socket.write(PARTIAL_HELLO);
+  });
+  socket.on('error', () => {});
+  socket.on('close', () => setTimeout(openStalled, 10));
+}
+if (url.protocol === 'https:') for (let i = 0; i < STALLED; i++) setTimeout(openStalled, i);
 
 const kept = { answered: 0, refused: 0, open: new Set() };
 function keepOne() {
@@ -55,6 +71,10 @@ for (let i = 0; i < KEPT && !stopping; i += 200) await Promise.all(Array.from({ 
 process.send?.('done');
 while (!stopping) await new Promise((r) => setTimeout(r, 50));
 process.stdout.write(
-  JSON.stringify({ silentOpened: silent.opened, kept: { answered: kept.answered, refused: kept.refused, stillOpen: kept.open.size } }),
+  JSON.stringify({
+    silentOpened: silent.opened,
+    stalledOpened: stalled.opened,
+    kept: { answered: kept.answered, refused: kept.refused, stillOpen: kept.open.size },
+  }),
 );
 process.exit(0);
