@@ -31,6 +31,18 @@ export function endWith(socket: Socket, answer: string): void {
   socket.once('close', () => clearTimeout(timer));
 }
 
+/** The request a connection answered before its body had all arrived, while the body still arrives. */
+const answeredEarly = new WeakMap<Socket, IncomingMessage>();
+
+/**
+ * Notes a request answered before its body has all arrived (a 401 before the body is read): Node
+ * reads the rest of the body and discards it, and if that outlasts the request timeout, the
+ * request has its answer already (clientErrorHandler).
+ */
+export function answeredBeforeBody(req: IncomingMessage): void {
+  if (!req.complete) answeredEarly.set(req.socket, req);
+}
+
 /**
  * Fastify's clientErrorHandler: malformed request lines, oversized headers, a missing Host
  * header, request and header timeouts. Answered as problem+json like every other error. HTTPS
@@ -45,6 +57,9 @@ export function endWith(socket: Socket, answer: string): void {
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
   const tlsFailed = /^ERR_(TLS|SSL)_/.test(err.code ?? '');
   if (!socket.writable || err.code === 'ECONNRESET' || tlsFailed) return void socket.destroy();
+  // Answered before its body had all arrived, the request then timed out: a 408 would be a second
+  // answer to it (a client that read the 401 took the 408 as its next request's). Close instead.
+  if (answeredEarly.get(socket)?.complete === false) return void endWith(socket, '');
   const underWay = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
   // An answer under way to a request still arriving is that request's, and the error is about it.
   if (underWay && !underWay.writableFinished && underWay.req.complete) {

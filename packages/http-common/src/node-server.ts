@@ -3,7 +3,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { BodyBudget } from './body-budget.js';
-import { answerConnect, answerProblem, answerUnsupportedExpect, endWith } from './client-errors.js';
+import { answerConnect, answeredBeforeBody, answerProblem, answerUnsupportedExpect, endWith } from './client-errors.js';
 import { OpenConnections } from './open-connections.js';
 
 export interface NodeServerOptions {
@@ -56,6 +56,7 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   class Response<Request extends IncomingMessage = IncomingMessage> extends http.ServerResponse<Request> {
     override writeHead(...args: unknown[]): this {
       if (isClosing()) this.shouldKeepAlive = false;
+      answeredBeforeBody(this.req);
       return super.writeHead.apply(this, args as Parameters<http.ServerResponse['writeHead']>);
     }
   }

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import Type from 'typebox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type App } from '../src/index.js';
+import { createApp, HttpProblem, type App } from '../src/index.js';
 import { CLOSE_AFTER_ERROR_MS } from '../src/client-errors.js';
 import { MAX_QUEUED_RESPONSES } from '../src/node-server.js';
 
@@ -18,6 +18,16 @@ beforeAll(async () => {
   });
   app.post('/things', { schema: { body: Type.Object({ n: Type.Integer() }) } }, async (req) => req.body);
   app.get('/things/:id', async (req) => req.params);
+  // refused before its body is read, as a write without a valid token is
+  app.put(
+    '/guarded',
+    {
+      onRequest: async () => {
+        throw new HttpProblem(401, 'This operation needs an Authorization: Bearer token.');
+      },
+    },
+    async () => ({}),
+  );
   app.get('/slow', async () => {
     await new Promise((r) => setTimeout(r, 200));
     return { slow: true };
@@ -54,6 +64,25 @@ const expectProblem = (r: { status: number; type: string; body: string }, status
   expect(problem.status).toBe(status);
   if (field) expect(problem.errors).toEqual([{ field, message: expect.any(String) }]);
 };
+
+describe('a request answered before its body has all arrived', () => {
+  it('gets that one answer, not a 408 after it when the rest of its body outlasts the request timeout', async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString()));
+    socket.on('error', () => {});
+    const closed = new Promise((r) => socket.on('close', r));
+    socket.write('PUT /guarded HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+    // a byte every 250 ms, past the 1.5 s request timeout
+    for (let i = 0; i < 14 && !socket.destroyed; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      if (!socket.destroyed) socket.write(' ');
+    }
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+    socket.destroy();
+    expect(got.match(/HTTP\/1\.1 \d+/g)).toEqual(['HTTP/1.1 401']);
+  });
+});
 
 describe('errors before a route runs are problem+json', () => {
   it('bad percent-encoding', async () => {
