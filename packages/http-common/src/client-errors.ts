@@ -43,6 +43,23 @@ export function answeredBeforeBody(req: IncomingMessage): void {
   if (!req.complete) answeredEarly.set(req.socket, req);
 }
 
+/** The request of a connection that waits, its body unread, for the answers ahead of it to be sent. */
+const waitingTurn = new WeakMap<Socket, IncomingMessage>();
+/** The requests whose request timeout ran out while they waited for their turn. */
+const timedOutWaiting = new WeakSet<IncomingMessage>();
+
+/**
+ * Notes a request pipelined behind answers still unsent (node-server.ts reads it in its turn), and
+ * returns what to call when its turn comes: true if its request timeout ran out while it waited.
+ */
+export function waitsItsTurn(req: IncomingMessage): () => boolean {
+  waitingTurn.set(req.socket, req);
+  return () => {
+    if (waitingTurn.get(req.socket) === req) waitingTurn.delete(req.socket);
+    return timedOutWaiting.has(req);
+  };
+}
+
 /**
  * Fastify's clientErrorHandler: malformed request lines, oversized headers, a missing Host
  * header, request and header timeouts. Answered as problem+json like every other error. HTTPS
@@ -60,6 +77,10 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   // Answered before its body had all arrived, the request then timed out: a 408 would be a second
   // answer to it (a client that read the 401 took the 408 as its next request's). Close instead.
   if (answeredEarly.get(socket)?.complete === false) return void endWith(socket, '');
+  // Node's request timeout runs from the request's start, and this one's body is not read until the
+  // answers ahead are sent: the wait is ours, not the client's. Its timeout runs from its turn.
+  const waiting = waitingTurn.get(socket);
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && waiting?.complete === false) return void timedOutWaiting.add(waiting);
   const underWay = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
   // An answer under way to a request still arriving is that request's, and the error is about it.
   if (underWay && !underWay.writableFinished && underWay.req.complete) {

@@ -3,7 +3,15 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { BodyBudget } from './body-budget.js';
-import { answerConnect, answeredBeforeBody, answerProblem, answerUnsupportedExpect, endWith } from './client-errors.js';
+import {
+  answerConnect,
+  answeredBeforeBody,
+  answerProblem,
+  answerUnsupportedExpect,
+  clientErrorHandler,
+  endWith,
+  waitsItsTurn,
+} from './client-errors.js';
 import { OpenConnections } from './open-connections.js';
 
 export interface NodeServerOptions {
@@ -70,7 +78,13 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
     // Node gives a response its socket at once unless another response on it is still unsent;
     // then this request is worked on when Node gives it the socket, once the answers ahead are sent.
     if (response.socket !== null) handle(request, response);
-    else if (queuedBehind(request.socket, response)) response.once('socket', () => handle(request, response));
+    else if (queuedBehind(request.socket, response)) {
+      const turnCame = waitsItsTurn(request);
+      response.once('socket', () => {
+        if (turnCame()) timeFromTurn(request, opts.requestMs);
+        handle(request, response);
+      });
+    }
   };
   const handle: RequestListener = (request, response) => {
     const encoding = request.headers['content-encoding'];
@@ -123,6 +137,20 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
  * already); one a byte a second is not.
  */
 export const ARRIVING_AT_CLOSE_MS = 1000;
+
+/**
+ * The request timeout, from its turn, of a pipelined request whose timeout ran out while it waited
+ * for the answers ahead (clientErrorHandler): Node times a request once, and no longer times it.
+ */
+function timeFromTurn(request: IncomingMessage, requestMs: number): void {
+  if (request.complete) return;
+  const timer = setTimeout(() => {
+    if (!request.complete && !request.socket.destroyed)
+      clientErrorHandler(Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), request.socket);
+  }, requestMs).unref();
+  request.once('end', () => clearTimeout(timer));
+  request.once('close', () => clearTimeout(timer));
+}
 
 /**
  * A client may shut its side of the connection once it has written its requests (`nc -N`, a
