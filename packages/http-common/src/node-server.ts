@@ -1,7 +1,6 @@
 import http, { type IncomingMessage, type RequestListener } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { BodyBudget } from './body-budget.js';
 import {
   answerConnect,
@@ -57,7 +56,12 @@ export interface NodeServerOptions {
  *   hands it over: a read pipelined behind a PUT ran before the PUT was made, and answered 404 for
  *   the image its client had just written (RFC 9112 9.3.2 allows parallel work on pipelined
  *   requests only if all are safe);
- * - a request whose body does not fit the memory left for bodies waits for it (body-budget.ts).
+ * - a request whose body does not fit the memory left for bodies waits for it (body-budget.ts);
+ * - a client that shuts its side of the connection (a FIN) once it has written its requests gets
+ *   no answer not sent by then: Node closes the connection, as it does by default. Kept half-open
+ *   to answer them (`httpAllowHalfOpen`), a client that never read turned the answers into
+ *   orphaned sockets the kernel kept, with their unsent data, out of the process's sight and its
+ *   connection limit: 100 such connections asking for three lists each held 373 MB.
  */
 export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServerOptions): http.Server {
   const { isClosing, bodies } = opts;
@@ -116,7 +120,6 @@ export function createNodeServer(fastifyHandler: RequestListener, opts: NodeServ
   const server = tlsOptions
     ? https.createServer({ ...serverOptions, ...tlsOptions }, onRequest)
     : http.createServer(serverOptions, onRequest);
-  answerHalfClosed(server);
   server.requestTimeout = opts.requestMs;
   server.headersTimeout = opts.headersMs;
   server.keepAliveTimeout = opts.keepAliveMs;
@@ -150,27 +153,6 @@ function timeFromTurn(request: IncomingMessage, requestMs: number): void {
   }, requestMs).unref();
   request.once('end', () => clearTimeout(timer));
   request.once('close', () => clearTimeout(timer));
-}
-
-/**
- * A client may shut its side of the connection once it has written its requests (`nc -N`, a
- * script's `shutdown(SHUT_WR)`). Node then closed the server's side at once, with the answers
- * not yet sent: a PUT was made, and its client got the connection closed without a word (every
- * request answered after a turn of the event loop, and the pipelined ones behind it). Left
- * half-open, the connection sends the answers to every request read, in order, then closes
- * (`httpAllowHalfOpen`, undocumented but Node's own switch; a connection with nothing to answer
- * closes at once as before). The send-stall, request and header timeouts bound it as any other.
- *
- * A TLS socket, unlike the TCP ones of Node's HTTP server, also ends its side by itself once the
- * client has ended its own: it is left half-open once its handshake is done, not before, so that a
- * connection closed before or during its handshake (a TCP health check) closes at once, not at
- * the handshake timeout (5 s).
- */
-function answerHalfClosed(server: http.Server): void {
-  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  server.on('secureConnection', (socket: TLSSocket) => {
-    socket.allowHalfOpen = true;
-  });
 }
 
 /**
