@@ -105,6 +105,36 @@ describe('the embedded database (PGlite) in a data directory', () => {
   });
 
   it(
+    "exits at once when its lock is taken while it was stopped, without writing over the new holder's files",
+    { timeout: 4 * READY_MS },
+    async () => {
+      const shared = path.join(root, 'shared');
+      await cp(dataDir, shared, { recursive: true });
+      const on = async (dir: string) => {
+        const port = await freePort();
+        const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', dir], {}, READY_MS);
+        running.push(server);
+        return { server, base: `http://127.0.0.1:${port}` };
+      };
+      const first = await on(shared);
+      expect(await put(first.base, DIGEST_A.replace(/^.{8}/, 'aaaaaaaa'), 'quay.io/before/stop')).toBe(200);
+      // Ctrl-Z, or a machine or VM paused: its lock goes stale, and a second process takes it.
+      first.server.child.kill('SIGSTOP');
+      const second = await on(shared);
+      expect(await put(second.base, DIGEST_A.replace(/^.{8}/, 'bbbbbbbb'), 'quay.io/second/app')).toBe(200);
+      const exited = once(first.server.child, 'exit');
+      first.server.child.kill('SIGCONT');
+      expect(((await exited) as [number | null])[0]).toBe(1);
+      expect(first.server.output()).toContain(`${shared}/imagelist.lock was removed or taken while imagelist ran`);
+      // Killed, the second's acknowledged writes are in its WAL, which the first must not have overwritten.
+      await second.server.stop('SIGKILL');
+      const third = await on(shared);
+      expect(await listed(third.base)).toEqual(['quay.io/before/stop', 'quay.io/first/app', 'quay.io/second/app']);
+      expect(await third.server.stop()).toBe(0);
+    },
+  );
+
+  it(
     'says what PostgreSQL found wrong with a data directory it cannot start from, naming it, and exits 1',
     { timeout: 2 * READY_MS },
     async () => {

@@ -25,8 +25,8 @@ export interface DataDirLock {
  * Takes `<dataDir>/imagelist.lock` (proper-lockfile: an atomic mkdir, kept fresh by its mtime), or
  * throws a ConfigError (exit 2) while another process keeps it. Once taken, a lock removed or
  * taken from under this process (its data directory deleted, another process that judged it
- * stale) ends the process with why, exit 1: serving on from files unlinked or shared answered every
- * request 500 (or 503) for as long as it ran.
+ * stale) ends the process at once with why, exit 1: serving on from files unlinked or shared
+ * answered every request 500 (or 503) for as long as it ran.
  */
 export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
   const lockfilePath = path.join(dataDir, LOCK);
@@ -40,12 +40,14 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
       // Past the stale time: a lock left by a process that died is taken on a retry.
       retries: { retries: STALE_MS / 500 + 2, minTimeout: 500, maxTimeout: 500, factor: 1 },
       onCompromised: () => {
-        // Thrown from proper-lockfile's timer: the service closes as after any fatal error.
-        throw new Error(
-          existsSync(path.join(dataDir, 'PG_VERSION'))
-            ? `${lockfilePath} was removed or taken while imagelist ran: another process could start on the same files`
-            : `the embedded database's files in ${dataDir} were removed while imagelist ran`,
-        );
+        const why = existsSync(path.join(dataDir, 'PG_VERSION'))
+          ? `${lockfilePath} was removed or taken while imagelist ran: another process could start on the same files`
+          : `the embedded database's files in ${dataDir} were removed while imagelist ran`;
+        // Not closed as after other fatal errors: closing PGlite writes a shutdown checkpoint over
+        // the WAL of a process that has the files now (its acknowledged writes were lost once it
+        // was killed, 600 of 600). Ended as by kill -9, this one loses nothing it acknowledged.
+        process.stderr.write(`fatal: ${why}\n`);
+        process.exit(1);
       },
     });
   } catch (err) {
