@@ -3,7 +3,7 @@
 import './no-pretenuring.js';
 import { TokenStore } from '@platform/auth';
 import { ConfigError, createLogger, listenWithGrace, loadConfig, parseListen, runMain, type Logger } from '@platform/http-common';
-import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildApp } from './app.js';
 import { ConfigSchema, databaseUrl } from './config.js';
@@ -87,9 +87,12 @@ function certificateRefused(err: unknown): string | undefined {
  */
 async function startEmbeddedIn(dataDir: string): Promise<EmbeddedDatabase> {
   let lock: DataDirLock | undefined;
+  let files = dataDir;
   if (!dataDir.startsWith('memory://')) {
     try {
       mkdirSync(dataDir, { recursive: true });
+      // PGlite cannot start from a data directory that is itself a symlink (it reads no file there).
+      files = realpathSync(dataDir);
       // One that exists but cannot be written (a read-only mount, another user's) failed later
       // inside PGlite, as `{"name":"ErrnoError","errno":69}`.
       accessSync(dataDir, constants.W_OK);
@@ -101,7 +104,7 @@ async function startEmbeddedIn(dataDir: string): Promise<EmbeddedDatabase> {
       );
     }
   }
-  const embedded = await startEmbedded(dataDir);
+  const embedded = await startEmbedded(files);
   return {
     url: embedded.url,
     async stop() {

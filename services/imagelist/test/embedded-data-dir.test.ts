@@ -1,4 +1,4 @@
-import { appendFile, cp, mkdir, mkdtemp, rm, truncate, utimes } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, rm, truncate, symlink, utimes } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -131,6 +131,21 @@ describe('the embedded database (PGlite) in a data directory', () => {
       const third = await on(shared);
       expect(await listed(third.base)).toEqual(['quay.io/before/stop', 'quay.io/first/app', 'quay.io/second/app']);
       expect(await third.server.stop()).toBe(0);
+    },
+  );
+
+  it(
+    'serves from a data directory given as a symlink, and refuses a second process that names it otherwise',
+    { timeout: 2 * READY_MS },
+    async () => {
+      const link = path.join(root, 'link');
+      await symlink(dataDir, link);
+      const port = await freePort();
+      const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', link], {}, READY_MS);
+      running.push(server);
+      expect(await listed(`http://127.0.0.1:${port}`)).toEqual(['quay.io/first/app']);
+      expect(await refusal()).toContain(`the embedded database in ${dataDir} is in use by another process`);
+      expect(await server.stop()).toBe(0);
     },
   );
 
