@@ -13,9 +13,11 @@ const LOCK = 'imagelist.lock';
 /**
  * The holder touches the lock every second; one untouched this long is a holder gone (kill -9, a
  * crash, another host or container that stopped) and is taken over. A new process waits that long
- * before it refuses, or takes the lock of one that died.
+ * before it refuses, or takes the lock of one that died. proper-lockfile's default: the lock is
+ * touched from the main thread, which a first start's initdb held for up to 5.3 s on a loaded
+ * machine; a live holder's lock must not go stale meanwhile.
  */
-const STALE_MS = 5000;
+const STALE_MS = 10_000;
 
 export interface DataDirLock {
   release(): Promise<void>;
