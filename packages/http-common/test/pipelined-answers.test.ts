@@ -8,8 +8,7 @@ import { MAX_QUEUED_RESPONSES } from '../src/node-server.js';
 import { temporaryCertificate } from './support/temporary-certificate.js';
 
 // Clients on real sockets, over HTTP and HTTPS, that write their requests at once and read every
-// answer: each request answered, in order, whether the client keeps the connection open or shuts
-// its side once it has written them.
+// answer: each request answered, in order.
 const certs = temporaryCertificate('pipelined-answers-');
 const servers: Partial<Record<'http' | 'https', { app: App; port: number }>> = {};
 
