@@ -84,10 +84,10 @@ function parseYamlQuietly(text: string): unknown {
 const TOKENS_FILE_MAX_BYTES = 1024 * 1024;
 
 /**
- * How often a file that could not be read is read again, until it can. The watch reads it only on
- * a change of its stat, and a failure that changes nothing in it (EMFILE while the process was out
- * of descriptors, EIO, an NFS ESTALE) left every token refused until someone edited the file. A
- * second: writes refused for about that long after the cause clears, one open a second meanwhile.
+ * How often a file that could not be read is read again, until it can (watchFile's retryMs): a
+ * failure that changes nothing in it (EMFILE while the process was out of descriptors, EIO, an NFS
+ * ESTALE) left every token refused until someone edited the file. A second: writes refused for
+ * about that long after the cause clears, one open a second meanwhile.
  */
 const RETRY_UNREADABLE_MS = 1000;
 
@@ -154,9 +154,7 @@ export class TokenStore {
   private lastInvalid: string | undefined;
   private missing = false;
   private watcher: { close(): Promise<void> } | undefined;
-  private loading: Promise<void> = Promise.resolve();
-  private retry: NodeJS.Timeout | undefined;
-  private closed = false;
+  private loading: Promise<unknown> = Promise.resolve();
 
   /**
    * @param opts.settleMs A changed file applies only once it has read the same twice this far
@@ -189,13 +187,11 @@ export class TokenStore {
     }
     this.lastText = text;
     this.logLoaded();
-    this.watcher = await watchFile(this.file, () => void this.reload(), { pollMs: this.opts.pollMs });
+    this.watcher = await watchFile(this.file, () => this.reload(), { pollMs: this.opts.pollMs, retryMs: RETRY_UNREADABLE_MS });
     return this;
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.retry);
     await this.watcher?.close();
     await this.loading;
   }
@@ -204,22 +200,24 @@ export class TokenStore {
     return this.entries.length;
   }
 
-  /** Re-reads the file. Serialised, so a burst of events cannot apply an older read last. */
-  reload(): Promise<void> {
-    this.loading = this.loading.then(() => this.read());
-    return this.loading;
+  /**
+   * Re-reads the file: false when it could not be read (the watch then reads it again). Serialised,
+   * so a burst of events cannot apply an older read last.
+   */
+  reload(): Promise<boolean> {
+    const read = this.loading.then(() => this.read());
+    this.loading = read;
+    return read;
   }
 
-  private async read(): Promise<void> {
-    clearTimeout(this.retry);
-    if (this.closed) return;
+  private async read(): Promise<boolean> {
     let text: string;
     try {
       text = await readTokensText(this.file);
       if (text !== this.lastText && text !== this.lastInvalid) {
         await new Promise((resolve) => setTimeout(resolve, this.opts.settleMs ?? 100));
         // Still being written: the write's own change event brings another read.
-        if ((await readTokensText(this.file)) !== text) return;
+        if ((await readTokensText(this.file)) !== text) return true;
       }
     } catch (err) {
       if (err instanceof TooLarge) {
@@ -228,7 +226,7 @@ export class TokenStore {
           this.lastInvalid = err.message;
           this.log.error({ file: this.file, reason: err.message }, 'tokens file invalid; keeping the previous tokens');
         }
-        return;
+        return true;
       }
       if (!this.missing) {
         this.log.warn({ file: this.file, code: (err as NodeJS.ErrnoException).code }, 'tokens file unreadable; no token is valid');
@@ -236,13 +234,11 @@ export class TokenStore {
       this.missing = true;
       this.entries = [];
       this.lastText = undefined;
-      // Not persistent, as the watch is not: a retry alone does not keep the process running.
-      if (!this.closed) this.retry = setTimeout(() => void this.reload(), RETRY_UNREADABLE_MS).unref();
-      return;
+      return false;
     }
     if (this.missing) this.log.info({ file: this.file }, 'tokens file readable again');
     this.missing = false;
-    if (text === this.lastText || text === this.lastInvalid) return;
+    if (text === this.lastText || text === this.lastInvalid) return true;
     try {
       this.entries = parseTokensFile(text);
       this.lastText = text;
@@ -252,6 +248,7 @@ export class TokenStore {
       this.lastInvalid = text;
       this.log.error({ file: this.file, reason: (err as Error).message }, 'tokens file invalid; keeping the previous tokens');
     }
+    return true;
   }
 
   /** Says what was loaded, and names (never quotes) the tokens no client can send, or with keys it ignores. */

@@ -20,56 +20,35 @@ export function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
   }
 }
 
-/**
- * How often a pair that could not be loaded is loaded again, until it can be. A read that failed
- * (EMFILE while the process was out of descriptors, EIO, an NFS ESTALE) changes neither file, so
- * no change would bring another reload: the rotated certificate was never served, and the previous
- * one stayed in service until it expired.
- */
+/** How often a pair that could not be loaded is loaded again, until it can be (watchFile's retryMs). */
 const RETRY_MS = 1000;
 
 /**
  * Reloads the serving certificate when either file changes (cert-manager rotation, Secret update)
  * without a restart. A pair that cannot be read, half-written or mismatched keeps the previous one
- * in service, and is tried again every RETRY_MS until it loads or a change brings another.
+ * in service, and is tried again every RETRY_MS until it loads or a change brings another: a read
+ * that failed changes neither file, and the rotated certificate was never served.
  */
 export async function reloadTlsOnChange(server: HttpsServer, files: TlsFiles, log: FastifyBaseLogger) {
-  let retry: NodeJS.Timeout | undefined;
-  let closed = false;
   /** The failure logged since the last change: each retry that fails the same way is not logged again. */
   let logged: string | undefined;
-  const reload = () => {
-    clearTimeout(retry);
-    if (closed) return;
+  const reload = (retrying: boolean): boolean => {
+    if (!retrying) logged = undefined;
     try {
       server.setSecureContext(readTls(files));
       logged = undefined;
       log.info({ certfile: files.certfile }, 'TLS certificate reloaded');
+      return true;
     } catch (err) {
       if ((err as Error).message !== logged) {
         logged = (err as Error).message;
         log.error({ err, certfile: files.certfile }, 'TLS certificate reload failed; keeping the previous one');
       }
-      // Not persistent: a retry alone does not keep the process running.
-      retry = setTimeout(reload, RETRY_MS).unref();
+      return false;
     }
   };
   // Each file: a new key alone must be seen too. One reload for both (a Secret update changes
   // both); a pair read half-updated does not match, and keeps the previous pair until the other
   // file's change reloads it.
-  const watcher = await watchFile(
-    [files.certfile, files.keyfile],
-    () => {
-      logged = undefined;
-      reload();
-    },
-    { debounceMs: 200 },
-  );
-  return {
-    close() {
-      closed = true;
-      clearTimeout(retry);
-      return watcher.close();
-    },
-  };
+  return watchFile([files.certfile, files.keyfile], reload, { debounceMs: 200, retryMs: RETRY_MS });
 }
