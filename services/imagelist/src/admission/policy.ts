@@ -49,21 +49,28 @@ function written({ image, container }: ContainerImage): string {
 const WARNING_MAX = 256;
 const WARNINGS_MAX = 2048;
 
-function auditWarnings(denied: readonly string[]): string[] {
-  const warnings: string[] = [];
-  let total = 0;
-  for (let i = 0; i < denied.length; i++) {
-    const warning = shorten(`audit mode, would deny ${denied[i]}`, WARNING_MAX);
-    // Room is kept for a line that says how many were left out, unless this is the last image.
-    const room = i === denied.length - 1 ? WARNINGS_MAX : WARNINGS_MAX - 80;
-    if (total + warning.length > room) {
-      warnings.push(`audit mode, would deny ${denied.length - i} more images (the log names them)`);
-      break;
-    }
-    warnings.push(warning);
-    total += warning.length;
+/**
+ * How many of `parts`, from the first, fit in `max` characters, each taking its length and `gap`
+ * more, after `used`: room is kept for the `tail` characters of a line that says how many were
+ * left out, unless every part fits.
+ */
+function fitting(
+  parts: readonly string[],
+  { max, tail, used = 0, gap = 0 }: { max: number; tail: number; used?: number; gap?: number },
+): number {
+  let total = used;
+  for (let i = 0; i < parts.length; i++) {
+    total += parts[i]!.length + gap;
+    if (total > (i === parts.length - 1 ? max : max - tail)) return i;
   }
-  return warnings;
+  return parts.length;
+}
+
+function auditWarnings(denied: readonly string[]): string[] {
+  const warnings = denied.map((d) => shorten(`audit mode, would deny ${d}`, WARNING_MAX));
+  const n = fitting(warnings, { max: WARNINGS_MAX, tail: 80 });
+  if (n === warnings.length) return warnings;
+  return [...warnings.slice(0, n), `audit mode, would deny ${denied.length - n} more images (the log names them)`];
 }
 
 /**
@@ -71,17 +78,13 @@ function auditWarnings(denied: readonly string[]): string[] {
  * Events, so it names the denied images that fit in 2,048 characters, then how many more there are.
  */
 const MESSAGE_MAX = 2048;
+const DENIED = 'images not on the allowlist: ';
 
 function denialMessage(denied: readonly string[]): string {
-  let message = `images not on the allowlist: ${denied[0]}`;
-  for (let i = 1; i < denied.length; i++) {
-    const next = `; ${denied[i]}`;
-    // Room is kept for the count of those left out, unless this is the last image.
-    const room = i === denied.length - 1 ? MESSAGE_MAX : MESSAGE_MAX - 60;
-    if (message.length + next.length > room) return `${message}; and ${denied.length - i} more (the log names them)`;
-    message += next;
-  }
-  return message;
+  // Each image after the first follows a '; '; the first, at most ~1,200 characters, is always named.
+  const n = Math.max(1, fitting(denied, { max: MESSAGE_MAX, tail: 60, used: DENIED.length - 2, gap: 2 }));
+  const message = DENIED + denied.slice(0, n).join('; ');
+  return n === denied.length ? message : `${message}; and ${denied.length - n} more (the log names them)`;
 }
 
 /** Whether images[i] stood earlier in the list. A pod has a few containers, where a scan beats a Set. */
