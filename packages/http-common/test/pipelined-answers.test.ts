@@ -1,62 +1,34 @@
-import { once } from 'node:events';
-import net from 'node:net';
-import tls from 'node:tls';
 import Type from 'typebox';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type App } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
 import { MAX_QUEUED_RESPONSES } from '../src/node-server.js';
-import { temporaryCertificate } from './support/temporary-certificate.js';
+import { appPerScheme, exchange, type Scheme } from './support/both-schemes.js';
 
 // Clients on real sockets, over HTTP and HTTPS, that write their requests at once and read every
 // answer: each request answered, in order.
-const certs = temporaryCertificate('pipelined-answers-');
-const servers: Partial<Record<'http' | 'https', { app: App; port: number }>> = {};
-
-beforeAll(async () => {
-  for (const scheme of ['http', 'https'] as const) {
-    const app = await createApp({
-      metricsPath: '/metrics',
-      defaultMetrics: false,
-      openapi: { title: 'test', version: '1.0.0' },
-      ...(scheme === 'https' ? { tls: certs() } : {}),
-    });
-    const stored = new Map<string, number>();
-    app.get('/things/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (request) => ({ id: request.params.id }));
-    // made and answered after a turn of the event loop, as a write waits for the database
-    app.put(
-      '/things/:id',
-      { schema: { params: Type.Object({ id: Type.String() }), body: Type.Object({ n: Type.Integer() }) } },
-      async (request) => {
-        await new Promise((r) => setTimeout(r, 50));
-        stored.set(request.params.id, request.body.n);
-        return { id: request.params.id, n: request.body.n };
-      },
-    );
-    app.get('/stored/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (request, reply) =>
-      stored.has(request.params.id) ? { id: String(stored.get(request.params.id)) } : reply.code(404).send(),
-    );
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    servers[scheme] = { app, port: (app.server.address() as net.AddressInfo).port };
-  }
-});
-afterAll(async () => {
-  await Promise.all(Object.values(servers).map((s) => s.app.close()));
+const server = appPerScheme('pipelined-answers-', {}, (app) => {
+  const stored = new Map<string, number>();
+  app.get('/things/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (request) => ({ id: request.params.id }));
+  // made and answered after a turn of the event loop, as a write waits for the database
+  app.put(
+    '/things/:id',
+    { schema: { params: Type.Object({ id: Type.String() }), body: Type.Object({ n: Type.Integer() }) } },
+    async (request) => {
+      await new Promise((r) => setTimeout(r, 50));
+      stored.set(request.params.id, request.body.n);
+      return { id: request.params.id, n: request.body.n };
+    },
+  );
+  app.get('/stored/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (request, reply) =>
+    stored.has(request.params.id) ? { id: String(stored.get(request.params.id)) } : reply.code(404).send(),
+  );
 });
 
 /**
- * Writes `requests` in one chunk, reads until the server closes, and returns the ids of the answers in the order they came, or their status if not 200.
+ * Writes `requests` in one chunk, reads until the server closes, and returns the ids of the
+ * answers in the order they came, or their status if not 200.
  */
-async function pipeline(scheme: 'http' | 'https', requests: string[]): Promise<(string | number)[]> {
-  const { port } = servers[scheme]!;
-  const socket = scheme === 'https' ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
-  await once(socket, scheme === 'https' ? 'secureConnect' : 'connect');
-  let got = '';
-  socket.on('data', (d: Buffer) => (got += d.toString()));
-  socket.on('error', () => {});
-  const closed = new Promise((r) => socket.on('close', r));
-  socket.write(requests.join(''));
-  await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
-  socket.destroy();
+async function pipeline(scheme: Scheme, requests: string[]): Promise<(string | number)[]> {
+  const got = await exchange(scheme, server(scheme).port, requests.join(''), 5000);
   return [...got.matchAll(/HTTP\/1\.1 (\d{3}) [^]*?\r\n\r\n(\{[^}]*\})?/g)].map(([, status, body]) =>
     status === '200' ? (JSON.parse(body!) as { id: string }).id : Number(status),
   );
