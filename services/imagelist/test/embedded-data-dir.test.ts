@@ -14,9 +14,10 @@ let root: string;
 let dataDir: string;
 const running: RunningServer[] = [];
 
-async function start(): Promise<{ server: RunningServer; base: string }> {
+/** Starts imagelist on `dir` (the shared data directory unless said), stopped after the tests. */
+async function start(dir = dataDir): Promise<{ server: RunningServer; base: string }> {
   const port = await freePort();
-  const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {}, READY_MS);
+  const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', dir], {}, READY_MS);
   running.push(server);
   return { server, base: `http://127.0.0.1:${port}` };
 }
@@ -94,9 +95,7 @@ describe('the embedded database (PGlite) in a data directory', () => {
   it('exits 1 saying so when its data directory is removed while it runs', { timeout: 2 * READY_MS }, async () => {
     const doomed = path.join(root, 'doomed');
     await cp(dataDir, doomed, { recursive: true });
-    const port = await freePort();
-    const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', doomed], {}, READY_MS);
-    running.push(server);
+    const { server } = await start(doomed);
     await rm(doomed, { recursive: true });
     const exited = once(server.child, 'exit');
     const code = await Promise.race([exited.then(([c]) => c as number | null), sleep(15_000).then(() => 'still running')]);
@@ -110,17 +109,11 @@ describe('the embedded database (PGlite) in a data directory', () => {
     async () => {
       const shared = path.join(root, 'shared');
       await cp(dataDir, shared, { recursive: true });
-      const on = async (dir: string) => {
-        const port = await freePort();
-        const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', dir], {}, READY_MS);
-        running.push(server);
-        return { server, base: `http://127.0.0.1:${port}` };
-      };
-      const first = await on(shared);
+      const first = await start(shared);
       expect(await put(first.base, DIGEST_A.replace(/^.{8}/, 'aaaaaaaa'), 'quay.io/before/stop')).toBe(200);
       // Ctrl-Z, or a machine or VM paused: its lock goes stale, and a second process takes it.
       first.server.child.kill('SIGSTOP');
-      const second = await on(shared);
+      const second = await start(shared);
       expect(await put(second.base, DIGEST_A.replace(/^.{8}/, 'bbbbbbbb'), 'quay.io/second/app')).toBe(200);
       const exited = once(first.server.child, 'exit');
       first.server.child.kill('SIGCONT');
@@ -128,7 +121,7 @@ describe('the embedded database (PGlite) in a data directory', () => {
       expect(first.server.output()).toContain(`${shared}/imagelist.lock was removed or taken while imagelist ran`);
       // Killed, the second's acknowledged writes are in its WAL, which the first must not have overwritten.
       await second.server.stop('SIGKILL');
-      const third = await on(shared);
+      const third = await start(shared);
       expect(await listed(third.base)).toEqual(['quay.io/before/stop', 'quay.io/first/app', 'quay.io/second/app']);
       expect(await third.server.stop()).toBe(0);
     },
@@ -140,10 +133,8 @@ describe('the embedded database (PGlite) in a data directory', () => {
     async () => {
       const link = path.join(root, 'link');
       await symlink(dataDir, link);
-      const port = await freePort();
-      const server = await startServer(['--listen', `127.0.0.1:${port}`, '--data-dir', link], {}, READY_MS);
-      running.push(server);
-      expect(await listed(`http://127.0.0.1:${port}`)).toEqual(['quay.io/first/app']);
+      const { server, base } = await start(link);
+      expect(await listed(base)).toEqual(['quay.io/first/app']);
       expect(await refusal()).toContain(`the embedded database in ${dataDir} is in use by another process`);
       expect(await server.stop()).toBe(0);
     },
